@@ -1,0 +1,116 @@
+/**
+ * What peers say to each other.
+ *
+ * ## Inside sealed envelopes (through the signaling service)
+ * - `hello {name, role, caps, grants?, grantSig?}`: sent to every peer on `welcome`/`peer-joined`;
+ *   a viewer proves its grants with the signature from its token.
+ * - `description {description: {type, sdp}}`: SDP offer/answer (perfect negotiation; the peer
+ *   with the lower id is polite).
+ * - `candidate {candidate}`: a trickled ICE candidate (null = end of candidates).
+ * - `bye`: the sender is leaving on purpose.
+ *
+ * ## On the `control` data channel (JSON text messages)
+ * - `catalog {shares}`: the shares the sender exports that the receiver may use.
+ * - `ping {id, t}` / `pong {id, t}`: health and RTT.
+ * - `status {…}`: an agent's view of its own connections, for viewers (debug page).
+ *
+ * ## On a stream data channel (label `tcp:<share>`)
+ * Binary messages are stream bytes. Text messages are stream control (`StreamControl`):
+ * `ok` (the acceptor dialed the target), `err {code, message}` (refused), `fin` (no more bytes
+ * in this direction; the other may go on), `rst {code}` (abort both ways).
+ */
+import * as z from 'zod'
+
+export const SHARE_NAME = /^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/
+export const ShareName = z.string().regex(SHARE_NAME, 'share names are lowercase DNS labels (a-z, 0-9, ., -)')
+export const PeerName = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/, 'peer names are 1-64 letters, digits, ., _ or -')
+
+const Hello = z.object({
+  type: z.literal('hello'),
+  name: PeerName,
+  role: z.enum(['agent', 'viewer']),
+  caps: z.array(z.string().max(32)).max(32).default([]),
+  grants: z.array(z.string().max(64)).max(256).optional(),
+  grantSig: z.string().max(128).optional(),
+}).strict()
+
+const Description = z.object({
+  type: z.literal('description'),
+  description: z.object({ type: z.enum(['offer', 'answer', 'pranswer', 'rollback']), sdp: z.string().max(60_000).default('') }),
+}).strict()
+
+const Candidate = z.object({
+  type: z.literal('candidate'),
+  candidate: z.object({
+    candidate: z.string().max(2048),
+    sdpMid: z.string().max(64).nullable().optional(),
+    sdpMLineIndex: z.number().int().min(0).max(64).nullable().optional(),
+    usernameFragment: z.string().max(256).nullable().optional(),
+  }).nullable(),
+}).strict()
+
+const Bye = z.object({ type: z.literal('bye') }).strict()
+
+export const PeerSignal = z.discriminatedUnion('type', [Hello, Description, Candidate, Bye])
+export type PeerSignal = z.infer<typeof PeerSignal>
+export type Hello = z.infer<typeof Hello>
+
+export const ShareInfo = z.object({
+  name: ShareName,
+  protocol: z.enum(['tcp', 'http']).default('tcp'),
+  description: z.string().max(256).optional(),
+})
+export type ShareInfo = z.infer<typeof ShareInfo>
+
+export const PathKind = z.enum(['direct', 'turn', 'relay', 'none'])
+export type PathKind = z.infer<typeof PathKind>
+
+export const PeerStatus = z.object({
+  peer: z.string().max(64),
+  name: z.string().max(64),
+  role: z.enum(['agent', 'viewer']),
+  state: z.string().max(32),
+  path: PathKind,
+  pair: z.string().max(256).optional(),
+  rttMs: z.number().nullable(),
+  bytesIn: z.number(),
+  bytesOut: z.number(),
+  streams: z.number().int(),
+  shares: z.array(ShareInfo).max(256).default([]),
+})
+export type PeerStatus = z.infer<typeof PeerStatus>
+
+const Catalog = z.object({ type: z.literal('catalog'), shares: z.array(ShareInfo).max(256) }).strict()
+const Ping = z.object({ type: z.literal('ping'), id: z.number().int(), t: z.number() }).strict()
+const Pong = z.object({ type: z.literal('pong'), id: z.number().int(), t: z.number() }).strict()
+const Status = z.object({
+  type: z.literal('status'),
+  name: z.string().max(64),
+  peers: z.array(PeerStatus).max(256),
+  shares: z.array(ShareInfo).max(256),
+  connects: z.array(z.object({ share: z.string().max(64), peer: z.string().max(64), listen: z.string().max(128) })).max(256),
+  imports: z.array(z.object({ share: z.string().max(64), peer: z.string().max(64), service: z.string().max(256) })).max(1024).default([]),
+}).strict()
+
+export const ControlMessage = z.discriminatedUnion('type', [Catalog, Ping, Pong, Status])
+export type ControlMessage = z.infer<typeof ControlMessage>
+export type StatusMessage = z.infer<typeof Status>
+
+export const StreamControl = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('ok') }).strict(),
+  z.object({ t: z.literal('err'), code: z.string().max(64), message: z.string().max(512) }).strict(),
+  z.object({ t: z.literal('fin') }).strict(),
+  z.object({ t: z.literal('rst'), code: z.string().max(64) }).strict(),
+])
+export type StreamControl = z.infer<typeof StreamControl>
+
+export const STREAM_LABEL_PREFIX = 'tcp:'
+export const CONTROL_LABEL = 'control'
+
+/** Parses JSON text against a schema; null when it is not JSON or does not match. */
+export function parseJson<T> (schema: z.ZodType<T>, text: string): T | null {
+  let raw: unknown
+  try { raw = JSON.parse(text) } catch { return null }
+  const r = schema.safeParse(raw)
+  return r.success ? r.data : null
+}
