@@ -24,6 +24,7 @@
  * | RATE_LIMITED | 4429 | 429 | messages faster than the per-connection rate limit |
  * | UNKNOWN_PEER | — | — | a signal addressed to a peer not in the room (connection stays open) |
  * | REPLACED | 4001 | — | the same peer joined again on a newer connection; the older one is closed |
+ * | SLOW_CONSUMER | 4008 | — | the socket's send buffer passed its bound (the client does not read) |
  * | SHUTTING_DOWN | 1001 | 503 | the service is stopping |
  * | INTERNAL | 1011 | 500 | an unexpected failure (details only in the server log) |
  *
@@ -56,6 +57,7 @@ export const ERRORS = {
   RATE_LIMITED: { close: 4429, http: 429 },
   UNKNOWN_PEER: { close: 0, http: 404 },
   REPLACED: { close: 4001, http: 409 },
+  SLOW_CONSUMER: { close: 4008, http: 503 },
   SHUTTING_DOWN: { close: 1001, http: 503 },
   INTERNAL: { close: 1011, http: 500 },
   SHARE_NOT_FOUND: { close: 0, http: 404 },

@@ -55,6 +55,11 @@ export class Opener<R extends string = string> {
     this.init = { maxSkewMs: SEAL_MAX_SKEW_MS, replayCache: SEAL_REPLAY_CACHE, ...init }
   }
 
+  /** Nonces currently remembered for replay detection (bounded by `replayCache`). */
+  get remembered (): number {
+    return this.seen.size
+  }
+
   /** Returns the body and the role of the key that opened it; throws CausewayError SEAL_REJECTED. */
   async open (from: string, sealed: string, now = Date.now()): Promise<{ body: unknown, role: R }> {
     let bytes: Uint8Array<ArrayBuffer>

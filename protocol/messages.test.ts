@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest'
+import { ERROR_CODES, ERRORS } from './errors.ts'
+import { parseClientMessage, parseServerMessage, PROTOCOL_VERSION } from './messages.ts'
+import { ControlMessage, parseJson, PeerSignal, StreamControl } from './peer.ts'
+
+describe('signaling schemas', () => {
+  it('accepts the messages of the protocol', () => {
+    expect(parseClientMessage(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, peer: 'abcdefgh12' }))).not.toBeNull()
+    expect(parseClientMessage(JSON.stringify({ type: 'signal', to: 'abcdefgh12', sealed: 'AQID' }))).not.toBeNull()
+    expect(parseClientMessage(JSON.stringify({ type: 'ping', id: 3 }))).not.toBeNull()
+    expect(parseServerMessage(JSON.stringify({ type: 'peer-left', peer: 'abcdefgh12' }))).not.toBeNull()
+  })
+
+  it('rejects unknown types, extra fields, bad ids and non-JSON', () => {
+    for (const bad of [
+      '', 'null', '[]', '{"type":"nope"}', '{"type":"join","v":1,"peer":"short"}',
+      '{"type":"join","v":1,"peer":"abcdefgh12","extra":1}', '{"type":"signal","to":"abcdefgh12","sealed":"a b"}',
+      '{"type":"join","v":1,"peer":"../../etc/passwd"}', '{"__proto__":{"type":"ping"},"id":1}',
+    ]) expect(parseClientMessage(bad)).toBeNull()
+  })
+
+  it('has a distinct close code for every fatal error', () => {
+    const closes = ERROR_CODES.map(c => ERRORS[c].close).filter(c => c !== 0)
+    expect(new Set(closes).size).toBe(closes.length)
+  })
+})
+
+describe('peer schemas', () => {
+  it('parses hello, descriptions, candidates and stream control', () => {
+    expect(PeerSignal.safeParse({ type: 'hello', name: 'cluster-a', role: 'agent', caps: [] }).success).toBe(true)
+    expect(PeerSignal.safeParse({ type: 'candidate', candidate: null }).success).toBe(true)
+    expect(PeerSignal.safeParse({ type: 'description', description: { type: 'offer', sdp: 'v=0' } }).success).toBe(true)
+    expect(PeerSignal.safeParse({ type: 'hello', name: 'bad name!', role: 'agent' }).success).toBe(false)
+    expect(parseJson(StreamControl, '{"t":"fin"}')).toEqual({ t: 'fin' })
+    expect(parseJson(StreamControl, '{"t":"rst"}')).toBeNull()
+    expect(parseJson(ControlMessage, '{"type":"catalog","shares":[{"name":"Web"}]}')).toBeNull()
+  })
+})

@@ -1,0 +1,90 @@
+/**
+ * The signaling service's HTTP surface, one Hono app for both runtimes. Runtime specifics
+ * (WebSocket upgrade, metrics, static assets) come in through `AppDeps`.
+ *
+ * Routes:
+ * - `GET /healthz` — liveness; `{ok, protocol}`.
+ * - `GET /v1/ice?room=R` — ICE servers (STUN, TURN with short-lived REST credentials) and relay
+ *   multiaddrs; needs `Authorization: Bearer <ticket>` when an access secret is set.
+ * - `GET /v1/rooms/{room}` — the WebSocket of a room (protocol/messages.ts).
+ * - `GET /metrics` — Prometheus text (Node adapter).
+ * - `GET /debug` — the debug page (see signaling/page).
+ */
+import { Hono, type Context } from 'hono'
+import { CausewayError, publicError, ERRORS } from '../protocol/errors.ts'
+import { randomId } from '../protocol/encoding.ts'
+import { RoomId, PROTOCOL_VERSION, type IceConfig, type IceServer } from '../protocol/messages.ts'
+import { verifyTicket } from '../protocol/ticket.ts'
+import { mintTurnCredential } from '../protocol/turn.ts'
+import type { SignalingConfig } from './config.ts'
+
+export interface AppDeps {
+  config: SignalingConfig
+  /** Upgrades `GET /v1/rooms/{room}` to a WebSocket (the room id is already validated). */
+  rooms: (c: Context, room: string) => Response | Promise<Response>
+  /** Prometheus exposition text, where the runtime keeps metrics. */
+  metrics?: () => Promise<string>
+  /** Static assets (debug page): returns undefined when there is no such asset. */
+  assets?: (path: string) => Promise<Response | undefined> | Response | undefined
+}
+
+function errorResponse (c: Context, err: unknown): Response {
+  const { code, message } = publicError(err)
+  return c.json({ error: { code, message } }, ERRORS[code].http as 400)
+}
+
+export function createApp (deps: AppDeps): Hono {
+  const app = new Hono()
+  const { config } = deps
+
+  app.onError((err, c) => errorResponse(c, err))
+  app.notFound(c => errorResponse(c, new CausewayError('NOT_FOUND', 'no such route')))
+
+  app.get('/healthz', c => c.json({ ok: true, protocol: PROTOCOL_VERSION }))
+
+  app.get('/v1/ice', async c => {
+    if (config.accessSecret !== undefined) {
+      const room = RoomId.safeParse(c.req.query('room'))
+      if (!room.success) throw new CausewayError('BAD_MESSAGE', 'query parameter room is required')
+      const auth = c.req.header('authorization') ?? ''
+      const m = /^Bearer\s+(\S+)$/i.exec(auth)
+      if (m?.[1] === undefined) throw new CausewayError('UNAUTHORIZED', 'this deployment requires an access ticket (Authorization: Bearer)')
+      await verifyTicket(config.accessSecret, m[1], room.data)
+    }
+    const iceServers: IceServer[] = []
+    if (config.stunUrls.length > 0) iceServers.push({ urls: config.stunUrls })
+    if (config.turnUrls.length > 0 && config.turnSecret !== undefined) {
+      const cred = await mintTurnCredential(config.turnSecret, { ttlSeconds: config.turnTtlSeconds, id: randomId(9) })
+      iceServers.push({ urls: config.turnUrls, username: cred.username, credential: cred.credential })
+    }
+    const body: IceConfig = { iceServers, relays: config.relays, ttlSeconds: config.turnTtlSeconds }
+    c.header('cache-control', 'no-store')
+    return c.json(body)
+  })
+
+  app.get('/v1/rooms/:room', async c => {
+    const room = RoomId.safeParse(c.req.param('room'))
+    if (!room.success) throw new CausewayError('NOT_FOUND', 'not a room id')
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
+      return c.json({ error: { code: 'BAD_MESSAGE', message: 'expected a WebSocket upgrade' } }, 426)
+    }
+    return await deps.rooms(c, room.data)
+  })
+
+  if (deps.metrics !== undefined) {
+    const metrics = deps.metrics
+    app.get('/metrics', async c => c.text(await metrics(), 200, { 'content-type': 'text/plain; version=0.0.4' }))
+  }
+
+  if (deps.assets !== undefined) {
+    const assets = deps.assets
+    app.get('/debug', c => c.redirect('/debug/', 302))
+    app.get('/debug/*', async c => {
+      const res = await assets(c.req.path.slice('/debug'.length) || '/')
+      if (res === undefined) throw new CausewayError('NOT_FOUND', 'no such asset')
+      return res
+    })
+  }
+
+  return app
+}

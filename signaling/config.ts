@@ -1,0 +1,66 @@
+/**
+ * Signaling service configuration, shared by both adapters. Read from the environment (Node:
+ * process.env plus CLI flags; Worker: vars and secrets). See the README's configuration table.
+ */
+import * as z from 'zod'
+import { DEFAULT_LIMITS, type SignalingLimits } from '../protocol/limits.ts'
+
+const int = (def: number) => z.coerce.number().int().positive().default(def)
+
+export const EnvConfig = z.object({
+  CAUSEWAY_ACCESS_SECRET: z.string().min(16, 'CAUSEWAY_ACCESS_SECRET must be at least 16 characters').optional(),
+  CAUSEWAY_TURN_SECRET: z.string().min(8).optional(),
+  CAUSEWAY_TURN_URLS: z.string().optional(),
+  CAUSEWAY_STUN_URLS: z.string().optional(),
+  CAUSEWAY_TURN_TTL: int(3600),
+  CAUSEWAY_RELAYS: z.string().optional(),
+  CAUSEWAY_MAX_MESSAGE_BYTES: int(DEFAULT_LIMITS.maxMessageBytes),
+  CAUSEWAY_MAX_PEERS_PER_ROOM: int(DEFAULT_LIMITS.maxPeersPerRoom),
+  CAUSEWAY_MAX_ROOMS: int(DEFAULT_LIMITS.maxRooms),
+  CAUSEWAY_RATE_PER_SECOND: int(DEFAULT_LIMITS.ratePerSecond),
+  CAUSEWAY_RATE_BURST: int(DEFAULT_LIMITS.rateBurst),
+  CAUSEWAY_JOIN_TIMEOUT_MS: int(DEFAULT_LIMITS.joinTimeoutMs),
+})
+
+export interface SignalingConfig {
+  /** Access secret; when set only tickets signed with it may join. Unset: open (development only). */
+  accessSecret?: string
+  /** TURN REST secret (coturn use-auth-secret); with turnUrls, /v1/ice mints credentials. */
+  turnSecret?: string
+  turnUrls: string[]
+  stunUrls: string[]
+  turnTtlSeconds: number
+  /** libp2p relay multiaddrs handed to agents in /v1/ice. */
+  relays: string[]
+  limits: SignalingLimits
+}
+
+const list = (s: string | undefined): string[] => (s ?? '').split(/[\s,]+/).filter(Boolean)
+
+/** Builds the config from an environment-like record; throws a readable error on bad values. */
+export function configFromEnv (env: Record<string, unknown>): SignalingConfig {
+  const picked: Record<string, unknown> = {}
+  for (const key of Object.keys(EnvConfig.shape)) {
+    const v = env[key]
+    if (typeof v === 'string' && v !== '') picked[key] = v
+  }
+  const r = EnvConfig.safeParse(picked)
+  if (!r.success) throw new Error(`invalid signaling configuration: ${r.error.issues.map(i => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
+  const e = r.data
+  return {
+    ...(e.CAUSEWAY_ACCESS_SECRET !== undefined ? { accessSecret: e.CAUSEWAY_ACCESS_SECRET } : {}),
+    ...(e.CAUSEWAY_TURN_SECRET !== undefined ? { turnSecret: e.CAUSEWAY_TURN_SECRET } : {}),
+    turnUrls: list(e.CAUSEWAY_TURN_URLS),
+    stunUrls: list(e.CAUSEWAY_STUN_URLS),
+    turnTtlSeconds: e.CAUSEWAY_TURN_TTL,
+    relays: list(e.CAUSEWAY_RELAYS),
+    limits: {
+      maxMessageBytes: e.CAUSEWAY_MAX_MESSAGE_BYTES,
+      maxPeersPerRoom: e.CAUSEWAY_MAX_PEERS_PER_ROOM,
+      maxRooms: e.CAUSEWAY_MAX_ROOMS,
+      ratePerSecond: e.CAUSEWAY_RATE_PER_SECOND,
+      rateBurst: e.CAUSEWAY_RATE_BURST,
+      joinTimeoutMs: e.CAUSEWAY_JOIN_TIMEOUT_MS,
+    },
+  }
+}

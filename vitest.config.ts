@@ -1,0 +1,29 @@
+import { defineConfig } from 'vitest/config'
+
+// One command runs every suite: unit tests beside the code, then the integration, workerd,
+// NAT-lab, Kubernetes and browser suites under test/ (one file at a time: they start real
+// processes and WebRTC stacks, and these machines have two cores).
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['protocol/**/*.test.ts', 'signaling/**/*.test.ts', 'agent/**/*.test.ts', 'relay/**/*.test.ts'],
+          exclude: ['**/node_modules/**', 'signaling/worker/**'],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: ['test/**/*.test.ts'],
+          exclude: ['**/node_modules/**'],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+})
