@@ -1,3 +1,4 @@
+import { cloudflareTest } from '@cloudflare/vitest-plugin'
 import { defineConfig } from 'vitest/config'
 
 // One command runs every suite: unit tests beside the code, then the integration, workerd,
@@ -22,6 +23,15 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 180_000,
           fileParallelism: false,
+        },
+      },
+      {
+        // Tests that run inside workerd (the Worker adapter's Durable Object store).
+        plugins: [cloudflareTest({ wrangler: { configPath: './wrangler.toml' } })],
+        test: {
+          name: 'workerd',
+          include: ['signaling/worker/**/*.test.ts'],
+          testTimeout: 20_000,
         },
       },
     ],

@@ -1,0 +1,88 @@
+/**
+ * Runs inside workerd (vitest project "workerd", @cloudflare/vitest-plugin): the RoomStore
+ * contract against DurableObjectRoomStore on real hibernatable WebSockets of a real Durable
+ * Object, and the Worker end to end across a hibernation (eviction) of the room's object.
+ */
+import { env, exports } from 'cloudflare:workers'
+import { evictDurableObject, runInDurableObject } from 'cloudflare:test'
+import { describe, expect, it } from 'vitest'
+import { roomStoreContract } from '../store.contract.ts'
+import type { WorkerEnv } from './env.ts'
+import { DurableObjectRoomStore, type SocketConn } from './store.ts'
+
+const testEnv = env as unknown as WorkerEnv
+let rooms = 0
+const freshRoom = (): string => `contract-room-${Date.now()}-${++rooms}`.padEnd(20, 'x')
+
+roomStoreContract<SocketConn>('DurableObjectRoomStore (workerd)', async (body) => {
+  const room = freshRoom()
+  const stub = testEnv.ROOMS.get(testEnv.ROOMS.idFromName(room))
+  await runInDurableObject(stub, async (_instance, state) => {
+    const store = new DurableObjectRoomStore(state)
+    let n = 0
+    await body({
+      store,
+      conn: () => {
+        const pair = new WebSocketPair()
+        const conn = store.accept(pair[1], { id: `conn-${++n}`, room })
+        pair[0].accept()
+        return conn
+      },
+      reload: () => new DurableObjectRoomStore(state),
+    })
+    for (const ws of state.getWebSockets()) ws.close(1000, 'test done')
+  })
+})
+
+interface Socket { ws: WebSocket, next: (timeoutMs?: number) => Promise<Record<string, unknown>> }
+
+async function open (room: string): Promise<Socket> {
+  const res = await exports.default.fetch(`http://signaling.test/v1/rooms/${room}`, { headers: { upgrade: 'websocket' } })
+  expect(res.status).toBe(101)
+  const ws = res.webSocket
+  if (ws === null) throw new Error('no webSocket on the 101 response')
+  ws.accept()
+  const queue: Array<Record<string, unknown>> = []
+  const waiters: Array<(m: Record<string, unknown>) => void> = []
+  ws.addEventListener('message', (e: MessageEvent) => {
+    const m = JSON.parse(String(e.data)) as Record<string, unknown>
+    const w = waiters.shift()
+    if (w !== undefined) w(m); else queue.push(m)
+  })
+  return {
+    ws,
+    next: async (timeoutMs = 3000) => {
+      const m = queue.shift()
+      if (m !== undefined) return m
+      return await new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('no message in time')), timeoutMs)
+        waiters.push((msg) => { clearTimeout(t); resolve(msg) })
+      })
+    },
+  }
+}
+
+describe('SignalingRoom across hibernation', () => {
+  it('keeps joined peers and forwards signals after its object is evicted', async () => {
+    const room = freshRoom()
+    const a = await open(room)
+    a.ws.send(JSON.stringify({ type: 'join', v: 1, peer: 'peer-aaaa' }))
+    expect(await a.next()).toMatchObject({ type: 'welcome', peers: [] })
+    const b = await open(room)
+    b.ws.send(JSON.stringify({ type: 'join', v: 1, peer: 'peer-bbbb' }))
+    expect(await b.next()).toMatchObject({ type: 'welcome', peers: ['peer-aaaa'] })
+    expect(await a.next()).toMatchObject({ type: 'peer-joined', peer: 'peer-bbbb' })
+
+    const stub = testEnv.ROOMS.get(testEnv.ROOMS.idFromName(room))
+    await evictDurableObject(stub, { webSockets: 'hibernate' })
+
+    a.ws.send(JSON.stringify({ type: 'signal', to: 'peer-bbbb', sealed: 'c2VhbGVk' }))
+    expect(await b.next()).toEqual({ type: 'signal', from: 'peer-aaaa', sealed: 'c2VhbGVk' })
+    await runInDurableObject(stub, (_i, state) => {
+      expect(new DurableObjectRoomStore(state).peers().sort()).toEqual(['peer-aaaa', 'peer-bbbb'])
+    })
+    b.ws.close(1000, 'bye')
+    expect(await a.next()).toEqual({ type: 'peer-left', peer: 'peer-bbbb' })
+    a.ws.close(1000, 'bye')
+  })
+})
