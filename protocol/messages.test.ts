@@ -27,9 +27,10 @@ describe('signaling schemas', () => {
 
 describe('peer schemas', () => {
   it('parses hello, descriptions, candidates and stream control', () => {
+    expect(PeerSignal.safeParse({ type: 'candidate', sid: 'abcdef', candidate: null }).success).toBe(true)
     expect(PeerSignal.safeParse({ type: 'hello', name: 'cluster-a', role: 'agent', caps: [] }).success).toBe(true)
-    expect(PeerSignal.safeParse({ type: 'candidate', candidate: null }).success).toBe(true)
-    expect(PeerSignal.safeParse({ type: 'description', description: { type: 'offer', sdp: 'v=0' } }).success).toBe(true)
+    expect(PeerSignal.safeParse({ type: 'candidate', candidate: null }).success).toBe(false)
+    expect(PeerSignal.safeParse({ type: 'description', sid: 'abcdef', description: { type: 'offer', sdp: 'v=0' } }).success).toBe(true)
     expect(PeerSignal.safeParse({ type: 'hello', name: 'bad name!', role: 'agent' }).success).toBe(false)
     expect(parseJson(StreamControl, '{"t":"fin"}')).toEqual({ t: 'fin' })
     expect(parseJson(StreamControl, '{"t":"rst"}')).toBeNull()

@@ -4,9 +4,10 @@
  * ## Inside sealed envelopes (through the signaling service)
  * - `hello {name, role, caps, grants?, grantSig?}`: sent to every peer on `welcome`/`peer-joined`;
  *   a viewer proves its grants with the signature from its token.
- * - `description {description: {type, sdp}}`: SDP offer/answer (perfect negotiation; the peer
- *   with the lower id is polite).
- * - `candidate {candidate}`: a trickled ICE candidate (null = end of candidates).
+ * - `description {sid, description: {type, sdp}}`: SDP offer/answer (perfect negotiation; the
+ *   peer with the lower id is polite). `sid` names the sender's RTCPeerConnection instance: a
+ *   new sid means the sender started over, and the receiver replaces its session too.
+ * - `candidate {sid, candidate}`: a trickled ICE candidate (null = end of candidates).
  * - `bye`: the sender is leaving on purpose.
  *
  * ## On the `control` data channel (JSON text messages)
@@ -17,7 +18,10 @@
  * ## On a stream data channel (label `tcp:<share>`)
  * Binary messages are stream bytes. Text messages are stream control (`StreamControl`):
  * `ok` (the acceptor dialed the target), `err {code, message}` (refused), `fin` (no more bytes
- * in this direction; the other may go on), `rst {code}` (abort both ways).
+ * in this direction; the other may go on), `rst {code}` (abort both ways), `credit {n}` (the
+ * receiver consumed n more bytes: flow control; a sender never has more than the stream window
+ * (default 1 MiB) of unacknowledged bytes in flight, so a slow reader bounds memory on both
+ * sides).
  */
 import * as z from 'zod'
 
@@ -34,13 +38,17 @@ const Hello = z.object({
   grantSig: z.string().max(128).optional(),
 }).strict()
 
+const Sid = z.string().regex(/^[A-Za-z0-9_-]{4,32}$/)
+
 const Description = z.object({
   type: z.literal('description'),
+  sid: Sid,
   description: z.object({ type: z.enum(['offer', 'answer', 'pranswer', 'rollback']), sdp: z.string().max(60_000).default('') }),
 }).strict()
 
 const Candidate = z.object({
   type: z.literal('candidate'),
+  sid: Sid,
   candidate: z.object({
     candidate: z.string().max(2048),
     sdpMid: z.string().max(64).nullable().optional(),
@@ -101,6 +109,7 @@ export const StreamControl = z.discriminatedUnion('t', [
   z.object({ t: z.literal('err'), code: z.string().max(64), message: z.string().max(512) }).strict(),
   z.object({ t: z.literal('fin') }).strict(),
   z.object({ t: z.literal('rst'), code: z.string().max(64) }).strict(),
+  z.object({ t: z.literal('credit'), n: z.number().int().positive().max(1 << 30) }).strict(),
 ])
 export type StreamControl = z.infer<typeof StreamControl>
 

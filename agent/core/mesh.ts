@@ -1,0 +1,267 @@
+/**
+ * The peer mesh (portable): joins the room through the signaling client, seals and opens
+ * every signal end to end, learns who is who from sealed `hello`s, and keeps one PeerSession
+ * per remote peer, replacing it when it fails or the remote starts over.
+ *
+ * Roles: members (agents) hold the network secret and talk to everyone; viewers (debug page)
+ * hold only the viewer secret: they reach agents, never impersonate one, and carry share
+ * grants that agents verify with the member-only grant key.
+ */
+import { randomId } from '../../protocol/encoding.ts'
+import { CausewayError } from '../../protocol/errors.ts'
+import { deriveGrantKey, deriveMemberKeys, deriveViewerSealKey } from '../../protocol/keys.ts'
+import { PeerSignal, type Hello } from '../../protocol/peer.ts'
+import { Opener, seal } from '../../protocol/seal.ts'
+import { verifyGrants, type NetworkToken } from '../../protocol/token.ts'
+import { PeerSession, silentLog, type LogLike, type SessionState } from './peer-session.ts'
+import { SignalingClient } from './signaling-client.ts'
+
+export type Role = 'agent' | 'viewer'
+
+export interface RemotePeer {
+  id: string
+  name: string
+  role: Role
+  /** Shares a viewer may reach (verified); undefined for agents. */
+  grants?: string[]
+  session?: PeerSession
+  /** Whether the peer is in the signaling room right now. */
+  present: boolean
+  /** Session ids of this peer that are known dead: their late signals are dropped. */
+  deadSids: Set<string>
+}
+
+export interface MeshInit {
+  token: NetworkToken
+  name: string
+  createPeerConnection: (config: RTCConfiguration) => RTCPeerConnection
+  /** ICE servers for new sessions (read at each session start). */
+  iceServers: () => RTCIceServer[]
+  log?: LogLike
+  WebSocket?: typeof WebSocket
+  signal?: AbortSignal
+  /** Session connect timeout, ms. Default 20000. */
+  connectTimeoutMs?: number
+  /** Delay before replacing a failed session, ms. Default 1000. */
+  retryDelayMs?: number
+  caps?: string[]
+}
+
+export interface MeshEvents {
+  /** A new session to `peer` exists: attach channel handlers. */
+  session?: (peer: RemotePeer, session: PeerSession) => void
+  /** A session changed state. */
+  sessionState?: (peer: RemotePeer, state: SessionState) => void
+  /** A peer is gone for good (left and its connection is down, or replaced by a restart). */
+  peerGone?: (peer: RemotePeer) => void
+  /** A signaling error (UNAUTHORIZED, ROOM_FULL, …). */
+  signalingError?: (code: string, message: string) => void
+}
+
+interface Keys {
+  room: string
+  /** Key to seal for a recipient of this role. */
+  sealFor: (role: Role) => CryptoKey | undefined
+  opener: Opener<Role>
+  grantKey?: CryptoKey
+  hello: Hello
+}
+
+export class Mesh {
+  readonly id = randomId(12)
+  readonly role: Role
+  readonly peers = new Map<string, RemotePeer>()
+  events: MeshEvents = {}
+  signaling?: SignalingClient
+  private keys?: Keys
+  private readonly init: MeshInit
+  private readonly log: LogLike
+  private closed = false
+
+  constructor (init: MeshInit) {
+    this.init = init
+    this.role = init.token.kind === 'member' ? 'agent' : 'viewer'
+    this.log = init.log ?? silentLog
+    init.signal?.addEventListener('abort', () => this.close(), { once: true })
+  }
+
+  get room (): string | undefined { return this.keys?.room }
+
+  async start (): Promise<void> {
+    const t = this.init.token
+    const hello: Hello = { type: 'hello', name: this.init.name, role: this.role, caps: this.init.caps ?? [] }
+    if (t.kind === 'member') {
+      const k = await deriveMemberKeys(t.secret)
+      this.keys = {
+        room: k.room,
+        sealFor: role => role === 'agent' ? k.seal : k.viewerSeal,
+        opener: new Opener<Role>({ room: k.room, self: this.id, keys: [{ key: k.seal, role: 'agent' }, { key: k.viewerSeal, role: 'viewer' }] }),
+        grantKey: k.grant,
+        hello,
+      }
+    } else {
+      const vk = await deriveViewerSealKey(t.viewerSecret)
+      this.keys = {
+        room: t.room,
+        sealFor: role => role === 'agent' ? vk : undefined,
+        opener: new Opener<Role>({ room: t.room, self: this.id, keys: [{ key: vk, role: 'viewer' }] }),
+        hello: { ...hello, grants: t.grants, grantSig: t.grantSig },
+      }
+    }
+    const sc = this.signaling = new SignalingClient({
+      signaling: t.signaling,
+      room: this.keys.room,
+      peer: this.id,
+      ...(t.ticket !== undefined ? { ticket: t.ticket } : {}),
+      ...(this.init.WebSocket !== undefined ? { WebSocket: this.init.WebSocket } : {}),
+    })
+    sc.on('welcome', peers => { for (const p of peers) void this.sendHello(p) })
+    sc.on('joined', p => { void this.sendHello(p) })
+    sc.on('left', p => this.onLeft(p))
+    sc.on('signal', (from, sealed) => { void this.onSignal(from, sealed) })
+    sc.on('error', (code, message) => {
+      this.log.warn({ code, message }, 'signaling error')
+      this.events.signalingError?.(code, message)
+    })
+    sc.on('state', s => this.log.info({ state: s }, 'signaling'))
+    sc.start()
+  }
+
+  /** Seals and sends one signal to a peer; false when signaling is down or the peer unknown. */
+  async send (to: string, body: PeerSignal, toRole: Role = this.peers.get(to)?.role ?? 'agent'): Promise<boolean> {
+    const keys = this.keys
+    const sc = this.signaling
+    if (keys === undefined || sc === undefined) return false
+    const key = keys.sealFor(toRole)
+    if (key === undefined) return false
+    const sealed = await seal(key, { room: keys.room, from: this.id, to, body })
+    return sc.send(to, sealed)
+  }
+
+  private async sendHello (to: string): Promise<void> {
+    if (this.keys === undefined) return
+    // A viewer only talks to agents; an agent does not yet know the role, so it seals its hello
+    // for an agent and, for viewers, a second one with the viewer key.
+    await this.send(to, this.keys.hello, 'agent')
+    if (this.role === 'agent') await this.send(to, this.keys.hello, 'viewer')
+  }
+
+  private async onSignal (from: string, sealed: string): Promise<void> {
+    const keys = this.keys
+    if (keys === undefined || this.closed) return
+    let opened: { body: unknown, role: Role }
+    try {
+      opened = await keys.opener.open(from, sealed)
+    } catch (err) {
+      this.log.debug({ from, err: err instanceof CausewayError ? err.message : String(err) }, 'sealed signal rejected')
+      return
+    }
+    const parsed = PeerSignal.safeParse(opened.body)
+    if (!parsed.success) { this.log.debug({ from }, 'malformed peer signal'); return }
+    const sig = parsed.data
+    if (sig.type === 'hello') { await this.onHello(from, sig, opened.role); return }
+    const peer = this.peers.get(from)
+    if (peer === undefined) return // signals before hello: the hello is sealed first, so this is stale
+    if (peer.role !== opened.role && !(this.role === 'viewer' && peer.role === 'agent')) return
+    if (sig.type === 'bye') { this.dropPeer(peer, 'bye'); return }
+    if (peer.deadSids.has(sig.sid)) return
+    let session = peer.session
+    if (session !== undefined && session.remoteSid !== undefined && session.remoteSid !== sig.sid) {
+      if (sig.type !== 'description' || sig.description.type !== 'offer') return
+      this.log.info({ peer: peer.name }, 'peer started over: replacing session')
+      peer.deadSids.add(session.remoteSid)
+      session.close()
+      session = undefined
+    }
+    if (session === undefined || session.state === 'closed') session = this.newSession(peer)
+    session.remoteSid ??= sig.sid
+    session.handleSignal(sig)
+  }
+
+  private async onHello (from: string, hello: Hello, keyRole: Role): Promise<void> {
+    if (hello.role !== keyRole && !(this.role === 'viewer' && keyRole === 'viewer' && hello.role === 'agent')) {
+      this.log.debug({ from }, 'hello role does not match its key: ignored')
+      return
+    }
+    if (this.role === 'viewer' && hello.role === 'viewer') return
+    let grants: string[] | undefined
+    if (hello.role === 'viewer') {
+      if (this.keys?.grantKey === undefined || hello.grants === undefined || hello.grantSig === undefined) return
+      if (!await verifyGrants(this.keys.grantKey, this.keys.room, hello.grants, hello.grantSig)) {
+        this.log.warn({ from, name: hello.name }, 'viewer grants do not verify: ignored')
+        return
+      }
+      grants = hello.grants
+    }
+    // A new incarnation of a known agent (restart): drop the old one.
+    if (hello.role === 'agent') {
+      for (const p of this.peers.values()) {
+        if (p.id !== from && p.role === 'agent' && p.name === hello.name) this.dropPeer(p, 'restarted')
+      }
+    }
+    let peer = this.peers.get(from)
+    if (peer === undefined) {
+      peer = { id: from, name: hello.name, role: hello.role, present: true, deadSids: new Set(), ...(grants !== undefined ? { grants } : {}) }
+      this.peers.set(from, peer)
+      this.log.info({ peer: peer.name, role: peer.role }, 'peer discovered')
+    } else {
+      peer.present = true
+    }
+    if (peer.session === undefined || peer.session.state === 'closed') this.newSession(peer)
+  }
+
+  private newSession (peer: RemotePeer): PeerSession {
+    const session = new PeerSession({
+      remote: peer.id,
+      polite: this.id < peer.id,
+      createPeerConnection: this.init.createPeerConnection,
+      iceServers: this.init.iceServers(),
+      send: (sig) => { void this.send(peer.id, sig) },
+      log: this.log,
+      ...(this.init.connectTimeoutMs !== undefined ? { connectTimeoutMs: this.init.connectTimeoutMs } : {}),
+    })
+    peer.session = session
+    session.onState = (state) => {
+      this.log.info({ peer: peer.name, state }, 'peer connection')
+      this.events.sessionState?.(peer, state)
+      if (state === 'failed' && peer.session === session) {
+        if (session.remoteSid !== undefined) peer.deadSids.add(session.remoteSid)
+        session.close()
+        if (!peer.present) { this.dropPeer(peer, 'gone'); return }
+        setTimeout(() => {
+          if (this.closed || peer.session !== session || this.peers.get(peer.id) !== peer) return
+          this.newSession(peer)
+        }, this.init.retryDelayMs ?? 1000)
+      }
+    }
+    this.events.session?.(peer, session)
+    return session
+  }
+
+  private onLeft (id: string): void {
+    const peer = this.peers.get(id)
+    if (peer === undefined) return
+    peer.present = false
+    // Its tunnels may outlive its signaling connection: only drop it if its connection is down.
+    const s = peer.session
+    if (s === undefined || s.state === 'closed' || s.state === 'failed' || s.state === 'connecting') this.dropPeer(peer, 'left')
+  }
+
+  private dropPeer (peer: RemotePeer, why: string): void {
+    if (this.peers.get(peer.id) !== peer) return
+    this.peers.delete(peer.id)
+    this.log.info({ peer: peer.name, why }, 'peer removed')
+    peer.session?.close()
+    this.events.peerGone?.(peer)
+  }
+
+  /** Tells peers we are leaving, closes every session and the signaling connection. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await Promise.allSettled([...this.peers.values()].map(async p => await this.send(p.id, { type: 'bye' })))
+    for (const p of this.peers.values()) p.session?.close()
+    this.peers.clear()
+    this.signaling?.close()
+  }
+}

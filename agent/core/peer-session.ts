@@ -1,0 +1,256 @@
+/**
+ * One RTCPeerConnection to one remote peer, negotiated with the "perfect negotiation" pattern
+ * (either side may offer; on glare the polite side rolls back), with ICE restart on failure.
+ * Portable: the RTCPeerConnection comes from a factory (agent/wrtc.ts in Node, the browser's
+ * own in the debug page).
+ *
+ * Channels: `control` is pre-negotiated (id 0) on both sides, so no side has to wait for the
+ * other to create it; stream channels are announced in-band (DCEP) by whoever opens them.
+ */
+import { randomId } from '../../protocol/encoding.ts'
+import { parseJson, ControlMessage, CONTROL_LABEL, type PathKind, type PeerSignal } from '../../protocol/peer.ts'
+
+export interface LogLike {
+  debug: (obj: object, msg?: string) => void
+  info: (obj: object, msg?: string) => void
+  warn: (obj: object, msg?: string) => void
+}
+
+export const silentLog: LogLike = { debug () {}, info () {}, warn () {} }
+
+export type SessionState = 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed'
+
+export interface PeerSessionInit {
+  remote: string
+  polite: boolean
+  createPeerConnection: (config: RTCConfiguration) => RTCPeerConnection
+  iceServers: RTCIceServer[]
+  /** Sends a signal to the remote peer (sealing and transport are the caller's). */
+  send: (signal: PeerSignal) => void
+  log?: LogLike
+  /** Give up when not connected this long after start or an ICE restart, ms. Default 20000. */
+  connectTimeoutMs?: number
+  /** Restart ICE after this long in `disconnected`, ms. Default 3000. */
+  disconnectGraceMs?: number
+  /** Control-channel ping interval, ms. Default 2000. */
+  pingIntervalMs?: number
+}
+
+export interface PathInfo { kind: PathKind, pair?: string, rttMs?: number }
+
+type Description = { type: 'offer' | 'answer' | 'pranswer' | 'rollback', sdp: string }
+type Candidate = { candidate: string, sdpMid?: string | null, sdpMLineIndex?: number | null, usernameFragment?: string | null }
+
+export class PeerSession {
+  readonly remote: string
+  /** This session's id, sent with every signal; a new one means "I started over". */
+  readonly sid: string
+  /** The remote session id this session talks to, once known. */
+  remoteSid?: string
+  readonly pc: RTCPeerConnection
+  readonly control: RTCDataChannel
+  state: SessionState = 'connecting'
+  rttMs: number | null = null
+  onState?: (state: SessionState) => void
+  onDataChannel?: (dc: RTCDataChannel) => void
+  onControl?: (msg: ControlMessage) => void
+  onControlOpen?: () => void
+  private readonly init: Required<Omit<PeerSessionInit, 'log'>> & { log: LogLike }
+  private makingOffer = false
+  private ignoreOffer = false
+  private answerPending = false
+  private queue: Promise<void> = Promise.resolve()
+  private pendingCandidates: Candidate[] = []
+  private connectTimer?: ReturnType<typeof setTimeout>
+  private graceTimer?: ReturnType<typeof setTimeout>
+  private pinger?: ReturnType<typeof setInterval>
+  private pingId = 0
+
+  constructor (init: PeerSessionInit) {
+    this.init = { connectTimeoutMs: 20_000, disconnectGraceMs: 3000, pingIntervalMs: 2000, log: silentLog, ...init }
+    this.remote = init.remote
+    this.sid = randomId(9)
+    const pc = this.pc = init.createPeerConnection({ iceServers: init.iceServers })
+    pc.onnegotiationneeded = () => { this.enqueue(async () => await this.offer()) }
+    pc.onicecandidate = (ev) => {
+      const c = ev.candidate
+      this.init.send({ type: 'candidate', sid: this.sid, candidate: c === null ? null : { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } })
+    }
+    pc.oniceconnectionstatechange = () => this.onIceState()
+    pc.onconnectionstatechange = () => this.onIceState()
+    pc.ondatachannel = (ev) => {
+      if (ev.channel.label === CONTROL_LABEL) return
+      ev.channel.binaryType = 'arraybuffer'
+      this.onDataChannel?.(ev.channel)
+    }
+    this.control = pc.createDataChannel(CONTROL_LABEL, { negotiated: true, id: 0, ordered: true })
+    this.control.binaryType = 'arraybuffer'
+    this.control.onmessage = (ev: MessageEvent) => {
+      if (typeof ev.data !== 'string' || ev.data.length > 1_000_000) return
+      const msg = parseJson(ControlMessage, ev.data)
+      if (msg === null) { this.init.log.debug({ peer: this.remote }, 'ignoring malformed control message'); return }
+      if (msg.type === 'ping') { this.sendControl({ type: 'pong', id: msg.id, t: msg.t }); return }
+      if (msg.type === 'pong') { this.rttMs = Math.max(0, performance.now() - msg.t); return }
+      this.onControl?.(msg)
+    }
+    this.control.onopen = () => this.controlOpened()
+    this.armConnectTimer()
+  }
+
+  private controlOpened (): void {
+    if (this.pinger !== undefined) return
+    this.pinger = setInterval(() => this.sendControl({ type: 'ping', id: ++this.pingId, t: performance.now() }), this.init.pingIntervalMs)
+    this.sendControl({ type: 'ping', id: ++this.pingId, t: performance.now() })
+    this.onControlOpen?.()
+  }
+
+  sendControl (msg: ControlMessage): boolean {
+    if (this.control.readyState !== 'open') return false
+    try { this.control.send(JSON.stringify(msg)); return true } catch { return false }
+  }
+
+  /** Feeds a description or candidate from the remote peer. */
+  handleSignal (sig: PeerSignal): void {
+    if (sig.type === 'description') this.enqueue(async () => await this.onDescription(sig.description))
+    else if (sig.type === 'candidate') this.enqueue(async () => await this.onCandidate(sig.candidate))
+  }
+
+  restartIce (): void {
+    if (this.state === 'closed') return
+    this.init.log.info({ peer: this.remote }, 'ICE restart')
+    this.armConnectTimer()
+    if (typeof this.pc.restartIce === 'function') this.pc.restartIce()
+    else this.enqueue(async () => await this.offer(true))
+  }
+
+  private enqueue (fn: () => Promise<void>): void {
+    this.queue = this.queue.then(fn).catch((err: unknown) => {
+      this.init.log.debug({ peer: this.remote, err: err instanceof Error ? err.message : String(err) }, 'negotiation step failed')
+    })
+  }
+
+  private async offer (iceRestart = false): Promise<void> {
+    if (this.state === 'closed' || this.pc.signalingState !== 'stable') return
+    try {
+      this.makingOffer = true
+      const offer = await this.pc.createOffer(iceRestart ? { iceRestart: true } : undefined)
+      if (this.pc.signalingState !== 'stable') return
+      await this.pc.setLocalDescription(offer)
+      const local = this.pc.localDescription
+      if (local !== null) this.init.send({ type: 'description', sid: this.sid, description: { type: local.type, sdp: local.sdp } })
+    } finally {
+      this.makingOffer = false
+    }
+  }
+
+  private async onDescription (description: Description): Promise<void> {
+    if (this.state === 'closed') return
+    const pc = this.pc
+    const readyForOffer = !this.makingOffer && (pc.signalingState === 'stable' || this.answerPending)
+    const collision = description.type === 'offer' && !readyForOffer
+    this.ignoreOffer = !this.init.polite && collision
+    if (this.ignoreOffer) { this.init.log.debug({ peer: this.remote }, 'glare: ignoring offer (impolite)'); return }
+    if (collision) await pc.setLocalDescription({ type: 'rollback' })
+    this.answerPending = description.type === 'answer'
+    await pc.setRemoteDescription(description)
+    this.answerPending = false
+    const queued = this.pendingCandidates
+    this.pendingCandidates = []
+    for (const c of queued) await this.addCandidate(c)
+    if (description.type === 'offer') {
+      const answer = await pc.createAnswer()
+      await pc.setLocalDescription(answer)
+      const local = pc.localDescription
+      if (local !== null) this.init.send({ type: 'description', sid: this.sid, description: { type: local.type, sdp: local.sdp } })
+    }
+  }
+
+  private async onCandidate (c: Candidate | null): Promise<void> {
+    if (c === null || c.candidate === '') return
+    if (this.pc.remoteDescription === null) { if (this.pendingCandidates.length < 256) this.pendingCandidates.push(c); return }
+    await this.addCandidate(c)
+  }
+
+  private async addCandidate (c: Candidate): Promise<void> {
+    // Engines disagree on candidate shape (node-datachannel sends "a=candidate:" with a null index).
+    const candidate = c.candidate.replace(/^a=/, '')
+    const init: RTCIceCandidateInit = { candidate, sdpMid: c.sdpMid ?? '0', sdpMLineIndex: c.sdpMLineIndex ?? 0 }
+    try {
+      await this.pc.addIceCandidate(init)
+    } catch (err) {
+      if (!this.ignoreOffer) this.init.log.debug({ peer: this.remote, err: err instanceof Error ? err.message : String(err) }, 'candidate refused')
+    }
+  }
+
+  private armConnectTimer (): void {
+    clearTimeout(this.connectTimer)
+    this.connectTimer = setTimeout(() => {
+      if (this.state !== 'connected' && this.state !== 'closed') {
+        this.init.log.warn({ peer: this.remote, ice: this.pc.iceConnectionState }, 'no connection in time')
+        this.setState('failed')
+      }
+    }, this.init.connectTimeoutMs)
+  }
+
+  private onIceState (): void {
+    if (this.state === 'closed' || this.state === 'failed') return
+    const ice = this.pc.iceConnectionState
+    const conn = this.pc.connectionState
+    if (ice === 'connected' || ice === 'completed' || conn === 'connected') {
+      clearTimeout(this.connectTimer)
+      clearTimeout(this.graceTimer)
+      this.graceTimer = undefined
+      this.setState('connected')
+      if (this.control.readyState === 'open') this.controlOpened()
+    } else if (ice === 'disconnected') {
+      if (this.state === 'connected') this.setState('disconnected')
+      if (this.graceTimer === undefined) {
+        this.graceTimer = setTimeout(() => { this.graceTimer = undefined; if (this.pc.iceConnectionState === 'disconnected') this.restartIce() }, this.init.disconnectGraceMs)
+      }
+    } else if (ice === 'failed' || conn === 'failed') {
+      if (this.state === 'connected') this.setState('disconnected')
+      this.restartIce()
+    }
+  }
+
+  private setState (s: SessionState): void {
+    if (this.state === s) return
+    this.state = s
+    this.onState?.(s)
+  }
+
+  /** Selected candidate pair, its kind and RTT, from getStats. */
+  async path (): Promise<PathInfo> {
+    if (this.state === 'closed') return { kind: 'none' }
+    let report: RTCStatsReport
+    try { report = await this.pc.getStats() } catch { return { kind: 'none' } }
+    const byId = new Map<string, Record<string, unknown>>()
+    report.forEach((s: Record<string, unknown>) => { if (typeof s.id === 'string') byId.set(s.id, s) })
+    let pair: Record<string, unknown> | undefined
+    for (const s of byId.values()) {
+      if (s.type === 'transport' && typeof s.selectedCandidatePairId === 'string') pair = byId.get(s.selectedCandidatePairId)
+    }
+    if (pair === undefined) {
+      for (const s of byId.values()) {
+        if (s.type === 'candidate-pair' && s.state === 'succeeded' && (s.nominated === true || s.selected === true)) { pair = s; break }
+      }
+    }
+    if (pair === undefined) return { kind: 'none' }
+    const local = byId.get(String(pair.localCandidateId))
+    const remote = byId.get(String(pair.remoteCandidateId))
+    const describe = (c: Record<string, unknown> | undefined): string => c === undefined ? '?' : `${String(c.candidateType)} ${String(c.address ?? c.ip)}:${String(c.port)}${c.protocol !== undefined ? `/${String(c.protocol)}` : ''}`
+    const relayed = local?.candidateType === 'relay' || remote?.candidateType === 'relay'
+    const rtt = typeof pair.currentRoundTripTime === 'number' ? pair.currentRoundTripTime * 1000 : undefined
+    return { kind: relayed ? 'turn' : 'direct', pair: `${describe(local)} <-> ${describe(remote)}`, ...(rtt !== undefined ? { rttMs: rtt } : {}) }
+  }
+
+  close (): void {
+    if (this.state === 'closed') return
+    clearTimeout(this.connectTimer)
+    clearTimeout(this.graceTimer)
+    clearInterval(this.pinger)
+    this.setState('closed')
+    try { this.control.close() } catch { /* closing */ }
+    try { this.pc.close() } catch { /* closing */ }
+  }
+}

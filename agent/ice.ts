@@ -1,0 +1,73 @@
+/**
+ * ICE configuration for new peer connections: what the signaling service's `/v1/ice` hands
+ * out (STUN, TURN with short-lived REST credentials, relay addresses) plus servers from flags.
+ * Refreshed before the TURN credentials expire. Never a public default.
+ */
+import { IceConfig } from '../protocol/messages.ts'
+import type { MemberToken, ViewerToken } from '../protocol/token.ts'
+import type { LogLike } from './core/peer-session.ts'
+
+export class IceSource {
+  private fetched: RTCIceServer[] = []
+  relays: string[] = []
+  private timer?: ReturnType<typeof setTimeout>
+  private readonly extra: RTCIceServer[]
+  private readonly token: MemberToken | ViewerToken
+  private readonly room: string
+  private readonly log: LogLike
+  private readonly useService: boolean
+
+  constructor (init: { token: MemberToken | ViewerToken, room: string, extra: RTCIceServer[], useService: boolean, log: LogLike }) {
+    this.token = init.token
+    this.room = init.room
+    this.extra = init.extra
+    this.useService = init.useService
+    this.log = init.log
+  }
+
+  servers (): RTCIceServer[] {
+    return [...this.extra, ...this.fetched]
+  }
+
+  async refresh (): Promise<void> {
+    clearTimeout(this.timer)
+    if (!this.useService) return
+    let next = 60_000
+    try {
+      const url = new URL(`${this.token.signaling.replace(/\/$/, '')}/v1/ice`)
+      url.searchParams.set('room', this.room)
+      const res = await fetch(url, {
+        headers: this.token.ticket !== undefined ? { authorization: `Bearer ${this.token.ticket}` } : {},
+        signal: AbortSignal.timeout(5000),
+      })
+      if (!res.ok) throw new Error(`HTTP ${res.status}`)
+      const cfg = IceConfig.parse(await res.json())
+      this.fetched = cfg.iceServers.map(s => ({ urls: s.urls, ...(s.username !== undefined ? { username: s.username } : {}), ...(s.credential !== undefined ? { credential: s.credential } : {}) }))
+      this.relays = cfg.relays
+      if (cfg.ttlSeconds !== undefined) next = Math.max(30_000, cfg.ttlSeconds * 500)
+    } catch (err) {
+      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not fetch ICE config from the signaling service; retrying')
+      next = 10_000
+    }
+    this.timer = setTimeout(() => { void this.refresh() }, next)
+    this.timer.unref?.()
+  }
+
+  close (): void { clearTimeout(this.timer) }
+}
+
+/** Parses `--ice URL[,username=U,credential=C]`. */
+export function parseIceFlag (text: string): RTCIceServer {
+  const [url, ...opts] = text.split(',')
+  if (url === undefined || !/^(stun|turn|turns):/.test(url)) throw new Error(`--ice expects stun:/turn: URL, got "${text}"`)
+  const server: RTCIceServer = { urls: url }
+  for (const o of opts) {
+    const i = o.indexOf('=')
+    const k = o.slice(0, i)
+    const v = o.slice(i + 1)
+    if (k === 'username') server.username = v
+    else if (k === 'credential') server.credential = v
+    else throw new Error(`unknown --ice option "${o}"`)
+  }
+  return server
+}

@@ -1,0 +1,54 @@
+/** Prometheus metrics of an agent (prom-client, own registry), read from the agent at scrape time. */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Agent } from '../agent.ts'
+
+export function agentMetrics (agent: Agent): Registry {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'causeway_agent_' })
+  new Gauge({
+    name: 'causeway_agent_peer_connected',
+    help: 'Peer connections by peer and path (direct, turn, relay); 1 when connected',
+    labelNames: ['peer', 'path'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const p of agent.status().peers) this.set({ peer: p.name, path: p.path }, p.state === 'connected' ? 1 : 0)
+    },
+  })
+  new Gauge({
+    name: 'causeway_agent_peer_rtt_seconds',
+    help: 'Round-trip time to each peer over the control channel',
+    labelNames: ['peer'],
+    registers: [registry],
+    collect () { this.reset(); for (const p of agent.status().peers) if (p.rttMs !== null) this.set({ peer: p.name }, p.rttMs / 1000) },
+  })
+  new Gauge({
+    name: 'causeway_agent_streams',
+    help: 'Open tunnelled streams per peer',
+    labelNames: ['peer'],
+    registers: [registry],
+    collect () { this.reset(); for (const p of agent.status().peers) this.set({ peer: p.name }, p.streams) },
+  })
+  new Gauge({
+    name: 'causeway_agent_peer_bytes',
+    help: 'Bytes moved through tunnels per peer and direction since the peer connected',
+    labelNames: ['peer', 'direction'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const p of agent.status().peers) { this.set({ peer: p.name, direction: 'in' }, p.bytesIn); this.set({ peer: p.name, direction: 'out' }, p.bytesOut) }
+    },
+  })
+  const totals = [
+    ['causeway_agent_bytes_in_total', 'Bytes received through tunnels', () => agent.tunnels.totals.bytesIn],
+    ['causeway_agent_bytes_out_total', 'Bytes sent through tunnels', () => agent.tunnels.totals.bytesOut],
+    ['causeway_agent_streams_opened_total', 'Streams opened (both directions)', () => agent.tunnels.totals.opened],
+    ['causeway_agent_streams_refused_total', 'Streams refused (unknown share, not granted, limit, unreachable)', () => agent.tunnels.totals.refused],
+  ] as const
+  for (const [name, help, read] of totals) {
+    let last = 0
+    new Counter({ name, help, registers: [registry], collect () { const v = read(); if (v > last) { this.inc(v - last); last = v } } })
+  }
+  new Gauge({ name: 'causeway_agent_signaling_joined', help: '1 when joined to the signaling service', registers: [registry], collect () { this.set(agent.status().signaling === 'joined' ? 1 : 0) } })
+  return registry
+}

@@ -1,0 +1,42 @@
+/**
+ * Connect listeners (`--connect SHARE@PEER=HOST:PORT`): every TCP connection accepted here
+ * becomes its own stream to that share on that peer.
+ */
+import { createServer, type Server, type Socket } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { CausewayError } from '../../protocol/errors.ts'
+import type { LogLike } from '../core/peer-session.ts'
+
+export interface ConnectSpec { share: string, peer: string, host: string, port: number }
+
+export interface Listener { spec: ConnectSpec, host: string, port: number, close: () => Promise<void> }
+
+export type StreamOpener = (peerName: string, share: string, socket: Socket) => Promise<void>
+
+export async function listenConnect (spec: ConnectSpec, open: StreamOpener, log: LogLike): Promise<Listener> {
+  const sockets = new Set<Socket>()
+  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    socket.setNoDelay(true)
+    open(spec.peer, spec.share, socket).catch((err: unknown) => {
+      const code = err instanceof CausewayError ? err.code : 'STREAM_RESET'
+      log.warn({ share: spec.share, peer: spec.peer, code, err: err instanceof Error ? err.message : String(err) }, 'connect failed')
+      if (!socket.destroyed) socket.resetAndDestroy()
+    })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(spec.port, spec.host, () => { server.off('error', reject); resolve() })
+  })
+  const addr = server.address() as AddressInfo
+  return {
+    spec,
+    host: addr.address,
+    port: addr.port,
+    close: async () => {
+      await new Promise<void>(resolve => { server.close(() => resolve()); for (const s of sockets) s.destroy() })
+    },
+  }
+}
