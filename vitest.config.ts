@@ -27,7 +27,7 @@ export default defineConfig({
       },
       {
         // Tests that run inside workerd (the Worker adapter's Durable Object store).
-        plugins: [cloudflareTest({ wrangler: { configPath: './wrangler.toml' } })],
+        plugins: [cloudflareTest({ wrangler: { configPath: './wrangler.toml' }, miniflare: { bindings: { CAUSEWAY_JOIN_TIMEOUT_MS: '500' } } })],
         test: {
           name: 'workerd',
           include: ['signaling/worker/**/*.test.ts'],

@@ -4,8 +4,10 @@
  * Ticket checks are stateless (HMAC with CAUSEWAY_ACCESS_SECRET), so nothing is persisted but
  * the sockets' attachments.
  *
- * Across hibernation the hub (rate buckets, join timers) is rebuilt empty: token buckets start
- * full again, and sockets that have not joined keep the object awake through their join timer.
+ * Across hibernation the hub (rate buckets) is rebuilt empty: token buckets start full again.
+ * Join timeouts use the object's alarm instead of in-memory timers: the alarm sweeps the sockets
+ * whose attachment has no peer past their deadline, so they survive hibernation too (and a close
+ * sent from an alarm event is flushed at once, unlike one sent from a bare setTimeout callback).
  */
 import { DurableObject } from 'cloudflare:workers'
 import { CausewayError, ERRORS, publicError } from '../../protocol/errors.ts'
@@ -33,6 +35,32 @@ export class SignalingRoom extends DurableObject<WorkerEnv> {
   constructor (ctx: DurableObjectState, env: WorkerEnv) {
     super(ctx, env)
     this.store = new DurableObjectRoomStore(ctx)
+  }
+
+  override async alarm (): Promise<void> {
+    const { joinTimeoutMs } = this.settings().limits
+    const now = Date.now()
+    let next = Infinity
+    for (const ws of this.ctx.getWebSockets()) {
+      const att = readAttachment(ws)
+      if (att === undefined || att.peer !== undefined) continue
+      const deadline = att.opened + joinTimeoutMs
+      if (deadline > now) { next = Math.min(next, deadline); continue }
+      const message = 'no join message in time'
+      try {
+        ws.send(JSON.stringify({ type: 'error', code: 'JOIN_TIMEOUT', message }))
+        ws.close(ERRORS.JOIN_TIMEOUT.close, `JOIN_TIMEOUT: ${message}`)
+      } catch { /* already closing */ }
+    }
+    if (next !== Infinity) await this.ctx.storage.setAlarm(next)
+  }
+
+  /** Makes sure the alarm fires by `at` (join deadlines). */
+  private armAlarm (at: number): void {
+    this.ctx.blockConcurrencyWhile(async () => {
+      const current = await this.ctx.storage.getAlarm()
+      if (current === null || current > at) await this.ctx.storage.setAlarm(at)
+    }).catch(() => {})
   }
 
   override async fetch (request: Request): Promise<Response> {
@@ -80,7 +108,15 @@ export class SignalingRoom extends DurableObject<WorkerEnv> {
   private hubFor (room: string): RoomHub<SocketConn> {
     if (this.hub === undefined) {
       const config = this.settings()
-      this.hub = new RoomHub({ room, store: this.store, limits: config.limits, verifyJoin: ticketVerifier(config.accessSecret, verifyTicket) })
+      this.hub = new RoomHub({
+        room,
+        store: this.store,
+        limits: config.limits,
+        verifyJoin: ticketVerifier(config.accessSecret, verifyTicket),
+        // Join timeouts: the alarm (see alarm()) rather than a timer that dies with hibernation.
+        setTimer: (_fn, ms) => { this.armAlarm(Date.now() + ms); return undefined },
+        clearTimer: () => {},
+      })
     }
     return this.hub
   }

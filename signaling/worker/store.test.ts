@@ -34,7 +34,7 @@ roomStoreContract<SocketConn>('DurableObjectRoomStore (workerd)', async (body) =
   })
 })
 
-interface Socket { ws: WebSocket, next: (timeoutMs?: number) => Promise<Record<string, unknown>> }
+interface Socket { ws: WebSocket, next: (timeoutMs?: number) => Promise<Record<string, unknown>>, closed: Promise<number> }
 
 async function open (room: string): Promise<Socket> {
   const res = await exports.default.fetch(`http://signaling.test/v1/rooms/${room}`, { headers: { upgrade: 'websocket' } })
@@ -49,8 +49,10 @@ async function open (room: string): Promise<Socket> {
     const w = waiters.shift()
     if (w !== undefined) w(m); else queue.push(m)
   })
+  const closed = new Promise<number>(resolve => ws.addEventListener('close', (e: CloseEvent) => resolve(e.code)))
   return {
     ws,
+    closed,
     next: async (timeoutMs = 3000) => {
       const m = queue.shift()
       if (m !== undefined) return m
@@ -84,5 +86,14 @@ describe('SignalingRoom across hibernation', () => {
     b.ws.close(1000, 'bye')
     expect(await a.next()).toEqual({ type: 'peer-left', peer: 'peer-bbbb' })
     a.ws.close(1000, 'bye')
+  })
+})
+
+describe('SignalingRoom join timeout', () => {
+  it('closes a socket that does not join in time (timer inside the object)', async () => {
+    const s = await open(freshRoom())
+    expect(await s.next(3000)).toMatchObject({ type: 'error', code: 'JOIN_TIMEOUT' })
+    const code = await Promise.race([s.closed, new Promise(resolve => setTimeout(() => resolve('no close'), 3000))])
+    expect(code).toBe(4408)
   })
 })

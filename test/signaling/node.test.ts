@@ -1,0 +1,4 @@
+import { startNode } from './servers.ts'
+import { signalingSuite } from './ws.suite.ts'
+
+signalingSuite('node', startNode)
