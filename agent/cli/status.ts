@@ -1,0 +1,47 @@
+/** `causeway status`: prints an agent's status API as a table (or JSON). */
+import { parseArgs } from 'node:util'
+
+export const STATUS_HELP = `causeway status [--status-addr HOST:PORT] [--json]
+
+Reads the status API of a running agent (default 127.0.0.1:7777) and prints peers (state,
+path, candidate pair, RTT, bytes), shares and connects.`
+
+interface Status {
+  name: string
+  signaling: string
+  peers: Array<{ name: string, role: string, state: string, path: string, pair?: string, rttMs: number | null, bytesIn: number, bytesOut: number, streams: number }>
+  shares: Array<{ name: string, target: string, peers: string[] | 'all' }>
+  connects: Array<{ share: string, peer: string, listen: string }>
+}
+
+function bytes (n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let i = 0
+  let v = n
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++ }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`
+}
+
+export function table (rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length))) ?? []
+  return rows.map(r => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n')
+}
+
+export function renderStatus (s: Status): string {
+  const out: string[] = [`agent ${s.name} — signaling ${s.signaling}`, '']
+  out.push(table([['PEER', 'ROLE', 'STATE', 'PATH', 'RTT', 'IN', 'OUT', 'STREAMS', 'CANDIDATE PAIR'],
+    ...s.peers.map(p => [p.name, p.role, p.state, p.path, p.rttMs === null ? '-' : `${p.rttMs.toFixed(1)} ms`, bytes(p.bytesIn), bytes(p.bytesOut), String(p.streams), p.pair ?? '-'])]))
+  if (s.peers.length === 0) out.push('(no peers)')
+  out.push('', table([['SHARE', 'TARGET', 'PEERS'], ...s.shares.map(x => [x.name, x.target, x.peers === 'all' ? 'all' : x.peers.join(',')])]))
+  out.push('', table([['CONNECT', 'PEER', 'LISTEN'], ...s.connects.map(c => [c.share, c.peer, c.listen])]))
+  return out.join('\n')
+}
+
+export async function statusCommand (argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { 'status-addr': { type: 'string', default: '127.0.0.1:7777' }, json: { type: 'boolean', default: false } }, strict: true })
+  const res = await fetch(`http://${values['status-addr']}/status`, { signal: AbortSignal.timeout(5000) })
+  if (!res.ok) throw new Error(`status API answered HTTP ${res.status}`)
+  const body = await res.json() as Status
+  process.stdout.write(values.json ? `${JSON.stringify(body, null, 2)}\n` : `${renderStatus(body)}\n`)
+  return 0
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suites use, if they are missing: coturn (STUN/TURN),
+# iptables + iproute2 (NAT lab), chromium (debug page), openssh-server + socat (benchmark
+# baselines). Idempotent; needs root and apt-get, otherwise it only reports what is missing
+# (the suites that need a missing tool then fail loudly rather than pass silently).
+set -uo pipefail
+need=()
+command -v turnserver >/dev/null 2>&1 || need+=(coturn)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "setup-system: WARNING: missing ${need[*]} and cannot install (not root or no apt-get)" >&2
+  exit 0
+fi
+echo "setup-system: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# coturn's package enables a system service on some images; the lab starts its own instances.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
+exit 0
