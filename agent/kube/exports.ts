@@ -1,0 +1,170 @@
+/**
+ * Exports reconciler: watches Services (list + watch informer) and turns every Service annotated
+ * `causeway.dev/share: "true"` into shares of the agent's catalog (source `"kube"`).
+ *
+ * One share per selected Service port:
+ * - ports: those named or numbered in `causeway.dev/ports` (comma-separated), default every TCP
+ *   port of the Service; non-TCP ports are never shared;
+ * - publish name: `causeway.dev/name`, default `<service>` in the `default` namespace and
+ *   `<namespace>-<service>` elsewhere;
+ * - share name: the publish name when one port is shared, else `<publish-name>-<port name>`
+ *   (`<publish-name>-<port number>` for an unnamed port);
+ * - target: `<service>.<namespace>.svc:<port>` — the cluster DNS name; the agent dials only it;
+ * - peers: `causeway.dev/peers` (comma-separated), default every peer.
+ * Two Services claiming the same share name: the older one (creationTimestamp, then namespace
+ * and name) wins; the other gets a Warning Event and the error in its status annotation.
+ */
+import * as k8s from '@kubernetes/client-node'
+import { NAME_ANNOTATION, PEERS_ANNOTATION, PORTS_ANNOTATION, SHARE_ANNOTATION, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
+import { runInformer } from './kubeutil.ts'
+import type { AgentPort, LocalShare } from './ports.ts'
+import type { ShareStatus, StatusWriter } from './status.ts'
+
+export const KUBE_SHARE_SOURCE = 'kube'
+
+export interface ServiceShares {
+  shares: LocalShare[]
+  error?: string
+}
+
+const csv = (v: string | undefined): string[] => (v ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')
+
+export function isShared(svc: k8s.V1Service): boolean {
+  return svc.metadata?.annotations?.[SHARE_ANNOTATION] === 'true'
+}
+
+/** The shares one Service publishes (empty when not annotated). Pure: unit-testable. */
+export function sharesOfService(svc: k8s.V1Service): ServiceShares {
+  if (!isShared(svc)) return { shares: [] }
+  const ns = svc.metadata?.namespace ?? 'default'
+  const name = svc.metadata?.name ?? ''
+  const ann = svc.metadata?.annotations ?? {}
+  const publish = ann[NAME_ANNOTATION]?.trim() || (ns === 'default' ? name : `${ns}-${name}`)
+  const tcp = (svc.spec?.ports ?? []).filter((p) => (p.protocol ?? 'TCP') === 'TCP')
+  const wanted = csv(ann[PORTS_ANNOTATION])
+  const selected = wanted.length === 0 ? tcp : tcp.filter((p) => wanted.includes(String(p.port)) || (p.name !== undefined && wanted.includes(p.name)))
+  const unknown = wanted.filter((w) => !tcp.some((p) => String(p.port) === w || p.name === w))
+  const peers = csv(ann[PEERS_ANNOTATION])
+  const shares = selected.map((p) => ({
+    name: selected.length === 1 ? publish : `${publish}-${p.name || String(p.port)}`,
+    host: `${name}.${ns}.svc`,
+    port: p.port,
+    ...(peers.length > 0 ? { peers } : {}),
+  }))
+  if (selected.length === 0) return { shares, error: 'no TCP port to share' }
+  if (unknown.length > 0) return { shares, error: `no TCP port named or numbered ${unknown.join(', ')}` }
+  return { shares }
+}
+
+export interface ExportsInit {
+  kubeConfig: k8s.KubeConfig
+  agent: AgentPort
+  status?: StatusWriter
+  /** Watch only this namespace. Default: all namespaces. */
+  namespace?: string
+  log?: (msg: string) => void
+}
+
+const keyOf = (svc: k8s.V1Service): string => `${svc.metadata?.namespace ?? ''}/${svc.metadata?.name ?? ''}`
+const age = (svc: k8s.V1Service): number => {
+  const t = svc.metadata?.creationTimestamp
+  return t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : 0
+}
+
+export class ExportsReconciler {
+  private readonly init: ExportsInit
+  private readonly informer: k8s.Informer<k8s.V1Service> & k8s.ObjectCache<k8s.V1Service>
+  private lastCatalog = ''
+  private catalog: LocalShare[] = []
+  private readonly exported = new Set<string>()
+  private pending: Promise<void> = Promise.resolve()
+
+  constructor(init: ExportsInit) {
+    this.init = init
+    const core = init.kubeConfig.makeApiClient(k8s.CoreV1Api)
+    const ns = init.namespace
+    this.informer = k8s.makeInformer(
+      init.kubeConfig,
+      ns === undefined ? '/api/v1/services' : `/api/v1/namespaces/${ns}/services`,
+      () => (ns === undefined ? core.listServiceForAllNamespaces() : core.listNamespacedService({ namespace: ns })),
+    )
+    const changed = (): void => void this.schedule()
+    this.informer.on('add', changed)
+    this.informer.on('update', changed)
+    this.informer.on('delete', changed)
+  }
+
+  /** Starts the informer; resolves after the first list. */
+  start(signal: AbortSignal): Promise<void> {
+    return runInformer(this.informer, signal, (m) => this.init.log?.(`exports: ${m}`)).then(() => this.schedule())
+  }
+
+  /** The shares currently published from Services. */
+  shares(): LocalShare[] {
+    return this.catalog.map((s) => ({ ...s }))
+  }
+
+  /** Recomputes the catalog (serialized), e.g. on a resync tick to refresh peer paths. */
+  schedule(): Promise<void> {
+    this.pending = this.pending.then(() => this.reconcile()).catch((e: unknown) => this.init.log?.(`exports: ${String(e)}`))
+    return this.pending
+  }
+
+  private async reconcile(): Promise<void> {
+    const services = this.informer.list().filter(isShared).sort((a, b) => age(a) - age(b) || keyOf(a).localeCompare(keyOf(b)))
+    const taken = new Map<string, string>()
+    const catalog: LocalShare[] = []
+    const statuses: Array<{ svc: k8s.V1Service; status: ShareStatus; errorChanged: boolean }> = []
+    for (const svc of services) {
+      const { shares, error } = sharesOfService(svc)
+      const mine: LocalShare[] = []
+      const clashes: string[] = []
+      for (const s of shares) {
+        const owner = taken.get(s.name)
+        if (owner !== undefined) clashes.push(`share name ${s.name} is already published by ${owner}`)
+        else {
+          taken.set(s.name, keyOf(svc))
+          mine.push(s)
+        }
+      }
+      catalog.push(...mine)
+      const lastError = [error, ...clashes].filter((x) => x !== undefined).join('; ') || undefined
+      const paths: Record<string, string> = {}
+      for (const p of mine[0]?.peers ?? []) paths[p] = this.init.agent.peerPath(p) ?? 'disconnected'
+      const status: ShareStatus = { role: 'export', shares: mine.map((s) => s.name), ...(Object.keys(paths).length ? { paths } : {}), ...(lastError ? { lastError } : {}) }
+      const prev = svc.metadata?.annotations?.[STATUS_ANNOTATION]
+      statuses.push({ svc, status, errorChanged: lastError !== undefined && !(prev ?? '').includes(JSON.stringify(lastError).slice(1, -1)) })
+    }
+    const text = JSON.stringify(catalog)
+    if (text !== this.lastCatalog) {
+      this.lastCatalog = text
+      this.catalog = catalog
+      this.init.agent.setShares(KUBE_SHARE_SOURCE, catalog.map((s) => ({ ...s })))
+    }
+    const status = this.init.status
+    if (!status) return
+    const now = new Set<string>()
+    for (const { svc, status: st, errorChanged } of statuses) {
+      const ref = { namespace: svc.metadata?.namespace ?? 'default', name: svc.metadata?.name ?? '', uid: svc.metadata?.uid }
+      now.add(keyOf(svc))
+      if (!this.exported.has(keyOf(svc)) && st.shares && st.shares.length > 0) {
+        await status.event(ref, 'Normal', 'Exported', `shared as ${st.shares.join(', ')}`)
+      }
+      if (errorChanged && st.lastError) await status.event(ref, 'Warning', 'ExportFailed', st.lastError)
+      await status.setStatus(ref, st, svc.metadata?.annotations?.[STATUS_ANNOTATION])
+    }
+    for (const key of this.exported) {
+      if (now.has(key)) continue
+      const [namespace = '', name = ''] = key.split('/')
+      const svc = this.informer.get(name, namespace)
+      if (svc?.metadata?.annotations?.[STATUS_ANNOTATION] !== undefined) {
+        // The share annotation went away: clear the status we wrote (the Service is the user's).
+        await status.clearStatus({ namespace, name })
+        await status.event({ namespace, name, uid: svc.metadata.uid }, 'Normal', 'Unexported', 'no longer shared')
+      }
+      status.forget({ namespace, name })
+    }
+    this.exported.clear()
+    for (const k of now) this.exported.add(k)
+  }
+}

@@ -1,0 +1,316 @@
+/**
+ * Imports reconciler: turns the remote peers' catalogs into local Services.
+ *
+ * For each share of each connected peer it asks the agent for a local listener
+ * (`AgentPort.openImport`) and keeps, in the share's namespace when the peer advertises one that
+ * exists here (else in `namespace`):
+ * - a selector-less Service `<share>-<peer>` (`serviceName` changes the rule) with one TCP port
+ *   named `tcp`: the advertised port (else the listener's), targetPort the listener's port;
+ * - an EndpointSlice `<service>-causeway` (addressType IPv4/IPv6 by the pod IP, `$POD_IP`) with
+ *   the agent pod as the one endpoint, ready while the peer is connected, port = the listener's;
+ *   owned by the Service and labelled `kubernetes.io/service-name`, with
+ *   `endpointslice.kubernetes.io/managed-by: causeway.dev/agent` so the cluster's EndpointSlice
+ *   controller leaves it alone.
+ * Both carry `app.kubernetes.io/managed-by=causeway`, `causeway.dev/peer` and
+ * `causeway.dev/import`. Objects without the managed-by label are never changed or deleted: a
+ * name clash is reported (Warning Event) and skipped. A withdrawn share is deleted at once; a
+ * peer that is gone keeps its imports (endpoints not ready) for `graceMs`, then they are deleted.
+ * Managed imports found at start-up whose peer has not (yet) shown up get the same grace.
+ */
+import * as k8s from '@kubernetes/client-node'
+import { IMPORT_PEER_LABEL, IMPORT_SHARE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
+import { apiCode, dnsLabel, mergePatchOptions } from './kubeutil.ts'
+import type { AgentPort, ImportListener, RemoteShare } from './ports.ts'
+import type { ShareStatus, StatusWriter } from './status.ts'
+
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
+export const SLICE_MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by'
+export const SLICE_MANAGED_BY_VALUE = 'causeway.dev/agent'
+
+export interface ImportsInit {
+  kubeConfig: k8s.KubeConfig
+  agent: AgentPort
+  status?: StatusWriter
+  /** The agent pod's IP: the endpoint of every import. */
+  podIp: string
+  /** Namespace for imports. Default `$POD_NAMESPACE`, else `default`. */
+  namespace?: string
+  /** Put an import in the exporter's namespace when the peer advertises one that exists here. Default true. */
+  useShareNamespace?: boolean
+  /** Name of the imported Service. Default `<share>-<peer>` made a DNS-1035 label. */
+  serviceName?: (share: string, peer: string) => string
+  /** How long a gone peer's imports stay. Default 5 minutes. */
+  graceMs?: number
+  /** Full reconcile period (repairs drift, refreshes paths). Default 30 s. */
+  resyncMs?: number
+  log?: (msg: string) => void
+  now?: () => number
+}
+
+interface PeerState {
+  shares: RemoteShare[]
+  goneSince?: number
+}
+
+interface Desired {
+  peer: string
+  share: RemoteShare
+  namespace: string
+  name: string
+  connected: boolean
+}
+
+export const labelValue = (s: string): string => {
+  const v = s.replace(/[^A-Za-z0-9_.-]+/g, '-').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '')
+  return v === '' ? 'x' : v
+}
+
+export class ImportsReconciler {
+  private readonly init: ImportsInit
+  private readonly core: k8s.CoreV1Api
+  private readonly discovery: k8s.DiscoveryV1Api
+  private readonly peers = new Map<string, PeerState>()
+  private readonly listeners = new Map<string, ImportListener>()
+  private readonly graceMs: number
+  private readonly now: () => number
+  private readonly startedAt: number
+  private pending: Promise<void> = Promise.resolve()
+  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly namespaceExists = new Map<string, boolean>()
+  private readonly reported = new Set<string>()
+  private stopped = false
+
+  constructor(init: ImportsInit) {
+    this.init = init
+    this.core = init.kubeConfig.makeApiClient(k8s.CoreV1Api)
+    this.discovery = init.kubeConfig.makeApiClient(k8s.DiscoveryV1Api)
+    this.graceMs = init.graceMs ?? 5 * 60_000
+    this.now = init.now ?? Date.now
+    this.startedAt = this.now()
+  }
+
+  private get namespace(): string {
+    return this.init.namespace ?? process.env.POD_NAMESPACE ?? 'default'
+  }
+
+  private serviceName(share: string, peer: string): string {
+    return dnsLabel(this.init.serviceName ? this.init.serviceName(share, peer) : `${share}-${peer}`)
+  }
+
+  /** Subscribes to catalogs and starts the resync timer; stops on abort. */
+  start(signal: AbortSignal): Promise<void> {
+    const off = this.init.agent.onCatalog((peer, shares) => this.onCatalog(peer, shares))
+    const resync = setInterval(() => void this.schedule(), this.init.resyncMs ?? 30_000)
+    resync.unref()
+    signal.addEventListener(
+      'abort',
+      () => {
+        this.stopped = true
+        off()
+        clearInterval(resync)
+        for (const t of this.timers) clearTimeout(t)
+        this.timers.clear()
+        void this.closeListeners()
+      },
+      { once: true },
+    )
+    return this.schedule()
+  }
+
+  onCatalog(peer: string, shares: RemoteShare[] | null): void {
+    if (shares === null) {
+      const st = this.peers.get(peer)
+      if (st && st.goneSince === undefined) st.goneSince = this.now()
+      const t = setTimeout(() => {
+        this.timers.delete(t)
+        void this.schedule()
+      }, this.graceMs + 50)
+      t.unref()
+      this.timers.add(t)
+    } else {
+      this.peers.set(peer, { shares: shares.map((s) => ({ ...s })) })
+    }
+    void this.schedule()
+  }
+
+  /** Runs one reconcile after the ones queued (serialized). */
+  schedule(): Promise<void> {
+    this.pending = this.pending.then(() => (this.stopped ? undefined : this.reconcile())).catch((e: unknown) => this.init.log?.(`imports: ${String(e)}`))
+    return this.pending
+  }
+
+  private async targetNamespace(share: RemoteShare): Promise<string> {
+    const ns = share.namespace
+    if (ns === undefined || this.init.useShareNamespace === false) return this.namespace
+    let exists = this.namespaceExists.get(ns)
+    if (exists === undefined) {
+      try {
+        await this.core.readNamespace({ name: ns })
+        exists = true
+      } catch (e) {
+        if (apiCode(e) !== 404) throw e
+        exists = false
+      }
+      this.namespaceExists.set(ns, exists)
+    }
+    return exists ? ns : this.namespace
+  }
+
+  private async desired(): Promise<Map<string, Desired>> {
+    const out = new Map<string, Desired>()
+    const now = this.now()
+    for (const [peer, st] of this.peers) {
+      if (st.goneSince !== undefined && now - st.goneSince >= this.graceMs) {
+        this.peers.delete(peer)
+        continue
+      }
+      for (const share of st.shares) {
+        const namespace = await this.targetNamespace(share)
+        const name = this.serviceName(share.name, peer)
+        out.set(`${namespace}/${name}`, { peer, share, namespace, name, connected: st.goneSince === undefined })
+      }
+    }
+    return out
+  }
+
+  private async reconcile(): Promise<void> {
+    const want = await this.desired()
+    for (const d of want.values()) await this.ensure(d)
+    // Garbage: managed imports nobody wants any more.
+    const managed = await this.core.listServiceForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${IMPORT_PEER_LABEL}` })
+    for (const svc of managed.items) {
+      const ns = svc.metadata?.namespace ?? ''
+      const name = svc.metadata?.name ?? ''
+      if (want.has(`${ns}/${name}`)) continue
+      const peer = svc.metadata?.labels?.[IMPORT_PEER_LABEL] ?? ''
+      if (!this.peers.has(peer) && this.now() - this.startedAt < this.graceMs) continue // seen before its peer
+      await this.remove(ns, name, peer)
+    }
+    for (const [key, l] of this.listeners) {
+      if (want.has(key)) continue
+      this.listeners.delete(key)
+      await l.close().catch(() => {})
+    }
+  }
+
+  private async ensure(d: Desired): Promise<void> {
+    const key = `${d.namespace}/${d.name}`
+    const ref = { namespace: d.namespace, name: d.name }
+    let listener = this.listeners.get(key)
+    if (!listener) {
+      try {
+        listener = await this.init.agent.openImport(d.peer, d.share.name)
+        this.listeners.set(key, listener)
+      } catch (e) {
+        this.init.log?.(`imports: open ${d.peer}/${d.share.name}: ${String(e)}`)
+        return
+      }
+    }
+    const labels = {
+      [MANAGED_BY_LABEL]: MANAGED_BY_VALUE,
+      [IMPORT_PEER_LABEL]: labelValue(d.peer),
+      [IMPORT_SHARE_LABEL]: labelValue(d.share.name),
+    }
+    const ports: k8s.V1ServicePort[] = [{ name: 'tcp', protocol: 'TCP', port: d.share.port ?? listener.port, targetPort: listener.port }]
+    const svc = await this.ensureService(d, labels, ports)
+    if (!svc) return
+    await this.ensureSlice(d, labels, svc, listener)
+    const status: ShareStatus = {
+      role: 'import',
+      peer: d.peer,
+      share: d.share.name,
+      path: d.connected ? (this.init.agent.peerPath(d.peer) ?? 'connecting') : 'disconnected',
+      listener: `${this.init.podIp}:${listener.port}`,
+    }
+    if (!this.reported.has(key)) {
+      this.reported.add(key)
+      await this.init.status?.event({ ...ref, uid: svc.metadata?.uid }, 'Normal', 'Imported', `imported ${d.share.name} from peer ${d.peer}`)
+    }
+    await this.init.status?.setStatus(ref, status, svc.metadata?.annotations?.[STATUS_ANNOTATION])
+  }
+
+  private async ensureService(d: Desired, labels: Record<string, string>, ports: k8s.V1ServicePort[]): Promise<k8s.V1Service | undefined> {
+    let cur: k8s.V1Service | undefined
+    try {
+      cur = await this.core.readNamespacedService({ namespace: d.namespace, name: d.name })
+    } catch (e) {
+      if (apiCode(e) !== 404) throw e
+    }
+    if (!cur) {
+      return this.core.createNamespacedService({
+        namespace: d.namespace,
+        body: { metadata: { name: d.name, namespace: d.namespace, labels }, spec: { type: 'ClusterIP', ports } },
+      })
+    }
+    if (cur.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE) {
+      const key = `clash:${d.namespace}/${d.name}`
+      if (!this.reported.has(key)) {
+        this.reported.add(key)
+        this.init.log?.(`imports: Service ${d.namespace}/${d.name} exists and is not managed by causeway; not importing ${d.share.name} from ${d.peer}`)
+      }
+      return undefined
+    }
+    const curPorts = (cur.spec?.ports ?? []).map((p) => ({ name: p.name, protocol: p.protocol ?? 'TCP', port: p.port, targetPort: p.targetPort }))
+    const labelsOk = Object.entries(labels).every(([k, v]) => cur.metadata?.labels?.[k] === v)
+    if (labelsOk && JSON.stringify(curPorts) === JSON.stringify(ports)) return cur
+    return this.core.patchNamespacedService({ namespace: d.namespace, name: d.name, body: { metadata: { labels }, spec: { ports } } }, mergePatchOptions())
+  }
+
+  private async ensureSlice(d: Desired, labels: Record<string, string>, svc: k8s.V1Service, listener: ImportListener): Promise<void> {
+    const name = `${d.name}-causeway`
+    const body: k8s.V1EndpointSlice = {
+      metadata: {
+        name,
+        namespace: d.namespace,
+        labels: { ...labels, [SERVICE_NAME_LABEL]: d.name, [SLICE_MANAGED_BY_LABEL]: SLICE_MANAGED_BY_VALUE },
+        ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: d.name, uid: svc.metadata?.uid ?? '', controller: true, blockOwnerDeletion: true }],
+      },
+      addressType: this.init.podIp.includes(':') ? 'IPv6' : 'IPv4',
+      endpoints: [{ addresses: [this.init.podIp], conditions: { ready: d.connected } }],
+      ports: [{ name: 'tcp', protocol: 'TCP', port: listener.port }],
+    }
+    let cur: k8s.V1EndpointSlice | undefined
+    try {
+      cur = await this.discovery.readNamespacedEndpointSlice({ namespace: d.namespace, name })
+    } catch (e) {
+      if (apiCode(e) !== 404) throw e
+    }
+    if (!cur) {
+      await this.discovery.createNamespacedEndpointSlice({ namespace: d.namespace, body })
+      return
+    }
+    if (cur.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE) return
+    const same =
+      JSON.stringify(cur.endpoints?.map((e) => [e.addresses, e.conditions?.ready])) === JSON.stringify((body.endpoints ?? []).map((e) => [e.addresses, e.conditions?.ready])) &&
+      JSON.stringify(cur.ports?.map((p) => [p.name, p.port])) === JSON.stringify(body.ports?.map((p) => [p.name, p.port])) &&
+      cur.addressType === body.addressType &&
+      cur.metadata?.ownerReferences?.[0]?.uid === svc.metadata?.uid &&
+      Object.entries(body.metadata?.labels ?? {}).every(([k, v]) => cur.metadata?.labels?.[k] === v)
+    if (same) return
+    await this.discovery.patchNamespacedEndpointSlice(
+      { namespace: d.namespace, name, body: { metadata: { labels: body.metadata?.labels, ownerReferences: body.metadata?.ownerReferences }, endpoints: body.endpoints, ports: body.ports } },
+      mergePatchOptions(),
+    )
+  }
+
+  private async remove(namespace: string, name: string, peer: string): Promise<void> {
+    const slices = await this.discovery.listNamespacedEndpointSlice({ namespace, labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${SERVICE_NAME_LABEL}=${name}` })
+    for (const s of slices.items) {
+      await this.discovery.deleteNamespacedEndpointSlice({ namespace, name: s.metadata?.name ?? '' }).catch((e: unknown) => {
+        if (apiCode(e) !== 404) throw e
+      })
+    }
+    await this.core.deleteNamespacedService({ namespace, name }).catch((e: unknown) => {
+      if (apiCode(e) !== 404) throw e
+    })
+    this.reported.delete(`${namespace}/${name}`)
+    this.init.status?.forget({ namespace, name })
+    this.init.log?.(`imports: removed ${namespace}/${name} (peer ${peer})`)
+  }
+
+  private async closeListeners(): Promise<void> {
+    const all = [...this.listeners.values()]
+    this.listeners.clear()
+    await Promise.all(all.map((l) => l.close().catch(() => {})))
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * The seam between the Kubernetes controller (`agent/kube/`) and the agent (peer mesh + TCP
+ * tunnels). The controller never touches peers or sockets itself; the agent implements this.
+ */
+
+/** Something this agent offers to its peers. The agent dials only `host:port` for it. */
+export interface LocalShare {
+  /** The name peers import it by (unique per agent). */
+  name: string
+  /** Where the agent connects for each tunnelled connection, e.g. `web.default.svc`. */
+  host: string
+  port: number
+  /** Peer names allowed to import it; absent = every peer of the network. */
+  peers?: string[]
+}
+
+/** One entry of a remote peer's catalog, as the controller needs it. */
+export interface RemoteShare {
+  name: string
+  /** The port the share is advertised with (the exporting Service's port), when known. */
+  port?: number
+  /** The namespace of the exporting Service, when the peer advertises it. */
+  namespace?: string
+}
+
+/** A local listener the agent opened for an import; connections to it tunnel to the share. */
+export interface ImportListener {
+  host: string
+  port: number
+  close(): Promise<void>
+}
+
+export interface AgentPort {
+  /**
+   * Replaces the set of shares that come from `source` (the controller uses `"kube"`; the CLI's
+   * `--share` flags are another source). The agent merges all sources into its catalog.
+   */
+  setShares(source: string, shares: LocalShare[]): void
+  /**
+   * Subscribes to remote catalogs: called with the peer's current shares whenever they change,
+   * and with `null` when the peer is gone (disconnected). Returns the unsubscribe function.
+   * Implementations call back at once for the catalogs already known.
+   */
+  onCatalog(cb: (peer: string, shares: RemoteShare[] | null) => void): () => void
+  /** Opens (or returns the already open) local listener for `peer`'s share `share`. */
+  openImport(peer: string, share: string): Promise<ImportListener>
+  /** How the agent currently reaches `peer` (`direct`, `relay`, `turn`, ...), if connected. */
+  peerPath(peer: string): string | undefined
+}

@@ -1,0 +1,262 @@
+/**
+ * The agent's Kubernetes controller (agent/kube/) against the test apiserver, with a small
+ * in-test AgentPort (no peers, no tunnels).
+ */
+import * as k8s from '@kubernetes/client-node'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { startKubeController } from '../../agent/kube/controller.ts'
+import { sharesOfService } from '../../agent/kube/exports.ts'
+import type { AgentPort, ImportListener, LocalShare, RemoteShare } from '../../agent/kube/ports.ts'
+import { startApiServer, type ApiServer } from './apiserver.ts'
+
+class FakeAgent implements AgentPort {
+  readonly sources = new Map<string, LocalShare[]>()
+  readonly paths = new Map<string, string>()
+  readonly opened: string[] = []
+  readonly closed: string[] = []
+  private readonly cbs = new Set<(peer: string, shares: RemoteShare[] | null) => void>()
+  private readonly catalogs = new Map<string, RemoteShare[]>()
+  private nextPort = 41000
+
+  setShares(source: string, shares: LocalShare[]): void {
+    this.sources.set(source, shares)
+  }
+  onCatalog(cb: (peer: string, shares: RemoteShare[] | null) => void): () => void {
+    this.cbs.add(cb)
+    for (const [peer, shares] of this.catalogs) cb(peer, shares)
+    return () => this.cbs.delete(cb)
+  }
+  async openImport(peer: string, share: string): Promise<ImportListener> {
+    const port = this.nextPort++
+    this.opened.push(`${peer}/${share}:${port}`)
+    return { host: '0.0.0.0', port, close: async () => void this.closed.push(`${peer}/${share}:${port}`) }
+  }
+  peerPath(peer: string): string | undefined {
+    return this.paths.get(peer)
+  }
+  /** Test side: a peer's catalog changes (null: the peer is gone). */
+  emit(peer: string, shares: RemoteShare[] | null): void {
+    if (shares === null) this.catalogs.delete(peer)
+    else this.catalogs.set(peer, shares)
+    for (const cb of this.cbs) cb(peer, shares)
+  }
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  for (let i = 0; i < 500 && Date.now() < deadline; i++) {
+    try {
+      const v = await fn()
+      if (v !== undefined) return v
+    } catch (e) {
+      last = e
+    }
+    await new Promise((r) => setTimeout(r, 40))
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`)
+}
+
+const notFound = async (p: Promise<unknown>): Promise<true | undefined> => {
+  try {
+    await p
+    return undefined
+  } catch (e) {
+    return (e as { code?: number }).code === 404 ? true : undefined
+  }
+}
+
+let server: ApiServer
+let kc: k8s.KubeConfig
+let core: k8s.CoreV1Api
+let disc: k8s.DiscoveryV1Api
+let agent: FakeAgent
+let ctl: AbortController
+
+beforeEach(async () => {
+  server = await startApiServer()
+  kc = new k8s.KubeConfig()
+  kc.loadFromString(server.kubeconfig())
+  core = kc.makeApiClient(k8s.CoreV1Api)
+  disc = kc.makeApiClient(k8s.DiscoveryV1Api)
+  agent = new FakeAgent()
+  ctl = new AbortController()
+})
+
+afterEach(async () => {
+  ctl.abort()
+  await server.close()
+})
+
+const start = (extra: { graceMs?: number } = {}) =>
+  startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, ...extra })
+
+const svc = (name: string, namespace: string, annotations: Record<string, string>, ports: k8s.V1ServicePort[]): k8s.V1Service => ({
+  metadata: { name, namespace, annotations },
+  spec: { selector: { app: name }, ports },
+})
+
+describe('share naming rule', () => {
+  it('one share per port: <publish-name> alone, <publish-name>-<port name> when several', () => {
+    const one = sharesOfService(svc('web', 'default', { 'causeway.dev/share': 'true' }, [{ name: 'http', port: 80 }]))
+    expect(one.shares).toEqual([{ name: 'web', host: 'web.default.svc', port: 80 }])
+    const two = sharesOfService(
+      svc('api', 'shop', { 'causeway.dev/share': 'true', 'causeway.dev/peers': 'east, west' }, [
+        { name: 'http', port: 80 },
+        { port: 9090 },
+        { name: 'dns', port: 53, protocol: 'UDP' },
+      ]),
+    )
+    expect(two.shares).toEqual([
+      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, peers: ['east', 'west'] },
+      { name: 'shop-api-9090', host: 'api.shop.svc', port: 9090, peers: ['east', 'west'] },
+    ])
+    const picked = sharesOfService(svc('api', 'shop', { 'causeway.dev/share': 'true', 'causeway.dev/name': 'store', 'causeway.dev/ports': 'http,7' }, [{ name: 'http', port: 80 }, { port: 9090 }]))
+    expect(picked.shares).toEqual([{ name: 'store', host: 'api.shop.svc', port: 80 }])
+    expect(picked.error).toBe('no TCP port named or numbered 7')
+    expect(sharesOfService(svc('x', 'default', { 'causeway.dev/share': 'false' }, [{ port: 1 }])).shares).toEqual([])
+  })
+})
+
+describe('exports', () => {
+  it('annotating a Service publishes its ports; removing the annotation withdraws them', async () => {
+    await core.createNamespace({ body: { metadata: { name: 'shop' } } })
+    await core.createNamespacedService({ namespace: 'shop', body: svc('api', 'shop', {}, [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'grpc', port: 9000 }]) })
+    await start()
+    expect(agent.sources.get('kube')).toEqual([])
+    await core.patchNamespacedService(
+      { namespace: 'shop', name: 'api', body: { metadata: { annotations: { 'causeway.dev/share': 'true', 'causeway.dev/peers': 'east' } } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    )
+    const shares = await until('catalog', async () => (agent.sources.get('kube')?.length === 2 ? agent.sources.get('kube') : undefined))
+    expect(shares).toEqual([
+      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, peers: ['east'] },
+      { name: 'shop-api-grpc', host: 'api.shop.svc', port: 9000, peers: ['east'] },
+    ])
+    const annotated = await until('status annotation', async () => {
+      const s = await core.readNamespacedService({ namespace: 'shop', name: 'api' })
+      return s.metadata?.annotations?.['causeway.dev/status'] ? s : undefined
+    })
+    expect(JSON.parse(annotated.metadata?.annotations?.['causeway.dev/status'] ?? '')).toEqual({
+      role: 'export',
+      shares: ['shop-api-http', 'shop-api-grpc'],
+      paths: { east: 'disconnected' },
+    })
+    const events = await until('Exported event', async () => {
+      const list = await core.listNamespacedEvent({ namespace: 'shop' })
+      return list.items.some((e) => e.reason === 'Exported') ? list.items : undefined
+    })
+    expect(events.find((e) => e.reason === 'Exported')).toMatchObject({ type: 'Normal', involvedObject: { kind: 'Service', name: 'api' }, message: 'shared as shop-api-http, shop-api-grpc' })
+
+    await core.patchNamespacedService(
+      { namespace: 'shop', name: 'api', body: { metadata: { annotations: { 'causeway.dev/share': null } } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    )
+    await until('withdrawn', async () => (agent.sources.get('kube')?.length === 0 ? true : undefined))
+    await until('status cleared', async () => {
+      const s = await core.readNamespacedService({ namespace: 'shop', name: 'api' })
+      return s.metadata?.annotations?.['causeway.dev/status'] === undefined ? true : undefined
+    })
+  })
+})
+
+describe('imports', () => {
+  it('a remote catalog becomes a Service + EndpointSlice; changes update it; withdrawal deletes it', async () => {
+    agent.paths.set('east', 'direct')
+    await start()
+    agent.emit('east', [{ name: 'db', port: 5432 }])
+    const s = await until('imported Service', () => core.readNamespacedService({ namespace: 'default', name: 'db-east' }))
+    const listenerPort = Number(agent.opened[0]?.split(':')[1])
+    expect(s.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'causeway', 'causeway.dev/peer': 'east', 'causeway.dev/import': 'db' })
+    expect(s.spec?.selector).toBeUndefined()
+    expect(s.spec?.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port: 5432, targetPort: listenerPort }])
+    const slice = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })
+    expect(slice.addressType).toBe('IPv4')
+    expect(slice.endpoints).toEqual([{ addresses: ['10.1.2.3'], conditions: { ready: true } }])
+    expect(slice.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port: listenerPort }])
+    expect(slice.metadata?.labels).toMatchObject({
+      'kubernetes.io/service-name': 'db-east',
+      'app.kubernetes.io/managed-by': 'causeway',
+      'causeway.dev/peer': 'east',
+      'causeway.dev/import': 'db',
+    })
+    expect(slice.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'Service', name: 'db-east', uid: s.metadata?.uid, controller: true })
+    const withStatus = await until('import status', async () => {
+      const x = await core.readNamespacedService({ namespace: 'default', name: 'db-east' })
+      return x.metadata?.annotations?.['causeway.dev/status'] ? x : undefined
+    })
+    expect(JSON.parse(withStatus.metadata?.annotations?.['causeway.dev/status'] ?? '')).toEqual({
+      role: 'import',
+      peer: 'east',
+      share: 'db',
+      path: 'direct',
+      listener: `10.1.2.3:${listenerPort}`,
+    })
+
+    agent.emit('east', [{ name: 'db', port: 6432 }])
+    await until('port update', async () => {
+      const x = await core.readNamespacedService({ namespace: 'default', name: 'db-east' })
+      return x.spec?.ports?.[0]?.port === 6432 ? true : undefined
+    })
+
+    agent.emit('east', [])
+    await until('Service deleted', () => notFound(core.readNamespacedService({ namespace: 'default', name: 'db-east' })))
+    await until('slice deleted', () => notFound(disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })))
+    expect(agent.closed).toEqual([`east/db:${listenerPort}`])
+  })
+
+  it('puts an import in the exporter namespace when it exists here', async () => {
+    await core.createNamespace({ body: { metadata: { name: 'shop' } } })
+    await start()
+    agent.emit('west', [{ name: 'shop-api', port: 80, namespace: 'shop' }, { name: 'cache', port: 6379, namespace: 'nowhere' }])
+    await until('in shop', () => core.readNamespacedService({ namespace: 'shop', name: 'shop-api-west' }))
+    await until('fallback namespace', () => core.readNamespacedService({ namespace: 'default', name: 'cache-west' }))
+  })
+
+  it('never touches objects without the managed-by label', async () => {
+    const foreign = await core.createNamespacedService({ namespace: 'default', body: { metadata: { name: 'db-east', labels: { team: 'x' } }, spec: { ports: [{ port: 1 }] } } })
+    const other = await core.createNamespacedService({ namespace: 'default', body: { metadata: { name: 'unrelated', labels: { 'causeway.dev/peer': 'east' } }, spec: { ports: [{ port: 2 }] } } })
+    await start()
+    agent.emit('east', [{ name: 'db', port: 5432 }, { name: 'web', port: 80 }])
+    await until('the other import', () => core.readNamespacedService({ namespace: 'default', name: 'web-east' }))
+    agent.emit('east', [])
+    await until('the other import gone', () => notFound(core.readNamespacedService({ namespace: 'default', name: 'web-east' })))
+    const after = await core.readNamespacedService({ namespace: 'default', name: 'db-east' })
+    expect(after.metadata?.resourceVersion).toBe(foreign.metadata?.resourceVersion)
+    expect(after.metadata?.labels).toEqual({ team: 'x' })
+    const still = await core.readNamespacedService({ namespace: 'default', name: 'unrelated' })
+    expect(still.metadata?.resourceVersion).toBe(other.metadata?.resourceVersion)
+    expect(await notFound(disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' }))).toBe(true)
+    const writes = server.audit.filter((a) => ['update', 'patch', 'delete'].includes(a.verb) && (a.name === 'db-east' || a.name === 'unrelated'))
+    expect(writes).toEqual([])
+  })
+
+  it('keeps a gone peer\'s imports (not ready) for the grace period, then deletes them', async () => {
+    await start({ graceMs: 1500 })
+    agent.emit('east', [{ name: 'db', port: 5432 }])
+    await until('imported', () => core.readNamespacedService({ namespace: 'default', name: 'db-east' }))
+    const goneAt = Date.now()
+    agent.emit('east', null)
+    await until('endpoint not ready', async () => {
+      const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })
+      return sl.endpoints?.[0]?.conditions?.ready === false ? true : undefined
+    })
+    expect(await core.readNamespacedService({ namespace: 'default', name: 'db-east' })).toBeDefined()
+    await until('grace expiry', () => notFound(core.readNamespacedService({ namespace: 'default', name: 'db-east' })), 10_000)
+    expect(Date.now() - goneAt).toBeGreaterThanOrEqual(1400)
+  })
+
+  it('a peer back within the grace period keeps its import', async () => {
+    await start({ graceMs: 1500 })
+    agent.emit('east', [{ name: 'db', port: 5432 }])
+    const first = await until('imported', () => core.readNamespacedService({ namespace: 'default', name: 'db-east' }))
+    agent.emit('east', null)
+    await new Promise((r) => setTimeout(r, 300))
+    agent.emit('east', [{ name: 'db', port: 5432 }])
+    await new Promise((r) => setTimeout(r, 2000))
+    const again = await core.readNamespacedService({ namespace: 'default', name: 'db-east' })
+    expect(again.metadata?.uid).toBe(first.metadata?.uid)
+    const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })
+    expect(sl.endpoints?.[0]?.conditions?.ready).toBe(true)
+  })
+})
