@@ -22,6 +22,8 @@ export interface Target {
   port: number
   env: Record<string, string>
   close: () => Promise<void>
+  /** What the server process printed (workerd: wrangler's stdout and stderr, last 20 kB). */
+  output: () => string
 }
 
 /** A free loopback TCP port (listen on 0, read it, close). */
@@ -39,7 +41,7 @@ export async function freePort (): Promise<number> {
 
 export async function startNode (env: Record<string, string>): Promise<Target> {
   const s = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv(env) })
-  return { name: 'node', url: s.url, port: s.port, env, close: s.close }
+  return { name: 'node', url: s.url, port: s.port, env, close: s.close, output: () => '' }
 }
 
 async function waitHealthy (url: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
@@ -95,5 +97,5 @@ export async function startWorkerd (env: Record<string, string>, opts: { timeout
     await close()
     throw err
   }
-  return { name: 'workerd', url, port, env, close }
+  return { name: 'workerd', url, port, env, close, output: () => out }
 }
