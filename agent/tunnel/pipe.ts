@@ -44,6 +44,7 @@ export class StreamPipe {
   private finished = false
   private cancelDrain?: () => void
   private waitingCredit = false
+  private closeTimer?: ReturnType<typeof setTimeout>
 
   constructor (socket: Socket, dc: RTCDataChannel, opts: PipeOptions = {}, hooks: PipeHooks = {}) {
     this.socket = socket
@@ -58,11 +59,16 @@ export class StreamPipe {
     const { socket, dc } = this
     dc.binaryType = 'arraybuffer'
     dc.onmessage = (ev: MessageEvent) => this.onMessage(ev.data)
-    dc.onclose = () => { if (!this.finished) this.finish('reset', 'STREAM_RESET') }
+    dc.onclose = () => {
+      clearTimeout(this.closeTimer)
+      if (this.finished) return
+      if (this.localFin && this.remoteFin) this.done(false)
+      else this.finish('reset', 'CHANNEL_CLOSED')
+    }
     socket.on('data', (buf: Buffer) => this.onSocketData(buf))
     socket.on('end', () => this.onSocketEnd())
-    socket.on('error', () => this.reset('STREAM_RESET'))
-    socket.on('close', () => { if (!this.finished && !(this.localFin && this.remoteFin)) this.reset('STREAM_RESET') })
+    socket.on('error', () => this.reset('SOCKET_ERROR'))
+    socket.on('close', () => { if (!this.finished && !(this.localFin && this.remoteFin)) this.reset('SOCKET_CLOSED') })
     socket.resume()
   }
 
@@ -116,7 +122,8 @@ export class StreamPipe {
         case 'fin':
           this.remoteFin = true
           this.socket.end()
-          this.maybeDone()
+          // we received the last fin: every byte of both directions has arrived; close.
+          if (this.localFin) this.done(true)
           return
         case 'rst':
           this.finish('reset', ctl.code)
@@ -145,17 +152,24 @@ export class StreamPipe {
     if (this.finished || this.localFin) return
     this.localFin = true
     this.sendText('{"t":"fin"}')
-    this.maybeDone()
+    // We sent the last fin: the other side closes the channel once it has read it (closing
+    // here could drop the fin and the bytes before it). Bounded wait, then close anyway.
+    if (this.remoteFin) {
+      this.closeTimer = setTimeout(() => { if (!this.finished) this.done(true) }, 30_000)
+      this.closeTimer.unref?.()
+    }
   }
 
-  private maybeDone (): void {
-    if (!(this.localFin && this.remoteFin) || this.finished) return
-    // both directions done: let the channel drain, then close it
+  private done (closeChannel: boolean): void {
+    if (this.finished) return
     this.finished = true
     this.cancelDrain?.()
-    onDrain(this.dc, 0, () => {
-      try { this.dc.close() } catch { /* closed */ }
-    })
+    clearTimeout(this.closeTimer)
+    if (closeChannel) {
+      onDrain(this.dc, 0, () => {
+        try { this.dc.close() } catch { /* closed */ }
+      })
+    }
     this.hooks.onClose?.('done')
   }
 
@@ -174,6 +188,7 @@ export class StreamPipe {
     if (this.finished) return
     this.finished = true
     this.cancelDrain?.()
+    clearTimeout(this.closeTimer)
     if (!this.socket.destroyed) this.socket.resetAndDestroy()
     try { this.dc.close() } catch { /* closed */ }
     this.hooks.onClose?.(reason, code)

@@ -88,11 +88,13 @@ export class Tunnels {
     socket.once('connect', () => {
       connected = true
       clearTimeout(timer)
-      if (dc.readyState !== 'open') { release(); socket.destroy(); return }
-      c.opened++
-      this.totals.opened++
-      try { dc.send('{"t":"ok"}') } catch { release(); socket.destroy(); return }
-      this.run(peer, socket, dc, release)
+      // The announcing side may see the channel open before we do: wait for it here.
+      whenOpen(dc, undefined, this.opts.openTimeoutMs).then(() => {
+        c.opened++
+        this.totals.opened++
+        dc.send('{"t":"ok"}')
+        this.run(peer, socket, dc, release)
+      }).catch(() => { release(); socket.destroy() })
     })
     socket.once('error', (err) => {
       clearTimeout(timer)
@@ -110,7 +112,11 @@ export class Tunnels {
       onBytes: (dir, n) => {
         if (dir === 'in') { c.bytesIn += n; this.totals.bytesIn += n } else { c.bytesOut += n; this.totals.bytesOut += n }
       },
-      onClose: () => { release(); this.live.delete(pipe) },
+      onClose: (reason, code) => {
+        release()
+        this.live.delete(pipe)
+        if (reason !== 'done') this.log.debug({ peer: peer.name, label: dc.label, reason, code }, 'stream reset')
+      },
     })
     this.live.add(pipe)
     pipe.start()

@@ -1,0 +1,111 @@
+/** Test harness: a Node signaling service and in-process agents on loopback. */
+import { createHash, randomBytes } from 'node:crypto'
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { pino } from 'pino'
+import { encodeToken, newSecret, type MemberToken } from '../../protocol/token.ts'
+import { configFromEnv } from '../../signaling/config.ts'
+import { startNodeSignaling, type NodeSignaling } from '../../signaling/node/server.ts'
+import { Agent, type AgentInit } from '../../agent/agent.ts'
+
+export const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+
+export interface Net {
+  signaling: NodeSignaling
+  token: MemberToken
+  agents: Agent[]
+  agent: (name: string, init?: Partial<AgentInit>) => Promise<Agent>
+  close: () => Promise<void>
+}
+
+export async function startNet (env: Record<string, string> = {}, port = 0): Promise<Net> {
+  const signaling = await startNodeSignaling({ host: '127.0.0.1', port, config: configFromEnv(env), log })
+  const token: MemberToken = { kind: 'member', signaling: signaling.url, secret: newSecret() }
+  const agents: Agent[] = []
+  const net: Net = {
+    signaling,
+    token,
+    agents,
+    async agent (name, init = {}) {
+      const a = new Agent({ token, name, log: log.child({ agent: name }), drainMs: 200, ...init })
+      agents.push(a)
+      await a.start()
+      return a
+    },
+    async close () {
+      await Promise.allSettled(agents.map(async a => await a.stop()))
+      await net.signaling.close()
+    },
+  }
+  return net
+}
+
+export function tokenString (t: MemberToken): string { return encodeToken(t) }
+
+/** Waits until `cond` holds, polling every 50 ms, for at most `ms`. */
+export async function until (cond: () => boolean | Promise<boolean>, ms = 20_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + ms
+  for (let i = 0; i < 100_000; i++) {
+    if (await cond()) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+export async function listen (server: Server): Promise<number> {
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return (server.address() as AddressInfo).port
+}
+
+/**
+ * A target that reads everything until FIN while sending `size` random bytes; then sends
+ * sha256(its payload) and sha256(what it received), 64 bytes, and closes. Counts connections.
+ */
+export async function hashServer (size: number): Promise<{ server: Server, port: number, accepted: () => number }> {
+  let accepted = 0
+  const server = createServer({ allowHalfOpen: true }, (sock) => {
+    accepted++
+    const got = createHash('sha256')
+    const payload = randomBytes(size)
+    sock.on('data', (d: Buffer) => got.update(d))
+    sock.on('error', () => {})
+    let sent = false
+    let ended = false
+    const finish = (): void => {
+      if (sent && ended) sock.end(Buffer.concat([createHash('sha256').update(payload).digest(), got.digest()]))
+    }
+    sock.write(payload, () => { sent = true; finish() })
+    sock.on('end', () => { ended = true; finish() })
+  })
+  const port = await listen(server)
+  return { server, port, accepted: () => accepted }
+}
+
+export interface ExchangeResult { ok: boolean, why?: string }
+
+/**
+ * Connects to `port`, sends `size` random bytes and half-closes while reading everything the
+ * hashServer sends; checks both directions by hash.
+ */
+export async function exchange (port: number, size: number, timeoutMs = 60_000): Promise<ExchangeResult> {
+  const data = randomBytes(size)
+  const sentHash = createHash('sha256').update(data).digest('hex')
+  return await new Promise((resolve) => {
+    const chunks: Buffer[] = []
+    const sock = connect({ host: '127.0.0.1', port, allowHalfOpen: true })
+    const t = setTimeout(() => { sock.destroy(); resolve({ ok: false, why: 'timed out' }) }, timeoutMs)
+    sock.on('connect', () => { sock.end(data) })
+    sock.on('data', (d: Buffer) => chunks.push(d))
+    sock.on('error', (err) => { clearTimeout(t); resolve({ ok: false, why: err.message }) })
+    sock.on('end', () => {
+      clearTimeout(t)
+      const all = Buffer.concat(chunks)
+      sock.destroy()
+      if (all.length !== size + 64) { resolve({ ok: false, why: `received ${all.length} bytes, expected ${size + 64}` }); return }
+      const payloadHash = createHash('sha256').update(all.subarray(0, size)).digest('hex')
+      if (payloadHash !== all.subarray(size, size + 32).toString('hex')) { resolve({ ok: false, why: 'payload from the server corrupted' }); return }
+      if (sentHash !== all.subarray(size + 32).toString('hex')) { resolve({ ok: false, why: 'payload to the server corrupted' }); return }
+      resolve({ ok: true })
+    })
+  })
+}
