@@ -21,6 +21,10 @@ const VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', '
 const core = (resource: string, singular: string, kind: string, namespaced: boolean, shortNames: string[], subresources: string[] = []): ResourceType =>
   ({ group: '', version: 'v1', resource, singular, kind, namespaced, shortNames, subresources })
 
+function grouped(group: string, resource: string, singular: string, kind: string, namespaced: boolean, shortNames: string[] = [], subresources: string[] = []): ResourceType {
+  return { group, version: 'v1', resource, singular, kind, namespaced, shortNames, subresources }
+}
+
 export const RESOURCES: ResourceType[] = [
   core('namespaces', 'namespace', 'Namespace', false, ['ns'], ['status']),
   core('services', 'service', 'Service', true, ['svc'], ['status']),
@@ -30,16 +34,14 @@ export const RESOURCES: ResourceType[] = [
   core('serviceaccounts', 'serviceaccount', 'ServiceAccount', true, ['sa']),
   core('configmaps', 'configmap', 'ConfigMap', true, ['cm']),
   core('secrets', 'secret', 'Secret', true, []),
-  {
-    group: 'discovery.k8s.io',
-    version: 'v1',
-    resource: 'endpointslices',
-    singular: 'endpointslice',
-    kind: 'EndpointSlice',
-    namespaced: true,
-    shortNames: [],
-    subresources: [],
-  },
+  grouped('discovery.k8s.io', 'endpointslices', 'endpointslice', 'EndpointSlice', true),
+  // Stored but not acted on (no controllers): enough for charts to be applied with --dry-run=server.
+  grouped('apps', 'deployments', 'deployment', 'Deployment', true, ['deploy'], ['status']),
+  grouped('rbac.authorization.k8s.io', 'clusterroles', 'clusterrole', 'ClusterRole', false),
+  grouped('rbac.authorization.k8s.io', 'clusterrolebindings', 'clusterrolebinding', 'ClusterRoleBinding', false),
+  grouped('rbac.authorization.k8s.io', 'roles', 'role', 'Role', true),
+  grouped('rbac.authorization.k8s.io', 'rolebindings', 'rolebinding', 'RoleBinding', true),
+  grouped('networking.k8s.io', 'ingresses', 'ingress', 'Ingress', true, ['ing'], ['status']),
 ]
 
 export const apiVersionOf = (rt: ResourceType): string => (rt.group === '' ? rt.version : `${rt.group}/${rt.version}`)

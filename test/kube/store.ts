@@ -61,6 +61,7 @@ export const badRequest = (msg: string): ApiError => new ApiError(400, 'BadReque
 
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
 const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/
+const PATH_SEGMENT = /^(?!\.\.?$)[^/%]+$/
 
 interface HistoryEntry {
   rv: number
@@ -148,7 +149,8 @@ export class Store {
     } else delete m.namespace
     const name = m.name
     if (typeof name !== 'string' || name === '') throw invalid(rt, '', 'metadata.name', 'Required value: name or generateName is required')
-    const re = rt.kind === 'Service' || rt.kind === 'Namespace' ? DNS1035_LABEL : DNS1123_SUBDOMAIN
+    // RBAC objects only need a valid path segment (`system:viewer` is fine); others are DNS names.
+    const re = rt.kind === 'Service' || rt.kind === 'Namespace' ? DNS1035_LABEL : rt.group === 'rbac.authorization.k8s.io' ? PATH_SEGMENT : DNS1123_SUBDOMAIN
     if (name.length > (rt.kind === 'Service' ? 63 : 253) || !re.test(name)) {
       throw invalid(rt, name, 'metadata.name', `Invalid value: "${name}": a lowercase RFC 1123 name must consist of lower case alphanumeric characters or '-'`)
     }

@@ -1,0 +1,230 @@
+/**
+ * Helm charts: `helm lint` and `helm template` (real Helm, installed by test/kube/install-helm.sh)
+ * for default values and for `ci/*-values.yaml` (every option on), then
+ * - structural checks of every rendered object (known kinds, DNS names, hardened pods, probes on
+ *   a declared port, least-privilege RBAC, the agent's CLI flags), and
+ * - `kubectl apply --dry-run=server` of the whole render against the API test server (real
+ *   kubectl parses and maps every object; the server validates names and stores nothing).
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseAllDocuments } from 'yaml'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startApiServer, type ApiServer } from './apiserver.ts'
+import { RESOURCES } from './resources.ts'
+
+const root = new URL('../../', import.meta.url).pathname
+const charts = join(root, 'charts')
+
+function findHelm(): string | undefined {
+  const candidates = [process.env.HELM, join(root, 'node_modules/.cache/causeway-helm/helm')]
+  for (const c of candidates) if (c && existsSync(c)) return c
+  const which = spawnSync('sh', ['-c', 'command -v helm'], { encoding: 'utf8' })
+  return which.status === 0 && which.stdout.trim() ? which.stdout.trim() : undefined
+}
+
+const helm = findHelm()
+if (!helm && process.env.CI) {
+  throw new Error('helm not found: run `bash test/kube/install-helm.sh` (see that script) before the tests')
+}
+
+type Obj = Record<string, any>
+
+const template = (chart: string, args: string[]): string =>
+  execFileSync(helm ?? 'helm', ['template', 'east', join(charts, chart), '--namespace', 'causeway', ...args], { encoding: 'utf8', timeout: 60_000 })
+
+function render(chart: string, args: string[]): Obj[] {
+  return parseAllDocuments(template(chart, args))
+    .map((d) => d.toJSON() as Obj | null)
+    .filter((o): o is Obj => o !== null)
+}
+
+const KNOWN = new Set([
+  'v1/ServiceAccount',
+  'v1/Secret',
+  'v1/Service',
+  'apps/v1/Deployment',
+  'rbac.authorization.k8s.io/v1/ClusterRole',
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding',
+  'rbac.authorization.k8s.io/v1/Role',
+  'rbac.authorization.k8s.io/v1/RoleBinding',
+  'networking.k8s.io/v1/Ingress',
+])
+const DNS1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
+const DNS1035 = /^[a-z]([-a-z0-9]*[a-z0-9])?$/
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/
+
+function checkObject(o: Obj): void {
+  const id = `${o.kind}/${o.metadata?.name}`
+  expect(KNOWN.has(`${o.apiVersion}/${o.kind}`), `${id}: unknown apiVersion/kind ${o.apiVersion} ${o.kind}`).toBe(true)
+  expect(o.metadata?.name, id).toMatch(DNS1123)
+  expect(String(o.metadata?.name).length, id).toBeLessThanOrEqual(63)
+  if (o.kind === 'Service') expect(o.metadata.name, id).toMatch(DNS1035)
+  for (const [k, v] of Object.entries((o.metadata?.labels ?? {}) as Record<string, unknown>)) {
+    expect(typeof v, `${id} label ${k}`).toBe('string')
+    expect(String(v), `${id} label ${k}`).toMatch(LABEL_VALUE)
+    expect(String(v).length, `${id} label ${k}`).toBeLessThanOrEqual(63)
+  }
+  if (o.kind === 'Deployment') checkDeployment(o)
+  if (o.kind === 'ClusterRole' || o.kind === 'Role') {
+    for (const r of o.rules as Obj[]) {
+      expect(r.verbs, `${id}: wildcard verb`).not.toContain('*')
+      expect(r.resources, `${id}: wildcard resource`).not.toContain('*')
+      expect(r.apiGroups, `${id}: wildcard group`).not.toContain('*')
+      if ((r.verbs as string[]).includes('impersonate') || (r.resources as string[]).includes('serviceaccounts/token')) {
+        expect((r.resourceNames as string[] | undefined)?.length ?? 0, `${id}: impersonate/token rules must name their targets`).toBeGreaterThan(0)
+      }
+    }
+  }
+}
+
+function checkDeployment(d: Obj): void {
+  const id = `Deployment/${d.metadata.name}`
+  const pod = d.spec.template.spec as Obj
+  for (const [k, v] of Object.entries(d.spec.selector.matchLabels as Obj)) expect(d.spec.template.metadata.labels[k], `${id} selector ${k}`).toBe(v)
+  expect(pod.securityContext?.runAsNonRoot, id).toBe(true)
+  expect(pod.securityContext?.seccompProfile?.type, id).toBe('RuntimeDefault')
+  expect(pod.hostNetwork ?? false, id).toBe(false)
+  const volumes = new Set((pod.volumes ?? []).map((v: Obj) => v.name))
+  for (const c of pod.containers as Obj[]) {
+    const sc = c.securityContext as Obj
+    expect(sc, `${id}/${c.name}`).toMatchObject({
+      runAsNonRoot: true,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    })
+    expect(sc.privileged ?? false, id).toBe(false)
+    expect(sc.capabilities.add ?? [], id).toEqual([])
+    expect(c.resources?.requests?.memory, `${id}: memory request`).toBeTruthy()
+    expect(c.resources?.limits?.memory, `${id}: memory limit`).toBeTruthy()
+    const ports = new Set((c.ports ?? []).map((p: Obj) => p.name))
+    for (const probe of ['livenessProbe', 'readinessProbe']) {
+      expect(c[probe]?.httpGet?.path, `${id}: ${probe}`).toMatch(/^\//)
+      expect(ports.has(c[probe]?.httpGet?.port), `${id}: ${probe} port ${c[probe]?.httpGet?.port} is declared`).toBe(true)
+    }
+    for (const m of c.volumeMounts ?? []) expect(volumes.has(m.name), `${id}: mount ${m.name} has a volume`).toBe(true)
+    expect(c.image, id).toMatch(/^[^:]+:[^:]+$/)
+  }
+}
+
+let server: ApiServer
+let dir: string
+
+/** Runs kubectl asynchronously: the API test server lives in this process's event loop. */
+function kubectl(args: string[], input = ''): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/kubectl', args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, KUBECONFIG: join(dir, 'kubeconfig') } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      if (code === 0) resolve(stdout)
+      else reject(new Error(`kubectl ${args.join(' ')} failed (${code}): ${stderr}`))
+    })
+    child.stdin.end(input)
+  })
+}
+
+const kubectlApplyDryRun = (yamlText: string): Promise<string> => kubectl(['apply', '--dry-run=server', '--validate=false', '-n', 'causeway', '-f', '-'], yamlText)
+
+beforeAll(async () => {
+  server = await startApiServer()
+  dir = mkdtempSync(join(tmpdir(), 'causeway-charts-'))
+  writeFileSync(join(dir, 'kubeconfig'), server.kubeconfig())
+  await kubectl(['create', '--validate=false', '-f', '-'], '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"causeway"}}')
+})
+
+afterAll(async () => {
+  await server?.close()
+  if (dir) rmSync(dir, { recursive: true, force: true })
+})
+
+const CASES: Array<{ chart: string; label: string; args: string[] }> = []
+for (const chart of ['causeway-agent', 'causeway-relay', 'causeway-signaling']) {
+  CASES.push({ chart, label: 'default values', args: chart === 'causeway-agent' ? ['--set', 'token.existingSecret=causeway-token'] : [] })
+  for (const f of readdirSync(join(charts, chart, 'ci')).filter((x) => x.endsWith('-values.yaml')).sort()) {
+    CASES.push({ chart, label: `ci/${f}`, args: ['-f', join(charts, chart, 'ci', f)] })
+  }
+}
+
+describe.skipIf(!helm)('helm charts', () => {
+  it.each(CASES)('$chart with $label: lint, render, checks, kubectl apply --dry-run=server', async ({ chart, args }) => {
+    execFileSync(helm ?? 'helm', ['lint', '--strict', join(charts, chart), ...args], { encoding: 'utf8', timeout: 60_000 })
+    const text = template(chart, args)
+    const docs = parseAllDocuments(text).map((d) => d.toJSON() as Obj | null).filter((o): o is Obj => o !== null)
+    expect(docs.length).toBeGreaterThan(0)
+    for (const o of docs) checkObject(o)
+    const out = await kubectlApplyDryRun(text)
+    for (const o of docs) {
+      const kind = String(o.kind).toLowerCase()
+      const group = String(o.apiVersion).includes('/') ? `.${String(o.apiVersion).split('/')[0]}` : ''
+      expect(out).toContain(`${kind}${group}/${o.metadata.name} created (server dry run)`)
+    }
+    expect(server.store.list(deployments(), undefined, () => true, () => true).items).toEqual([])
+  })
+
+  it('agent defaults: the controller RBAC, no apiserver share, hardened pod, in-cluster flags', () => {
+    const docs = render('causeway-agent', ['--set', 'token.existingSecret=causeway-token'])
+    const kinds = docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()
+    expect(kinds).toEqual(['ClusterRole/east-causeway-agent', 'ClusterRoleBinding/east-causeway-agent', 'Deployment/east-causeway-agent', 'ServiceAccount/east-causeway-agent'])
+    const role = docs.find((d) => d.kind === 'ClusterRole') as Obj
+    expect(role.rules).toEqual([
+      { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['get', 'create', 'patch'] },
+      { apiGroups: [''], resources: ['namespaces'], verbs: ['get'] },
+    ])
+    const dep = docs.find((d) => d.kind === 'Deployment') as Obj
+    const c = dep.spec.template.spec.containers[0] as Obj
+    expect(c.args).toEqual(['agent', '--token-file', '/var/run/causeway/token/token', '--name', 'east', '--status', '0.0.0.0:9090', '--kube'])
+    expect(c.env.find((e: Obj) => e.name === 'POD_IP').valueFrom.fieldRef.fieldPath).toBe('status.podIP')
+    expect(dep.spec.template.spec.volumes[0].secret.secretName).toBe('causeway-token')
+  })
+
+  it('agent all-on: shares, relays, TURN secret, apiserver share as a dedicated ServiceAccount', () => {
+    const docs = render('causeway-agent', ['-f', join(charts, 'causeway-agent/ci/all-on-values.yaml')])
+    const c = (docs.find((d) => d.kind === 'Deployment') as Obj).spec.template.spec.containers[0] as Obj
+    expect(c.args).toEqual(
+      expect.arrayContaining(['--share', 'legacy-db=db.internal.example:5432,peers=west|north', 'wiki=10.0.0.8:80', '--relay', '--share-apiserver', '--apiserver-sa', 'causeway-apiserver-share']),
+    )
+    expect(JSON.parse(c.env.find((e: Obj) => e.name === 'CAUSEWAY_ICE_SERVERS').value)).toHaveLength(2)
+    const sa = docs.find((d) => d.kind === 'ServiceAccount' && d.metadata.name === 'causeway-apiserver-share') as Obj
+    expect(sa.automountServiceAccountToken).toBe(false)
+    const binding = docs.find((d) => d.kind === 'ClusterRoleBinding' && d.metadata.name === 'east-causeway-agent-apiserver-share') as Obj
+    expect(binding.roleRef.name).toBe('view')
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'causeway-apiserver-share', namespace: 'causeway' }])
+    expect(docs.find((d) => d.kind === 'Secret')?.stringData?.token).toBe('cw1.test-token-value')
+  })
+
+  it('agent impersonation mode grants impersonation of exactly the configured user and groups', () => {
+    const docs = render('causeway-agent', ['-f', join(charts, 'causeway-agent/ci/impersonate-values.yaml')])
+    const role = docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === 'east-causeway-agent-apiserver-share') as Obj
+    expect(role.rules).toEqual([
+      { apiGroups: [''], resources: ['users'], resourceNames: ['causeway-remote'], verbs: ['impersonate'] },
+      { apiGroups: [''], resources: ['groups'], resourceNames: ['causeway-viewers', 'auditors'], verbs: ['impersonate'] },
+    ])
+    const c = (docs.find((d) => d.kind === 'Deployment') as Obj).spec.template.spec.containers[0] as Obj
+    expect(c.args).toEqual(expect.arrayContaining(['--impersonate-user', 'causeway-remote', '--impersonate-group', 'causeway-viewers', 'auditors']))
+    expect(docs.some((d) => d.kind === 'ServiceAccount' && d.metadata.name === 'causeway-apiserver-share')).toBe(false)
+  })
+
+  it('agent refuses to render without a token', () => {
+    const r = spawnSync(helm ?? 'helm', ['template', 'east', join(charts, 'causeway-agent')], { encoding: 'utf8', timeout: 60_000 })
+    expect(r.status).not.toBe(0)
+    expect(r.stderr).toContain('set token.existingSecret')
+  })
+})
+
+function deployments(): (typeof RESOURCES)[number] {
+  const rt = RESOURCES.find((r) => r.kind === 'Deployment')
+  if (!rt) throw new Error('no Deployment resource')
+  return rt
+}

@@ -1,0 +1,166 @@
+/**
+ * The browser debug page, driven in Debian's Chromium (playwright-core, never a downloaded
+ * browser) against the Node signaling service and two in-process agents on loopback: the page
+ * joins as a viewer with its own RTCPeerConnection, shows both agents and their direct path,
+ * sends an HTTP request through a tunnel, is refused a share it was not granted, and explains
+ * bad tokens and empty rooms. Run inside scripts/netns-run.sh (WebRTC host candidates then stay
+ * in the test's own namespace; mDNS is off so nothing is multicast).
+ */
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Agent } from '../../agent/agent.ts'
+import { encodeToken, newSecret, viewerTokenFor, type MemberToken } from '../../protocol/token.ts'
+import { configFromEnv } from '../../signaling/config.ts'
+import { startNodeSignaling, type NodeSignaling } from '../../signaling/node/server.ts'
+import { buildPage } from '../../signaling/page/build.ts'
+
+const CHROMIUM = '/usr/bin/chromium'
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-features=WebRtcHideLocalIpsWithMdns']
+const BODY = 'hello from the web share, through causeway\n'
+/** Where screenshots go (not committed). */
+export const SHOT_DIR = join(tmpdir(), 'causeway-page-shots')
+
+function ensureChromium (): void {
+  if (existsSync(CHROMIUM)) return
+  if (process.getuid?.() !== 0) throw new Error(`${CHROMIUM} is missing; install Debian's chromium (apt-get install -y chromium). This test never downloads a browser.`)
+  const r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], { stdio: 'inherit', timeout: 600_000 })
+  if (r.status !== 0 || !existsSync(CHROMIUM)) throw new Error(`apt-get install chromium failed (status ${r.status}); ${CHROMIUM} is still missing`)
+}
+
+let signaling: NodeSignaling
+let service: Server
+let member: MemberToken
+let a: Agent
+let b: Agent
+let ctx: BrowserContext
+let profile: string
+const logs: string[] = []
+
+async function newPage (): Promise<Page> {
+  const page = await ctx.newPage()
+  page.on('console', m => { if (logs.length < 500) logs.push(`[${m.type()}] ${m.text()}`) })
+  page.on('pageerror', e => { if (logs.length < 500) logs.push(`[pageerror] ${e.message}`) })
+  return page
+}
+
+describe('browser debug page', () => {
+  beforeAll(async () => {
+    ensureChromium()
+    await buildPage({ minify: false })
+    signaling = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv({}) })
+    service = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-seen-host': req.headers.host ?? '' })
+      res.end(req.url === '/hello' ? BODY : `you asked for ${req.method} ${req.url}\n`)
+    })
+    await new Promise<void>(resolve => service.listen(0, '127.0.0.1', resolve))
+    const port = (service.address() as AddressInfo).port
+    member = { kind: 'member', signaling: signaling.url, secret: newSecret(), name: 'page-test' }
+    a = new Agent({ token: member, name: 'site-a', shares: [{ name: 'web', host: '127.0.0.1', port, protocol: 'http' }, { name: 'secret', host: '127.0.0.1', port, protocol: 'http' }] })
+    b = new Agent({ token: member, name: 'site-b' })
+    await a.start()
+    await b.start()
+    await a.peerByName('site-b', 20_000)
+    profile = await mkdtemp(join(tmpdir(), 'causeway-chromium-'))
+    ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1440, height: 1000 }, timeout: 30_000 })
+  })
+
+  afterAll(async () => {
+    if (logs.length > 0) console.log(`browser console (last 40):\n${logs.slice(-40).join('\n')}`)
+    await ctx?.close().catch(() => {})
+    await b?.stop()
+    await a?.stop()
+    await signaling?.close()
+    await new Promise<void>(resolve => { if (service === undefined) resolve(); else service.close(() => resolve()) })
+    if (profile !== undefined) await rm(profile, { recursive: true, force: true })
+  })
+
+  it('joins as a viewer, shows both agents on direct paths, and tunnels an HTTP request', async () => {
+    const viewer = encodeToken(await viewerTokenFor(member, ['web']))
+    const page = await newPage()
+    await page.goto(`${signaling.url}/debug/#token=${viewer}`, { timeout: 15_000 })
+    // The token is read from the fragment and cleared from the address bar at once.
+    await page.waitForFunction(() => location.hash === '', undefined, { timeout: 5000 })
+
+    for (const name of ['site-a', 'site-b']) {
+      const card = page.locator(`[data-agent="${name}"]`)
+      await card.locator('.own-link .pill-direct').waitFor({ timeout: 30_000 })
+      await expect(card.locator('.own-link .mono').textContent()).resolves.toMatch(/^(host|prflx|srflx) \S+ <-> (host|prflx|srflx) \S+$/)
+    }
+    // Each agent's own report of its link to the other, within two status rounds.
+    await page.locator('[data-agent="site-a"] tr[data-peer="site-b"] .pill-direct').waitFor({ timeout: 15_000 })
+    await page.locator('[data-agent="site-b"] tr[data-peer="site-a"] .pill-direct').waitFor({ timeout: 15_000 })
+    // The picture: an agent-to-agent link and two browser links, all direct.
+    await page.locator('svg.mesh line.edge-direct:not(.edge-viewer)').first().waitFor({ state: 'attached', timeout: 10_000 })
+    expect(await page.locator('svg.mesh line.edge-viewer.edge-direct').count()).toBe(2)
+    expect(await page.locator('svg.mesh g.node[data-name="site-a"]').count()).toBe(1)
+
+    // Only the granted share is offered as granted.
+    const target = page.locator('#http-target')
+    await page.waitForFunction(() => [...document.querySelectorAll('#http-target option')].some(o => o.textContent?.startsWith('web @ site-a') === true), undefined, { timeout: 10_000 })
+    const grantedTexts = await target.locator('optgroup[label^="granted"] option').allTextContents()
+    expect(grantedTexts.some(t => t.startsWith('web @ site-a'))).toBe(true)
+    expect(grantedTexts.some(t => t.startsWith('secret'))).toBe(false)
+
+    const webValue = await target.locator('option', { hasText: 'web @ site-a' }).getAttribute('value')
+    await target.selectOption(webValue ?? '')
+    await page.fill('#http-path', '/hello')
+    await page.click('#http-send')
+    await page.locator('#http-body-text').waitFor({ timeout: 20_000 })
+    expect(await page.locator('#http-body-text').textContent()).toContain(BODY.trim())
+    expect(await page.locator('.resp-head .status-line').textContent()).toMatch(/^HTTP\/1\.1 200/)
+
+    // A share the viewer was not granted: the agent refuses with SHARE_FORBIDDEN.
+    const secretValue = await target.locator('option', { hasText: 'secret @ site-a' }).getAttribute('value')
+    expect(secretValue).toBeTruthy()
+    await target.selectOption(secretValue ?? '')
+    await page.click('#http-send')
+    await page.locator('#http-error-code').waitFor({ timeout: 20_000 })
+    expect(await page.locator('#http-error-code').textContent()).toBe('SHARE_FORBIDDEN')
+
+    // Back to a successful request for the screenshot.
+    await target.selectOption(webValue ?? '')
+    await page.click('#http-send')
+    await page.locator('#http-body-text').waitFor({ timeout: 20_000 })
+    await page.waitForTimeout(2500) // one more status round, for fresh numbers
+    await page.screenshot({ path: join(SHOT_DIR, 'debug-page.png'), fullPage: true, timeout: 10_000 })
+    await page.close()
+  })
+
+  it('explains a token that is not a causeway token', async () => {
+    const page = await newPage()
+    await page.goto(`${signaling.url}/debug/`, { timeout: 15_000 })
+    await page.fill('#token-input', 'cw1.this-is-not-a-token')
+    await page.click('#join-form button[type=submit]')
+    const err = page.locator('.notice-error')
+    await err.waitFor({ timeout: 5000 })
+    expect(await err.textContent()).toMatch(/BAD_TOKEN.*not a causeway token/)
+    expect(await page.locator('#join').isVisible()).toBe(true)
+    await page.screenshot({ path: join(SHOT_DIR, 'bad-token.png'), timeout: 10_000 })
+    await page.close()
+  })
+
+  it('takes a member token (deriving a viewer token locally) and says when no agent answers', async () => {
+    const page = await newPage()
+    await page.goto(`${signaling.url}/debug/#token=${encodeToken(member)}`, { timeout: 15_000 })
+    await page.locator('.notice-info', { hasText: 'Member token given' }).waitFor({ timeout: 5000 })
+    await page.locator('[data-agent="site-a"] .own-link .pill-direct').waitFor({ timeout: 30_000 })
+    // With every share granted, `secret` is offered as granted too.
+    await page.waitForFunction(() => [...document.querySelectorAll('#http-target optgroup[label^="granted"] option')].some(o => o.textContent?.startsWith('secret @ site-a') === true), undefined, { timeout: 10_000 })
+
+    // A token of another network: the page joins an empty room and says so after ~10 s.
+    const other = encodeToken(await viewerTokenFor({ kind: 'member', signaling: signaling.url, secret: newSecret() }, ['web']))
+    await page.goto(`${signaling.url}/debug/#token=${other}`, { timeout: 15_000 })
+    const none = page.locator('.notice-error', { hasText: 'No agent answered' })
+    await none.waitFor({ timeout: 20_000 })
+    expect(await none.textContent()).toMatch(/no agent said hello/)
+    await page.screenshot({ path: join(SHOT_DIR, 'no-agents.png'), timeout: 10_000 })
+    await page.close()
+  })
+})
