@@ -103,8 +103,10 @@ function checkDeployment(d: Obj): void {
     expect(c.resources?.limits?.memory, `${id}: memory limit`).toBeTruthy()
     const ports = new Set((c.ports ?? []).map((p: Obj) => p.name))
     for (const probe of ['livenessProbe', 'readinessProbe']) {
-      expect(c[probe]?.httpGet?.path, `${id}: ${probe}`).toMatch(/^\//)
-      expect(ports.has(c[probe]?.httpGet?.port), `${id}: ${probe} port ${c[probe]?.httpGet?.port} is declared`).toBe(true)
+      const p = c[probe] as Obj | undefined
+      const port = p?.httpGet?.port ?? p?.tcpSocket?.port
+      if (p?.httpGet) expect(p.httpGet.path, `${id}: ${probe}`).toMatch(/^\//)
+      expect(ports.has(port), `${id}: ${probe} on a declared port (${String(port)})`).toBe(true)
     }
     for (const m of c.volumeMounts ?? []) expect(volumes.has(m.name), `${id}: mount ${m.name} has a volume`).toBe(true)
     expect(c.image, id).toMatch(/^[^:]+:[^:]+$/)
@@ -195,7 +197,9 @@ describe.skipIf(!helm)('helm charts', () => {
     expect(c.args).toEqual(
       expect.arrayContaining(['--share', 'legacy-db=db.internal.example:5432,peers=west|north', 'wiki=10.0.0.8:80', '--relay', '--share-apiserver', '--apiserver-sa', 'causeway-apiserver-share']),
     )
-    expect(JSON.parse(c.env.find((e: Obj) => e.name === 'CAUSEWAY_ICE_SERVERS').value)).toHaveLength(2)
+    expect(c.args).toEqual(expect.arrayContaining(['--ice', 'stun:stun.example.org:3478', 'turn:turn.example.org:3478?transport=tcp,username=causeway,credential=$(CAUSEWAY_TURN_CREDENTIAL)']))
+    expect(c.env.find((e: Obj) => e.name === 'CAUSEWAY_TURN_CREDENTIAL').valueFrom.secretKeyRef).toEqual({ name: 'causeway-turn', key: 'credential' })
+    expect(c.env.find((e: Obj) => e.name === 'CAUSEWAY_APISERVER_PEERS').value).toBe('west')
     const sa = docs.find((d) => d.kind === 'ServiceAccount' && d.metadata.name === 'causeway-apiserver-share') as Obj
     expect(sa.automountServiceAccountToken).toBe(false)
     const binding = docs.find((d) => d.kind === 'ClusterRoleBinding' && d.metadata.name === 'east-causeway-agent-apiserver-share') as Obj
