@@ -19,6 +19,8 @@ export interface SignalingClientInit {
   maxBackoffMs?: number
   /** Ping interval to detect dead sockets, ms. Default 15000. */
   pingIntervalMs?: number
+  /** Time from connect to `welcome`, ms. Default 10000. */
+  handshakeTimeoutMs?: number
   /** WebSocket constructor. Default: globalThis.WebSocket. */
   WebSocket?: typeof WebSocket
   signal?: AbortSignal
@@ -52,7 +54,7 @@ export class SignalingClient {
   private stopped = false
 
   constructor (init: SignalingClientInit) {
-    this.init = { minBackoffMs: 250, maxBackoffMs: 15_000, pingIntervalMs: 15_000, WebSocket: globalThis.WebSocket, ...init }
+    this.init = { minBackoffMs: 250, maxBackoffMs: 15_000, pingIntervalMs: 15_000, handshakeTimeoutMs: 10_000, WebSocket: globalThis.WebSocket, ...init }
     init.signal?.addEventListener('abort', () => this.close(), { once: true })
   }
 
@@ -82,6 +84,11 @@ export class SignalingClient {
       return
     }
     this.ws = ws
+    // A handshake that hangs (half-dead service, lost SYN) must not stall reconnection.
+    const handshake = setTimeout(() => {
+      if (this.ws !== ws || this.state === 'joined') return
+      this.drop(ws)
+    }, this.init.handshakeTimeoutMs)
     ws.onopen = () => {
       ws.send(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, peer: this.init.peer, ...(this.init.ticket !== undefined ? { ticket: this.init.ticket } : {}) }))
       this.pinger = setInterval(() => { this.sendRaw({ type: 'ping', id: Date.now() }) }, this.init.pingIntervalMs)
@@ -92,6 +99,7 @@ export class SignalingClient {
       if (msg !== null) this.handle(msg)
     }
     ws.onclose = (ev: CloseEvent) => {
+      clearTimeout(handshake)
       if (this.ws !== ws) return
       this.ws = undefined
       clearInterval(this.pinger)
@@ -102,6 +110,19 @@ export class SignalingClient {
       this.scheduleReconnect()
     }
     ws.onerror = () => { /* onclose follows */ }
+  }
+
+  /** Abandons a socket that does not get anywhere and starts over. */
+  private drop (ws: WebSocket): void {
+    ws.onopen = null
+    ws.onmessage = null
+    ws.onclose = null
+    try { ws.close() } catch { /* not open */ }
+    if (this.ws === ws) this.ws = undefined
+    clearInterval(this.pinger)
+    if (this.stopped) return
+    this.setState('disconnected')
+    this.scheduleReconnect()
   }
 
   private handle (msg: ServerMessage): void {
