@@ -91,7 +91,7 @@ describe('browser debug page', () => {
     for (const name of ['site-a', 'site-b']) {
       const card = page.locator(`[data-agent="${name}"]`)
       await card.locator('.own-link .pill-direct').waitFor({ timeout: 30_000 })
-      await expect(card.locator('.own-link .mono').textContent()).resolves.toMatch(/^(host|prflx|srflx) \S+ <-> (host|prflx|srflx) \S+$/)
+      await expect(card.locator('.own-link .mono').textContent()).resolves.toMatch(/^(host|prflx|srflx) \S+ +↔ +(host|prflx|srflx) \S+$/)
     }
     // Each agent's own report of its link to the other, within two status rounds.
     await page.locator('[data-agent="site-a"] tr[data-peer="site-b"] .pill-direct').waitFor({ timeout: 15_000 })

@@ -57,6 +57,14 @@ function layout (nodes: GraphNode[]): void {
   })
 }
 
+/** A small server-rack glyph centered on (x, y). */
+function serverGlyph (x: number, y: number, live: boolean): SVGElement[] {
+  const color = live ? '#58a6ff' : '#6e7681'
+  return [-7, 3].map(dy => s('g', {},
+    s('rect', { x: x - 12, y: y + dy - 1, width: 24, height: 8, rx: 2, fill: 'none', stroke: color, 'stroke-width': 1.6 }),
+    s('circle', { cx: x + 7, cy: y + dy + 3, r: 1.6, fill: live ? '#3fb950' : color })))
+}
+
 function label (x: number, y: number, text: string, color: string): SVGElement {
   const w = text.length * 7 + 12
   return s('g', { class: 'edge-label' },
@@ -100,7 +108,7 @@ export function meshSvg (model: ViewerModel): SVGElement {
   for (const node of list) {
     svg.append(s('g', { class: `node${node.reachable ? '' : ' node-unreachable'}`, 'data-name': node.name },
       s('circle', { cx: node.x, cy: node.y, r: 30, fill: '#161b22', stroke: node.reachable ? '#58a6ff' : '#6e7681', 'stroke-width': 3 }),
-      s('text', { x: node.x, y: node.y + 5, 'text-anchor': 'middle', class: 'node-glyph' }, node.name.slice(0, 2).toUpperCase()),
+      ...serverGlyph(node.x, node.y, node.reachable),
       s('text', { x: node.x, y: node.y + 50, 'text-anchor': 'middle', class: 'node-name' }, node.name),
       s('text', { x: node.x, y: node.y + 66, 'text-anchor': 'middle', class: 'node-sub' }, node.reachable ? `${node.shares} share${node.shares === 1 ? '' : 's'}` : 'not connected to this browser')))
   }

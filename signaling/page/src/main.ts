@@ -21,6 +21,7 @@ const els = {
   joinForm: byId<HTMLFormElement>('join-form'),
   tokenInput: byId<HTMLTextAreaElement>('token-input'),
   notices: byId('notices'),
+  joinNotices: byId('join-notices'),
   dash: byId('dash'),
   conn: byId('conn'),
   graph: byId('graph'),
@@ -47,9 +48,11 @@ function scheduleRender (): void {
 function render (): void {
   const v = viewer
   if (v === undefined) {
-    renderNotices(els.notices, joinNotices)
+    renderNotices(els.joinNotices, joinNotices)
+    els.notices.replaceChildren()
     return
   }
+  els.joinNotices.replaceChildren()
   const m = v.model
   renderNotices(els.notices, [...joinNotices, ...m.notices], m.fatal)
   const state = m.fatal !== undefined ? 'refused' : v.signalingState
@@ -115,7 +118,7 @@ async function join (text: string): Promise<void> {
   } catch (err) {
     const code = err instanceof CausewayError ? err.code : 'BAD_TOKEN'
     const message = err instanceof Error ? err.message : String(err)
-    joinNotices = [{ level: 'error', title: 'This is not a causeway token', code, detail: `${message}. A token starts with "cw1." and comes from \`causeway token\`.` }]
+    joinNotices = [{ level: 'error', title: 'This is not a causeway token', code, detail: `${message}. A token starts with "cw1." and comes from "causeway token".` }]
     els.join.hidden = false
     scheduleRender()
     return

@@ -29,24 +29,32 @@ function linkRow (link: OwnLink): HTMLElement {
   return h('div', { class: 'own-link' },
     h('div', { class: 'kv' }, h('span', { class: 'k' }, 'path'), pathPill(link.path, link.state)),
     h('div', { class: 'kv' }, h('span', { class: 'k' }, 'RTT'), h('span', { class: 'v num' }, ms(link.rttMs))),
-    h('div', { class: 'kv' }, h('span', { class: 'k' }, 'in'), h('span', { class: 'v num' }, bytes(link.bytesIn))),
-    h('div', { class: 'kv' }, h('span', { class: 'k' }, 'out'), h('span', { class: 'v num' }, bytes(link.bytesOut))),
-    h('div', { class: 'kv kv-wide' }, h('span', { class: 'k' }, 'pair'), h('span', { class: 'v mono' }, link.pair ?? '—')))
+    h('div', { class: 'kv' }, h('span', { class: 'k', title: 'bytes received on this connection (DTLS transport)' }, 'bytes in'), h('span', { class: 'v num' }, bytes(link.bytesIn))),
+    h('div', { class: 'kv' }, h('span', { class: 'k', title: 'bytes sent on this connection (DTLS transport)' }, 'bytes out'), h('span', { class: 'v num' }, bytes(link.bytesOut))),
+    h('div', { class: 'kv kv-wide' }, h('span', { class: 'k' }, 'candidate pair (this browser ↔ agent)'), h('span', { class: 'v mono' }, link.pair?.replace(' <-> ', '  ↔  ') ?? '—')))
+}
+
+/** "local <-> remote" on two lines. */
+function pairLines (pair: string | undefined): Array<HTMLElement | string> {
+  if (pair === undefined) return ['—']
+  const [local, remote] = pair.split(' <-> ')
+  if (remote === undefined) return [pair]
+  return [h('div', {}, local ?? ''), h('div', { class: 'dim' }, '↔ ', remote)]
 }
 
 function peersTable (peers: PeerStatus[]): HTMLElement {
   if (peers.length === 0) return h('p', { class: 'muted small' }, 'No other agent connected to it.')
-  return h('table', { class: 'peers' },
-    h('thead', {}, h('tr', {}, ...['peer', 'state', 'path', 'candidate pair', 'RTT', 'in', 'out', 'streams'].map(t => h('th', {}, t)))),
+  return h('div', {}, h('table', { class: 'peers' },
+    h('thead', {}, h('tr', {}, ...['peer', 'path', 'candidate pair (local ↔ remote)', 'RTT', 'in', 'out', 'streams'].map(t => h('th', {}, t)))),
     h('tbody', {}, ...peers.map(p => h('tr', { 'data-peer': p.name },
       h('td', {}, h('strong', {}, p.name), h('div', { class: 'mono dim' }, p.peer)),
-      h('td', {}, statePill(p.state)),
       h('td', {}, pathPill(p.path, p.state)),
-      h('td', { class: 'mono pair' }, p.pair ?? '—'),
+      h('td', { class: 'mono pair' }, ...pairLines(p.pair)),
       h('td', { class: 'num' }, ms(p.rttMs)),
       h('td', { class: 'num' }, bytes(p.bytesIn)),
       h('td', { class: 'num' }, bytes(p.bytesOut)),
-      h('td', { class: 'num' }, String(p.streams))))))
+      h('td', { class: 'num' }, String(p.streams)))))),
+  h('p', { class: 'dim note' }, 'in / out: bytes carried by tunnels over that connection; streams: open tunnelled connections.'))
 }
 
 function sharesList (a: AgentView): HTMLElement {
@@ -66,18 +74,21 @@ function agentCard (a: AgentView, now: number): HTMLElement {
     h('div', { class: 'agent-head' },
       h('div', {}, h('h3', {}, a.name), h('div', { class: 'mono dim' }, a.id)),
       h('div', { class: 'agent-badges' }, statePill(a.link.state), h('span', { class: `updated${stale ? ' stale' : ''}` }, st === undefined ? 'no status yet' : `status ${ago(a.statusAt, now)}`))),
-    h('h4', {}, 'This browser ↔ ', a.name),
-    linkRow(a.link),
-    h('h4', {}, 'Its connections'),
-    st === undefined ? h('p', { class: 'muted small' }, 'Waiting for its first status report…') : peersTable(st.peers.filter(p => p.role === 'agent')),
-    h('h4', {}, 'Shares'),
-    sharesList(a),
-    connects.length + imports.length > 0 ? h('h4', {}, 'Connects and imports') : null,
-    connects.length + imports.length > 0
-      ? h('ul', { class: 'plain' },
-        ...connects.map(c => h('li', {}, h('span', { class: 'mono' }, c.listen), ' → ', h('strong', {}, c.share), ' @ ', c.peer)),
-        ...imports.map(i => h('li', {}, h('span', { class: 'mono' }, i.service), ' → ', h('strong', {}, i.share), ' @ ', i.peer)))
-      : null)
+    h('div', { class: 'agent-body' },
+      h('div', { class: 'agent-side' },
+        h('h4', {}, 'This browser ↔ ', a.name),
+        linkRow(a.link),
+        h('h4', {}, 'Shares'),
+        sharesList(a),
+        connects.length + imports.length > 0 ? h('h4', {}, 'Connects and imports') : null,
+        connects.length + imports.length > 0
+          ? h('ul', { class: 'plain' },
+            ...connects.map(c => h('li', {}, h('span', { class: 'mono' }, c.listen), ' → ', h('strong', {}, c.share), ' @ ', c.peer)),
+            ...imports.map(i => h('li', {}, h('span', { class: 'mono' }, i.service), ' → ', h('strong', {}, i.share), ' @ ', i.peer)))
+          : null),
+      h('div', { class: 'agent-main' },
+        h('h4', {}, 'Its connections, as ', a.name, ' reports them'),
+        st === undefined ? h('p', { class: 'muted small' }, 'Waiting for its first status report…') : peersTable(st.peers.filter(p => p.role === 'agent')))))
 }
 
 export function renderAgents (el: HTMLElement, model: ViewerModel): void {
@@ -103,7 +114,7 @@ export function renderTargets (select: HTMLSelectElement, model: ViewerModel): v
       if (!ok.has(s.name)) denied.push(h('option', { value: `${a.id}|${s.name}` }, `${s.name} @ ${a.name} (${s.protocol}) — not granted`))
     }
   }
-  const sig = [...granted, ...denied].map(o => o.value + o.text).join(',')
+  const sig = `${granted.length}/${denied.length}:${[...granted, ...denied].map(o => o.value + o.text).join(',')}`
   if (select.dataset.sig === sig) return
   select.dataset.sig = sig
   const groups: HTMLElement[] = []
