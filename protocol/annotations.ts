@@ -8,7 +8,11 @@ export const SHARE_ANNOTATION = 'causeway.dev/share'
 export const PORTS_ANNOTATION = 'causeway.dev/ports'
 /** Comma-separated peer (cluster) names allowed to import it (default: every peer). */
 export const PEERS_ANNOTATION = 'causeway.dev/peers'
-/** The name the share is published under (default: `<service>` or `<namespace>-<service>`). */
+/**
+ * The name the share is published under (default: `<service>` in the `default` namespace, else
+ * `<namespace>-<service>`). A Service with several shared ports publishes one share per port,
+ * named `<name>-<port name>` (`<name>-<port number>` for an unnamed port).
+ */
 export const NAME_ANNOTATION = 'causeway.dev/name'
 /** Written by causeway: JSON status of an export or import (peer, path, last error). */
 export const STATUS_ANNOTATION = 'causeway.dev/status'

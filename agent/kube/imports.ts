@@ -102,6 +102,7 @@ export class ImportsReconciler {
     const off = this.init.agent.onCatalog((peer, shares) => this.onCatalog(peer, shares))
     const resync = setInterval(() => void this.schedule(), this.init.resyncMs ?? 30_000)
     resync.unref()
+    this.after(this.graceMs + 50) // imports left from a previous run whose peer never came back
     signal.addEventListener(
       'abort',
       () => {
@@ -121,16 +122,22 @@ export class ImportsReconciler {
     if (shares === null) {
       const st = this.peers.get(peer)
       if (st && st.goneSince === undefined) st.goneSince = this.now()
-      const t = setTimeout(() => {
-        this.timers.delete(t)
-        void this.schedule()
-      }, this.graceMs + 50)
-      t.unref()
-      this.timers.add(t)
+      this.after(this.graceMs + 50)
     } else {
       this.peers.set(peer, { shares: shares.map((s) => ({ ...s })) })
     }
     void this.schedule()
+  }
+
+  /** Schedules a reconcile in `ms` (grace expiries). */
+  private after(ms: number): void {
+    if (this.stopped) return
+    const t = setTimeout(() => {
+      this.timers.delete(t)
+      void this.schedule()
+    }, ms)
+    t.unref()
+    this.timers.add(t)
   }
 
   /** Runs one reconcile after the ones queued (serialized). */
@@ -175,7 +182,14 @@ export class ImportsReconciler {
 
   private async reconcile(): Promise<void> {
     const want = await this.desired()
-    for (const d of want.values()) await this.ensure(d)
+    for (const d of want.values()) {
+      try {
+        await this.ensure(d)
+      } catch (e) {
+        // One broken import (say, a quota) must not stop the others or the garbage collection.
+        this.init.log?.(`imports: ${d.namespace}/${d.name}: ${String(e)}`)
+      }
+    }
     // Garbage: managed imports nobody wants any more.
     const managed = await this.core.listServiceForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${IMPORT_PEER_LABEL}` })
     for (const svc of managed.items) {
@@ -184,7 +198,11 @@ export class ImportsReconciler {
       if (want.has(`${ns}/${name}`)) continue
       const peer = svc.metadata?.labels?.[IMPORT_PEER_LABEL] ?? ''
       if (!this.peers.has(peer) && this.now() - this.startedAt < this.graceMs) continue // seen before its peer
-      await this.remove(ns, name, peer)
+      try {
+        await this.remove(ns, name, peer)
+      } catch (e) {
+        this.init.log?.(`imports: remove ${ns}/${name}: ${String(e)}`)
+      }
     }
     for (const [key, l] of this.listeners) {
       if (want.has(key)) continue

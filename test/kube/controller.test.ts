@@ -5,7 +5,6 @@
 import * as k8s from '@kubernetes/client-node'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { startKubeController } from '../../agent/kube/controller.ts'
-import { sharesOfService } from '../../agent/kube/exports.ts'
 import type { AgentPort, ImportListener, LocalShare, RemoteShare } from '../../agent/kube/ports.ts'
 import { startApiServer, type ApiServer } from './apiserver.ts'
 
@@ -94,28 +93,6 @@ const start = (extra: { graceMs?: number } = {}) =>
 const svc = (name: string, namespace: string, annotations: Record<string, string>, ports: k8s.V1ServicePort[]): k8s.V1Service => ({
   metadata: { name, namespace, annotations },
   spec: { selector: { app: name }, ports },
-})
-
-describe('share naming rule', () => {
-  it('one share per port: <publish-name> alone, <publish-name>-<port name> when several', () => {
-    const one = sharesOfService(svc('web', 'default', { 'causeway.dev/share': 'true' }, [{ name: 'http', port: 80 }]))
-    expect(one.shares).toEqual([{ name: 'web', host: 'web.default.svc', port: 80 }])
-    const two = sharesOfService(
-      svc('api', 'shop', { 'causeway.dev/share': 'true', 'causeway.dev/peers': 'east, west' }, [
-        { name: 'http', port: 80 },
-        { port: 9090 },
-        { name: 'dns', port: 53, protocol: 'UDP' },
-      ]),
-    )
-    expect(two.shares).toEqual([
-      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, peers: ['east', 'west'] },
-      { name: 'shop-api-9090', host: 'api.shop.svc', port: 9090, peers: ['east', 'west'] },
-    ])
-    const picked = sharesOfService(svc('api', 'shop', { 'causeway.dev/share': 'true', 'causeway.dev/name': 'store', 'causeway.dev/ports': 'http,7' }, [{ name: 'http', port: 80 }, { port: 9090 }]))
-    expect(picked.shares).toEqual([{ name: 'store', host: 'api.shop.svc', port: 80 }])
-    expect(picked.error).toBe('no TCP port named or numbered 7')
-    expect(sharesOfService(svc('x', 'default', { 'causeway.dev/share': 'false' }, [{ port: 1 }])).shares).toEqual([])
-  })
 })
 
 describe('exports', () => {
@@ -244,6 +221,17 @@ describe('imports', () => {
     expect(await core.readNamespacedService({ namespace: 'default', name: 'db-east' })).toBeDefined()
     await until('grace expiry', () => notFound(core.readNamespacedService({ namespace: 'default', name: 'db-east' })), 10_000)
     expect(Date.now() - goneAt).toBeGreaterThanOrEqual(1400)
+  })
+
+  it('imports left from a previous run are kept for the grace period, then collected', async () => {
+    const labels = { 'app.kubernetes.io/managed-by': 'causeway', 'causeway.dev/peer': 'south', 'causeway.dev/import': 'old' }
+    await core.createNamespacedService({ namespace: 'default', body: { metadata: { name: 'old-south', labels }, spec: { ports: [{ name: 'tcp', port: 80 }] } } })
+    const startedAt = Date.now()
+    await start({ graceMs: 1200 })
+    await new Promise((r) => setTimeout(r, 300))
+    expect(await core.readNamespacedService({ namespace: 'default', name: 'old-south' })).toBeDefined()
+    await until('collected', () => notFound(core.readNamespacedService({ namespace: 'default', name: 'old-south' })), 10_000)
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(1100)
   })
 
   it('a peer back within the grace period keeps its import', async () => {

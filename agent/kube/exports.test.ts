@@ -1,0 +1,45 @@
+/** Unit tests of the pure parts of the Kubernetes controller: share naming, label/name sanitizing. */
+import type { V1Service, V1ServicePort } from '@kubernetes/client-node'
+import { describe, expect, it } from 'vitest'
+import { sharesOfService } from './exports.ts'
+import { labelValue } from './imports.ts'
+import { dnsLabel } from './kubeutil.ts'
+
+const svc = (name: string, namespace: string, annotations: Record<string, string>, ports: V1ServicePort[]): V1Service => ({
+  metadata: { name, namespace, annotations },
+  spec: { selector: { app: name }, ports },
+})
+
+describe('share naming rule', () => {
+  it('one share per port: <publish-name> alone, <publish-name>-<port name> when several', () => {
+    const one = sharesOfService(svc('web', 'default', { 'causeway.dev/share': 'true' }, [{ name: 'http', port: 80 }]))
+    expect(one.shares).toEqual([{ name: 'web', host: 'web.default.svc', port: 80 }])
+    const two = sharesOfService(
+      svc('api', 'shop', { 'causeway.dev/share': 'true', 'causeway.dev/peers': 'east, west' }, [
+        { name: 'http', port: 80 },
+        { port: 9090 },
+        { name: 'dns', port: 53, protocol: 'UDP' },
+      ]),
+    )
+    expect(two.shares).toEqual([
+      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, peers: ['east', 'west'] },
+      { name: 'shop-api-9090', host: 'api.shop.svc', port: 9090, peers: ['east', 'west'] },
+    ])
+    const picked = sharesOfService(svc('api', 'shop', { 'causeway.dev/share': 'true', 'causeway.dev/name': 'store', 'causeway.dev/ports': 'http,7' }, [{ name: 'http', port: 80 }, { port: 9090 }]))
+    expect(picked.shares).toEqual([{ name: 'store', host: 'api.shop.svc', port: 80 }])
+    expect(picked.error).toBe('no TCP port named or numbered 7')
+    expect(sharesOfService(svc('x', 'default', { 'causeway.dev/share': 'false' }, [{ port: 1 }])).shares).toEqual([])
+  })
+})
+
+describe('names', () => {
+  it('makes DNS-1035 Service names and label values', () => {
+    expect(dnsLabel('DB_Main-east')).toBe('db-main-east')
+    expect(dnsLabel('9lives-x')).toBe('lives-x')
+    const long = dnsLabel(`${'a'.repeat(70)}-east`)
+    expect(long.length).toBeLessThanOrEqual(63)
+    expect(long).toMatch(/^[a-z]([-a-z0-9]*[a-z0-9])?$/)
+    expect(labelValue('shop/api:80')).toBe('shop-api-80')
+    expect(labelValue('-x-')).toBe('x')
+  })
+})
