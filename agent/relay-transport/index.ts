@@ -37,6 +37,9 @@
  *     `StreamResetError`). When the relay dies, every relayed stream gets `'close'` with an error
  *     and reads end with a thrown `RelayPathLostError` (`guard.ts`) — never a silent clean end.
  *   - `'close'` is the one unconditional "finished" signal.
+ *   - attach the reader (a `'message'` listener or the async iterator) right after `dial()` /
+ *     in the handler, before awaiting anything else: in libp2p 3.3 an async iterator attached
+ *     after both ends have closed, with data still buffered, never ends.
  * - The relayed connection carries the peers' own noise session: the relay cannot read it.
  * - Inbound relayed connections are accepted only through the configured relays.
  */
