@@ -24,6 +24,8 @@ export interface Target {
   close: () => Promise<void>
   /** What the server process printed (workerd: wrangler's stdout and stderr, last 20 kB). */
   output: () => string
+  /** Process id of the server's child process, if it runs in one. */
+  pid?: number
 }
 
 /** A free loopback TCP port (listen on 0, read it, close). */
@@ -62,12 +64,12 @@ function killGroup (child: ChildProcess, signal: NodeJS.Signals): void {
   try { process.kill(-child.pid, signal) } catch { /* already gone */ }
 }
 
-/** `wrangler dev` of wrangler.toml on a free loopback port, vars passed with --var. */
-export async function startWorkerd (env: Record<string, string>, opts: { timeoutMs?: number } = {}): Promise<Target> {
+/** `wrangler dev` of wrangler.toml (or `opts.config`) on a free loopback port, vars passed with --var. */
+export async function startWorkerd (env: Record<string, string>, opts: { timeoutMs?: number, config?: string } = {}): Promise<Target> {
   const port = await freePort()
   const inspector = await freePort()
   const state = await mkdtemp(join(tmpdir(), 'causeway-wrangler-'))
-  const args = ['dev', '--config', join(ROOT, 'wrangler.toml'), '--ip', '127.0.0.1', '--port', String(port),
+  const args = ['dev', '--config', opts.config ?? join(ROOT, 'wrangler.toml'), '--ip', '127.0.0.1', '--port', String(port),
     '--inspector-port', String(inspector), '--persist-to', state, '--local', '--show-interactive-dev-session=false', '--log-level', 'warn']
   for (const [k, v] of Object.entries(env)) args.push('--var', `${k}:${v}`)
   const child = spawn(WRANGLER, args, {
@@ -97,5 +99,5 @@ export async function startWorkerd (env: Record<string, string>, opts: { timeout
     await close()
     throw err
   }
-  return { name: 'workerd', url, port, env, close, output: () => out }
+  return { name: 'workerd', url, port, env, close, output: () => out, ...(child.pid !== undefined ? { pid: child.pid } : {}) }
 }
