@@ -3,8 +3,9 @@
  * semantics that kubectl, @kubernetes/client-node and causeway's controller rely on.
  *
  * Served: legacy discovery (`/api`, `/apis`, `/api/v1`, `/apis/discovery.k8s.io/v1`),
- * `/version`, `/openapi/v2` and `/openapi/v3` (404, as on a server without OpenAPI: kubectl then
- * falls back to its compiled-in types), and the resources in `resources.ts`. Semantics: list with
+ * `/version`, a minimal `/openapi/v3` (see `openapi.ts`: enough for kubectl to validate on the
+ * server side, so plain `kubectl apply` and `kubectl create -f` work; `/openapi/v2` is 404), and
+ * the resources in `resources.ts`. Semantics: list with
  * resourceVersion and label/field selectors, watch (`?watch=1`, JSON lines, resumption from a
  * resourceVersion, 410 Gone after `compact()`, `timeoutSeconds`), create (409 AlreadyExists),
  * update (409 Conflict on a stale resourceVersion), delete (404 NotFound, preconditions,
@@ -23,6 +24,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { parse as parseYaml } from 'yaml'
+import { openapiV3 } from './openapi.ts'
 import { jsonPatch, mergePatch, PatchError, strategicMergePatch } from './patch.ts'
 import {
   apiGroupList,
@@ -233,6 +235,8 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
 
     // Discovery.
     if (method === 'GET') {
+      const openapi = openapiV3(p)
+      if (openapi) return json(res, 200, openapi)
       if (p === '/api') return json(res, 200, apiVersions(new URL(url).host))
       if (p === '/apis') return json(res, 200, apiGroupList())
       if (p === '/api/v1' || (segs[0] === 'apis' && segs.length === 3)) {

@@ -135,13 +135,13 @@ function kubectl(args: string[], input = ''): Promise<string> {
   })
 }
 
-const kubectlApplyDryRun = (yamlText: string): Promise<string> => kubectl(['apply', '--dry-run=server', '--validate=false', '-n', 'causeway', '-f', '-'], yamlText)
+const kubectlApplyDryRun = (yamlText: string): Promise<string> => kubectl(['apply', '--dry-run=server', '-n', 'causeway', '-f', '-'], yamlText)
 
 beforeAll(async () => {
   server = await startApiServer()
   dir = mkdtempSync(join(tmpdir(), 'causeway-charts-'))
   writeFileSync(join(dir, 'kubeconfig'), server.kubeconfig())
-  await kubectl(['create', '--validate=false', '-f', '-'], '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"causeway"}}')
+  await kubectl(['create', '-f', '-'], '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"causeway"}}')
 })
 
 afterAll(async () => {

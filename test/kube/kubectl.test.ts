@@ -1,8 +1,9 @@
 /**
  * Proves the test apiserver speaks real Kubernetes: the real kubectl (/usr/bin/kubectl) and
  * @kubernetes/client-node's informer (list + watch, 410 re-list) drive it over HTTPS with a
- * bearer token. kubectl apply runs client-side (last-applied-configuration + strategic-merge
- * PATCH) with `--validate=false`: the server serves no OpenAPI documents.
+ * bearer token. `kubectl apply` runs client-side (last-applied-configuration + strategic-merge
+ * PATCH, `fieldValidation=Strict` left to the server as the minimal OpenAPI v3 allows) and
+ * server-side (`--server-side`: apply-patch, simplified by the test server to create-or-merge).
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -98,13 +99,13 @@ describe('kubectl against the test apiserver', () => {
   })
 
   it('apply creates, apply again patches (client-side, strategic merge)', async () => {
-    const first = await ok(['apply', '--validate=false', '-f', '-'], manifest('a', 80))
+    const first = await ok(['apply', '-f', '-'], manifest('a', 80))
     expect(first).toContain('configmap/settings created')
     expect(first).toContain('service/web created')
-    const second = await ok(['apply', '--validate=false', '-f', '-'], manifest('b', 81))
+    const second = await ok(['apply', '-f', '-'], manifest('b', 81))
     expect(second).toContain('configmap/settings configured')
     expect(second).toContain('service/web configured')
-    const unchanged = await ok(['apply', '--validate=false', '-f', '-'], manifest('b', 81))
+    const unchanged = await ok(['apply', '-f', '-'], manifest('b', 81))
     expect(unchanged).toContain('service/web unchanged')
 
     const svc = JSON.parse(await ok(['get', 'service', 'web', '-o', 'json'])) as k8s.V1Service
@@ -118,9 +119,27 @@ describe('kubectl against the test apiserver', () => {
     const table = await ok(['get', 'svc'])
     expect(table).toMatch(/^NAME\s+TYPE\s+CLUSTER-IP\s+EXTERNAL-IP\s+PORT\(S\)\s+AGE\n/)
     expect(table).toMatch(/\nweb\s+ClusterIP\s+10\.96\.\d+\.\d+\s+<none>\s+81\/TCP,9000\/TCP\s+\d+s\n/)
+    const created = server.audit.find((a) => a.verb === 'create' && a.resource === 'services')
+    expect(created?.path).toContain('fieldManager=kubectl-client-side-apply')
+    expect(created?.path).toContain('fieldValidation=Strict')
     const patches = server.audit.filter((a) => a.verb === 'patch' && a.resource === 'services')
     expect(patches.length).toBeGreaterThanOrEqual(1)
     expect(patches.every((a) => a.user === 'admin')).toBe(true)
+  })
+
+  it('server-side apply creates and then updates', async () => {
+    const doc = (v: string): string => `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {mode: "${v}"}\n`
+    expect(await ok(['apply', '--server-side', '-f', '-'], doc('one'))).toBe('configmap/ssa serverside-applied\n')
+    expect(await ok(['apply', '--server-side', '-f', '-'], doc('two'))).toBe('configmap/ssa serverside-applied\n')
+    expect(await ok(['get', 'configmap', 'ssa', '-o', 'jsonpath={.data.mode}'])).toBe('two')
+    const applies = server.audit.filter((a) => a.verb === 'patch' && a.name === 'ssa')
+    expect(applies.map((a) => a.code)).toEqual([201, 200])
+  })
+
+  it('refuses protobuf bodies (typed kubectl create) with 415, JSON/YAML only', async () => {
+    const r = await kubectl(['create', 'configmap', 'typed', '--from-literal=a=b'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('the body of the request was in an unknown format')
   })
 
   it('annotates, selects by label, and reports NotFound like the real apiserver', async () => {
@@ -147,7 +166,7 @@ describe('kubectl against the test apiserver', () => {
       details: { name: 'nope', kind: 'services' },
       code: 404,
     })
-    const dup = await kubectl(['create', '--validate=false', '-f', '-'], 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n')
+    const dup = await kubectl(['create', '-f', '-'], 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n')
     expect(dup.stderr).toContain('Error from server (AlreadyExists): error when creating "STDIN": configmaps "settings" already exists')
   })
 
@@ -160,7 +179,7 @@ describe('kubectl against the test apiserver', () => {
     try {
       await until('the initial list', () => (out.includes('configmap/settings') ? true : undefined))
       await until('the watch to open', () => (server.store.watchCount > 0 ? true : undefined))
-      await ok(['create', '--validate=false', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'watched' }, data: { k: 'v' } }))
+      await ok(['create', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'watched' }, data: { k: 'v' } }))
       await until('ADDED', () => (out.includes('configmap/watched') ? true : undefined))
       await ok(['delete', 'configmap', 'watched'])
       await until('DELETED', () => (out.split('configmap/watched').length >= 3 ? true : undefined))
@@ -168,7 +187,7 @@ describe('kubectl against the test apiserver', () => {
       if (child.pid !== undefined) process.kill(child.pid, 'SIGTERM')
     }
     const watches = server.audit.filter((a) => a.verb === 'watch')
-    expect(out.trim().split('\n')).toEqual(['configmap/settings', 'configmap/watched', 'configmap/watched'])
+    expect(out.trim().split('\n')).toEqual(['configmap/settings', 'configmap/ssa', 'configmap/watched', 'configmap/watched'])
     expect(watches.length + server.store.watchCount).toBeGreaterThanOrEqual(1)
   })
 
