@@ -276,6 +276,24 @@ describe('client-node informer against the test apiserver', () => {
     }
   })
 
+  it('a label-filtered watch turns "stopped matching" into DELETED and "started matching" into ADDED', async () => {
+    const kc = new k8s.KubeConfig()
+    kc.loadFromString(server.kubeconfig())
+    const core = kc.makeApiClient(k8s.CoreV1Api)
+    const list = await core.listNamespacedConfigMap({ namespace: 'inf', labelSelector: 'team=a' })
+    const rv = list.metadata?.resourceVersion ?? ''
+    const merge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch)
+    // The stream ends by itself after timeoutSeconds; meanwhile, move objects in and out of the selector.
+    const stream = raw(server, 'GET', `/api/v1/namespaces/inf/configmaps?watch=true&labelSelector=team%3Da&resourceVersion=${rv}&timeoutSeconds=1`)
+    await core.patchNamespacedConfigMap({ namespace: 'inf', name: 'three', body: { metadata: { labels: { team: 'a' } } } }, merge)
+    await core.patchNamespacedConfigMap({ namespace: 'inf', name: 'three', body: { data: { k: 'v' } } }, merge)
+    await core.patchNamespacedConfigMap({ namespace: 'inf', name: 'three', body: { metadata: { labels: { team: 'b' } } } }, merge)
+    await core.patchNamespacedConfigMap({ namespace: 'inf', name: 'four', body: { data: { k: 'v' } } }, merge)
+    const events = (await stream).body.trim().split('\n').map((l) => JSON.parse(l) as { type: string; object: k8s.V1ConfigMap })
+    expect(events.map((e) => `${e.type} ${e.object.metadata?.name} ${e.object.metadata?.labels?.team}`)).toEqual(['ADDED three a', 'MODIFIED three a', 'DELETED three b'])
+    expect(Number(events[2]?.object.metadata?.resourceVersion)).toBeGreaterThan(Number(rv))
+  })
+
   it('reports AlreadyExists and Conflict as 409', async () => {
     const kc = new k8s.KubeConfig()
     kc.loadFromString(server.kubeconfig())
