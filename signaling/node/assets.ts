@@ -5,9 +5,10 @@
 import { readFile } from 'node:fs/promises'
 import { join, normalize } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { PAGE_HEADERS } from '../page/assets.ts'
 
 const DIST = fileURLToPath(new URL('../page/dist/', import.meta.url))
-const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.svg': 'image/svg+xml' }
+const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.svg': 'image/svg+xml', '.map': 'application/json' }
 
 export async function pageAssets (): Promise<(path: string) => Promise<Response | undefined>> {
   return async (path) => {
@@ -16,7 +17,7 @@ export async function pageAssets (): Promise<(path: string) => Promise<Response 
     try {
       const body = await readFile(join(DIST, rel))
       const ext = rel.slice(rel.lastIndexOf('.'))
-      return new Response(body, { headers: { 'content-type': TYPES[ext] ?? 'application/octet-stream', 'cache-control': 'no-cache', 'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'", 'referrer-policy': 'no-referrer' } })
+      return new Response(body, { headers: { ...PAGE_HEADERS, 'content-type': TYPES[ext] ?? 'application/octet-stream' } })
     } catch {
       return undefined
     }

@@ -4,14 +4,13 @@
  * style.css and favicon.svg. Both signaling adapters serve dist/ under /debug/. Run: `npm run build:page`.
  */
 import { build } from 'esbuild'
-import { copyFile, mkdir, rm } from 'node:fs/promises'
+import { copyFile, mkdir } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 
 const HERE = fileURLToPath(new URL('./', import.meta.url))
 export const PAGE_DIST = `${HERE}dist/`
 
 export async function buildPage (opts: { minify?: boolean } = {}): Promise<void> {
-  await rm(PAGE_DIST, { recursive: true, force: true })
   await mkdir(PAGE_DIST, { recursive: true })
   await build({
     entryPoints: [`${HERE}src/main.ts`],

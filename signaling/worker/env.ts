@@ -5,6 +5,8 @@ import type { SignalingRoom } from './room.ts'
 export type WorkerEnv = {
   /** One SignalingRoom per room id (idFromName). */
   ROOMS: DurableObjectNamespace<SignalingRoom>
+  /** The built debug page (signaling/page/dist), wrangler.toml [assets]. */
+  ASSETS?: Fetcher
   /** Secret: admits only joins with a ticket signed by it. Unset: open (development only). */
   CAUSEWAY_ACCESS_SECRET?: string
   /** Secret: coturn `static-auth-secret` for TURN REST credentials. */

@@ -6,6 +6,7 @@
 import type { Hono } from 'hono'
 import { createApp } from '../app.ts'
 import { configFromEnv } from '../config.ts'
+import { assetsFromFetcher } from '../page/assets.ts'
 import type { WorkerEnv } from './env.ts'
 import { ROOM_HEADER } from './room.ts'
 
@@ -19,6 +20,7 @@ function appFor (env: WorkerEnv): Hono {
   if (cached?.env === env) return cached.app
   const app = createApp({
     config: configFromEnv(env),
+    ...(env.ASSETS !== undefined ? { assets: assetsFromFetcher(env.ASSETS) } : {}),
     rooms: async (c, room) => {
       const headers = new Headers(c.req.raw.headers)
       headers.set(ROOM_HEADER, room)

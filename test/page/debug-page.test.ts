@@ -3,8 +3,10 @@
  * browser) against the Node signaling service and two in-process agents on loopback: the page
  * joins as a viewer with its own RTCPeerConnection, shows both agents and their direct path,
  * sends an HTTP request through a tunnel, is refused a share it was not granted, and explains
- * bad tokens and empty rooms. Run inside scripts/netns-run.sh (WebRTC host candidates then stay
- * in the test's own namespace; mDNS is off so nothing is multicast).
+ * bad tokens and empty rooms. The main flow runs again with the page served by the Worker under
+ * wrangler dev (workerd), agents and page signaling through it. Run inside scripts/netns-run.sh
+ * (WebRTC host candidates then stay in the test's own namespace; mDNS is off so nothing is
+ * multicast).
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -20,6 +22,7 @@ import { encodeToken, newSecret, viewerTokenFor, type MemberToken } from '../../
 import { configFromEnv } from '../../signaling/config.ts'
 import { startNodeSignaling, type NodeSignaling } from '../../signaling/node/server.ts'
 import { buildPage } from '../../signaling/page/build.ts'
+import { startWorkerd, type Target } from '../signaling/servers.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-features=WebRtcHideLocalIpsWithMdns']
@@ -34,11 +37,8 @@ function ensureChromium (): void {
   if (r.status !== 0 || !existsSync(CHROMIUM)) throw new Error(`apt-get install chromium failed (status ${r.status}); ${CHROMIUM} is still missing`)
 }
 
-let signaling: NodeSignaling
 let service: Server
-let member: MemberToken
-let a: Agent
-let b: Agent
+let servicePort: number
 let ctx: BrowserContext
 let profile: string
 const logs: string[] = []
@@ -50,41 +50,32 @@ async function newPage (): Promise<Page> {
   return page
 }
 
-describe('browser debug page', () => {
-  beforeAll(async () => {
-    ensureChromium()
-    await buildPage({ minify: false })
-    signaling = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv({}) })
-    service = createServer((req, res) => {
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-seen-host': req.headers.host ?? '' })
-      res.end(req.url === '/hello' ? BODY : `you asked for ${req.method} ${req.url}\n`)
-    })
-    await new Promise<void>(resolve => service.listen(0, '127.0.0.1', resolve))
-    const port = (service.address() as AddressInfo).port
-    member = { kind: 'member', signaling: signaling.url, secret: newSecret(), name: 'page-test' }
-    a = new Agent({ token: member, name: 'site-a', shares: [{ name: 'web', host: '127.0.0.1', port, protocol: 'http' }, { name: 'secret', host: '127.0.0.1', port, protocol: 'http' }] })
-    b = new Agent({ token: member, name: 'site-b' })
+interface Network { member: MemberToken, a: Agent, b: Agent, stop: () => Promise<void> }
+
+/** Two agents on the signaling service at `url`: site-a shares `web` (granted) and `secret`. */
+async function startNetwork (url: string): Promise<Network> {
+  const member: MemberToken = { kind: 'member', signaling: url, secret: newSecret(), name: 'page-test' }
+  const port = servicePort
+  const a = new Agent({ token: member, name: 'site-a', shares: [{ name: 'web', host: '127.0.0.1', port, protocol: 'http' }, { name: 'secret', host: '127.0.0.1', port, protocol: 'http' }] })
+  const b = new Agent({ token: member, name: 'site-b' })
+  const stop = async (): Promise<void> => { await b.stop(); await a.stop() }
+  try {
     await a.start()
     await b.start()
     await a.peerByName('site-b', 20_000)
-    profile = await mkdtemp(join(tmpdir(), 'causeway-chromium-'))
-    ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1440, height: 1000 }, timeout: 30_000 })
-  })
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return { member, a, b, stop }
+}
 
-  afterAll(async () => {
-    if (logs.length > 0) console.log(`browser console (last 40):\n${logs.slice(-40).join('\n')}`)
-    await ctx?.close().catch(() => {})
-    await b?.stop()
-    await a?.stop()
-    await signaling?.close()
-    await new Promise<void>(resolve => { if (service === undefined) resolve(); else service.close(() => resolve()) })
-    if (profile !== undefined) await rm(profile, { recursive: true, force: true })
-  })
-
-  it('joins as a viewer, shows both agents on direct paths, and tunnels an HTTP request', async () => {
+/** The page from `url` joins with a viewer token granting `web`, sees both agents, tunnels HTTP. */
+async function joinAndTunnel (url: string, member: MemberToken, shot: string): Promise<void> {
+  const page = await newPage()
+  try {
     const viewer = encodeToken(await viewerTokenFor(member, ['web']))
-    const page = await newPage()
-    await page.goto(`${signaling.url}/debug/#token=${viewer}`, { timeout: 15_000 })
+    await page.goto(`${url}/debug/#token=${viewer}`, { timeout: 15_000 })
     // The token is read from the fragment and cleared from the address bar at once.
     await page.waitForFunction(() => location.hash === '', undefined, { timeout: 5000 })
 
@@ -129,8 +120,50 @@ describe('browser debug page', () => {
     await page.click('#http-send')
     await page.locator('#http-body-text').waitFor({ timeout: 20_000 })
     await page.waitForTimeout(2500) // one more status round, for fresh numbers
-    await page.screenshot({ path: join(SHOT_DIR, 'debug-page.png'), fullPage: true, timeout: 10_000 })
+    await page.screenshot({ path: join(SHOT_DIR, shot), fullPage: true, timeout: 10_000 })
+  } finally {
     await page.close()
+  }
+}
+
+beforeAll(async () => {
+  ensureChromium()
+  await buildPage({ minify: false })
+  service = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-seen-host': req.headers.host ?? '' })
+    res.end(req.url === '/hello' ? BODY : `you asked for ${req.method} ${req.url}\n`)
+  })
+  await new Promise<void>(resolve => service.listen(0, '127.0.0.1', resolve))
+  servicePort = (service.address() as AddressInfo).port
+  profile = await mkdtemp(join(tmpdir(), 'causeway-chromium-'))
+  ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1440, height: 1000 }, timeout: 30_000 })
+})
+
+afterAll(async () => {
+  if (logs.length > 0) console.log(`browser console (last 40):\n${logs.slice(-40).join('\n')}`)
+  await ctx?.close().catch(() => {})
+  await new Promise<void>(resolve => { if (service === undefined) resolve(); else service.close(() => resolve()) })
+  if (profile !== undefined) await rm(profile, { recursive: true, force: true })
+})
+
+describe('browser debug page, served by the Node signaling service', () => {
+  let signaling: NodeSignaling
+  let net: Network
+  let member: MemberToken
+
+  beforeAll(async () => {
+    signaling = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv({}) })
+    net = await startNetwork(signaling.url)
+    member = net.member
+  })
+
+  afterAll(async () => {
+    await net?.stop()
+    await signaling?.close()
+  })
+
+  it('joins as a viewer, shows both agents on direct paths, and tunnels an HTTP request', async () => {
+    await joinAndTunnel(signaling.url, member, 'debug-page.png')
   })
 
   it('explains a token that is not a causeway token', async () => {
@@ -162,5 +195,34 @@ describe('browser debug page', () => {
     expect(await none.textContent()).toMatch(/no agent said hello/)
     await page.screenshot({ path: join(SHOT_DIR, 'no-agents.png'), timeout: 10_000 })
     await page.close()
+  })
+})
+
+describe('browser debug page, served by the Worker (wrangler dev, workerd)', () => {
+  let worker: Target
+  let net: Network
+
+  beforeAll(async () => {
+    worker = await startWorkerd({})
+    net = await startNetwork(worker.url)
+  })
+
+  afterAll(async () => {
+    await net?.stop()
+    await worker?.close()
+  })
+
+  it('serves the page from static assets with its security headers', async () => {
+    const res = await fetch(`${worker.url}/debug/`, { signal: AbortSignal.timeout(5000) })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toMatch(/text\/html/)
+    expect(res.headers.get('content-security-policy')).toContain("default-src 'self'")
+    expect(await res.text()).toContain('causeway')
+    const missing = await fetch(`${worker.url}/debug/nope.js`, { signal: AbortSignal.timeout(5000) })
+    expect(missing.status).toBe(404)
+  })
+
+  it('joins through the Worker, shows both agents, and tunnels an HTTP request', async () => {
+    await joinAndTunnel(worker.url, net.member, 'debug-page-worker.png')
   })
 })
