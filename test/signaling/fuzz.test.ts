@@ -236,6 +236,11 @@ describe.each([['node', startNode], ['workerd', startWorkerd]] as const)('fuzz (
     a.close()
     b.close()
     // No uncaught exception in the Worker / Durable Objects (the Node adapter runs in this process, where vitest reports them).
-    expect(target.output()).not.toMatch(/uncaught|unhandled|internal error/i)
+    // Not ours, so not counted: wrangler dev's log-tail plumbing reports canceled tail sessions
+    // when sockets vanish, and Miniflare's entry worker (in front of ours) throws "remote.jsg.
+    // TypeError: Invalid URL string" and answers a plain 500 for a Host header that makes no URL.
+    const harness = /trace-stream|tail session|remote\.jsg\.TypeError: Invalid URL string/
+    const ours = target.output().split('\n').filter(l => /uncaught|unhandled|internal error/i.test(l) && !harness.test(l))
+    expect(ours).toEqual([])
   })
 })
