@@ -140,7 +140,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  if (logs.length > 0) console.log(`browser console (last 40):\n${logs.slice(-40).join('\n')}`)
+  if (logs.length > 0) console.log(`browser console (last 80):\n${logs.slice(-80).join('\n')}`)
   await ctx?.close().catch(() => {})
   await new Promise<void>(resolve => { if (service === undefined) resolve(); else service.close(() => resolve()) })
   if (profile !== undefined) await rm(profile, { recursive: true, force: true })
@@ -195,6 +195,23 @@ describe('browser debug page, served by the Node signaling service', () => {
     expect(await none.textContent()).toMatch(/no agent said hello/)
     await page.screenshot({ path: join(SHOT_DIR, 'no-agents.png'), timeout: 10_000 })
     await page.close()
+  })
+  it('shows the code and message when the signaling service refuses the token', async () => {
+    // A deployment that requires access tickets, and a token that carries none.
+    const locked = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv({ CAUSEWAY_ACCESS_SECRET: 'a-test-access-secret-of-32-chars!' }) })
+    const page = await newPage()
+    try {
+      const token = encodeToken(await viewerTokenFor({ kind: 'member', signaling: locked.url, secret: newSecret() }, ['web']))
+      await page.goto(`${locked.url}/debug/#token=${token}`, { timeout: 15_000 })
+      const err = page.locator('.notice-error', { hasText: 'refused' })
+      await err.waitFor({ timeout: 10_000 })
+      expect(await err.locator('code').textContent()).toBe('UNAUTHORIZED')
+      expect(await err.textContent()).toMatch(/access ticket/)
+      await page.screenshot({ path: join(SHOT_DIR, 'unauthorized.png'), timeout: 10_000 })
+    } finally {
+      await page.close()
+      await locked.close()
+    }
   })
 })
 

@@ -75,6 +75,20 @@ async function serviceError (res: Response): Promise<{ code: string, message: st
   return { code: `HTTP_${res.status}`, message: res.statusText }
 }
 
+/**
+ * Mesh log: warnings go to the browser console (where a person debugging looks); the rest is
+ * dropped unless `localStorage.causewayDebug` is set.
+ */
+const pageLog = {
+  debug: (o: object, m?: string): void => { if (verbose()) console.debug('[causeway]', m, o) },
+  info: (o: object, m?: string): void => { if (verbose()) console.info('[causeway]', m, o) },
+  warn: (o: object, m?: string): void => { console.warn('[causeway]', m, o) },
+}
+
+function verbose (): boolean {
+  try { return globalThis.localStorage?.getItem('causewayDebug') !== null } catch { return false }
+}
+
 /** Fatal signaling codes: reconnecting cannot help. */
 const FATAL = new Set(['UNAUTHORIZED', 'TICKET_EXPIRED', 'FORBIDDEN', 'VERSION_MISMATCH'])
 
@@ -149,7 +163,9 @@ export class Viewer {
       name: `browser-${randomId(4).replace(/[^A-Za-z0-9]/g, 'x')}`,
       createPeerConnection: (config) => new RTCPeerConnection(config),
       iceServers: () => this.iceServers,
-      connectTimeoutMs: 15_000,
+      // Short: a session whose first negotiation is lost is replaced sooner (Mesh retries after 1 s).
+      connectTimeoutMs: 8000,
+      log: pageLog,
     })
     mesh.events = {
       session: (peer, session) => this.onSession(peer, session),
