@@ -11,7 +11,9 @@
  * - `bye`: the sender is leaving on purpose.
  *
  * ## On the `control` data channel (JSON text messages)
- * - `catalog {shares}`: the shares the sender exports that the receiver may use.
+ * - `catalog {shares}`: the shares the sender exports that the receiver may use (name, protocol,
+ *   description?, port?, namespace?; port and namespace tell a Kubernetes importer how to name
+ *   and number the imported Service).
  * - `ping {id, t}` / `pong {id, t}`: health and RTT.
  * - `status {…}`: an agent's view of its own connections, for viewers (debug page).
  *
@@ -67,6 +69,10 @@ export const ShareInfo = z.object({
   name: ShareName,
   protocol: z.enum(['tcp', 'http']).default('tcp'),
   description: z.string().max(256).optional(),
+  /** The port the share is meant to be reached on (a Kubernetes import's Service port). */
+  port: z.number().int().min(1).max(65535).optional(),
+  /** The exporting Service's namespace (imports go to the same namespace when it exists). */
+  namespace: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/).optional(),
 })
 export type ShareInfo = z.infer<typeof ShareInfo>
 

@@ -9,6 +9,7 @@ import { parseIceFlag } from '../ice.ts'
 import { startStatusServer } from '../status/server.ts'
 import { parseConnectFlag, parseShareFlag } from '../tunnel/shares.ts'
 import { parseHostPort } from './duration.ts'
+import { KUBE_HELP, KUBE_OPTIONS, kubeModeFromFlags } from './agent-kube.ts'
 
 export const AGENT_HELP = `causeway agent (--token T | --token-file F | env CAUSEWAY_TOKEN) --name NAME [options]
 
@@ -20,7 +21,8 @@ export const AGENT_HELP = `causeway agent (--token T | --token-file F | env CAUS
   --status HOST:PORT             status API + /metrics (default 127.0.0.1:7777; "off" to disable)
   --max-streams N                concurrent streams per peer (default 500)
   --connect-timeout MS           peer connection timeout before retry (default 20000)
-  --drain MS                     on SIGTERM, let streams finish this long (default 5000)`
+  --drain MS                     on SIGTERM, let streams finish this long (default 5000)
+${KUBE_HELP}`
 
 export async function agentCommand (argv: string[], log: Logger, signal: AbortSignal): Promise<number> {
   const { values } = parseArgs({
@@ -37,6 +39,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       'max-streams': { type: 'string', default: '500' },
       'connect-timeout': { type: 'string', default: '20000' },
       drain: { type: 'string', default: '5000' },
+      ...KUBE_OPTIONS,
     },
     strict: true,
   })
@@ -59,6 +62,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
     drainMs: positive(values.drain, '--drain'),
   })
   await agent.start()
+  const kube = await kubeModeFromFlags(agent, values, log, signal)
   let status: Awaited<ReturnType<typeof startStatusServer>> | undefined
   if (values.status !== 'off') {
     const { host, port } = parseHostPort(values.status)
@@ -67,6 +71,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
   }
   for (const l of agent.listeners) log.info({ share: l.spec.share, peer: l.spec.peer, listen: `${l.host}:${l.port}` }, 'connect listener')
   await new Promise<void>(resolve => signal.addEventListener('abort', () => resolve(), { once: true }))
+  await kube?.close()
   await agent.stop()
   await status?.close()
   return 0

@@ -13,7 +13,7 @@ const svc = (name: string, namespace: string, annotations: Record<string, string
 describe('share naming rule', () => {
   it('one share per port: <publish-name> alone, <publish-name>-<port name> when several', () => {
     const one = sharesOfService(svc('web', 'default', { 'causeway.dev/share': 'true' }, [{ name: 'http', port: 80 }]))
-    expect(one.shares).toEqual([{ name: 'web', host: 'web.default.svc', port: 80 }])
+    expect(one.shares).toEqual([{ name: 'web', host: 'web.default.svc', port: 80, namespace: 'default' }])
     const two = sharesOfService(
       svc('api', 'shop', { 'causeway.dev/share': 'true', 'causeway.dev/peers': 'east, west' }, [
         { name: 'http', port: 80 },
@@ -22,11 +22,11 @@ describe('share naming rule', () => {
       ]),
     )
     expect(two.shares).toEqual([
-      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, peers: ['east', 'west'] },
-      { name: 'shop-api-9090', host: 'api.shop.svc', port: 9090, peers: ['east', 'west'] },
+      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, namespace: 'shop', peers: ['east', 'west'] },
+      { name: 'shop-api-9090', host: 'api.shop.svc', port: 9090, namespace: 'shop', peers: ['east', 'west'] },
     ])
     const picked = sharesOfService(svc('api', 'shop', { 'causeway.dev/share': 'true', 'causeway.dev/name': 'store', 'causeway.dev/ports': 'http,7' }, [{ name: 'http', port: 80 }, { port: 9090 }]))
-    expect(picked.shares).toEqual([{ name: 'store', host: 'api.shop.svc', port: 80 }])
+    expect(picked.shares).toEqual([{ name: 'store', host: 'api.shop.svc', port: 80, namespace: 'shop' }])
     expect(picked.error).toBe('no TCP port named or numbered 7')
     expect(sharesOfService(svc('x', 'default', { 'causeway.dev/share': 'false' }, [{ port: 1 }])).shares).toEqual([])
   })

@@ -49,6 +49,7 @@ export function sharesOfService(svc: k8s.V1Service): ServiceShares {
     name: selected.length === 1 ? publish : `${publish}-${p.name || String(p.port)}`,
     host: `${name}.${ns}.svc`,
     port: p.port,
+    namespace: ns,
     ...(peers.length > 0 ? { peers } : {}),
   }))
   if (selected.length === 0) return { shares, error: 'no TCP port to share' }

@@ -12,6 +12,8 @@ export interface LocalShare {
   port: number
   /** Peer names allowed to import it; absent = every peer of the network. */
   peers?: string[]
+  /** The exporting Service's namespace, advertised so importers can mirror it. */
+  namespace?: string
 }
 
 /** One entry of a remote peer's catalog, as the controller needs it. */

@@ -13,6 +13,10 @@ export interface ShareSpec {
   peers?: string[]
   protocol?: 'tcp' | 'http'
   description?: string
+  /** Port advertised in the catalog (default `port`), e.g. the exporting Service's port. */
+  advertisePort?: number
+  /** Namespace advertised in the catalog (Kubernetes exports). */
+  namespace?: string
 }
 
 export interface Asker { name: string, role: 'agent' | 'viewer', grants?: string[] }
@@ -54,7 +58,7 @@ export class ShareRegistry {
 
   /** The catalog a given peer may see: only shares it may use. */
   catalogFor (asker: Asker): ShareInfo[] {
-    return this.list().filter(s => this.allowed(s, asker)).map(s => ({ name: s.name, protocol: s.protocol ?? 'tcp', ...(s.description !== undefined ? { description: s.description } : {}) }))
+    return this.list().filter(s => this.allowed(s, asker)).map(s => ({ name: s.name, protocol: s.protocol ?? 'tcp', ...(s.description !== undefined ? { description: s.description } : {}), port: s.advertisePort ?? s.port, ...(s.namespace !== undefined ? { namespace: s.namespace } : {}) }))
   }
 
   onChange (fn: () => void): void {

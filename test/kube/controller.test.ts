@@ -107,8 +107,8 @@ describe('exports', () => {
     )
     const shares = await until('catalog', async () => (agent.sources.get('kube')?.length === 2 ? agent.sources.get('kube') : undefined))
     expect(shares).toEqual([
-      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, peers: ['east'] },
-      { name: 'shop-api-grpc', host: 'api.shop.svc', port: 9000, peers: ['east'] },
+      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, namespace: 'shop', peers: ['east'] },
+      { name: 'shop-api-grpc', host: 'api.shop.svc', port: 9000, namespace: 'shop', peers: ['east'] },
     ])
     const annotated = await until('status annotation', async () => {
       const s = await core.readNamespacedService({ namespace: 'shop', name: 'api' })

@@ -1,0 +1,151 @@
+/**
+ * The Kubernetes part of `causeway agent`: `--kube` runs the controller (annotated Services →
+ * shares, remote catalogs → Services + EndpointSlices) and `--share-apiserver` exports this
+ * cluster's API server as the share `kube-apiserver` (see agent/kube/apiserver-share.ts).
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import * as k8s from '@kubernetes/client-node'
+import type { Logger } from 'pino'
+import type { Agent } from '../agent.ts'
+import { agentPort, APISERVER_SHARE, type AgentPortInit } from '../kube/agent-port.ts'
+import { startApiserverProxy, tokenFromFile, tokenFromServiceAccount, type ApiserverIdentity, type ApiserverProxy } from '../kube/apiserver-share.ts'
+import { startKubeController } from '../kube/controller.ts'
+import { parseDuration } from './duration.ts'
+
+export const KUBE_HELP = `
+Kubernetes (in a cluster: see the causeway-agent Helm chart):
+  --kube                         run the controller: share Services annotated causeway.dev/share,
+                                 import the other peers' shares as Services (needs POD_IP)
+  --kubeconfig FILE              use FILE instead of the in-cluster config
+  --import-grace D               keep a gone peer's imports this long (default 5m; env
+                                 CAUSEWAY_IMPORT_GRACE)
+  --share-apiserver              share this cluster's API server as "kube-apiserver" (off by default)
+  --apiserver-sa NAME            ... requests run as ServiceAccount NAME (token minted with TokenRequest)
+  --apiserver-token-file F       ... requests run with the bearer token in F (re-read every 30 s)
+  --impersonate-user U           ... requests run as U via impersonation with the agent's own credentials
+  --impersonate-group G          ... and group G (repeatable)
+  --apiserver-peers a|b          peers allowed to use it (default all; env CAUSEWAY_APISERVER_PEERS)`
+
+/** parseArgs options of the Kubernetes flags (merged into the agent command's). */
+export const KUBE_OPTIONS = {
+  kube: { type: 'boolean' },
+  kubeconfig: { type: 'string' },
+  'import-grace': { type: 'string' },
+  'share-apiserver': { type: 'boolean' },
+  'apiserver-sa': { type: 'string' },
+  'apiserver-token-file': { type: 'string' },
+  'impersonate-user': { type: 'string' },
+  'impersonate-group': { type: 'string', multiple: true },
+  'apiserver-peers': { type: 'string' },
+} as const
+
+export interface KubeFlags {
+  kube?: boolean
+  kubeconfig?: string
+  'import-grace'?: string
+  'share-apiserver'?: boolean
+  'apiserver-sa'?: string
+  'apiserver-token-file'?: string
+  'impersonate-user'?: string
+  'impersonate-group'?: string[]
+  'apiserver-peers'?: string
+}
+
+export interface KubeModeInit {
+  agent: Agent
+  kubeConfig: k8s.KubeConfig
+  signal: AbortSignal
+  /** Run the controller. */
+  controller?: { podIp?: string; graceMs?: number; resolve?: AgentPortInit['resolve']; importNamespace?: string; resyncMs?: number }
+  /** Export the API server share. */
+  apiserver?: { identity: ApiserverIdentity; peers?: string[] }
+  log?: (msg: string) => void
+}
+
+export interface KubeMode {
+  apiserverProxy?: ApiserverProxy
+  close(): Promise<void>
+}
+
+/** Starts what `--kube` / `--share-apiserver` ask for on a started agent (library entry point). */
+export async function startKubeMode(init: KubeModeInit): Promise<KubeMode> {
+  const log = init.log ?? (() => {})
+  let proxy: ApiserverProxy | undefined
+  if (init.apiserver !== undefined) {
+    proxy = await startApiserverProxy({ kubeConfig: init.kubeConfig, identity: init.apiserver.identity, log })
+    const peers = init.apiserver.peers ?? []
+    init.agent.shares.set('apiserver', [{
+      name: APISERVER_SHARE,
+      host: proxy.host,
+      port: proxy.port,
+      protocol: 'http',
+      description: 'Kubernetes API server (plain HTTP inside the tunnel; use causeway kubeconfig)',
+      ...(peers.length > 0 ? { peers } : {}),
+    }])
+    log(`sharing the API server as ${APISERVER_SHARE} (${init.apiserver.identity.mode}) via ${proxy.host}:${proxy.port}`)
+  }
+  if (init.controller !== undefined) {
+    const c = init.controller
+    await startKubeController({
+      kubeConfig: init.kubeConfig,
+      agent: agentPort(init.agent, c.resolve !== undefined ? { resolve: c.resolve } : {}),
+      signal: init.signal,
+      ...(c.podIp !== undefined ? { podIp: c.podIp } : {}),
+      ...(c.graceMs !== undefined ? { graceMs: c.graceMs } : {}),
+      ...(c.importNamespace !== undefined ? { importNamespace: c.importNamespace } : {}),
+      ...(c.resyncMs !== undefined ? { resyncMs: c.resyncMs } : {}),
+      log,
+    })
+  }
+  return {
+    ...(proxy !== undefined ? { apiserverProxy: proxy } : {}),
+    close: async () => {
+      if (proxy !== undefined) init.agent.shares.set('apiserver', [])
+      await proxy?.close()
+    },
+  }
+}
+
+const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace'
+
+function ownNamespace(): string {
+  if (process.env.POD_NAMESPACE) return process.env.POD_NAMESPACE
+  if (existsSync(SA_NAMESPACE_FILE)) return readFileSync(SA_NAMESPACE_FILE, 'utf8').trim()
+  return 'default'
+}
+
+/** From the agent command's flags: starts Kubernetes mode, or returns undefined when not asked. */
+export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: Logger, signal: AbortSignal): Promise<KubeMode | undefined> {
+  const share = flags['share-apiserver'] === true
+  if (flags.kube !== true && !share) {
+    if (flags['apiserver-sa'] ?? flags['apiserver-token-file'] ?? flags['impersonate-user']) throw new Error('--apiserver-sa, --apiserver-token-file and --impersonate-user need --share-apiserver')
+    return undefined
+  }
+  const kubeConfig = new k8s.KubeConfig()
+  if (flags.kubeconfig !== undefined) kubeConfig.loadFromFile(flags.kubeconfig)
+  else kubeConfig.loadFromCluster()
+  let apiserver: KubeModeInit['apiserver']
+  if (share) {
+    const modes = [flags['apiserver-sa'], flags['apiserver-token-file'], flags['impersonate-user']].filter((x) => x !== undefined)
+    if (modes.length !== 1) throw new Error('--share-apiserver needs exactly one of --apiserver-sa NAME, --apiserver-token-file FILE, --impersonate-user USER')
+    let identity: ApiserverIdentity
+    if (flags['apiserver-sa'] !== undefined) identity = { mode: 'token', token: tokenFromServiceAccount(kubeConfig.makeApiClient(k8s.CoreV1Api), ownNamespace(), flags['apiserver-sa']) }
+    else if (flags['apiserver-token-file'] !== undefined) identity = { mode: 'token', token: tokenFromFile(flags['apiserver-token-file']) }
+    else identity = { mode: 'impersonate', user: flags['impersonate-user'] ?? '', groups: flags['impersonate-group'] ?? [] }
+    const peers = (flags['apiserver-peers'] ?? process.env.CAUSEWAY_APISERVER_PEERS ?? '').split(/[|,]/).map((s) => s.trim()).filter((s) => s !== '')
+    apiserver = { identity, peers }
+  } else if (flags['impersonate-group'] !== undefined) {
+    throw new Error('--impersonate-group needs --share-apiserver and --impersonate-user')
+  }
+  const grace = flags['import-grace'] ?? process.env.CAUSEWAY_IMPORT_GRACE
+  const mode = await startKubeMode({
+    agent,
+    kubeConfig,
+    signal,
+    ...(flags.kube === true ? { controller: { ...(grace ? { graceMs: parseDuration(grace) * 1000 } : {}) } } : {}),
+    ...(apiserver !== undefined ? { apiserver } : {}),
+    log: (msg) => log.info(msg),
+  })
+  if (flags.kube === true) log.info('Kubernetes controller running')
+  return mode
+}

@@ -1,0 +1,94 @@
+/**
+ * AgentPort over the real Agent (public API only): the controller's shares go into the agent's
+ * ShareRegistry, remote catalogs come from `agent.onCatalog`, imports are connect listeners on
+ * 0.0.0.0 (port 0) that also show in `agent.imports` (so `causeway status` lists them).
+ *
+ * Export targets: the controller names `<service>.<namespace>.svc:<port>` (cluster DNS). The
+ * `resolve` option maps a share to the address actually dialed (tests map it to a local server);
+ * the catalog still advertises the Service's port and namespace.
+ *
+ * The `kube-apiserver` share is never imported as a Service: that would hand the remote API
+ * identity to every pod of this cluster. It is reached with `causeway kubeconfig` instead.
+ */
+import type { Agent } from '../agent.ts'
+import type { ShareSpec } from '../tunnel/shares.ts'
+import type { AgentPort, ImportListener, LocalShare, RemoteShare } from './ports.ts'
+
+export const APISERVER_SHARE = 'kube-apiserver'
+
+export interface AgentPortInit {
+  /** Where to dial for an exported share. Default: the share's own host:port (cluster DNS). */
+  resolve?: (share: LocalShare) => { host: string; port: number }
+  /** Which remote shares become imports. Default: every share but `kube-apiserver`. */
+  importable?: (peer: string, share: RemoteShare) => boolean
+  /** Listen address of import listeners. Default `0.0.0.0` (reachable at the pod IP). */
+  listenHost?: string
+  /** The `service` column of `agent.imports` entries. Default `<share>-<peer>`. */
+  describe?: (peer: string, share: string) => string
+}
+
+export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
+  const resolve = init.resolve ?? ((s: LocalShare) => ({ host: s.host, port: s.port }))
+  const importable = init.importable ?? ((_peer: string, s: RemoteShare) => s.name !== APISERVER_SHARE)
+  const open = new Map<string, { listener: ImportListener; refs: number }>()
+  return {
+    setShares(source: string, shares: LocalShare[]): void {
+      const specs: ShareSpec[] = shares.map((s) => {
+        const target = resolve(s)
+        return {
+          name: s.name,
+          host: target.host,
+          port: target.port,
+          advertisePort: s.port,
+          ...(s.namespace !== undefined ? { namespace: s.namespace } : {}),
+          ...(s.peers !== undefined ? { peers: [...s.peers] } : {}),
+        }
+      })
+      agent.shares.set(source, specs)
+    },
+    onCatalog(cb: (peer: string, shares: RemoteShare[] | null) => void): () => void {
+      return agent.onCatalog((peer, shares) => {
+        if (shares === null) return cb(peer, null)
+        cb(
+          peer,
+          shares
+            .map((s) => ({ name: s.name, ...(s.port !== undefined ? { port: s.port } : {}), ...(s.namespace !== undefined ? { namespace: s.namespace } : {}) }))
+            .filter((s) => importable(peer, s)),
+        )
+      })
+    },
+    async openImport(peer: string, share: string): Promise<ImportListener> {
+      const key = `${share}@${peer}`
+      const cur = open.get(key)
+      if (cur !== undefined) {
+        cur.refs++
+        return cur.listener
+      }
+      const l = await agent.addConnect({ share, peer, host: init.listenHost ?? '0.0.0.0', port: 0 })
+      const entry = { share, peer, service: init.describe?.(peer, share) ?? `${share}-${peer}` }
+      agent.imports = [...agent.imports, entry]
+      const listener: ImportListener = {
+        host: l.host,
+        port: l.port,
+        close: async () => {
+          const e = open.get(key)
+          if (e === undefined) return
+          if (--e.refs > 0) return
+          open.delete(key)
+          agent.imports = agent.imports.filter((x) => x !== entry)
+          await l.close()
+        },
+      }
+      open.set(key, { listener, refs: 1 })
+      return listener
+    },
+    peerPath(peer: string): string | undefined {
+      for (const p of agent.mesh.peers.values()) {
+        if (p.name !== peer || p.role !== 'agent') continue
+        if (p.session?.state !== 'connected') return undefined
+        return agent.paths.get(p.id)?.kind ?? 'connecting'
+      }
+      return undefined
+    },
+  }
+}
