@@ -73,7 +73,7 @@ function label (x: number, y: number, text: string, color: string): SVGElement {
 }
 
 /** Renders the mesh as an SVG element. */
-export function meshSvg (model: ViewerModel): SVGElement {
+export function meshSvg (model: ViewerModel, emptyText = 'waiting for agents…'): SVGElement {
   const { nodes, edges } = topology(model)
   const list = [...nodes.values()]
   layout(list)
@@ -122,6 +122,6 @@ export function meshSvg (model: ViewerModel): SVGElement {
       s('text', { x: 30, y: i * 18 + 4 }, k === 'none' ? 'down' : k === 'turn' ? 'TURN' : k))
   })
   svg.append(legend)
-  if (list.length === 0) svg.append(s('text', { x: W / 2, y: H * 0.4, 'text-anchor': 'middle', class: 'empty' }, 'waiting for agents…'))
+  if (list.length === 0) svg.append(s('text', { x: W / 2, y: H * 0.4, 'text-anchor': 'middle', class: 'empty' }, emptyText))
   return svg
 }

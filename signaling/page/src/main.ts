@@ -59,14 +59,14 @@ function render (): void {
   const cls = state === 'joined' ? 'ok' : state === 'refused' || state === 'closed' ? 'bad' : 'wait'
   const pill = els.conn.querySelector('.sig-state')
   if (pill !== null) { pill.className = `pill pill-${cls} sig-state`; pill.textContent = `signaling ${state}` }
-  els.graph.replaceChildren(meshSvg(m))
+  els.graph.replaceChildren(meshSvg(m, state === 'refused' || state === 'closed' ? 'not joined' : 'waiting for agents…'))
   const agents = [...m.agents.values()]
   const connected = agents.filter(a => a.link.state === 'connected').length
   const links = new Set<string>()
   for (const a of agents) for (const p of a.status?.peers ?? []) if (p.role === 'agent' && p.path !== 'none') links.add([a.id, p.peer].sort().join('|'))
   els.meshSummary.textContent = `${agents.length} agent${agents.length === 1 ? '' : 's'} · ${links.size} agent link${links.size === 1 ? '' : 's'} up · ${connected} connected to this browser`
   els.agentsSummary.textContent = 'as each agent reports itself every 2 s, and as this browser measures its own connection'
-  renderAgents(els.agents, m)
+  renderAgents(els.agents, m, state)
   renderTargets(els.httpTarget, m)
 }
 

@@ -91,11 +91,14 @@ function agentCard (a: AgentView, now: number): HTMLElement {
         st === undefined ? h('p', { class: 'muted small' }, 'Waiting for its first status report…') : peersTable(st.peers.filter(p => p.role === 'agent')))))
 }
 
-export function renderAgents (el: HTMLElement, model: ViewerModel): void {
+/** `signaling` is the signaling client state, or `refused` after a fatal error. */
+export function renderAgents (el: HTMLElement, model: ViewerModel, signaling: string): void {
   const now = Date.now()
   const agents = [...model.agents.values()].sort((p, q) => p.name.localeCompare(q.name))
   if (agents.length === 0) {
-    el.replaceChildren(h('div', { class: 'card empty-card' }, h('div', { class: 'spinner' }), 'Joined the room; waiting for agents to say hello…'))
+    const refused = signaling === 'refused' || signaling === 'closed'
+    const text = refused ? 'Not joined: see the error above, then leave and try another token.' : signaling === 'joined' ? 'Joined the room; waiting for agents to say hello…' : 'Connecting to the signaling service…'
+    el.replaceChildren(h('div', { class: 'card empty-card' }, refused ? null : h('div', { class: 'spinner' }), text))
     return
   }
   el.replaceChildren(...agents.map(a => agentCard(a, now)))
