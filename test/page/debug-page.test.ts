@@ -128,7 +128,7 @@ async function joinAndTunnel (url: string, member: MemberToken, shot: string): P
 
 beforeAll(async () => {
   ensureChromium()
-  await buildPage({ minify: false })
+  await buildPage()
   service = createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-seen-host': req.headers.host ?? '' })
     res.end(req.url === '/hello' ? BODY : `you asked for ${req.method} ${req.url}\n`)
