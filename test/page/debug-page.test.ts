@@ -121,6 +121,8 @@ async function joinAndTunnel (url: string, member: MemberToken, shot: string): P
     await page.locator('#http-body-text').waitFor({ timeout: 20_000 })
     await page.waitForTimeout(2500) // one more status round, for fresh numbers
     await page.screenshot({ path: join(SHOT_DIR, shot), fullPage: true, timeout: 10_000 })
+    await page.setViewportSize({ width: 820, height: 1000 })
+    await page.screenshot({ path: join(SHOT_DIR, `narrow-${shot}`), fullPage: true, timeout: 10_000 })
   } finally {
     await page.close()
   }
