@@ -118,9 +118,10 @@ export async function verifyProof (bytes: Uint8Array, client: PeerId, relay: Pee
   if (!parsed.success) return { ok: false, code: 'BAD_MESSAGE', message: 'not an admission proof' }
   if (Math.abs(now - parsed.data.ts) > ADMISSION_MAX_SKEW_MS) return { ok: false, code: 'UNAUTHORIZED', message: 'proof timestamp outside the allowed clock skew' }
   const sig = fromBase64Url(parsed.data.sig)
+  if (sig.byteLength !== 64) return { ok: false, code: 'BAD_MESSAGE', message: 'signature must be 64 bytes' }
   const text = proofText(client, relay, parsed.data.ts)
   for (const [i, key] of keys.entries()) {
-    if (await key.verify(text, sig)) return { ok: true, keyIndex: i }
+    if (await Promise.resolve(key.verify(text, sig)).catch(() => false)) return { ok: true, keyIndex: i }
   }
   return { ok: false, code: 'UNAUTHORIZED', message: 'proof does not verify with any admit key of this relay' }
 }
