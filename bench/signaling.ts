@@ -8,16 +8,19 @@
  *   each pair keeping `window` signals in flight (pipelined); counts signals delivered during
  *   `seconds` after a 1 s warm-up.
  * - idle RTT: one signal echo (A -> B -> A, two relays) at a time across the whole system.
+ * - bare row: the same bundle under `workerd serve` without wrangler dev's harness (bench/signaling-bare.ts).
  * - calibration row: a Durable Object that only echoes (bench/signaling-floor), same runtime,
  *   same client: the most this machine's `wrangler dev` relays at all (`--floor no` skips it).
  * Rate limits are raised through the environment. Prints a markdown table.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { once } from 'node:events'
 import { parseArgs } from 'node:util'
 import { performance } from 'node:perf_hooks'
 import { freePort, ROOT, startWorkerd, type Target } from '../test/signaling/servers.ts'
+import { compatibilityOf, startBareWorkerd } from './signaling-bare.ts'
 import { directWorkerdUrl } from './signaling-direct.ts'
 
 const { values } = parseArgs({
@@ -73,6 +76,10 @@ async function startNodeChild (env: Record<string, string>): Promise<Target> {
 
 interface Peer { ws: WebSocket, id: string, onSignal: (from: string) => void }
 
+/** Unexpected closes by code and reason (reported: a benchmark that loses clients measures nothing). */
+const closes = new Map<string, number>()
+let shuttingDown = false
+
 // The `ws` client (a dependency of @hono/node-ws) without permessage-deflate: Node's global
 // WebSocket always offers it, and wrangler dev accepts, which measures zlib rather than signaling.
 // `--client global` uses Node's WebSocket instead. (ws ships no types; its client has the same event API.)
@@ -83,6 +90,7 @@ const newSocket = (url: string): WebSocket => values.client === 'global' ? new W
 async function openPeer (url: string, room: string, id: string): Promise<Peer> {
   const ws = newSocket(`${url.replace(/^http/, 'ws')}/v1/rooms/${room}`)
   const peer: Peer = { ws, id, onSignal: () => {} }
+  ws.addEventListener('close', (e) => { if (!shuttingDown) closes.set(`${e.code} ${e.reason}`, (closes.get(`${e.code} ${e.reason}`) ?? 0) + 1) })
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('open timeout')), 10_000)
     ws.addEventListener('error', () => { clearTimeout(t); reject(new Error('open failed')) }, { once: true })
@@ -146,7 +154,7 @@ async function idleRtt (pairs: Array<[Peer, Peer]>): Promise<{ p50: number, p99:
     if (pair === undefined) break
     const [a, b] = pair
     const rtt = await new Promise<number>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('echo timeout')), 5000)
+      const t = setTimeout(() => reject(new Error(`echo timeout on pair ${i % pairs.length} (sample ${i}), states ${a.ws.readyState}/${b.ws.readyState}, closes ${JSON.stringify([...closes])}`)), 5000)
       b.onSignal = () => send(b, a)
       const t0 = performance.now()
       a.onSignal = () => { clearTimeout(t); resolve(performance.now() - t0) }
@@ -166,8 +174,11 @@ async function measureUrl (name: string, url: string): Promise<Row> {
   await idleRtt(pairs) // warm-up pass; the measured pass follows
   const rtt = await idleRtt(pairs)
   const rate = await throughput(pairs)
+  if (closes.size > 0) throw new Error(`${name}: clients were closed during the run: ${JSON.stringify([...closes])}`)
+  shuttingDown = true
   for (const [a, b] of pairs) { a.ws.close(); b.ws.close() }
   await new Promise(resolve => setTimeout(resolve, 500))
+  shuttingDown = false
   return { name, rate, ...rtt }
 }
 
@@ -191,6 +202,8 @@ if (values.only === undefined || values.only === 'node') rows.push(...await meas
 if (values.only === undefined || values.only === 'workerd') {
   rows.push(...await measure('Worker + Durable Objects, `wrangler dev` (through its dev proxy)', async () => await startWorkerd(ENV),
     'Worker + Durable Objects, workerd direct (same `wrangler dev`, its proxy bypassed)'))
+  rows.push(...await measure('Worker + Durable Objects, bare `workerd serve` (wrangler bundle, no dev harness)',
+    async () => await startBareWorkerd(ENV, compatibilityOf(readFileSync(`${ROOT}wrangler.toml`, 'utf8')))))
   if (values.floor !== 'no') {
     rows.push(...await measure('calibration: echo-only Durable Object, `wrangler dev` (bench/signaling-floor)',
       async () => await startWorkerd({}, { config: `${ROOT}bench/signaling-floor/wrangler.toml` })))

@@ -4,10 +4,10 @@
  * killed by its process-group id). Both take the same environment-style configuration.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { configFromEnv } from '../../signaling/config.ts'
 import { startNodeSignaling } from '../../signaling/node/server.ts'
@@ -64,12 +64,35 @@ function killGroup (child: ChildProcess, signal: NodeJS.Signals): void {
   try { process.kill(-child.pid, signal) } catch { /* already gone */ }
 }
 
+/**
+ * A copy of a wrangler config in `dir` with `main` made absolute and the static-assets directory
+ * replaced by a snapshot (an empty one when it is not built): `wrangler dev` reloads the Worker,
+ * dropping every WebSocket, when a watched file changes, and other work in the same checkout
+ * (a page build) must not do that to a running test or benchmark.
+ */
+async function isolatedConfig (config: string, dir: string): Promise<string> {
+  const base = dirname(config)
+  let toml = await readFile(config, 'utf8')
+  toml = toml.replace(/^main\s*=\s*"([^"]+)"/m, (_m, main: string) => `main = ${JSON.stringify(isAbsolute(main) ? main : resolve(base, main))}`)
+  const assets = /^directory\s*=\s*"([^"]+)"/m.exec(toml)?.[1]
+  if (assets !== undefined) {
+    const snapshot = join(dir, 'assets')
+    await mkdir(snapshot, { recursive: true })
+    await cp(resolve(base, assets), snapshot, { recursive: true }).catch(() => { /* not built: serve none */ })
+    toml = toml.replace(/^directory\s*=\s*"([^"]+)"/m, `directory = ${JSON.stringify(snapshot)}`)
+  }
+  const out = join(dir, 'wrangler.toml')
+  await writeFile(out, toml)
+  return out
+}
+
 /** `wrangler dev` of wrangler.toml (or `opts.config`) on a free loopback port, vars passed with --var. */
 export async function startWorkerd (env: Record<string, string>, opts: { timeoutMs?: number, config?: string } = {}): Promise<Target> {
   const port = await freePort()
   const inspector = await freePort()
   const state = await mkdtemp(join(tmpdir(), 'causeway-wrangler-'))
-  const args = ['dev', '--config', opts.config ?? join(ROOT, 'wrangler.toml'), '--ip', '127.0.0.1', '--port', String(port),
+  const config = await isolatedConfig(opts.config ?? join(ROOT, 'wrangler.toml'), state)
+  const args = ['dev', '--config', config, '--ip', '127.0.0.1', '--port', String(port),
     '--inspector-port', String(inspector), '--persist-to', state, '--local', '--show-interactive-dev-session=false', '--log-level', 'warn']
   for (const [k, v] of Object.entries(env)) args.push('--var', `${k}:${v}`)
   const child = spawn(WRANGLER, args, {
