@@ -8,6 +8,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { toBase64Url } from '../../protocol/encoding.ts'
 import { deriveRelayKey } from '../../protocol/keys.ts'
 import { newSecret } from '../../protocol/token.ts'
 import { admitKeyFromRelayKey } from '../../relay/admission.ts'
@@ -169,6 +170,33 @@ labDescribe('NAT lab: WebRTC path selection', () => {
     expect([a2.local, a2.remote]).toContain('relay')
     expect([b2.local, b2.remote]).toContain('relay')
     await lab.teardown()
+  })
+})
+
+labDescribe('NAT lab: relay fallback between symmetric (a) and tcp443 (b)', () => {
+  const lab = new Lab({ a: 'symmetric', b: 'tcp443' })
+  const secret = newSecret()
+  let relayAddrs: string[] = []
+  beforeAll(async () => {
+    await lab.setup()
+    relayAddrs = (await lab.startRelay([await admitKeyFromRelayKey(await deriveRelayKey(secret))])).addrs
+  })
+  afterAll(async () => { await lab.teardown() })
+
+  it('carries 8 MiB from a to b through the relay (b reaches it only over WebSockets on 443)', async () => {
+    const key = toBase64Url(await deriveRelayKey(secret))
+    const tcp = relayAddrs.find(a => a.includes('/tcp/4001/')) ?? ''
+    const ws = relayAddrs.find(a => a.includes('/tcp/443/ws/')) ?? ''
+    expect(tcp).not.toBe('')
+    expect(ws).not.toBe('')
+    const script = join(ROOT, 'test/natlab/relay-peer.ts')
+    const [b, a] = await Promise.all([
+      lab.node('b', script, ['listen', lab.dir, key, ws, '0', '45000'], 60_000),
+      lab.node('a', script, ['dial', lab.dir, key, tcp, String(8 * 1024 * 1024), '45000'], 60_000),
+    ])
+    console.log(`natlab: relay fallback: listener ${b.stdout.trim()} | dialer ${a.stdout.trim()} ${a.stderr.slice(-500)}`)
+    expect(JSON.parse(b.stdout.trim())).toMatchObject({ ok: true })
+    expect(JSON.parse(a.stdout.trim())).toMatchObject({ ok: true })
   })
 })
 
