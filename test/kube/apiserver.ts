@@ -15,10 +15,12 @@
  * objects shaped like the real apiserver's. Request bodies must be JSON or YAML: protobuf (what
  * kubectl's typed `create configmap`/`create secret` send) is refused with 415.
  *
- * Authentication: `Authorization: Bearer <token>` looked up in `tokens`; then `Impersonate-User`
+ * Authentication: `Authorization: Bearer <token>` looked up in `tokens` (TokenRequest,
+ * `POST .../serviceaccounts/NAME/token`, adds one for that ServiceAccount); then `Impersonate-User`
  * and `Impersonate-Group` are honoured when `canImpersonate(user)` allows. Each request lands in
  * `audit` with the identity it ran as, so tests can check who did what.
  */
+import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
@@ -300,6 +302,23 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       case 'watch':
         return startWatch(req, res, rt, namespace, name, q, accept)
       case 'create': {
+        if (rt.kind === 'ServiceAccount' && subresource === 'token' && name !== undefined) {
+          // TokenRequest: a fresh bearer token that authenticates as the ServiceAccount.
+          store.get(rt, namespace, name)
+          const body = asObj(parseObject(await readBody(req), contentType))
+          const spec = (body.spec ?? {}) as Obj
+          const seconds = typeof spec.expirationSeconds === 'number' ? spec.expirationSeconds : 3600
+          const minted = `sa-${randomBytes(16).toString('hex')}`
+          const ns = namespace ?? 'default'
+          tokens.set(minted, { user: `system:serviceaccount:${ns}:${name}`, groups: ['system:serviceaccounts', `system:serviceaccounts:${ns}`, 'system:authenticated'] })
+          return json(res, 201, {
+            kind: 'TokenRequest',
+            apiVersion: 'authentication.k8s.io/v1',
+            metadata: { name, namespace: ns, creationTimestamp: new Date().toISOString() },
+            spec: { ...spec, expirationSeconds: seconds },
+            status: { token: minted, expirationTimestamp: new Date(Date.now() + seconds * 1000).toISOString().replace(/\.\d+Z$/, 'Z') },
+          })
+        }
         if (name !== undefined) throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource')
         const body = asObj(parseObject(await readBody(req), contentType))
         return json(res, dryRun ? 200 : 201, store.create(rt, namespace, body, { dryRun }))

@@ -31,7 +31,7 @@ export const RESOURCES: ResourceType[] = [
   core('endpoints', 'endpoints', 'Endpoints', true, ['ep']),
   core('events', 'event', 'Event', true, ['ev']),
   core('pods', 'pod', 'Pod', true, ['po'], ['status']),
-  core('serviceaccounts', 'serviceaccount', 'ServiceAccount', true, ['sa']),
+  core('serviceaccounts', 'serviceaccount', 'ServiceAccount', true, ['sa'], ['token']),
   core('configmaps', 'configmap', 'ConfigMap', true, ['cm']),
   core('secrets', 'secret', 'Secret', true, []),
   grouped('discovery.k8s.io', 'endpointslices', 'endpointslice', 'EndpointSlice', true),
