@@ -182,8 +182,11 @@ export async function startApiserverProxy(init: ApiserverProxyInit): Promise<Api
     )
   })
 
+  const upgraded = new Set<Socket>() // detached from the HTTP server: closed by hand
   server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => {})
+    upgraded.add(socket)
+    socket.on('close', () => upgraded.delete(socket))
     upstreamHeaders(req, true).then(
       (headers) => {
         const up = open(req, headers)
@@ -230,6 +233,7 @@ export async function startApiserverProxy(init: ApiserverProxyInit): Promise<Api
     port: addr.port,
     close: async () => {
       server.closeAllConnections()
+      for (const s of upgraded) s.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))
       agent.destroy()
     },
