@@ -74,11 +74,10 @@ async function startNodeChild (env: Record<string, string>): Promise<Target> {
   }
 }
 
-interface Peer { ws: WebSocket, id: string, onSignal: (from: string) => void }
+interface Peer { ws: WebSocket, id: string, onSignal: (from: string) => void, closing: boolean }
 
 /** Unexpected closes by code and reason (reported: a benchmark that loses clients measures nothing). */
 const closes = new Map<string, number>()
-let shuttingDown = false
 
 // The `ws` client (a dependency of @hono/node-ws) without permessage-deflate: Node's global
 // WebSocket always offers it, and wrangler dev accepts, which measures zlib rather than signaling.
@@ -89,8 +88,8 @@ const newSocket = (url: string): WebSocket => values.client === 'global' ? new W
 
 async function openPeer (url: string, room: string, id: string): Promise<Peer> {
   const ws = newSocket(`${url.replace(/^http/, 'ws')}/v1/rooms/${room}`)
-  const peer: Peer = { ws, id, onSignal: () => {} }
-  ws.addEventListener('close', (e) => { if (!shuttingDown) closes.set(`${e.code} ${e.reason}`, (closes.get(`${e.code} ${e.reason}`) ?? 0) + 1) })
+  const peer: Peer = { ws, id, onSignal: () => {}, closing: false }
+  ws.addEventListener('close', (e) => { if (!peer.closing) closes.set(`${e.code} ${e.reason}`, (closes.get(`${e.code} ${e.reason}`) ?? 0) + 1) })
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('open timeout')), 10_000)
     ws.addEventListener('error', () => { clearTimeout(t); reject(new Error('open failed')) }, { once: true })
@@ -175,10 +174,8 @@ async function measureUrl (name: string, url: string): Promise<Row> {
   const rtt = await idleRtt(pairs)
   const rate = await throughput(pairs)
   if (closes.size > 0) throw new Error(`${name}: clients were closed during the run: ${JSON.stringify([...closes])}`)
-  shuttingDown = true
-  for (const [a, b] of pairs) { a.ws.close(); b.ws.close() }
+  for (const p of pairs.flat()) { p.closing = true; p.ws.close() }
   await new Promise(resolve => setTimeout(resolve, 500))
-  shuttingDown = false
   return { name, rate, ...rtt }
 }
 
