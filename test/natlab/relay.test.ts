@@ -91,6 +91,22 @@ describe('relay in process', () => {
   })
 })
 
+describe('relay with a per-connection data limit', () => {
+  it('cuts a relayed connection that passes the configured data limit', async () => {
+    const relay = await startRelay({ listen: ['/ip4/127.0.0.1/tcp/0'], admission: { keys: [admitKey] }, limits: { applyLimit: true, dataLimitBytes: 65_536n, durationLimitMs: 60_000 }, log })
+    try {
+      const addr = relay.multiaddrs[0]?.toString() ?? ''
+      const a = await client([addr])
+      const b = await client([addr])
+      const [bAddr] = await b.waitForReservation({ signal: AbortSignal.timeout(10_000) })
+      await b.handle(PROTO, async (stream: Stream) => { await hashAll(stream).catch(() => undefined) })
+      const stream = await a.dial(bAddr ?? '', PROTO, { signal: AbortSignal.timeout(10_000) })
+      const outcome = await sendAll(stream, randomData(MiB), AbortSignal.timeout(20_000)).then(() => 'sent', (err: unknown) => err)
+      expect(outcome).toBeInstanceOf(Error)
+    } finally { await relay.close() }
+  })
+})
+
 describe('relay process restart and death', () => {
   let dir: string
   let proc: RelayProcess | undefined
