@@ -118,7 +118,9 @@ export class Mesh {
     sc.on('welcome', peers => { for (const p of peers) void this.sendHello(p) })
     sc.on('joined', p => { void this.sendHello(p) })
     sc.on('left', p => this.onLeft(p))
-    sc.on('signal', (from, sealed) => { void this.onSignal(from, sealed) })
+    // Signals from one sender are handled strictly in order (opening is async: a hello must be
+    // processed before the offer behind it). Bounded per sender; the oldest are dropped first.
+    sc.on('signal', (from, sealed) => { this.enqueueSignal(from, sealed) })
     sc.on('error', (code, message) => {
       this.log.warn({ code, message }, 'signaling error')
       this.events.signalingError?.(code, message)
@@ -144,6 +146,32 @@ export class Mesh {
     // for an agent and, for viewers, a second one with the viewer key.
     await this.send(to, this.keys.hello, 'agent')
     if (this.role === 'agent') await this.send(to, this.keys.hello, 'viewer')
+  }
+
+  private readonly inbox = new Map<string, { busy: boolean, queue: string[] }>()
+
+  private enqueueSignal (from: string, sealed: string): void {
+    let box = this.inbox.get(from)
+    if (box === undefined) {
+      if (this.inbox.size >= 1024) return
+      box = { busy: false, queue: [] }
+      this.inbox.set(from, box)
+    }
+    if (box.queue.length >= 512) box.queue.shift()
+    box.queue.push(sealed)
+    if (!box.busy) void this.drainInbox(from, box)
+  }
+
+  private async drainInbox (from: string, box: { busy: boolean, queue: string[] }): Promise<void> {
+    box.busy = true
+    try {
+      for (let next = box.queue.shift(); next !== undefined; next = box.queue.shift()) {
+        try { await this.onSignal(from, next) } catch (err) { this.log.debug({ from, err: String(err) }, 'signal handling failed') }
+      }
+    } finally {
+      box.busy = false
+      if (box.queue.length === 0) this.inbox.delete(from)
+    }
   }
 
   private async onSignal (from: string, sealed: string): Promise<void> {

@@ -1,0 +1,55 @@
+/** Forwarders to compare against: socat and `ssh -L` (Debian's openssh-server on loopback). */
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, writeFileSync, existsSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { child, waitFor } from './lib.ts'
+
+export async function freePort (): Promise<number> {
+  const s = createServer()
+  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  const port = (s.address() as AddressInfo).port
+  await new Promise<void>(resolve => s.close(() => resolve()))
+  return port
+}
+
+async function accepting (port: number): Promise<boolean> {
+  return await new Promise(resolve => {
+    const s = connect({ host: '127.0.0.1', port })
+    s.once('connect', () => { s.destroy(); resolve(true) })
+    s.once('error', () => resolve(false))
+  })
+}
+
+export async function socatForward (target: number): Promise<number | undefined> {
+  if (!existsSync('/usr/bin/socat')) return undefined
+  const port = await freePort()
+  child('/usr/bin/socat', [`TCP-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr,backlog=128`, `TCP:127.0.0.1:${target}`])
+  await waitFor(async () => await accepting(port), 10_000, 'socat')
+  return port
+}
+
+/** Starts a private sshd on loopback and an `ssh -N -L` forward to `target`; undefined when unavailable. */
+export async function sshForward (target: number): Promise<number | undefined> {
+  if (!existsSync('/usr/sbin/sshd') || !existsSync('/usr/bin/ssh') || process.getuid?.() !== 0) return undefined
+  const dir = mkdtempSync(join(tmpdir(), 'cw-ssh-'))
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'hostkey')])
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'userkey')])
+  execFileSync('cp', [join(dir, 'userkey.pub'), join(dir, 'authorized_keys')])
+  mkdirSync('/run/sshd', { recursive: true })
+  const sshdPort = await freePort()
+  writeFileSync(join(dir, 'sshd_config'), [
+    `Port ${sshdPort}`, 'ListenAddress 127.0.0.1', `HostKey ${join(dir, 'hostkey')}`, `PidFile ${join(dir, 'sshd.pid')}`,
+    `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`, 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
+    'PermitRootLogin prohibit-password', 'StrictModes no', 'UsePAM no', 'AllowTcpForwarding yes', '',
+  ].join('\n'))
+  child('/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')])
+  await waitFor(async () => await accepting(sshdPort), 10_000, 'sshd')
+  const port = await freePort()
+  child('/usr/bin/ssh', ['-N', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes',
+    '-i', join(dir, 'userkey'), '-p', String(sshdPort), '-L', `127.0.0.1:${port}:127.0.0.1:${target}`, 'root@127.0.0.1'])
+  await waitFor(async () => await accepting(port), 15_000, 'ssh -L')
+  return port
+}
