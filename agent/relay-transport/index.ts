@@ -23,6 +23,9 @@
  *   admission again and re-listens on `<relay>/p2p-circuit` itself (js-libp2p does not re-reserve
  *   on a configured relay after the connection drops). After a relay restart with the same
  *   identity and address, the reservation is back within ~1-2 s of the relay listening again.
+ *   A relay that refuses the admission proof (wrong network) is asked again only after
+ *   `refusedRetryMs` (default 30 s). Each re-listen leaves one idle circuit listener object
+ *   behind inside libp2p (closing one would cancel every reservation); a few bytes per restart.
  * - `dial(target)`: `target` is a full circuit multiaddr (`…/p2p/<relay>/p2p-circuit/p2p/<peer>`)
  *   or a PeerId (string or object), in which case each configured relay is tried in turn.
  *   Failures throw `RelayDialError` (`code` `PEER_UNAVAILABLE`).
@@ -54,7 +57,7 @@ import { webSockets } from '@libp2p/websockets'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import type { Logger } from 'pino'
-import { admissionPrivateKey, proveAdmission } from '../../relay/admission.ts'
+import { AdmissionRefusedError, admissionPrivateKey, proveAdmission } from '../../relay/admission.ts'
 import { RelayDialError } from './errors.ts'
 import { guardStream } from './guard.ts'
 
@@ -77,6 +80,8 @@ export interface RelayClientInit {
   relayTimeoutMs?: number
   /** Most concurrent inbound / outbound streams per protocol per peer connection. Default 1024. */
   maxStreams?: number
+  /** Wait before asking a relay that refused our admission proof again (ms). Default 30000. */
+  refusedRetryMs?: number
 }
 
 export interface RelayStatus {
@@ -113,6 +118,8 @@ interface RelayState {
   busy: boolean
   lastError?: string
   reserved: boolean
+  /** No attempt before this time (ms): set after a refusal, which retrying at once cannot fix. */
+  retryAt: number
 }
 
 const isCircuit = (conn: Connection): boolean => conn.remoteAddr.toString().includes('/p2p-circuit')
@@ -123,12 +130,13 @@ export async function startRelayClient (init: RelayClientInit): Promise<RelayCli
   const checkMs = init.checkIntervalMs ?? 1000
   const timeoutMs = init.relayTimeoutMs ?? 5000
   const maxStreams = init.maxStreams ?? 1024
+  const refusedRetryMs = init.refusedRetryMs ?? 30_000
   const relays = new Map<string, RelayState>()
   for (const text of init.relays) {
     const addr = multiaddr(text)
     const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value
     if (id === undefined) throw new Error(`relay address needs /p2p/<PeerId>: ${text}`)
-    relays.set(id, { addr, peer: peerIdFromString(id), busy: false, reserved: false })
+    relays.set(id, { addr, peer: peerIdFromString(id), busy: false, reserved: false, retryAt: 0 })
   }
   if (relays.size === 0) throw new Error('no relays configured')
 
@@ -185,10 +193,11 @@ export async function startRelayClient (init: RelayClientInit): Promise<RelayCli
     refresh()
     for (const [id, r] of relays) {
       const connected = node.getConnections(r.peer).some(c => !isCircuit(c) && c.id === r.admittedConn)
-      if (r.busy || (r.reserved && connected)) continue
+      if (r.busy || (r.reserved && connected) || Date.now() < r.retryAt) continue
       r.busy = true
       repair(id, r).then(refresh, (err: unknown) => {
         const message = err instanceof Error ? err.message : String(err)
+        if (err instanceof AdmissionRefusedError) r.retryAt = Date.now() + refusedRetryMs
         if (message !== r.lastError) log.warn({ relay: id, err: message }, 'relay reservation not (yet) possible')
         r.lastError = message
       }).finally(() => { r.busy = false })
