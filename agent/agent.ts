@@ -4,6 +4,7 @@
  */
 import type { Socket } from 'node:net'
 import { CausewayError } from '../protocol/errors.ts'
+import { deriveRelayKey } from '../protocol/keys.ts'
 import type { PathKind, ShareInfo, StatusMessage } from '../protocol/peer.ts'
 import type { MemberToken } from '../protocol/token.ts'
 import { Mesh, type RemotePeer } from './core/mesh.ts'
@@ -11,7 +12,9 @@ import { silentLog, type LogLike, type PathInfo } from './core/peer-session.ts'
 import { IceSource } from './ice.ts'
 import { listenConnect, type ConnectSpec, type Listener } from './tunnel/connects.ts'
 import { ShareRegistry, type ShareSpec } from './tunnel/shares.ts'
-import { Tunnels, type TunnelOptions } from './tunnel/tunnels.ts'
+import { sessionOpener, Tunnels, type ChannelOpener, type TunnelOptions } from './tunnel/tunnels.ts'
+import { RelayPath } from './relay-path/index.ts'
+import type { RelayStatus } from './relay-transport/index.ts'
 import { createPeerConnection } from './wrtc.ts'
 
 export interface AgentInit {
@@ -32,6 +35,10 @@ export interface AgentInit {
   peerWaitMs?: number
   /** SIGTERM drain period, ms. Default 5000. */
   drainMs?: number
+  /** libp2p relay multiaddrs from flags, added to those of the signaling service (`/v1/ice` relays). */
+  relays?: string[]
+  /** A pair whose WebRTC session is not connected this long uses the relay for new streams, ms. Default 8000. */
+  directTimeoutMs?: number
 }
 
 export interface PeerView {
@@ -56,6 +63,8 @@ export interface AgentStatus {
   shares: Array<{ name: string, target: string, peers: string[] | 'all' }>
   connects: Array<{ share: string, peer: string, listen: string }>
   imports: Array<{ share: string, peer: string, service: string }>
+  /** The relay client, when relays are configured: our PeerId, relayed addresses, per-relay state. */
+  relay?: { peer: string, addrs: string[], relays: RelayStatus[] }
 }
 
 type CatalogListener = (peerName: string, shares: ShareInfo[] | null) => void
@@ -73,6 +82,9 @@ export class Agent {
   private readonly log: LogLike
   private readonly catalogListeners: CatalogListener[] = []
   private pathTimer?: ReturnType<typeof setInterval>
+  private relayPath?: RelayPath
+  /** Per peer: since when its WebRTC session is not connected (absent while connected). */
+  private readonly notConnectedSince = new Map<string, number>()
   private stopping = false
 
   constructor (init: AgentInit) {
@@ -92,6 +104,7 @@ export class Agent {
     this.shares.onChange(() => this.broadcastCatalogs())
     this.mesh.events = {
       session: (peer, session) => {
+        if (!this.notConnectedSince.has(peer.id)) this.notConnectedSince.set(peer.id, Date.now())
         this.tunnels.attach(peer, session)
         session.onControlOpen = () => this.sendCatalog(peer)
         session.onControl = (msg) => {
@@ -101,7 +114,12 @@ export class Agent {
           }
         }
       },
+      sessionState: (peer, state) => {
+        if (state === 'connected') this.notConnectedSince.delete(peer.id)
+        else if (!this.notConnectedSince.has(peer.id)) this.notConnectedSince.set(peer.id, Date.now())
+      },
       peerGone: (peer) => {
+        this.notConnectedSince.delete(peer.id)
         this.paths.delete(peer.id)
         this.tunnels.forget(peer.id)
         if (this.catalogs.delete(peer.id)) for (const l of this.catalogListeners) l(peer.name, null)
@@ -115,9 +133,45 @@ export class Agent {
     if (room === undefined) throw new Error('mesh did not derive a room')
     this.ice = new IceSource({ token: this.init.token, room, extra: this.init.iceServers ?? [], useService: this.init.useServiceIce ?? true, log: this.log })
     await this.ice.refresh()
+    await this.startRelayPath()
     for (const spec of this.init.connects ?? []) this.listeners.push(await listenConnect(spec, async (p, s, sock) => await this.openStream(p, s, sock), this.log))
     this.pathTimer = setInterval(() => { void this.refreshPaths() }, 2000)
     this.pathTimer.unref?.()
+  }
+
+  /**
+   * Starts the relay client when relays are configured (flags + the service's list at start;
+   * later changes of the service's list are not followed). Failure leaves the agent direct-only.
+   */
+  private async startRelayPath (): Promise<void> {
+    const relays = [...new Set([...(this.init.relays ?? []), ...this.relays])]
+    if (relays.length === 0 || this.init.token.kind !== 'member') return
+    try {
+      this.relayPath = await RelayPath.start({
+        relayKey: await deriveRelayKey(this.init.token.secret),
+        relays,
+        log: this.log,
+        identify: (relayPeer) => [...this.mesh.peers.values()].find(p => p.role === 'agent' && p.relay?.peer === relayPeer),
+        accept: (peer, dc) => { this.tunnels.accept(peer, dc) },
+        onChange: (info) => {
+          this.log.info({ addrs: info.addrs }, 'relay addresses announced to peers')
+          this.mesh.setRelay(info)
+        },
+      })
+    } catch (err) {
+      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'relay fallback unavailable')
+    }
+  }
+
+  /**
+   * How new streams to `p` go: its WebRTC session when connected; the relay when that session
+   * has not been connected for directTimeoutMs and both sides hold a relay reservation.
+   */
+  route (p: RemotePeer): 'webrtc' | 'relay' | 'none' {
+    if (p.session?.state === 'connected') return 'webrtc'
+    const since = this.notConnectedSince.get(p.id)
+    if (this.relayPath?.usable(p) === true && since !== undefined && Date.now() - since >= (this.init.directTimeoutMs ?? 8000)) return 'relay'
+    return 'none'
   }
 
   /** Relay multiaddrs handed out by the signaling service. */
@@ -145,7 +199,7 @@ export class Agent {
     const deadline = Date.now() + waitMs
     for (let i = 0; i < 10_000; i++) {
       for (const p of this.mesh.peers.values()) {
-        if (p.name === name && p.role === 'agent' && p.session?.state === 'connected') return p
+        if (p.name === name && p.role === 'agent' && this.route(p) !== 'none') return p
       }
       if (Date.now() >= deadline || this.stopping) break
       await new Promise(resolve => setTimeout(resolve, 50))
@@ -157,9 +211,12 @@ export class Agent {
   async openStream (peerName: string, share: string, socket: Socket): Promise<void> {
     if (this.stopping) throw new CausewayError('SHUTTING_DOWN', 'agent is stopping')
     const peer = await this.peerByName(peerName)
-    const session = peer.session
-    if (session === undefined) throw new CausewayError('PEER_UNAVAILABLE', `no connection to peer "${peerName}"`)
-    await this.tunnels.open(peer, session, share, socket)
+    const route = this.route(peer)
+    let opener: ChannelOpener
+    if (route === 'webrtc' && peer.session !== undefined) opener = sessionOpener(peer, peer.session)
+    else if (route === 'relay' && this.relayPath !== undefined) opener = this.relayPath.opener(peer)
+    else throw new CausewayError('PEER_UNAVAILABLE', `no connection to peer "${peerName}"`)
+    await this.tunnels.open(peer, opener, share, socket)
   }
 
   /** Adds a connect listener at runtime (e.g. for a Kubernetes import). */
@@ -190,20 +247,23 @@ export class Agent {
       shares: this.shares.list().map(s => ({ name: s.name, target: `${s.host}:${s.port}`, peers: s.peers ?? 'all' })),
       connects: this.listeners.map(l => ({ share: l.spec.share, peer: l.spec.peer, listen: `${l.host}:${l.port}` })),
       imports: this.imports,
+      ...(this.relayPath !== undefined ? { relay: this.relayPath.status() } : {}),
     }
   }
 
   private peerView (p: RemotePeer): PeerView {
     const c = this.tunnels.counter(p.id)
     const path = this.paths.get(p.id)
-    const rtt = p.session?.rttMs ?? path?.rttMs ?? null
+    const route = this.route(p)
+    const rtt = route === 'webrtc' ? p.session?.rttMs ?? path?.rttMs ?? null : null
+    const pair = route === 'relay' ? this.relayPath?.describe(p) : route === 'webrtc' ? path?.pair : undefined
     return {
       peer: p.id,
       name: p.name,
       role: p.role,
-      state: p.session?.state ?? 'new',
-      path: p.session?.state === 'connected' ? path?.kind ?? 'none' : 'none',
-      ...(path?.pair !== undefined ? { pair: path.pair } : {}),
+      state: route === 'relay' ? 'connected' : p.session?.state ?? 'new',
+      path: route === 'webrtc' ? path?.kind ?? 'none' : route,
+      ...(pair !== undefined ? { pair: pair.slice(0, 256) } : {}),
       rttMs: rtt === null ? null : Math.round(rtt * 100) / 100,
       bytesIn: c.bytesIn,
       bytesOut: c.bytesOut,
@@ -236,5 +296,6 @@ export class Agent {
     for (let i = 0; i < 1000 && this.tunnels.liveStreams > 0 && Date.now() < deadline; i++) await new Promise(resolve => setTimeout(resolve, 20))
     this.tunnels.resetAll()
     await this.mesh.close()
+    await this.relayPath?.close().catch(() => {})
   }
 }

@@ -3,7 +3,11 @@
  *
  * ## Inside sealed envelopes (through the signaling service)
  * - `hello {name, role, caps, grants?, grantSig?}`: sent to every peer on `welcome`/`peer-joined`;
- *   a viewer proves its grants with the signature from its token.
+ *   a viewer proves its grants with the signature from its token. An agent with a libp2p relay
+ *   client adds `relay {peer, addrs}`: its relay PeerId (the only identity a relayed tunnel
+ *   stream is accepted from for this peer) and its relayed multiaddrs
+ *   (`…/p2p-circuit/p2p/<peer>`, empty while it holds no reservation); it sends the hello again
+ *   whenever they change.
  * - `description {sid, description: {type, sdp}}`: SDP offer/answer (perfect negotiation; the
  *   peer with the lower id is polite). `sid` names the sender's RTCPeerConnection instance: a
  *   new sid means the sender started over, and the receiver replaces its session too.
@@ -17,7 +21,10 @@
  * - `ping {id, t}` / `pong {id, t}`: health and RTT.
  * - `status {…}`: an agent's view of its own connections, for viewers (debug page).
  *
- * ## On a stream data channel (label `tcp:<share>`)
+ * ## On a stream data channel (label `tcp:<share>`) or a relayed stream
+A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
+`agent/relay-path/stream-channel.ts` for its framing) carries the same messages after an
+`open` frame with the label.
  * Binary messages are stream bytes. Text messages are stream control (`StreamControl`):
  * `ok` (the acceptor dialed the target), `err {code, message}` (refused), `fin` (no more bytes
  * in this direction; the other may go on), `rst {code}` (abort both ways), `credit {n}` (the
@@ -38,6 +45,10 @@ const Hello = z.object({
   caps: z.array(z.string().max(32)).max(32).default([]),
   grants: z.array(z.string().max(64)).max(256).optional(),
   grantSig: z.string().max(128).optional(),
+  relay: z.object({
+    peer: z.string().regex(/^[1-9A-HJ-NP-Za-km-z]{32,128}$/),
+    addrs: z.array(z.string().max(512)).max(8),
+  }).strict().optional(),
 }).strict()
 
 const Sid = z.string().regex(/^[A-Za-z0-9_-]{4,32}$/)

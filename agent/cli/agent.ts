@@ -21,6 +21,10 @@ export const AGENT_HELP = `causeway agent (--token T | --token-file F | env CAUS
   --status HOST:PORT             status API + /metrics (default 127.0.0.1:7777; "off" to disable)
   --max-streams N                concurrent streams per peer (default 500)
   --connect-timeout MS           peer connection timeout before retry (default 20000)
+  --relay MULTIADDR              libp2p relay (…/p2p/<relay PeerId>, TCP or /ws; repeatable),
+                                 added to the signaling service's relays
+  --direct-timeout MS            a peer not reached directly (WebRTC) this long is reached
+                                 through the relay, while direct keeps being retried (default 8000)
   --drain MS                     on SIGTERM, let streams finish this long (default 5000)
 ${KUBE_HELP}`
 
@@ -38,6 +42,8 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       status: { type: 'string', default: '127.0.0.1:7777' },
       'max-streams': { type: 'string', default: '500' },
       'connect-timeout': { type: 'string', default: '20000' },
+      relay: { type: 'string', multiple: true, default: [] },
+      'direct-timeout': { type: 'string', default: '8000' },
       drain: { type: 'string', default: '5000' },
       ...KUBE_OPTIONS,
     },
@@ -59,6 +65,8 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
     log,
     tunnel: { maxStreamsPerPeer: positive(values['max-streams'], '--max-streams') },
     connectTimeoutMs: positive(values['connect-timeout'], '--connect-timeout'),
+    relays: values.relay,
+    directTimeoutMs: positive(values['direct-timeout'], '--direct-timeout'),
     drainMs: positive(values.drain, '--drain'),
   })
   await agent.start()

@@ -27,6 +27,8 @@ export interface RemotePeer {
   session?: PeerSession
   /** Whether the peer is in the signaling room right now. */
   present: boolean
+  /** Its relay client (agents only): PeerId and relayed multiaddrs, from its sealed hello. */
+  relay?: { peer: string, addrs: string[] }
   /** Session ids of this peer that are known dead: their late signals are dropped. */
   deadSids: Set<string>
 }
@@ -140,6 +142,15 @@ export class Mesh {
     return sc.send(to, sealed)
   }
 
+  /** Announces (or withdraws) this agent's relay identity and addresses: hello again to every peer. */
+  setRelay (relay: { peer: string, addrs: string[] } | undefined): void {
+    const keys = this.keys
+    if (keys === undefined || this.role !== 'agent') return
+    const { relay: _old, ...rest } = keys.hello
+    keys.hello = relay === undefined ? rest : { ...rest, relay }
+    for (const p of this.peers.values()) void this.sendHello(p.id)
+  }
+
   private async sendHello (to: string): Promise<void> {
     if (this.keys === undefined) return
     // A viewer only talks to agents; an agent does not yet know the role, so it seals its hello
@@ -234,6 +245,9 @@ export class Mesh {
       this.log.info({ peer: peer.name, role: peer.role }, 'peer discovered')
     } else {
       peer.present = true
+    }
+    if (hello.role === 'agent') {
+      if (hello.relay !== undefined) peer.relay = hello.relay; else delete peer.relay
     }
     if (peer.session === undefined || peer.session.state === 'closed') this.newSession(peer)
   }

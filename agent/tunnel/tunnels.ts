@@ -24,6 +24,29 @@ export interface TunnelOptions {
   pipe?: PipeOptions
 }
 
+/**
+ * The seam between tunnels and the path they run on: opens one stream channel labelled
+ * `tcp:<share>` to the remote peer (a WebRTC data channel, or a relayed libp2p stream behind a
+ * data-channel-like adapter, `agent/relay-path/stream-channel.ts`). Throws CausewayError.
+ */
+export interface ChannelOpener {
+  open: (label: string) => Promise<RTCDataChannel>
+}
+
+/** Opens data channels on a connected WebRTC session. */
+export function sessionOpener (peer: RemotePeer, session: PeerSession): ChannelOpener {
+  return {
+    open: async (label) => {
+      if (session.state !== 'connected') throw new CausewayError('PEER_UNAVAILABLE', `no connection to ${peer.name}`)
+      try {
+        return session.pc.createDataChannel(label, { ordered: true })
+      } catch (err) {
+        throw new CausewayError('TOO_MANY_STREAMS', `cannot open another channel to ${peer.name}: ${err instanceof Error ? err.message : String(err)}`)
+      }
+    },
+  }
+}
+
 export interface PeerCounters { streams: number, bytesIn: number, bytesOut: number, opened: number, refused: number }
 
 export class Tunnels {
@@ -65,7 +88,8 @@ export class Tunnels {
     if (dc.readyState === 'open') send(); else whenOpen(dc).then(send, () => {})
   }
 
-  private accept (peer: RemotePeer, dc: RTCDataChannel): void {
+  /** Accepts one stream channel the remote opened (WebRTC data channel or relayed stream). */
+  accept (peer: RemotePeer, dc: RTCDataChannel): void {
     if (!dc.label.startsWith(STREAM_LABEL_PREFIX)) { this.refuse(dc, peer, 'BAD_MESSAGE', 'unknown channel'); return }
     const name = dc.label.slice(STREAM_LABEL_PREFIX.length)
     const share = this.shares.get(name)
@@ -126,19 +150,18 @@ export class Tunnels {
    * Opens a stream to `share` on `peer` and pipes `socket` through it. Resolves once the remote
    * accepted; rejects with CausewayError (the remote's code) when it refused.
    */
-  async open (peer: RemotePeer, session: PeerSession, share: string, socket: Socket): Promise<void> {
+  async open (peer: RemotePeer, opener: ChannelOpener, share: string, socket: Socket): Promise<void> {
     const c = this.counter(peer.id)
     if (c.streams >= this.opts.maxStreamsPerPeer) throw new CausewayError('TOO_MANY_STREAMS', `at most ${this.opts.maxStreamsPerPeer} streams per peer`)
-    if (session.state !== 'connected') throw new CausewayError('PEER_UNAVAILABLE', `no connection to ${peer.name}`)
     c.streams++
     let released = false
     const release = (): void => { if (!released) { released = true; c.streams-- } }
     let dc: RTCDataChannel
     try {
-      dc = session.pc.createDataChannel(`${STREAM_LABEL_PREFIX}${share}`, { ordered: true })
+      dc = await opener.open(`${STREAM_LABEL_PREFIX}${share}`)
     } catch (err) {
       release()
-      throw new CausewayError('TOO_MANY_STREAMS', `cannot open another channel to ${peer.name}: ${err instanceof Error ? err.message : String(err)}`)
+      throw err instanceof CausewayError ? err : new CausewayError('PEER_UNAVAILABLE', `cannot open a stream to ${peer.name}: ${err instanceof Error ? err.message : String(err)}`)
     }
     dc.binaryType = 'arraybuffer'
     try {

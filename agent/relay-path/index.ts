@@ -1,0 +1,120 @@
+/**
+ * The relay path of an agent: a libp2p circuit-relay client (agent/relay-transport) that
+ * carries tunnel streams when a pair's WebRTC session does not come up.
+ *
+ * - Identity binding: the agent announces `relay {peer, addrs}` in its sealed hello
+ *   (protocol/peer.ts). An inbound relayed stream is accepted only when the remote libp2p
+ *   PeerId (proven by the noise handshake of the relayed connection) equals the PeerId that a
+ *   known agent peer announced in a hello that opened with the network key; it is then handed
+ *   to Tunnels.accept as that peer, so the share checks are exactly those of the direct path.
+ * - Dialing: `opener(peer)` dials the peer's announced circuit addresses with
+ *   `/causeway/tunnel/1.0.0`; the relayed connection's noise session is bound to that PeerId.
+ * - Framing of the stream: `stream-channel.ts`.
+ */
+import { pino, type Logger } from 'pino'
+import { CausewayError } from '../../protocol/errors.ts'
+import type { RemotePeer } from '../core/mesh.ts'
+import type { LogLike } from '../core/peer-session.ts'
+import { startRelayClient, type RelayClient, type RelayStatus } from '../relay-transport/index.ts'
+import type { ChannelOpener } from '../tunnel/tunnels.ts'
+import { StreamChannel } from './stream-channel.ts'
+
+export { StreamChannel } from './stream-channel.ts'
+
+export const TUNNEL_PROTOCOL = '/causeway/tunnel/1.0.0'
+
+export interface RelayPathInit {
+  /** `deriveRelayKey(secret)`. */
+  relayKey: Uint8Array<ArrayBuffer>
+  /** Relay multiaddrs (each ending in `/p2p/<relay PeerId>`). */
+  relays: string[]
+  log: LogLike
+  /** The agent peer that announced this relay PeerId in its sealed hello, if any. */
+  identify: (relayPeerId: string) => RemotePeer | undefined
+  /** Takes an accepted, identified stream channel (Tunnels.accept). */
+  accept: (peer: RemotePeer, dc: RTCDataChannel) => void
+  /** Our relay identity or addresses changed (announce them in the hello). */
+  onChange: (info: RelayInfo) => void
+  /** Time for a dial through the relay, and for the first frame of an inbound stream, ms. Default 10000. */
+  timeoutMs?: number
+}
+
+export interface RelayInfo { peer: string, addrs: string[] }
+
+export class RelayPath {
+  readonly client: RelayClient
+  private readonly init: RelayPathInit
+  private readonly timeoutMs: number
+
+  private constructor (client: RelayClient, init: RelayPathInit) {
+    this.client = client
+    this.init = init
+    this.timeoutMs = init.timeoutMs ?? 10_000
+  }
+
+  static async start (init: RelayPathInit): Promise<RelayPath> {
+    const client = await startRelayClient({ relayKey: init.relayKey, relays: init.relays, log: pinoOf(init.log) })
+    const path = new RelayPath(client, init)
+    await client.handle(TUNNEL_PROTOCOL, (stream, { remotePeer }) => { path.inbound(StreamChannel.accept(stream), remotePeer.toString()) })
+    client.addEventListener('change', () => { init.onChange(path.info()) })
+    init.onChange(path.info())
+    return path
+  }
+
+  info (): RelayInfo { return { peer: this.client.peerId.toString(), addrs: this.client.multiaddrs() } }
+
+  status (): { peer: string, addrs: string[], relays: RelayStatus[] } {
+    return { ...this.info(), relays: this.client.status() }
+  }
+
+  /** Whether new streams to `peer` can go through the relay now (both sides hold a reservation). */
+  usable (peer: RemotePeer): boolean {
+    return peer.role === 'agent' && (peer.relay?.addrs.length ?? 0) > 0 && this.client.multiaddrs().length > 0
+  }
+
+  /** The circuit address new streams to `peer` use. */
+  describe (peer: RemotePeer): string | undefined { return peer.relay?.addrs[0] }
+
+  opener (peer: RemotePeer): ChannelOpener {
+    return {
+      open: async (label) => {
+        const addrs = peer.relay?.addrs ?? []
+        const errors: string[] = []
+        for (const addr of addrs) {
+          try {
+            const stream = await this.client.dial(addr, TUNNEL_PROTOCOL, { signal: AbortSignal.timeout(this.timeoutMs) })
+            return StreamChannel.dial(stream, label).asDataChannel()
+          } catch (err) {
+            errors.push(err instanceof Error ? err.message : String(err))
+          }
+        }
+        throw new CausewayError('PEER_UNAVAILABLE', `no relayed path to ${peer.name}${errors.length > 0 ? `: ${errors.join('; ').slice(0, 300)}` : ''}`)
+      },
+    }
+  }
+
+  private inbound (ch: StreamChannel, remote: string): void {
+    ch.waitLabel(this.timeoutMs).then(() => {
+      const peer = this.init.identify(remote)
+      if (peer === undefined) {
+        this.init.log.warn({ relayPeer: remote, label: ch.label.slice(0, 80) }, 'relayed stream from a peer no sealed hello announced: refused')
+        ch.stream.abort(new Error('unknown peer'))
+        return
+      }
+      this.init.accept(peer, ch.asDataChannel())
+    }, (err: unknown) => {
+      this.init.log.debug({ relayPeer: remote, err: err instanceof Error ? err.message : String(err) }, 'relayed stream without an open frame')
+    })
+  }
+
+  async close (): Promise<void> { await this.client.close() }
+}
+
+/** The relay client logs with pino: use the agent's logger when it is one, else stay silent. */
+function pinoOf (log: LogLike): Logger {
+  return isPino(log) ? log : pino({ level: 'silent' })
+}
+
+function isPino (log: LogLike): log is Logger {
+  return typeof (log as { child?: unknown }).child === 'function' && typeof (log as { level?: unknown }).level === 'string'
+}
