@@ -4,12 +4,11 @@
  * cluster's API server as the share `kube-apiserver` (see agent/kube/apiserver-share.ts).
  */
 import { existsSync, readFileSync } from 'node:fs'
-import * as k8s from '@kubernetes/client-node'
+import type * as k8s from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import type { Agent } from '../agent.ts'
 import { agentPort, APISERVER_SHARE, type AgentPortInit } from '../kube/agent-port.ts'
-import { startApiserverProxy, tokenFromFile, tokenFromServiceAccount, type ApiserverIdentity, type ApiserverProxy } from '../kube/apiserver-share.ts'
-import { startKubeController } from '../kube/controller.ts'
+import type { ApiserverIdentity, ApiserverProxy } from '../kube/apiserver-share.ts'
 import { parseDuration } from './duration.ts'
 
 export const KUBE_HELP = `
@@ -70,6 +69,9 @@ export interface KubeMode {
 /** Starts what `--kube` / `--share-apiserver` ask for on a started agent (library entry point). */
 export async function startKubeMode(init: KubeModeInit): Promise<KubeMode> {
   const log = init.log ?? (() => {})
+  // Loaded only in Kubernetes mode: the client library is large, and host-mode agents never need it.
+  const { startApiserverProxy } = await import('../kube/apiserver-share.ts')
+  const { startKubeController } = await import('../kube/controller.ts')
   let proxy: ApiserverProxy | undefined
   if (init.apiserver !== undefined) {
     proxy = await startApiserverProxy({ kubeConfig: init.kubeConfig, identity: init.apiserver.identity, log })
@@ -121,6 +123,8 @@ export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: Log
     if (flags['apiserver-sa'] ?? flags['apiserver-token-file'] ?? flags['impersonate-user']) throw new Error('--apiserver-sa, --apiserver-token-file and --impersonate-user need --share-apiserver')
     return undefined
   }
+  const k8s = await import('@kubernetes/client-node')
+  const { tokenFromFile, tokenFromServiceAccount } = await import('../kube/apiserver-share.ts')
   const kubeConfig = new k8s.KubeConfig()
   if (flags.kubeconfig !== undefined) kubeConfig.loadFromFile(flags.kubeconfig)
   else kubeConfig.loadFromCluster()

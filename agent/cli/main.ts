@@ -7,21 +7,15 @@ import { pino } from 'pino'
 import { CausewayError } from '../../protocol/errors.ts'
 import { SIGNALING_HELP, signalingCommand } from './signaling.ts'
 import { TOKEN_HELP, tokenCommand } from './token.ts'
+import { COMMANDS } from './commands.ts'
 
 type Command = { help: string, run: (argv: string[], ctx: Ctx) => Promise<number | undefined> }
 interface Ctx { log: pino.Logger, signal: AbortSignal }
 
-const commands: Record<string, Command> = {
-  token: { help: TOKEN_HELP, run: async argv => { process.stdout.write(`${await tokenCommand(argv)}\n`); return 0 } },
-  signaling: { help: SIGNALING_HELP, run: async (argv, ctx) => { await signalingCommand(argv, ctx.log, ctx.signal); return 0 } },
-}
-
-async function loadLate (): Promise<void> {
-  const late = await import('./commands.ts').catch((err: unknown) => {
-    if (err instanceof Error && 'code' in err && err.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes('commands.ts')) return undefined
-    throw err
-  })
-  if (late !== undefined) Object.assign(commands, late.COMMANDS)
+const commands: Record<string, { load: () => Promise<Command> }> = {
+  token: { load: async () => ({ help: TOKEN_HELP, run: async argv => { process.stdout.write(`${await tokenCommand(argv)}\n`); return 0 } }) },
+  signaling: { load: async () => ({ help: SIGNALING_HELP, run: async (argv, ctx) => { await signalingCommand(argv, ctx.log, ctx.signal); return 0 } }) },
+  ...COMMANDS,
 }
 
 function usage (): string {
@@ -29,11 +23,11 @@ function usage (): string {
 }
 
 async function main (argv: string[]): Promise<number> {
-  await loadLate()
   const [name, ...rest] = argv
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') { process.stdout.write(usage()); return name === undefined ? 2 : 0 }
-  const cmd = commands[name]
-  if (cmd === undefined) { process.stderr.write(`unknown command "${name}"\n${usage()}`); return 2 }
+  const entry = Object.hasOwn(commands, name) ? commands[name] : undefined
+  if (entry === undefined) { process.stderr.write(`unknown command "${name}"\n${usage()}`); return 2 }
+  const cmd = await entry.load()
   if (rest.includes('--help') || rest.includes('-h')) { process.stdout.write(`${cmd.help}\n`); return 0 }
   const log = pino({ level: process.env.CAUSEWAY_LOG_LEVEL ?? 'info', base: { cmd: name } }, pino.destination(2))
   const shutdown = new AbortController()

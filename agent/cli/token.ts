@@ -37,7 +37,9 @@ export async function tokenCommand (argv: string[]): Promise<string> {
     const grants = values.grant.split(',').map(s => s.trim()).filter(Boolean)
     const room = await deriveRoomId(member.secret)
     const ticket = accessSecret !== undefined ? await signTicket(accessSecret, { room, role: 'viewer', ttlSeconds: ttl }) : undefined
-    return encodeToken(await viewerTokenFor(member, grants, ticket))
+    const viewer = encodeToken(await viewerTokenFor(member, grants, ticket))
+    process.stderr.write(`debug page: ${member.signaling.replace(/\/$/, '')}/debug/#token=${viewer}\n`)
+    return viewer
   }
   if (values.signaling === undefined) throw new Error('--signaling URL is required')
   const url = new URL(values.signaling)
