@@ -1,0 +1,24 @@
+/**
+ * `npm run bench`: every benchmark in one run, printed as markdown tables.
+ *   npm run bench                 signaling (Node and workerd) + tunnel
+ *   npm run bench -- tunnel       only the tunnel benchmark
+ *   npm run bench -- signaling    only the signaling benchmark
+ * The NAT-lab benchmark needs root and runs separately: `node bench/natlab.ts`.
+ */
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { tunnelBench } from './tunnel.ts'
+
+const which = new Set(process.argv.slice(2))
+const all = which.size === 0
+
+if (all || which.has('signaling')) {
+  process.stdout.write('## Signaling\n\n')
+  const r = spawnSync(process.execPath, ['--disable-warning=ExperimentalWarning', fileURLToPath(new URL('./signaling.ts', import.meta.url))], { stdio: 'inherit', timeout: 10 * 60_000 })
+  if (r.status !== 0) process.stderr.write(`signaling bench exited ${String(r.status)}\n`)
+}
+if (all || which.has('tunnel')) {
+  process.stdout.write('\n## Tunnel\n\n')
+  process.stdout.write(`${await tunnelBench()}\n`)
+}
+process.exit(0)
