@@ -38,7 +38,10 @@ export class StreamPipe {
   private readonly opts: Required<PipeOptions>
   private readonly hooks: PipeHooks
   private credit: number
-  private unacked = 0
+  /** Bytes received from the channel, and how many of them were granted back as credit. */
+  private received = 0
+  private granted = 0
+  private drainHooked = false
   private localFin = false
   private remoteFin = false
   private finished = false
@@ -137,15 +140,27 @@ export class StreamPipe {
     if (bytes === undefined || this.remoteFin) { this.reset('BAD_MESSAGE'); return }
     const n = bytes.length
     this.hooks.onBytes?.('in', n)
-    this.socket.write(bytes, (err) => {
-      if (err != null || this.finished) return
-      this.unacked += n
-      if (this.unacked >= this.opts.window / 4) {
-        const grant = this.unacked
-        this.unacked = 0
-        this.sendText(JSON.stringify({ t: 'credit', n: grant }))
-      }
-    })
+    this.received += n
+    this.socket.write(bytes)
+    this.grantCredit()
+  }
+
+  /**
+   * Grants the sender credit for every byte that left our socket's user-space buffer (bytes
+   * still in `writableLength` stay unacknowledged), in steps of a quarter window; re-checked
+   * on the socket's `drain`.
+   */
+  private grantCredit (): void {
+    if (this.finished) return
+    const flushed = this.received - this.socket.writableLength
+    const grant = flushed - this.granted
+    if (grant >= this.opts.window / 4) {
+      this.granted = flushed
+      this.sendText(`{"t":"credit","n":${grant}}`)
+    } else if (grant > 0 && this.socket.writableLength > 0 && !this.drainHooked) {
+      this.drainHooked = true
+      this.socket.once('drain', () => { this.drainHooked = false; this.grantCredit() })
+    }
   }
 
   private onSocketEnd (): void {
