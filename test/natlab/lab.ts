@@ -244,6 +244,19 @@ export class Lab {
     }
   }
 
+  /**
+   * Switches a site router to another NAT type (its filter and nat rules are replaced; existing
+   * conntrack entries, e.g. an open TCP connection, keep flowing). Processes started afterwards
+   * with new sockets see the new behaviour.
+   */
+  async setNat (site: Site, nat: NatType): Promise<void> {
+    const router = site === 'a' ? 'ra' : 'rb'
+    await must(['ip', 'netns', 'exec', this.ns(router), 'iptables', '-w', '-F'])
+    await must(['ip', 'netns', 'exec', this.ns(router), 'iptables', '-w', '-t', 'nat', '-F'])
+    for (const rule of routerRules(nat, `${this.prefix}l${site}`, `${this.prefix}r${site}`)) await must(['ip', 'netns', 'exec', this.ns(router), ...rule])
+    this.options[site] = nat
+  }
+
   /** Runs a command in a lab namespace and waits for it (bounded). */
   async exec (node: LabNs, argv: string[], timeoutMs = 20_000): Promise<ExecResult> {
     return await sh(['ip', 'netns', 'exec', this.ns(node), ...argv], timeoutMs)
@@ -301,12 +314,16 @@ export class Lab {
     return proc
   }
 
-  /** Starts `causeway signaling` on 198.51.100.3:443, serving the lab's STUN/TURN and relays. */
-  async startSignaling (relays: string[] = []): Promise<{ proc: LabProcess, url: string }> {
+  /**
+   * Starts `causeway signaling` on 198.51.100.3:443, serving the lab's STUN/TURN and relays.
+   * `turn: false` hands out STUN only (no TURN credentials).
+   */
+  async startSignaling (relays: string[] = [], opts: { turn?: boolean } = {}): Promise<{ proc: LabProcess, url: string }> {
+    const turn = opts.turn ?? true
     const proc = this.spawn('pub', [`${ROOT}bin/causeway`, 'signaling', '--listen', `${LAB_ADDRS.signaling}:443`], {
-      CAUSEWAY_TURN_SECRET: this.options.turnSecret,
+      CAUSEWAY_TURN_SECRET: turn ? this.options.turnSecret : '',
       CAUSEWAY_STUN_URLS: `stun:${LAB_ADDRS.turn}:3478`,
-      CAUSEWAY_TURN_URLS: [`turn:${LAB_ADDRS.turn}:3478?transport=udp`, `turn:${LAB_ADDRS.turn}:3478?transport=tcp`, `turn:${LAB_ADDRS.turn}:443?transport=tcp`].join(','),
+      CAUSEWAY_TURN_URLS: !turn ? '' : [`turn:${LAB_ADDRS.turn}:3478?transport=udp`, `turn:${LAB_ADDRS.turn}:3478?transport=tcp`, `turn:${LAB_ADDRS.turn}:443?transport=tcp`].join(','),
       CAUSEWAY_RELAYS: relays.join(','),
     })
     await proc.waitFor(/signaling listening on/, 20_000)
