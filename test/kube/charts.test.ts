@@ -6,7 +6,7 @@
  * - `kubectl apply --dry-run=server` of the whole render against the API test server (real
  *   kubectl parses and maps every object; the server validates names and stores nothing).
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,6 +14,7 @@ import { parseAllDocuments } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startApiServer, type ApiServer } from './apiserver.ts'
 import { RESOURCES } from './resources.ts'
+import { runCommand } from './exec.ts'
 
 const root = new URL('../../', import.meta.url).pathname
 const charts = join(root, 'charts')
@@ -117,22 +118,10 @@ let server: ApiServer
 let dir: string
 
 /** Runs kubectl asynchronously: the API test server lives in this process's event loop. */
-function kubectl(args: string[], input = ''): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/kubectl', args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, KUBECONFIG: join(dir, 'kubeconfig') } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      if (code === 0) resolve(stdout)
-      else reject(new Error(`kubectl ${args.join(' ')} failed (${code}): ${stderr}`))
-    })
-    child.stdin.end(input)
-  })
+async function kubectl(args: string[], input = ''): Promise<string> {
+  const r = await runCommand('/usr/bin/kubectl', args, { HOME: dir, KUBECONFIG: join(dir, 'kubeconfig') }, input)
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.code}): ${r.stderr}`)
+  return r.stdout
 }
 
 const kubectlApplyDryRun = (yamlText: string): Promise<string> => kubectl(['apply', '--dry-run=server', '-n', 'causeway', '-f', '-'], yamlText)

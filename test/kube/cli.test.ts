@@ -17,6 +17,7 @@ import { startKubeMode } from '../../agent/cli/agent-kube.ts'
 import { startStatusServer } from '../../agent/status/server.ts'
 import { startNet, tokenString, until, type Net } from '../agent/harness.ts'
 import { startApiServer, type ApiServer } from './apiserver.ts'
+import { runCommand } from './exec.ts'
 
 const ROOT = join(import.meta.dirname, '..', '..')
 const CAUSEWAY = join(ROOT, 'bin', 'causeway')
@@ -39,20 +40,7 @@ const kcOf = (s: ApiServer, token?: string): k8s.KubeConfig => {
 }
 
 function run(cmd: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...env } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-    child.stdin.end(input)
-  })
+  return runCommand(cmd, args, { HOME: dir, ...env }, input)
 }
 
 beforeAll(async () => {

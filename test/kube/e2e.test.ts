@@ -14,7 +14,6 @@
  *
  * Run: scripts/netns-run.sh npx vitest run test/kube/e2e.test.ts
  */
-import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, connect, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -28,6 +27,7 @@ import { tokenFromFile } from '../../agent/kube/apiserver-share.ts'
 import { startStatusServer } from '../../agent/status/server.ts'
 import { listen, startNet, until, type Net } from '../agent/harness.ts'
 import { startApiServer, type ApiServer } from './apiserver.ts'
+import { runCommand } from './exec.ts'
 
 const KUBECTL = '/usr/bin/kubectl'
 const SA_USER = 'system:serviceaccount:causeway:causeway-apiserver-share'
@@ -69,20 +69,7 @@ async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms 
 }
 
 function kubectl(kubeconfig: string, args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(KUBECTL, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, KUBECONFIG: kubeconfig } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-    child.stdin.end(input)
-  })
+  return runCommand(KUBECTL, args, { HOME: dir, KUBECONFIG: kubeconfig }, input)
 }
 
 /** One request/response over a fresh TCP connection: sends `msg`, reads until the server closes. */
