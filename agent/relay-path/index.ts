@@ -94,8 +94,13 @@ export class RelayPath {
   }
 
   private inbound (ch: StreamChannel, remote: string): void {
-    ch.waitLabel(this.timeoutMs).then(() => {
-      const peer = this.init.identify(remote)
+    ch.waitLabel(this.timeoutMs).then(async () => {
+      // The peer's hello (sealed, through signaling) may still be on its way: wait a little.
+      let peer = this.init.identify(remote)
+      for (let i = 0; i < 30 && peer === undefined && ch.readyState === 'open'; i++) {
+        await new Promise(resolve => setTimeout(resolve, 100))
+        peer = this.init.identify(remote)
+      }
       if (peer === undefined) {
         this.init.log.warn({ relayPeer: remote, label: ch.label.slice(0, 80) }, 'relayed stream from a peer no sealed hello announced: refused')
         ch.stream.abort(new Error('unknown peer'))
