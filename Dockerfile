@@ -1,23 +1,28 @@
 # causeway: one image for `causeway agent`, `causeway relay` and `causeway signaling`.
 # Node comes from the base image (the `node` npm dependency is dropped from the image);
-# TypeScript runs directly through Node 22's type stripping. Runs as the non-root user 10001
+# the CLI runs from the compiled dist/cli bundle (bin/causeway falls back to the TypeScript
+# sources through Node 22's type stripping when the bundle is older). Runs as the non-root user 10001
 # and works with a read-only root filesystem (only /tmp must be writable).
 
-# 1. The debug page bundle (needs esbuild from the dev dependencies).
-FROM node:22-bookworm-slim AS page
+# 1. Build: the CLI bundle (dist/cli) and the debug page (needs esbuild from the dev dependencies).
+#    `npm install`, not `npm ci`: see the README's quick start for why the lock needs it.
+FROM node:22-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --no-audit --no-fund
+RUN npm install --no-audit --no-fund --ignore-scripts
 COPY protocol ./protocol
 COPY agent ./agent
+COPY relay ./relay
 COPY signaling ./signaling
-RUN node --disable-warning=ExperimentalWarning signaling/page/build.ts
+COPY scripts ./scripts
+RUN node --disable-warning=ExperimentalWarning scripts/build-cli.ts \
+ && node --disable-warning=ExperimentalWarning signaling/page/build.ts
 
 # 2. Production dependencies only.
 FROM node:22-bookworm-slim AS deps
 WORKDIR /src
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --omit=dev --no-audit --no-fund \
+RUN npm install --omit=dev --no-audit --no-fund --ignore-scripts \
  && rm -rf node_modules/node node_modules/node-linux-* node_modules/.bin/node \
  && npm cache clean --force
 
@@ -35,7 +40,8 @@ COPY protocol ./protocol
 COPY agent ./agent
 COPY relay ./relay
 COPY signaling ./signaling
-COPY --from=page /src/signaling/page/dist ./signaling/page/dist
+COPY --from=build /src/signaling/page/dist ./signaling/page/dist
+COPY --from=build /src/dist ./dist
 USER 10001:10001
 # status API / metrics, Node signaling, relay TCP and WebSockets
 EXPOSE 9090 8787 4001 4002
