@@ -13,7 +13,7 @@ import { IceSource } from './ice.ts'
 import { listenConnect, type ConnectSpec, type Listener } from './tunnel/connects.ts'
 import { ShareRegistry, type ShareSpec } from './tunnel/shares.ts'
 import { sessionOpener, Tunnels, type ChannelOpener, type TunnelOptions } from './tunnel/tunnels.ts'
-import { RelayPath } from './relay-path/index.ts'
+import type { RelayPath } from './relay-path/index.ts'
 import type { RelayStatus } from './relay-transport/index.ts'
 import { createPeerConnection } from './wrtc.ts'
 
@@ -147,6 +147,8 @@ export class Agent {
     const relays = [...new Set([...(this.init.relays ?? []), ...this.relays])]
     if (relays.length === 0 || this.init.token.kind !== 'member') return
     try {
+      // Loaded only when relays are configured: an agent without them never loads libp2p.
+      const { RelayPath } = await import('./relay-path/index.ts')
       this.relayPath = await RelayPath.start({
         relayKey: await deriveRelayKey(this.init.token.secret),
         relays,
