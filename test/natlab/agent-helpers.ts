@@ -30,6 +30,16 @@ export interface LabAgent {
   kill: () => Promise<void>
 }
 
+let curl: boolean | undefined
+/** One HTTP GET from a lab namespace: curl when installed, else Node (slower to start). */
+export async function httpGet (lab: Lab, ns: 'ra' | 'rb', url: string): Promise<string | undefined> {
+  curl ??= (await lab.exec('pub', ['sh', '-c', 'command -v curl'], 5000)).code === 0
+  const r = curl
+    ? await lab.exec(ns, ['curl', '-s', '-m', '2', url], 5000)
+    : await lab.exec(ns, [NODE, '--disable-warning=ExperimentalWarning', IO, 'get', url], 8000)
+  return r.code === 0 ? r.stdout : undefined
+}
+
 export function lanAddr (lab: Lab, site: Site): string { return site === 'a' ? lab.addrs.a : lab.addrs.b }
 /** The site router's LAN address and namespace (another host on the site's LAN). */
 export function lanHost (site: Site): { ns: 'ra' | 'rb', addr: string } { return site === 'a' ? { ns: 'ra', addr: '10.0.1.1' } : { ns: 'rb', addr: '10.0.2.1' } }
@@ -48,11 +58,11 @@ export function startAgent (lab: Lab, site: Site, opts: { name: string, token: s
     name: opts.name,
     proc,
     status: async () => {
-      const r = await lab.exec(lanHost(site).ns, ['curl', '-s', '-m', '2', `http://${lan}:${statusPort}/status`], 5000)
-      if (r.code !== 0) return undefined
-      try { return JSON.parse(r.stdout) as AgentStatusView } catch { return undefined }
+      const body = await httpGet(lab, lanHost(site).ns, `http://${lan}:${statusPort}/status`)
+      if (body === undefined) return undefined
+      try { return JSON.parse(body) as AgentStatusView } catch { return undefined }
     },
-    metrics: async () => (await lab.exec(lanHost(site).ns, ['curl', '-s', '-m', '2', `http://${lan}:${statusPort}/metrics`], 5000)).stdout,
+    metrics: async () => await httpGet(lab, lanHost(site).ns, `http://${lan}:${statusPort}/metrics`) ?? '',
     kill: async () => { await proc.kill() },
   }
 }

@@ -5,6 +5,8 @@
  * - `xfer HOST PORT BYTES RATE_KIB_S TIMEOUT_MS`: connects, sends BYTES random bytes (paced
  *   at RATE KiB/s when > 0), half-closes, reads the echo to its end; prints one JSON line
  *   `{ok, intact, sent, got, ms, error?}` (`error` is the socket error code, e.g. ECONNRESET).
+ * - `get URL`: prints the body of one HTTP GET (2 s timeout); exit 1 on failure (when curl is
+ *   not installed).
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { connect, createServer } from 'node:net'
@@ -56,6 +58,11 @@ if (mode === 'echo') {
     }
     pump()
   })
+} else if (mode === 'get') {
+  try {
+    const res = await fetch(host, { signal: AbortSignal.timeout(2000) })
+    process.stdout.write(await res.text())
+  } catch { process.exit(1) }
 } else {
   console.error('usage: agent-io.ts echo HOST PORT | xfer HOST PORT BYTES RATE_KIB_S TIMEOUT_MS')
   process.exit(2)
