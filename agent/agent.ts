@@ -37,7 +37,7 @@ export interface AgentInit {
   drainMs?: number
   /** libp2p relay multiaddrs from flags, added to those of the signaling service (`/v1/ice` relays). */
   relays?: string[]
-  /** A pair whose WebRTC session is not connected this long uses the relay for new streams, ms. Default 8000. */
+  /** A pair whose WebRTC session is not connected this long uses the relay for new streams, ms. Default 5000. */
   directTimeoutMs?: number
 }
 
@@ -172,7 +172,7 @@ export class Agent {
   route (p: RemotePeer): 'webrtc' | 'relay' | 'none' {
     if (p.session?.state === 'connected') return 'webrtc'
     const since = this.notConnectedSince.get(p.id)
-    if (this.relayPath?.usable(p) === true && since !== undefined && Date.now() - since >= (this.init.directTimeoutMs ?? 8000)) return 'relay'
+    if (this.relayPath?.usable(p) === true && since !== undefined && Date.now() - since >= (this.init.directTimeoutMs ?? 5000)) return 'relay'
     return 'none'
   }
 

@@ -24,7 +24,7 @@ export const AGENT_HELP = `causeway agent (--token T | --token-file F | env CAUS
   --relay MULTIADDR              libp2p relay (…/p2p/<relay PeerId>, TCP or /ws; repeatable),
                                  added to the signaling service's relays
   --direct-timeout MS            a peer not reached directly (WebRTC) this long is reached
-                                 through the relay, while direct keeps being retried (default 8000)
+                                 through the relay, while direct keeps being retried (default 5000)
   --drain MS                     on SIGTERM, let streams finish this long (default 5000)
 ${KUBE_HELP}`
 
@@ -43,7 +43,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       'max-streams': { type: 'string', default: '500' },
       'connect-timeout': { type: 'string', default: '20000' },
       relay: { type: 'string', multiple: true, default: [] },
-      'direct-timeout': { type: 'string', default: '8000' },
+      'direct-timeout': { type: 'string', default: '5000' },
       drain: { type: 'string', default: '5000' },
       ...KUBE_OPTIONS,
     },
@@ -51,7 +51,11 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
   })
   const tokenText = values.token ?? (values['token-file'] !== undefined ? readFileSync(values['token-file'], 'utf8') : process.env.CAUSEWAY_TOKEN)
   if (tokenText === undefined) throw new Error('a network token is required: --token, --token-file or CAUSEWAY_TOKEN')
-  const token = decodeToken(tokenText)
+  const decoded = decodeToken(tokenText)
+  // The signaling service may be reachable at another URL than the token's (e.g. in-cluster).
+  const override = process.env.CAUSEWAY_SIGNALING_URL
+  if (override !== undefined && override !== '' && !/^https?:\/\/[^\s]+$/.test(override)) throw new Error('CAUSEWAY_SIGNALING_URL must be an http(s) URL')
+  const token = override !== undefined && override !== '' ? { ...decoded, signaling: override.replace(/\/$/, '') } : decoded
   if (token.kind !== 'member') throw new Error('agents need a member token, not a viewer token')
   const name = PeerName.safeParse(values.name ?? process.env.CAUSEWAY_NAME)
   if (!name.success) throw new Error('--name NAME is required (letters, digits, . _ -; up to 64)')
