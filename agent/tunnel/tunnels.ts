@@ -165,9 +165,10 @@ export class Tunnels {
     }
     dc.binaryType = 'arraybuffer'
     try {
-      await whenOpen(dc, undefined, this.opts.openTimeoutMs)
-      const answer = await new Promise<StreamControl>((resolve, reject) => {
-        const t = setTimeout(() => reject(new CausewayError('PEER_UNAVAILABLE', 'no answer to stream open')), this.opts.openTimeoutMs)
+      // The answer handler goes on before waiting for `open`: an engine may deliver the
+      // acceptor's first message before the channel's own open event.
+      const answered = new Promise<StreamControl>((resolve, reject) => {
+        const t = setTimeout(() => reject(new CausewayError('PEER_UNAVAILABLE', 'no answer to stream open')), 2 * this.opts.openTimeoutMs)
         dc.onmessage = (ev: MessageEvent) => {
           clearTimeout(t)
           const ctl = typeof ev.data === 'string' ? parseJson(StreamControl, ev.data) : null
@@ -176,6 +177,12 @@ export class Tunnels {
         dc.onclose = () => { clearTimeout(t); reject(new CausewayError('STREAM_RESET', 'stream closed before it was accepted')) }
         socket.once('close', () => { clearTimeout(t); reject(new CausewayError('STREAM_RESET', 'local connection closed first')) })
       })
+      const opened = whenOpen(dc, undefined, this.opts.openTimeoutMs)
+      // both are awaited below; these keep a rejection after the race is decided from going unhandled
+      answered.catch(() => {})
+      opened.catch(() => {})
+      await Promise.race([opened, answered])
+      const answer = await answered
       if (answer.t === 'err') throw new CausewayError(isCode(answer.code) ? answer.code : 'STREAM_RESET', answer.message)
       if (answer.t !== 'ok') throw new CausewayError('BAD_MESSAGE', 'unexpected stream answer')
     } catch (err) {

@@ -85,13 +85,24 @@ async function main (): Promise<Record<string, unknown>> {
   const types = new Set<string>()
   pc.onicecandidate = evt => { const t = / typ (\w+)/.exec(evt.candidate?.candidate ?? '')?.[1]; if (t !== undefined) types.add(t) }
   try {
-    const opened = new Promise<RTCDataChannel>(resolve => {
-      if (role === 'offer') {
-        const dc = pc.createDataChannel('lab')
-        dc.onopen = () => { resolve(dc) }
-      } else {
-        pc.ondatachannel = evt => { evt.channel.onopen = () => { resolve(evt.channel) } }
+    // The message handler goes on at once: an engine may deliver the first message before the
+    // channel's open event (or open it before ondatachannel, with no open event at all).
+    let gotMessage: (ok: boolean) => void = () => {}
+    const echoed = new Promise<boolean>(resolve => { gotMessage = resolve })
+    const listen = (dc: RTCDataChannel): RTCDataChannel => {
+      dc.onmessage = evt => {
+        if (evt.data === 'ping') dc.send('pong')
+        gotMessage(true)
       }
+      return dc
+    }
+    const opened = new Promise<RTCDataChannel>(resolve => {
+      const whenOpen = (dc: RTCDataChannel): void => {
+        if (dc.readyState === 'open') resolve(dc)
+        else dc.onopen = () => { resolve(dc) }
+      }
+      if (role === 'offer') whenOpen(listen(pc.createDataChannel('lab')))
+      else pc.ondatachannel = evt => { whenOpen(listen(evt.channel)) }
     })
     if (role === 'offer') {
       await pc.setLocalDescription(await pc.createOffer())
@@ -107,12 +118,6 @@ async function main (): Promise<Record<string, unknown>> {
     const timeout = new Promise<undefined>(resolve => setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now())))
     const dc = await Promise.race([opened, timeout])
     if (dc === undefined) return { connected: false, state: pc.iceConnectionState, ms: Date.now() - started, pairs: await pairSummary(pc) }
-    const echoed = new Promise<boolean>(resolve => {
-      dc.onmessage = evt => {
-        if (evt.data === 'ping') dc.send('pong')
-        resolve(true)
-      }
-    })
     if (role === 'offer') dc.send('ping')
     const ok = await Promise.race([echoed, timeout])
     const pair = await selectedPair(pc)
