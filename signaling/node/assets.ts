@@ -13,7 +13,7 @@ const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.j
 export async function pageAssets (): Promise<(path: string) => Promise<Response | undefined>> {
   return async (path) => {
     const rel = normalize(path === '/' ? '/index.html' : path).replace(/^(\.\.[/\\])+/, '')
-    if (rel.includes('..') || /[/\\]\./.test(rel)) return undefined // no dotfiles (dist/.assetsignore)
+    if (rel.includes('..') || /[/\\]\./.test(rel)) return undefined // no dotfiles
     try {
       const body = await readFile(join(DIST, rel))
       const ext = rel.slice(rel.lastIndexOf('.'))

@@ -2,9 +2,9 @@
  * Builds the debug page into signaling/page/dist/: bundles src/main.ts (with the portable
  * protocol and agent/core modules it imports) into one ES module, and copies index.html,
  * style.css and favicon.svg. Both signaling adapters serve dist/ under /debug/. Run: `npm run build:page`.
- * dist/ holds a tracked .assetsignore (wrangler never uploads it) so that the directory exists
- * before a build: wrangler.toml's `[assets]` directory must exist for `wrangler dev`/`deploy`
- * and the workerd tests (the page is then 404).
+ * dist/ is not tracked: `npm install` (prepare) and `npm test` (pretest) build it, which also
+ * gives wrangler.toml's `[assets]` directory, needed by `wrangler dev`/`deploy` and the workerd
+ * tests.
  */
 import { build } from 'esbuild'
 import { copyFile, mkdir } from 'node:fs/promises'
