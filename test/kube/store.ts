@@ -184,14 +184,7 @@ export class Store {
     m.generation = 1
     delete m.deletionTimestamp
     applyDefaults(rt, obj, true)
-    if (opts.dryRun) {
-      m.resourceVersion = this.resourceVersion
-      return obj
-    }
-    m.resourceVersion = String(++this.rv)
-    this.objects.set(key, obj)
-    this.record(rt, namespace, 'ADDED', obj, undefined)
-    return clone(obj)
+    return this.commit(rt, namespace, key, obj, 'ADDED', undefined, opts.dryRun === true ? this.resourceVersion : undefined)
   }
 
   /** PUT: optimistic concurrency on `metadata.resourceVersion` when the body carries one. */
@@ -217,13 +210,19 @@ export class Store {
     obj.kind = rt.kind
     obj.apiVersion = apiVersionOf(rt)
     applyDefaults(rt, obj, false)
-    if (opts.dryRun) {
-      nm.resourceVersion = cm.resourceVersion
+    return this.commit(rt, namespace, key, obj, 'MODIFIED', cur, opts.dryRun === true ? String(cm.resourceVersion) : undefined)
+  }
+
+  /** Stores a created or updated object with the next resourceVersion and tells watchers; a dry run only stamps `dryRunRv`. */
+  private commit(rt: ResourceType, namespace: string | undefined, key: string, obj: Obj, type: 'ADDED' | 'MODIFIED', prev: Obj | undefined, dryRunRv: string | undefined): Obj {
+    const m = md(obj)
+    if (dryRunRv !== undefined) {
+      m.resourceVersion = dryRunRv
       return obj
     }
-    nm.resourceVersion = String(++this.rv)
+    m.resourceVersion = String(++this.rv)
     this.objects.set(key, obj)
-    this.record(rt, namespace, 'MODIFIED', obj, cur)
+    this.record(rt, namespace, type, obj, prev)
     return clone(obj)
   }
 
