@@ -4,6 +4,13 @@ import type { Agent } from '../agent.ts'
 
 export function agentMetrics (agent: Agent): Registry {
   const registry = new Registry()
+  // One scrape runs every collect() below back to back: build the agent's status once for them.
+  let cached: { at: number, value: ReturnType<Agent['status']> } | undefined
+  const status = (): ReturnType<Agent['status']> => {
+    const now = Date.now()
+    if (cached === undefined || now - cached.at > 100) cached = { at: now, value: agent.status() }
+    return cached.value
+  }
   collectDefaultMetrics({ register: registry, prefix: 'causeway_agent_' })
   new Gauge({
     name: 'causeway_agent_peer_connected',
@@ -12,7 +19,7 @@ export function agentMetrics (agent: Agent): Registry {
     registers: [registry],
     collect () {
       this.reset()
-      for (const p of agent.status().peers) this.set({ peer: p.name, path: p.path }, p.state === 'connected' ? 1 : 0)
+      for (const p of status().peers) this.set({ peer: p.name, path: p.path }, p.state === 'connected' ? 1 : 0)
     },
   })
   new Gauge({
@@ -20,14 +27,14 @@ export function agentMetrics (agent: Agent): Registry {
     help: 'Round-trip time to each peer over the control channel',
     labelNames: ['peer'],
     registers: [registry],
-    collect () { this.reset(); for (const p of agent.status().peers) if (p.rttMs !== null) this.set({ peer: p.name }, p.rttMs / 1000) },
+    collect () { this.reset(); for (const p of status().peers) if (p.rttMs !== null) this.set({ peer: p.name }, p.rttMs / 1000) },
   })
   new Gauge({
     name: 'causeway_agent_streams',
     help: 'Open tunnelled streams per peer',
     labelNames: ['peer'],
     registers: [registry],
-    collect () { this.reset(); for (const p of agent.status().peers) this.set({ peer: p.name }, p.streams) },
+    collect () { this.reset(); for (const p of status().peers) this.set({ peer: p.name }, p.streams) },
   })
   new Gauge({
     name: 'causeway_agent_peer_bytes',
@@ -36,7 +43,7 @@ export function agentMetrics (agent: Agent): Registry {
     registers: [registry],
     collect () {
       this.reset()
-      for (const p of agent.status().peers) { this.set({ peer: p.name, direction: 'in' }, p.bytesIn); this.set({ peer: p.name, direction: 'out' }, p.bytesOut) }
+      for (const p of status().peers) { this.set({ peer: p.name, direction: 'in' }, p.bytesIn); this.set({ peer: p.name, direction: 'out' }, p.bytesOut) }
     },
   })
   const totals = [
@@ -49,6 +56,6 @@ export function agentMetrics (agent: Agent): Registry {
     let last = 0
     new Counter({ name, help, registers: [registry], collect () { const v = read(); if (v > last) { this.inc(v - last); last = v } } })
   }
-  new Gauge({ name: 'causeway_agent_signaling_joined', help: '1 when joined to the signaling service', registers: [registry], collect () { this.set(agent.status().signaling === 'joined' ? 1 : 0) } })
+  new Gauge({ name: 'causeway_agent_signaling_joined', help: '1 when joined to the signaling service', registers: [registry], collect () { this.set(status().signaling === 'joined' ? 1 : 0) } })
   return registry
 }
