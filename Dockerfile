@@ -12,6 +12,8 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm install --no-audit --no-fund --ignore-scripts
 COPY protocol ./protocol
 COPY agent ./agent
+COPY peer ./peer
+COPY cli ./cli
 COPY relay ./relay
 COPY signaling ./signaling
 COPY scripts ./scripts
@@ -38,6 +40,8 @@ COPY package.json ./
 COPY bin ./bin
 COPY protocol ./protocol
 COPY agent ./agent
+COPY peer ./peer
+COPY cli ./cli
 COPY relay ./relay
 COPY signaling ./signaling
 COPY --from=build /src/signaling/page/dist ./signaling/page/dist

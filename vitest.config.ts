@@ -10,7 +10,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['protocol/**/*.test.ts', 'signaling/**/*.test.ts', 'agent/**/*.test.ts', 'relay/**/*.test.ts'],
+          include: ['protocol/**/*.test.ts', 'signaling/**/*.test.ts', 'agent/**/*.test.ts', 'relay/**/*.test.ts', 'peer/**/*.test.ts', 'cli/**/*.test.ts'],
           exclude: ['**/node_modules/**', 'signaling/worker/**'],
           testTimeout: 20_000,
         },

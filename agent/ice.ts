@@ -5,7 +5,7 @@
  */
 import { IceConfig } from '../protocol/messages.ts'
 import type { MemberToken, ViewerToken } from '../protocol/token.ts'
-import type { LogLike } from './core/peer-session.ts'
+import type { LogLike } from '../peer/peer-session.ts'
 
 export class IceSource {
   private fetched: RTCIceServer[] = []

@@ -7,7 +7,7 @@
  */
 import { deriveRelayKey } from '../protocol/keys.ts'
 import { encodeToken, newSecret } from '../protocol/token.ts'
-import { admitKeyFromRelayKey } from '../relay/admission.ts'
+import { admitKeyFromRelayKey } from '../protocol/relay-admission.ts'
 import { startAgent, startEcho, waitPath, xfer, type LabAgent } from '../test/natlab/agent-helpers.ts'
 import { Lab, type NatType } from '../test/natlab/lab.ts'
 

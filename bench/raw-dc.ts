@@ -1,7 +1,7 @@
 /** Baseline: one raw data channel of the same engine (@roamhq/wrtc) between two processes. */
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { whenOpen } from '../agent/core/channel.ts'
+import { whenOpen } from '../peer/channel.ts'
 import { createPeerConnection } from '../agent/wrtc.ts'
 import { BLOCK, percentile } from './lib.ts'
 

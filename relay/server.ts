@@ -26,7 +26,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import type { Logger } from 'pino'
 import { utf8 } from '../protocol/encoding.ts'
-import { ADMISSION_PROTOCOL, MAX_ADMISSION_BYTES, parseAdmitKey, readAll, verifyProof } from './admission.ts'
+import { ADMISSION_PROTOCOL, MAX_ADMISSION_BYTES, parseAdmitKey, readAll, verifyProof } from '../protocol/relay-admission.ts'
 import { createRelayMetrics, type RelayMetrics } from './metrics.ts'
 
 /** Per-reservation and per-relay limits. Every field is optional; defaults shown. */

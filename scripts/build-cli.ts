@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 
 await build({
-  entryPoints: [`${ROOT}agent/cli/main.ts`],
+  entryPoints: [`${ROOT}cli/main.ts`],
   outdir: `${ROOT}dist/cli`,
   outExtension: { '.js': '.mjs' },
   entryNames: 'causeway',

@@ -13,8 +13,8 @@
  */
 import { pino, type Logger } from 'pino'
 import { CausewayError } from '../../protocol/errors.ts'
-import type { RemotePeer } from '../core/mesh.ts'
-import type { LogLike } from '../core/peer-session.ts'
+import type { RemotePeer } from '../../peer/mesh.ts'
+import type { LogLike } from '../../peer/peer-session.ts'
 import { startRelayClient, type RelayClient, type RelayStatus } from '../relay-transport/index.ts'
 import type { ChannelOpener } from '../tunnel/tunnels.ts'
 import { StreamChannel } from './stream-channel.ts'

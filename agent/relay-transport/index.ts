@@ -16,7 +16,7 @@
  * ```
  *
  * - `relayKey` is `deriveRelayKey(secret)` (`MemberKeys.relay`). The client derives the network's
- *   admission key from it and proves membership to each relay (`relay/admission.ts`) on every
+ *   admission key from it and proves membership to each relay (`protocol/relay-admission.ts`) on every
  *   new connection, before it asks for a reservation. The relay sees only a signature.
  * - Reservations are supervised: every `checkIntervalMs` (default 1 s) each relay is checked and,
  *   when the reservation is gone (relay restarted, connection lost), the client redials, proves
@@ -57,12 +57,12 @@ import { webSockets } from '@libp2p/websockets'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import type { Logger } from 'pino'
-import { AdmissionRefusedError, admissionPrivateKey, proveAdmission } from '../../relay/admission.ts'
+import { AdmissionRefusedError, admissionPrivateKey, proveAdmission } from '../../protocol/relay-admission.ts'
 import { RelayDialError } from './errors.ts'
 import { guardStream } from './guard.ts'
 
 export { RelayDialError, RelayPathLostError } from './errors.ts'
-export { AdmissionRefusedError } from '../../relay/admission.ts'
+export { AdmissionRefusedError } from '../../protocol/relay-admission.ts'
 
 export interface RelayClientInit {
   /** `deriveRelayKey(secret)`: 32 bytes. */

@@ -5,7 +5,7 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { CausewayError } from '../../protocol/errors.ts'
-import type { LogLike } from '../core/peer-session.ts'
+import type { LogLike } from '../../peer/peer-session.ts'
 
 export interface ConnectSpec { share: string, peer: string, host: string, port: number }
 

@@ -11,7 +11,7 @@
  */
 import type { Socket } from 'node:net'
 import { parseJson, StreamControl } from '../../protocol/peer.ts'
-import { onDrain } from '../core/channel.ts'
+import { onDrain } from '../../peer/channel.ts'
 
 export interface PipeOptions {
   /** Flow-control window per stream and direction, bytes. Default 1 MiB. */

@@ -8,9 +8,9 @@
 import { connect, type Socket } from 'node:net'
 import { CausewayError, type ErrorCode } from '../../protocol/errors.ts'
 import { parseJson, STREAM_LABEL_PREFIX, StreamControl } from '../../protocol/peer.ts'
-import { whenOpen } from '../core/channel.ts'
-import type { RemotePeer } from '../core/mesh.ts'
-import type { LogLike, PeerSession } from '../core/peer-session.ts'
+import { whenOpen } from '../../peer/channel.ts'
+import type { RemotePeer } from '../../peer/mesh.ts'
+import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 import { StreamPipe, type PipeOptions } from './pipe.ts'
 import type { ShareRegistry } from './shares.ts'
 

@@ -1,6 +1,6 @@
 /**
  * Builds the debug page into signaling/page/dist/: bundles src/main.ts (with the portable
- * protocol and agent/core modules it imports) into one ES module, and copies index.html,
+ * protocol and peer/ modules it imports) into one ES module, and copies index.html,
  * style.css and favicon.svg. Both signaling adapters serve dist/ under /debug/. Run: `npm run build:page`.
  * dist/ is not tracked: `npm install` (prepare) and `npm test` (pretest) build it, which also
  * gives wrangler.toml's `[assets]` directory, needed by `wrangler dev`/`deploy` and the workerd

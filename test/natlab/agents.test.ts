@@ -16,7 +16,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { deriveRelayKey } from '../../protocol/keys.ts'
 import { encodeToken, newSecret } from '../../protocol/token.ts'
-import { admitKeyFromRelayKey } from '../../relay/admission.ts'
+import { admitKeyFromRelayKey } from '../../protocol/relay-admission.ts'
 import { startAgent, startEcho, startXfer, waitPath, waitUntil, xfer, type LabAgent } from './agent-helpers.ts'
 import { cleanupStale, Lab, labAvailability, type LabProcess } from './lab.ts'
 

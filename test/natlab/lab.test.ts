@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { toBase64Url } from '../../protocol/encoding.ts'
 import { deriveRelayKey } from '../../protocol/keys.ts'
 import { newSecret } from '../../protocol/token.ts'
-import { admitKeyFromRelayKey } from '../../relay/admission.ts'
+import { admitKeyFromRelayKey } from '../../protocol/relay-admission.ts'
 import { cleanupStale, Lab, labAvailability, type LabNs } from './lab.ts'
 import { NODE, ROOT } from './relay-helpers.ts'
 

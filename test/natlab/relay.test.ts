@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { RelayPathLostError, startRelayClient, type RelayClient } from '../../agent/relay-transport/index.ts'
 import { deriveRelayKey } from '../../protocol/keys.ts'
 import { newSecret } from '../../protocol/token.ts'
-import { admitKeyFromRelayKey } from '../../relay/admission.ts'
+import { admitKeyFromRelayKey } from '../../protocol/relay-admission.ts'
 import { startRelay, type Relay } from '../../relay/server.ts'
 import { hashAll, randomData, sendAll, sha256, spawnRelay, until, type RelayProcess } from './relay-helpers.ts'
 

@@ -4,7 +4,7 @@
  * bytes, send `fin`, read the response bytes while granting `credit` as they are consumed (the
  * agent stops after its 1 MiB window otherwise), until the agent's `fin`.
  */
-import { whenOpen } from '../../../agent/core/channel.ts'
+import { whenOpen } from '../../../peer/channel.ts'
 import { parseJson, STREAM_LABEL_PREFIX, StreamControl } from '../../../protocol/peer.ts'
 
 /** Response bytes kept for display; the rest is read (and credited) but dropped. */

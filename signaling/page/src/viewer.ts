@@ -5,8 +5,8 @@
  * a model of what it sees: per agent its catalog, its last `status` message, and this page's
  * own connection to it (path, candidate pair, RTT, bytes).
  */
-import { Mesh, type RemotePeer } from '../../../agent/core/mesh.ts'
-import type { PeerSession, SessionState } from '../../../agent/core/peer-session.ts'
+import { Mesh, type RemotePeer } from '../../../peer/mesh.ts'
+import type { PeerSession, SessionState } from '../../../peer/peer-session.ts'
 import { randomId } from '../../../protocol/encoding.ts'
 import { IceConfig } from '../../../protocol/messages.ts'
 import type { PathKind, ShareInfo, StatusMessage } from '../../../protocol/peer.ts'

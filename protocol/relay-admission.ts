@@ -30,9 +30,9 @@
 import { generateKeyPairFromSeed, publicKeyFromRaw } from '@libp2p/crypto/keys'
 import type { Connection, Ed25519PrivateKey, PeerId, PublicKey, Stream } from '@libp2p/interface'
 import * as z from 'zod'
-import { fromBase64Url, fromUtf8, toBase64Url, utf8 } from '../protocol/encoding.ts'
-import { deriveRelayKey } from '../protocol/keys.ts'
-import { decodeToken } from '../protocol/token.ts'
+import { fromBase64Url, fromUtf8, toBase64Url, utf8 } from './encoding.ts'
+import { deriveRelayKey } from './keys.ts'
+import { decodeToken } from './token.ts'
 
 export const ADMISSION_PROTOCOL = '/causeway/relay-admission/1.0.0'
 export const ADMIT_KEY_PREFIX = 'cwak1.'

@@ -8,10 +8,10 @@ import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
-import { encodeToken, newSecret } from '../../protocol/token.ts'
-import { configFromEnv } from '../../signaling/config.ts'
-import { startNodeSignaling } from '../../signaling/node/server.ts'
-import { Agent } from '../agent.ts'
+import { encodeToken, newSecret } from '../protocol/token.ts'
+import { configFromEnv } from '../signaling/config.ts'
+import { startNodeSignaling } from '../signaling/node/server.ts'
+import { Agent } from '../agent/agent.ts'
 
 export const DEMO_HELP = `causeway demo [--mib N]
 

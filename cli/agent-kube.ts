@@ -6,9 +6,9 @@
 import { existsSync, readFileSync } from 'node:fs'
 import type * as k8s from '@kubernetes/client-node'
 import type { Logger } from 'pino'
-import type { Agent } from '../agent.ts'
-import { agentPort, APISERVER_SHARE, type AgentPortInit } from '../kube/agent-port.ts'
-import type { ApiserverIdentity, ApiserverProxy } from '../kube/apiserver-share.ts'
+import type { Agent } from '../agent/agent.ts'
+import { agentPort, APISERVER_SHARE, type AgentPortInit } from '../agent/kube/agent-port.ts'
+import type { ApiserverIdentity, ApiserverProxy } from '../agent/kube/apiserver-share.ts'
 import { parseDuration } from './duration.ts'
 
 export const KUBE_HELP = `
@@ -70,8 +70,8 @@ export interface KubeMode {
 export async function startKubeMode(init: KubeModeInit): Promise<KubeMode> {
   const log = init.log ?? (() => {})
   // Loaded only in Kubernetes mode: the client library is large, and host-mode agents never need it.
-  const { startApiserverProxy } = await import('../kube/apiserver-share.ts')
-  const { startKubeController } = await import('../kube/controller.ts')
+  const { startApiserverProxy } = await import('../agent/kube/apiserver-share.ts')
+  const { startKubeController } = await import('../agent/kube/controller.ts')
   let proxy: ApiserverProxy | undefined
   if (init.apiserver !== undefined) {
     proxy = await startApiserverProxy({ kubeConfig: init.kubeConfig, identity: init.apiserver.identity, log })
@@ -124,7 +124,7 @@ export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: Log
     return undefined
   }
   const k8s = await import('@kubernetes/client-node')
-  const { tokenFromFile, tokenFromServiceAccount } = await import('../kube/apiserver-share.ts')
+  const { tokenFromFile, tokenFromServiceAccount } = await import('../agent/kube/apiserver-share.ts')
   const kubeConfig = new k8s.KubeConfig()
   if (flags.kubeconfig !== undefined) kubeConfig.loadFromFile(flags.kubeconfig)
   else kubeConfig.loadFromCluster()

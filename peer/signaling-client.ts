@@ -4,8 +4,8 @@
  * signals to its owner. Tunnels do not depend on it: when it is down, established peer
  * connections keep working.
  */
-import { PROTOCOL_VERSION, parseServerMessage, type ServerMessage } from '../../protocol/messages.ts'
-import { roomUrl } from '../../protocol/token.ts'
+import { PROTOCOL_VERSION, parseServerMessage, type ServerMessage } from '../protocol/messages.ts'
+import { roomUrl } from '../protocol/token.ts'
 
 export interface SignalingClientInit {
   /** Signaling service base URL (http/https). */

@@ -7,8 +7,8 @@
  * Channels: `control` is pre-negotiated (id 0) on both sides, so no side has to wait for the
  * other to create it; stream channels are announced in-band (DCEP) by whoever opens them.
  */
-import { randomId } from '../../protocol/encoding.ts'
-import { parseJson, ControlMessage, CONTROL_LABEL, type PathKind, type PeerSignal } from '../../protocol/peer.ts'
+import { randomId } from '../protocol/encoding.ts'
+import { parseJson, ControlMessage, CONTROL_LABEL, type PathKind, type PeerSignal } from '../protocol/peer.ts'
 
 export interface LogLike {
   debug: (obj: object, msg?: string) => void

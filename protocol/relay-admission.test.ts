@@ -1,10 +1,10 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { describe, expect, it } from 'vitest'
-import { toBase64Url, utf8 } from '../protocol/encoding.ts'
-import { deriveRelayKey } from '../protocol/keys.ts'
-import { encodeToken, newSecret } from '../protocol/token.ts'
-import { admissionPrivateKey, admitKeyFromRelayKey, admitKeyFromToken, parseAdmitKey, verifyProof } from './admission.ts'
+import { toBase64Url, utf8 } from './encoding.ts'
+import { deriveRelayKey } from './keys.ts'
+import { encodeToken, newSecret } from './token.ts'
+import { admissionPrivateKey, admitKeyFromRelayKey, admitKeyFromToken, parseAdmitKey, verifyProof } from './relay-admission.ts'
 
 async function peer (): Promise<ReturnType<typeof peerIdFromPrivateKey>> { return peerIdFromPrivateKey(await generateKeyPair('Ed25519')) }
 

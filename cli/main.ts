@@ -4,7 +4,7 @@
  * shutdown on SIGINT/SIGTERM.
  */
 import { pino } from 'pino'
-import { CausewayError } from '../../protocol/errors.ts'
+import { CausewayError } from '../protocol/errors.ts'
 import { SIGNALING_HELP, signalingCommand } from './signaling.ts'
 import { TOKEN_HELP, tokenCommand } from './token.ts'
 import { COMMANDS } from './commands.ts'

@@ -1,8 +1,8 @@
 /** `causeway token`: makes a network token (member, or viewer with --viewer). */
 import { parseArgs } from 'node:util'
-import { deriveRoomId } from '../../protocol/keys.ts'
-import { signTicket } from '../../protocol/ticket.ts'
-import { decodeToken, encodeToken, newSecret, viewerTokenFor } from '../../protocol/token.ts'
+import { deriveRoomId } from '../protocol/keys.ts'
+import { signTicket } from '../protocol/ticket.ts'
+import { decodeToken, encodeToken, newSecret, viewerTokenFor } from '../protocol/token.ts'
 import { parseDuration } from './duration.ts'
 
 export const TOKEN_HELP = `causeway token --signaling URL [--ttl DURATION] [--access-secret S] [--name NAME]

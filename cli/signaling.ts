@@ -1,8 +1,8 @@
 /** `causeway signaling`: runs the Node signaling service (the embedded default). */
 import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
-import { configFromEnv } from '../../signaling/config.ts'
-import { startNodeSignaling } from '../../signaling/node/server.ts'
+import { configFromEnv } from '../signaling/config.ts'
+import { startNodeSignaling } from '../signaling/node/server.ts'
 import { parseHostPort } from './duration.ts'
 
 export const SIGNALING_HELP = `causeway signaling [--listen HOST:PORT]

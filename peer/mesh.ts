@@ -7,12 +7,12 @@
  * hold only the viewer secret: they reach agents, never impersonate one, and carry share
  * grants that agents verify with the member-only grant key.
  */
-import { randomId } from '../../protocol/encoding.ts'
-import { CausewayError } from '../../protocol/errors.ts'
-import { deriveGrantKey, deriveMemberKeys, deriveViewerSealKey } from '../../protocol/keys.ts'
-import { PeerSignal, type Hello } from '../../protocol/peer.ts'
-import { Opener, seal } from '../../protocol/seal.ts'
-import { verifyGrants, type NetworkToken } from '../../protocol/token.ts'
+import { randomId } from '../protocol/encoding.ts'
+import { CausewayError } from '../protocol/errors.ts'
+import { deriveGrantKey, deriveMemberKeys, deriveViewerSealKey } from '../protocol/keys.ts'
+import { PeerSignal, type Hello } from '../protocol/peer.ts'
+import { Opener, seal } from '../protocol/seal.ts'
+import { verifyGrants, type NetworkToken } from '../protocol/token.ts'
 import { PeerSession, silentLog, type LogLike, type SessionState } from './peer-session.ts'
 import { SignalingClient } from './signaling-client.ts'
 

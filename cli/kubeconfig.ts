@@ -10,8 +10,8 @@ import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import * as z from 'zod'
 import { stringify } from 'yaml'
-import { PeerName } from '../../protocol/peer.ts'
-import { APISERVER_SHARE } from '../kube/agent-port.ts'
+import { PeerName } from '../protocol/peer.ts'
+import { APISERVER_SHARE } from '../agent/kube/agent-port.ts'
 import { parseHostPort } from './duration.ts'
 
 export const KUBECONFIG_HELP = `causeway kubeconfig --peer NAME [options]

@@ -4,9 +4,9 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import type { PrivateKey } from '@libp2p/interface'
 import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
-import { admitKeyFromToken, parseAdmitKey } from '../../relay/admission.ts'
-import { serveMetrics } from '../../relay/metrics.ts'
-import { startRelay, type RelayLimits } from '../../relay/server.ts'
+import { admitKeyFromToken, parseAdmitKey } from '../protocol/relay-admission.ts'
+import { serveMetrics } from '../relay/metrics.ts'
+import { startRelay, type RelayLimits } from '../relay/server.ts'
 import { parseDuration, parseHostPort } from './duration.ts'
 
 export const RELAY_HELP = `causeway relay [options]
