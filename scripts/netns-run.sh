@@ -9,6 +9,13 @@ if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null 2>&1 || [ "${CAUSEWAY_NO_NE
   echo "netns-run: WARNING: not root or no iproute2: running WITHOUT an isolated network namespace" >&2
   exec "$@"
 fi
+# The WAN emulator (scripts/wan/) gives its namespaces cubic or bbr; a namespace may only pick
+# algorithms the host allows, and only the initial namespace can extend that list.
+allowed=$(cat /proc/sys/net/ipv4/tcp_allowed_congestion_control 2>/dev/null || true)
+for cc in cubic bbr; do
+  case " $allowed " in *" $cc "*) ;; *) grep -qw "$cc" /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null && allowed="$allowed $cc" ;; esac
+done
+[ -n "$allowed" ] && { sysctl -qw net.ipv4.tcp_allowed_congestion_control="$allowed" 2>/dev/null || echo "netns-run: could not allow cubic/bbr for namespaces" >&2; }
 ns="cwt$$"
 cleanup() { ip netns del "$ns" 2>/dev/null || true; }
 trap cleanup EXIT

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suites use, if they are missing: coturn (STUN/TURN),
 # iptables + iproute2 (NAT lab), chromium (debug page), openssh-server + socat (benchmark
-# baselines). Idempotent; needs root and apt-get, otherwise it only reports what is missing
+# baselines), gcc (the WAN emulator's delay line), iperf3 + wireguard-go + wireguard-tools (WAN
+# benchmark baselines). Idempotent; needs root and apt-get, otherwise it only reports what is missing
 # (the suites that need a missing tool then fail loudly rather than pass silently).
 set -uo pipefail
 need=()
@@ -13,6 +14,10 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
+command -v wireguard-go >/dev/null 2>&1 || need+=(wireguard-go)
+command -v wg >/dev/null 2>&1 || need+=(wireguard-tools)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-system: WARNING: missing ${need[*]} and cannot install (not root or no apt-get)" >&2

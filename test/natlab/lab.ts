@@ -23,15 +23,15 @@
  * Needs root, iproute2 with netns support, iptables and coturn; `labAvailability()` installs
  * the Debian packages when missing and says why the lab cannot run otherwise.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { mintTurnCredential } from '../../protocol/turn.ts'
+import { must, sh, type ExecResult } from '../../scripts/run-command.ts'
 import { NODE, ROOT } from './relay-helpers.ts'
 
-const run = promisify(execFile)
+export type { ExecResult }
 
 export type NatType = 'eim' | 'symmetric' | 'udpblock' | 'tcp443'
 export const NAT_TYPES: readonly NatType[] = ['eim', 'symmetric', 'udpblock', 'tcp443']
@@ -65,8 +65,6 @@ export interface LabOptions {
   lanLoopback?: boolean
 }
 
-export interface ExecResult { code: number, stdout: string, stderr: string }
-
 export interface LabProcess {
   child: ChildProcess
   output: () => string
@@ -76,24 +74,6 @@ export interface LabProcess {
 }
 
 const BASE = 'cwl'
-
-async function sh (argv: string[], timeoutMs = 20_000): Promise<ExecResult> {
-  const [cmd, ...args] = argv
-  if (cmd === undefined) throw new Error('empty command')
-  try {
-    const r = await run(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 })
-    return { code: 0, stdout: r.stdout, stderr: r.stderr }
-  } catch (err) {
-    const e = err as { code?: unknown, stdout?: string, stderr?: string, message?: string }
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? e.message ?? '' }
-  }
-}
-
-async function must (argv: string[], timeoutMs?: number): Promise<string> {
-  const r = await sh(argv, timeoutMs)
-  if (r.code !== 0) throw new Error(`${argv.join(' ')} failed (${r.code}): ${r.stderr.trim()}`)
-  return r.stdout
-}
 
 const hasCmd = async (name: string): Promise<boolean> => (await sh(['sh', '-c', `command -v ${name}`])).code === 0
 
