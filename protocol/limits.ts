@@ -35,5 +35,5 @@ export const MAX_TICKET_LENGTH = 2048
 export const MAX_TOKEN_LENGTH = 8192
 /** How far a sealed envelope's timestamp may be from the receiver's clock, in milliseconds. */
 export const SEAL_MAX_SKEW_MS = 120_000
-/** Envelope nonces remembered for replay detection (older ones fall out with the skew window). */
+/** Unexpired envelope nonces remembered for replay detection; when full, new envelopes are refused (REPLAY_CACHE_FULL) until some expire. */
 export const SEAL_REPLAY_CACHE = 50_000

@@ -63,10 +63,18 @@ describe('sealed envelopes', () => {
     await rejected(opener.open('alicealice', 'AAAA'))
   })
 
-  it('keeps the replay cache bounded', async () => {
+  it('keeps the replay cache bounded: refuses new envelopes rather than forget an unexpired nonce', async () => {
     const keys = await deriveMemberKeys(newSecret())
     const opener = new Opener({ room: keys.room, self: 'bobbobbob', keys: [{ key: keys.seal, role: 'agent' }], replayCache: 10 })
-    for (let i = 0; i < 30; i++) await opener.open('alicealice', await seal(keys.seal, { room: keys.room, from: 'alicealice', to: 'bobbobbob', body: i }))
-    expect(opener.remembered).toBeLessThanOrEqual(10)
+    const now = Date.now()
+    for (let i = 0; i < 10; i++) await opener.open('alicealice', await seal(keys.seal, { room: keys.room, from: 'alicealice', to: 'bobbobbob', body: i, now }), now)
+    const full = await opener.open('alicealice', await seal(keys.seal, { room: keys.room, from: 'alicealice', to: 'bobbobbob', body: 10, now }), now).then(() => undefined, (e: unknown) => e)
+    expect(full).toBeInstanceOf(CausewayError)
+    expect((full as CausewayError).code).toBe('REPLAY_CACHE_FULL')
+    expect(opener.remembered).toBe(10)
+    // once those envelopes expired (ts + skew), their nonces go and new envelopes are accepted
+    const later = now + 120_001
+    expect((await opener.open('alicealice', await seal(keys.seal, { room: keys.room, from: 'alicealice', to: 'bobbobbob', body: 11, now: later }), later)).body).toBe(11)
+    expect(opener.remembered).toBe(1)
   })
 })

@@ -46,9 +46,20 @@ export interface OpenerInit<R extends string> {
   replayCache?: number
 }
 
-/** Opens envelopes addressed to one peer, refusing tampered, misaddressed, stale and replayed ones. */
+/**
+ * Opens envelopes addressed to one peer, refusing tampered, misaddressed, stale and replayed ones.
+ *
+ * Replay cache: the nonce of every accepted envelope is remembered until the envelope itself
+ * expires (its `ts` + `maxSkewMs`; after that the skew check refuses it anyway), in a min-heap by
+ * expiry. It never forgets an unexpired nonce: when `replayCache` unexpired nonces are held, new
+ * envelopes are refused with REPLAY_CACHE_FULL until some expire (at most 2 x `maxSkewMs`).
+ * Memory stays bounded (~100 bytes a nonce: 50,000 by default, ~5 MB); only holders of a
+ * sealing key can fill it.
+ */
 export class Opener<R extends string = string> {
   private readonly seen = new Map<string, number>()
+  /** [expiry, nonce] pairs, a binary min-heap by expiry. */
+  private readonly expiries: Array<[number, string]> = []
   private readonly init: Required<OpenerInit<R>>
 
   constructor (init: OpenerInit<R>) {
@@ -60,7 +71,7 @@ export class Opener<R extends string = string> {
     return this.seen.size
   }
 
-  /** Returns the body and the role of the key that opened it; throws CausewayError SEAL_REJECTED. */
+  /** Returns the body and the role of the key that opened it; throws CausewayError SEAL_REJECTED (or REPLAY_CACHE_FULL). */
   async open (from: string, sealed: string, now = Date.now()): Promise<{ body: unknown, role: R }> {
     let bytes: Uint8Array<ArrayBuffer>
     try { bytes = fromBase64Url(sealed) } catch { throw new CausewayError('SEAL_REJECTED', 'envelope is not base64url') }
@@ -80,22 +91,55 @@ export class Opener<R extends string = string> {
       if (typeof parsed !== 'object' || parsed === null || !('ts' in parsed) || typeof parsed.ts !== 'number' || !('body' in parsed)) {
         throw new CausewayError('SEAL_REJECTED', 'envelope body malformed')
       }
-      if (Math.abs(now - parsed.ts) > this.init.maxSkewMs) throw new CausewayError('SEAL_REJECTED', 'envelope is stale')
+      if (!(Math.abs(now - parsed.ts) <= this.init.maxSkewMs)) throw new CausewayError('SEAL_REJECTED', 'envelope is stale')
       const nonce = toBase64Url(iv)
       if (this.seen.has(nonce)) throw new CausewayError('SEAL_REJECTED', 'envelope replayed')
-      this.remember(nonce, now)
+      this.remember(nonce, parsed.ts + this.init.maxSkewMs, now)
       return { body: parsed.body, role }
     }
     throw new CausewayError('SEAL_REJECTED', 'envelope does not open (tampered, misaddressed or wrong key)')
   }
 
-  private remember (nonce: string, now: number): void {
-    if (this.seen.size >= this.init.replayCache) {
-      for (const [k, at] of this.seen) {
-        if (at < now - 2 * this.init.maxSkewMs || this.seen.size >= this.init.replayCache) this.seen.delete(k)
-        else break
-      }
+  private remember (nonce: string, expiry: number, now: number): void {
+    const heap = this.expiries
+    while (heap.length > 0 && (heap[0]?.[0] ?? Infinity) < now) {
+      const top = heap[0] as [number, string]
+      this.seen.delete(top[1])
+      const last = heap.pop() as [number, string]
+      if (heap.length > 0) { heap[0] = last; siftDown(heap, 0) }
     }
-    this.seen.set(nonce, now)
+    if (this.seen.size >= this.init.replayCache) {
+      throw new CausewayError('REPLAY_CACHE_FULL', `${this.seen.size} unexpired envelope nonces are remembered; refusing new envelopes until some expire`)
+    }
+    this.seen.set(nonce, expiry)
+    heap.push([expiry, nonce])
+    siftUp(heap, heap.length - 1)
   }
+}
+
+function siftUp (heap: Array<[number, string]>, i: number): void {
+  const item = heap[i] as [number, string]
+  while (i > 0) {
+    const parent = (i - 1) >> 1
+    const p = heap[parent] as [number, string]
+    if (p[0] <= item[0]) break
+    heap[i] = p
+    i = parent
+  }
+  heap[i] = item
+}
+
+function siftDown (heap: Array<[number, string]>, i: number): void {
+  const item = heap[i] as [number, string]
+  for (;;) {
+    let child = 2 * i + 1
+    if (child >= heap.length) break
+    const right = heap[child + 1]
+    if (right !== undefined && right[0] < (heap[child] as [number, string])[0]) child++
+    const c = heap[child] as [number, string]
+    if (c[0] >= item[0]) break
+    heap[i] = c
+    i = child
+  }
+  heap[i] = item
 }
