@@ -10,10 +10,10 @@
  *
  * | code | close | http | meaning |
  * |---|---|---|---|
- * | BAD_MESSAGE | 4400 | 400 | not JSON, or not a message of the protocol (schema failure, unknown type) |
+ * | BAD_MESSAGE | 4400 | 400 | not JSON, or not a message of the protocol (schema failure, unknown type), or a request body the route does not take |
  * | UNAUTHORIZED | 4401 | 401 | no ticket, or its signature does not verify |
  * | NOT_JOINED | 4402 | 400 | a message other than `join` before joining |
- * | FORBIDDEN | 4403 | 403 | valid ticket, wrong room or scope |
+ * | FORBIDDEN | 4403 | 403 | valid ticket, wrong room or scope; a status API change from a non-loopback client |
  * | NOT_FOUND | 4404 | 404 | no such route or room |
  * | JOIN_TIMEOUT | 4408 | 408 | no `join` within the join timeout |
  * | ROOM_FULL | 4409 | 409 | the room already holds `maxPeersPerRoom` peers |
@@ -41,6 +41,17 @@
  * | PEER_UNAVAILABLE | no connection to that peer right now |
  * | SEAL_REJECTED | a sealed envelope failed to open (tampered, misaddressed, stale, replayed) |
  * | BAD_TOKEN | a network token or ticket could not be parsed |
+ * | REPLAY_CACHE_FULL | the receiver already remembers its limit of unexpired envelope nonces: it refuses new envelopes until some expire rather than forget one |
+ *
+ * Status API codes (agent/status/server.ts; BAD_MESSAGE, FORBIDDEN, NOT_FOUND, MESSAGE_TOO_LARGE
+ * and INTERNAL above are used there too):
+ *
+ * | code | http | meaning |
+ * |---|---|---|
+ * | HOST_NOT_ALLOWED | 403 | the Host header names neither loopback nor the server's bound address and port (DNS rebinding) |
+ * | ORIGIN_NOT_ALLOWED | 403 | a request from a web page (cross-origin `Origin`, or any `Origin` on a state-changing route) |
+ * | UNSUPPORTED_MEDIA_TYPE | 415 | a state-changing request without `content-type: application/json` |
+ * | LISTEN_FAILED | 409 | the agent could not open the requested connect listener |
  */
 export const ERRORS = {
   BAD_MESSAGE: { close: 4400, http: 400 },
@@ -68,6 +79,11 @@ export const ERRORS = {
   PEER_UNAVAILABLE: { close: 0, http: 503 },
   SEAL_REJECTED: { close: 0, http: 400 },
   BAD_TOKEN: { close: 0, http: 400 },
+  REPLAY_CACHE_FULL: { close: 0, http: 503 },
+  HOST_NOT_ALLOWED: { close: 0, http: 403 },
+  ORIGIN_NOT_ALLOWED: { close: 0, http: 403 },
+  UNSUPPORTED_MEDIA_TYPE: { close: 0, http: 415 },
+  LISTEN_FAILED: { close: 0, http: 409 },
 } as const satisfies Record<string, { close: number; http: number }>
 
 export type ErrorCode = keyof typeof ERRORS

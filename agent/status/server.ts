@@ -7,19 +7,64 @@
  *   or holding at least one peer connection.
  * - `POST /v1/connects` `{share, peer, listen?}` — opens (or returns the open) connect listener
  *   for SHARE@PEER on a loopback address (default `127.0.0.1:0`); answers `{share, peer, listen}`.
- *   Only from loopback clients (`causeway kubeconfig` uses it); 403 otherwise.
+ *   `causeway kubeconfig` uses it.
+ *
+ * ## Who may call it (web pages and DNS rebinding)
+ * A browser on the same machine can send requests here: a page on any origin may POST with
+ * `mode: 'no-cors'` and a "simple" content type, and a DNS-rebinding page reaches the port
+ * under its own host name. So every request is checked before routing:
+ * - `Host` must name this server: `localhost`, `127.x.x.x` or `[::1]`, or the address it is bound
+ *   to (bound to a wildcard such as the chart's `0.0.0.0:9090`: any address of this host's
+ *   interfaces, i.e. the pod IP kubelet probes and Prometheus' pod/endpoints discovery use),
+ *   always with the listening port. Other names are refused (HOST_NOT_ALLOWED): a rebinding
+ *   page's requests carry its own name. Scrapers must address the agent by IP, not by a
+ *   Service DNS name; a port-forward must keep the port number (`kubectl port-forward POD 9090`).
+ * - A request carrying an `Origin` other than this server's own is refused
+ *   (ORIGIN_NOT_ALLOWED), so a page cannot read `/status` through CORS either.
+ * - State-changing requests (any method but GET/HEAD, including CORS preflights) are refused
+ *   when they carry any `Origin` (browsers always send one; the CLI never does), need a
+ *   loopback client address (FORBIDDEN) and a loopback `Host` even when the server is bound to
+ *   a wildcard (HOST_NOT_ALLOWED), and `content-type: application/json`
+ *   (UNSUPPORTED_MEDIA_TYPE), which a page can only send after a preflight this server refuses.
+ *   Bodies are at most 4 KiB (MESSAGE_TOO_LARGE).
+ * Errors are `{"error":{"code","message"}}` with codes from protocol/errors.ts.
  */
 import { serve, type ServerType } from '@hono/node-server'
-import { Hono } from 'hono'
+import { Hono, type Context } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
 import { isIP, type AddressInfo } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import * as z from 'zod'
+import { ERRORS, publicError, type ErrorCode } from '../../protocol/errors.ts'
 import { PeerName, ShareName } from '../../protocol/peer.ts'
 import type { Agent } from '../agent.ts'
 import { agentMetrics } from './metrics.ts'
 
+const MAX_BODY = 4096
+
 export async function startStatusServer (agent: Agent, host: string, port: number): Promise<{ url: string, port: number, close: () => Promise<void> }> {
   const registry = agentMetrics(agent)
   const app = new Hono()
+  let listening = 0
+  app.onError((err, c) => {
+    const e = publicError(err)
+    return fail(c, e.code, e.message)
+  })
+  app.use(async (c, next) => {
+    const state = c.req.method !== 'GET' && c.req.method !== 'HEAD'
+    const h = parseHost(c.req.header('host'))
+    if (h === undefined || h.port !== listening) return fail(c, 'HOST_NOT_ALLOWED', 'the Host header must name this server (loopback or its bound address) and its port')
+    if (!(isLoopbackName(h.name) || (!state && isBoundAddress(h.name, host)))) return fail(c, 'HOST_NOT_ALLOWED', state ? 'state-changing requests must address the server by a loopback name' : 'the Host header must name this server (loopback or its bound address) and its port')
+    const origin = c.req.header('origin')
+    if (origin !== undefined && (state || !sameOrigin(origin, h))) return fail(c, 'ORIGIN_NOT_ALLOWED', 'requests from web pages are refused')
+    if (state) {
+      const from = (c.env as { incoming?: { socket?: { remoteAddress?: string } } }).incoming?.socket?.remoteAddress ?? ''
+      if (!isLoopbackName(from.replace(/^::ffff:/, ''))) return fail(c, 'FORBIDDEN', 'only loopback clients may change the agent')
+      const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase()
+      if (type !== 'application/json') return fail(c, 'UNSUPPORTED_MEDIA_TYPE', 'state-changing requests need content-type: application/json')
+    }
+    await next()
+  })
   app.get('/status', c => c.json(agent.status()))
   app.get('/metrics', async c => c.text(await registry.metrics(), 200, { 'content-type': registry.contentType }))
   app.get('/healthz', c => c.json({ ok: true }))
@@ -28,35 +73,64 @@ export async function startStatusServer (agent: Agent, host: string, port: numbe
     const ready = s.signaling === 'joined' || s.peers.some(p => p.state === 'connected')
     return c.json({ ready }, ready ? 200 : 503)
   })
-  app.post('/v1/connects', async c => {
-    const from = (c.env as { incoming?: { socket?: { remoteAddress?: string } } }).incoming?.socket?.remoteAddress ?? ''
-    if (!isLoopback(from)) return c.json({ error: { code: 'FORBIDDEN', message: 'only loopback clients may add connect listeners' } }, 403)
+  app.post('/v1/connects', bodyLimit({ maxSize: MAX_BODY, onError: c => fail(c, 'MESSAGE_TOO_LARGE', `bodies are at most ${MAX_BODY} bytes`) }), async c => {
     const body = AddConnect.safeParse(await c.req.json().catch(() => null))
-    if (!body.success) return c.json({ error: { code: 'BAD_REQUEST', message: 'expected {share, peer, listen?: "127.0.0.1:PORT"}' } }, 400)
+    if (!body.success) return fail(c, 'BAD_MESSAGE', 'expected {share, peer, listen?: "127.0.0.1:PORT"}')
     const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(body.data.listen)
-    const host = m?.[1] ?? m?.[2] ?? ''
-    const port = Number(m?.[3] ?? -1)
-    if (!isLoopback(host) || port > 65535) return c.json({ error: { code: 'BAD_REQUEST', message: 'listen must be a loopback HOST:PORT' } }, 400)
+    const lhost = m?.[1] ?? m?.[2] ?? ''
+    const lport = Number(m?.[3] ?? -1)
+    if (!isLoopback(lhost) || lport > 65535) return fail(c, 'BAD_MESSAGE', 'listen must be a loopback HOST:PORT')
     const { share, peer } = body.data
-    let l = agent.listeners.find(x => x.spec.share === share && x.spec.peer === peer && isLoopback(x.host) && (port === 0 || x.port === port))
+    let l = agent.listeners.find(x => x.spec.share === share && x.spec.peer === peer && isLoopback(x.host) && (lport === 0 || x.port === lport))
     if (l === undefined) {
-      try { l = await agent.addConnect({ share, peer, host, port }) } catch (e) {
-        return c.json({ error: { code: 'LISTEN_FAILED', message: e instanceof Error ? e.message : 'cannot listen' } }, 409)
+      try { l = await agent.addConnect({ share, peer, host: lhost, port: lport }) } catch (e) {
+        return fail(c, 'LISTEN_FAILED', e instanceof Error ? e.message : 'cannot listen')
       }
     }
     return c.json({ share, peer, listen: `${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}` })
   })
-  app.notFound(c => c.json({ error: { code: 'NOT_FOUND', message: 'no such route' } }, 404))
+  app.notFound(c => fail(c, 'NOT_FOUND', 'no such route'))
   const server: ServerType = await new Promise((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s))
     s.once('error', reject)
   })
   const addr = server.address() as AddressInfo
+  listening = addr.port
   const shown = addr.address.includes(':') ? `[${addr.address}]` : addr.address
   return { url: `http://${shown}:${addr.port}`, port: addr.port, close: async () => { await new Promise<void>(resolve => server.close(() => resolve())) } }
 }
 
+function fail (c: Context, code: ErrorCode, message: string): Response {
+  return c.json({ error: { code, message } }, ERRORS[code].http as 400)
+}
+
 const AddConnect = z.object({ share: ShareName, peer: PeerName, listen: z.string().max(64).default('127.0.0.1:0') }).strict()
+
+/** A Host header as {name, port} (name normalized like a browser does, IPv6 without brackets); undefined when malformed. */
+export function parseHost (value: string | undefined): { name: string, port: number } | undefined {
+  if (value === undefined || value.length > 300 || !/^[A-Za-z0-9.:[\]-]+$/.test(value)) return undefined
+  let u: URL
+  try { u = new URL(`http://${value}/`) } catch { return undefined }
+  const name = u.hostname.replace(/^\[(.*)\]$/, '$1')
+  return { name, port: u.port === '' ? 80 : Number(u.port) }
+}
+
+function sameOrigin (origin: string, h: { name: string, port: number }): boolean {
+  const host = isIP(h.name) === 6 ? `[${h.name}]` : h.name
+  return origin === `http://${host}${h.port === 80 ? '' : `:${h.port}`}`
+}
+
+function isLoopbackName (name: string): boolean {
+  return name === 'localhost' || isLoopback(name)
+}
+
+/** Whether `name` is the address the server is bound to (any interface address for a wildcard bind). */
+function isBoundAddress (name: string, bound: string): boolean {
+  if (isIP(name) === 0) return false
+  const b = bound.replace(/^\[(.*)\]$/, '$1')
+  if (b !== '' && b !== '0.0.0.0' && b !== '::') return name === (parseHost(isIP(b) === 6 ? `[${b}]` : b)?.name ?? '')
+  return Object.values(networkInterfaces()).some(list => list?.some(i => i.address === name))
+}
 
 function isLoopback (addr: string): boolean {
   const a = addr.replace(/^::ffff:/, '')
