@@ -9,6 +9,7 @@ import type { Logger } from 'pino'
 import type { Agent } from '../agent/agent.ts'
 import { agentPort, APISERVER_SHARE, type AgentPortInit } from '../agent/kube/agent-port.ts'
 import type { ApiserverIdentity, ApiserverProxy } from '../agent/kube/apiserver-share.ts'
+import { CausewayError } from '../protocol/errors.ts'
 import { parseDuration } from './duration.ts'
 
 export const KUBE_HELP = `
@@ -76,15 +77,18 @@ export async function startKubeMode(init: KubeModeInit): Promise<KubeMode> {
   if (init.apiserver !== undefined) {
     proxy = await startApiserverProxy({ kubeConfig: init.kubeConfig, identity: init.apiserver.identity, log })
     const peers = init.apiserver.peers ?? []
+    const served = proxy
     init.agent.shares.set('apiserver', [{
       name: APISERVER_SHARE,
-      host: proxy.host,
-      port: proxy.port,
+      // Served in memory: nothing listens, `host:port` only labels the share in the status API.
+      host: 'in-process',
+      port: proxy.upstreamPort,
+      serve: (end) => served.serve(end),
       protocol: 'http',
       description: 'Kubernetes API server (plain HTTP inside the tunnel; use causeway kubeconfig)',
       ...(peers.length > 0 ? { peers } : {}),
     }])
-    log(`sharing the API server as ${APISERVER_SHARE} (${init.apiserver.identity.mode}) via ${proxy.host}:${proxy.port}`)
+    log(`sharing the API server as ${APISERVER_SHARE} (${init.apiserver.identity.mode}, in-process: no local listener)`)
   }
   if (init.controller !== undefined) {
     const c = init.controller
@@ -116,30 +120,43 @@ function ownNamespace(): string {
   return 'default'
 }
 
+/**
+ * Checks the Kubernetes flags before the agent starts (no client library needed). Throws
+ * CausewayError BAD_CONFIG; an empty `--impersonate-user=` or `--impersonate-group=` is refused,
+ * because the API server treats an empty Impersonate-User as none: the agent's own identity.
+ */
+export function checkKubeFlags(flags: KubeFlags): void {
+  const share = flags['share-apiserver'] === true
+  const bad = (msg: string): never => { throw new CausewayError('BAD_CONFIG', msg) }
+  const user = flags['impersonate-user']
+  if (user !== undefined && user.trim() === '') bad('--impersonate-user is empty: the API server would treat that as no impersonation, i.e. the agent\'s own identity; name the user the share runs as')
+  for (const g of flags['impersonate-group'] ?? []) if (g.trim() === '' || g.includes(',')) bad(`--impersonate-group ${JSON.stringify(g)} is empty or holds a comma: give one group per flag`)
+  if (flags['apiserver-sa'] !== undefined && flags['apiserver-sa'].trim() === '') bad('--apiserver-sa is empty')
+  if (flags['apiserver-token-file'] !== undefined && flags['apiserver-token-file'].trim() === '') bad('--apiserver-token-file is empty')
+  if (!share && (flags['apiserver-sa'] ?? flags['apiserver-token-file'] ?? flags['impersonate-user']) !== undefined) bad('--apiserver-sa, --apiserver-token-file and --impersonate-user need --share-apiserver')
+  if (flags['impersonate-group'] !== undefined && (!share || user === undefined)) bad('--impersonate-group needs --share-apiserver and --impersonate-user')
+  if (share && [flags['apiserver-sa'], flags['apiserver-token-file'], user].filter((x) => x !== undefined).length !== 1) bad('--share-apiserver needs exactly one of --apiserver-sa NAME, --apiserver-token-file FILE, --impersonate-user USER')
+}
+
 /** From the agent command's flags: starts Kubernetes mode, or returns undefined when not asked. */
 export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: Logger, signal: AbortSignal): Promise<KubeMode | undefined> {
+  checkKubeFlags(flags)
   const share = flags['share-apiserver'] === true
-  if (flags.kube !== true && !share) {
-    if (flags['apiserver-sa'] ?? flags['apiserver-token-file'] ?? flags['impersonate-user']) throw new Error('--apiserver-sa, --apiserver-token-file and --impersonate-user need --share-apiserver')
-    return undefined
-  }
+  if (flags.kube !== true && !share) return undefined
   const k8s = await import('@kubernetes/client-node')
-  const { tokenFromFile, tokenFromServiceAccount } = await import('../agent/kube/apiserver-share.ts')
+  const { checkIdentity, tokenFromFile, tokenFromServiceAccount } = await import('../agent/kube/apiserver-share.ts')
   const kubeConfig = new k8s.KubeConfig()
   if (flags.kubeconfig !== undefined) kubeConfig.loadFromFile(flags.kubeconfig)
   else kubeConfig.loadFromCluster()
   let apiserver: KubeModeInit['apiserver']
   if (share) {
-    const modes = [flags['apiserver-sa'], flags['apiserver-token-file'], flags['impersonate-user']].filter((x) => x !== undefined)
-    if (modes.length !== 1) throw new Error('--share-apiserver needs exactly one of --apiserver-sa NAME, --apiserver-token-file FILE, --impersonate-user USER')
     let identity: ApiserverIdentity
     if (flags['apiserver-sa'] !== undefined) identity = { mode: 'token', token: tokenFromServiceAccount(kubeConfig.makeApiClient(k8s.CoreV1Api), ownNamespace(), flags['apiserver-sa']) }
     else if (flags['apiserver-token-file'] !== undefined) identity = { mode: 'token', token: tokenFromFile(flags['apiserver-token-file']) }
     else identity = { mode: 'impersonate', user: flags['impersonate-user'] ?? '', groups: flags['impersonate-group'] ?? [] }
+    checkIdentity(identity) // before anything starts: `--impersonate-user=` must not mean "the agent itself"
     const peers = (flags['apiserver-peers'] ?? process.env.CAUSEWAY_APISERVER_PEERS ?? '').split(/[|,]/).map((s) => s.trim()).filter((s) => s !== '')
     apiserver = { identity, peers }
-  } else if (flags['impersonate-group'] !== undefined) {
-    throw new Error('--impersonate-group needs --share-apiserver and --impersonate-user')
   }
   const grace = flags['import-grace'] ?? process.env.CAUSEWAY_IMPORT_GRACE
   const mode = await startKubeMode({

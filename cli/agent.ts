@@ -9,7 +9,7 @@ import { parseIceFlag } from '../agent/ice.ts'
 import { startStatusServer } from '../agent/status/server.ts'
 import { parseConnectFlag, parseShareFlag } from '../agent/tunnel/shares.ts'
 import { parseHostPort } from './duration.ts'
-import { KUBE_HELP, KUBE_OPTIONS, kubeModeFromFlags } from './agent-kube.ts'
+import { checkKubeFlags, KUBE_HELP, KUBE_OPTIONS, kubeModeFromFlags } from './agent-kube.ts'
 
 export const AGENT_HELP = `causeway agent (--token T | --token-file F | env CAUSEWAY_TOKEN) --name NAME [options]
 
@@ -59,6 +59,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
   if (token.kind !== 'member') throw new Error('agents need a member token, not a viewer token')
   const name = PeerName.safeParse(values.name ?? process.env.CAUSEWAY_NAME)
   if (!name.success) throw new Error('--name NAME is required (letters, digits, . _ -; up to 64)')
+  checkKubeFlags(values) // bad Kubernetes flags fail before the agent joins the network
   const agent = new Agent({
     token,
     name: name.data,

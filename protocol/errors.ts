@@ -42,6 +42,7 @@
  * | SEAL_REJECTED | a sealed envelope failed to open (tampered, misaddressed, stale, replayed) |
  * | BAD_TOKEN | a network token or ticket could not be parsed |
  * | REPLAY_CACHE_FULL | the receiver already remembers its limit of unexpired envelope nonces: it refuses new envelopes until some expire rather than forget one |
+ * | BAD_CONFIG | a flag or setting is invalid (e.g. an empty identity for the API-server share) |
  *
  * Status API codes (agent/status/server.ts; BAD_MESSAGE, FORBIDDEN, NOT_FOUND, MESSAGE_TOO_LARGE
  * and INTERNAL above are used there too):
@@ -84,6 +85,7 @@ export const ERRORS = {
   ORIGIN_NOT_ALLOWED: { close: 0, http: 403 },
   UNSUPPORTED_MEDIA_TYPE: { close: 0, http: 415 },
   LISTEN_FAILED: { close: 0, http: 409 },
+  BAD_CONFIG: { close: 0, http: 400 },
 } as const satisfies Record<string, { close: number; http: number }>
 
 export type ErrorCode = keyof typeof ERRORS

@@ -1,24 +1,32 @@
 /**
- * The `kube-apiserver` share: a small HTTP reverse proxy the exporting agent runs on 127.0.0.1
- * (port 0) and shares like any TCP target. The remote kubectl speaks plain HTTP to its own
- * local connect listener; the tunnel between the agents is end-to-end encrypted; this proxy
- * opens TLS to the real API server (in-cluster: `https://kubernetes.default.svc` with the
- * cluster CA) and authenticates as exactly one configured identity:
+ * The `kube-apiserver` share: a small HTTP reverse proxy that lives inside the exporting agent
+ * and listens on nothing. The tunnel hands each accepted stream to it in memory
+ * (`ShareSpec.serve`, `server.emit('connection', end)`), so no local user, no other container
+ * of the pod and no process on the node can reach the share's identity without going through
+ * the tunnel and its `peers=` check. The remote kubectl speaks plain HTTP to its own local
+ * connect listener; the tunnel between the agents is end-to-end encrypted; this proxy opens TLS
+ * to the real API server (in-cluster: `https://kubernetes.default.svc` with the cluster CA) and
+ * authenticates as exactly one configured identity:
  *
  * - `token`: a dedicated ServiceAccount's bearer token (a token file re-read every 30 s, or a
  *   TokenRequest-minted token for `--apiserver-sa NAME`, renewed before it expires); the
  *   agent's own credentials are not used at all;
  * - `impersonate`: the agent's own credentials plus `Impersonate-User` / `Impersonate-Group`
- *   (the chart grants the agent impersonation of exactly that user and those groups).
+ *   (the chart grants the agent impersonation of exactly that user and those groups). Empty
+ *   names are refused: the API server reads an empty `Impersonate-User` as "no impersonation",
+ *   which would be the agent's own identity.
  *
  * Whatever the remote client sends in `Authorization`, `Proxy-Authorization`, `Impersonate-*`
- * or `X-Remote-*` is dropped: the remote side can never choose its identity. Responses stream
- * (watch, chunked, logs -f); protocol upgrades (exec, attach, port-forward over SPDY or
- * WebSocket) are relayed byte for byte after the upstream's 101.
+ * or `X-Remote-*` is dropped, and so are `Sec-WebSocket-Protocol` entries
+ * `base64url.bearer.authorization.k8s.io.<token>` (the API server authenticates WebSocket
+ * clients by them): the remote side can never choose its identity. Responses stream (watch,
+ * chunked, logs -f); WebSocket and SPDY upgrades (exec, attach, port-forward) are relayed byte
+ * for byte after the upstream's 101; any other upgrade (`h2c`, ...) is refused with 400.
  */
 import * as http from 'node:http'
 import * as https from 'node:https'
-import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { CausewayError } from '../../protocol/errors.ts'
 import { readFile } from 'node:fs/promises'
 import type * as k8s from '@kubernetes/client-node'
 
@@ -30,18 +38,48 @@ export interface ApiserverProxyInit {
   /** Upstream API server, its CA and (impersonate mode) the agent's own credentials. */
   kubeConfig: k8s.KubeConfig
   identity: ApiserverIdentity
-  /** Listen address. Default 127.0.0.1 (never expose the proxy beyond the agent's pod). */
-  host?: string
   log?: (msg: string) => void
 }
 
 export interface ApiserverProxy {
-  host: string
-  port: number
+  /** Serves one connection (a tunnelled stream handed over in memory). */
+  serve(stream: Duplex): void
+  /** The upstream API server's port (what the catalog advertises). */
+  upstreamPort: number
   close(): Promise<void>
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host'])
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'http2-settings'])
+
+/** The `Sec-WebSocket-Protocol` prefix the API server accepts a bearer token in. */
+export const BEARER_SUBPROTOCOL = 'base64url.bearer.authorization.k8s.io.'
+
+/** `Sec-WebSocket-Protocol` without bearer-token entries; undefined when nothing is left. */
+export function stripBearerSubprotocols(value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined
+  const kept = (Array.isArray(value) ? value : [value])
+    .flatMap((v) => v.split(','))
+    .map((p) => p.trim())
+    .filter((p) => p !== '' && !p.toLowerCase().startsWith(BEARER_SUBPROTOCOL))
+  return kept.length > 0 ? kept.join(', ') : undefined
+}
+
+/** Upgrades the Kubernetes API uses (exec, attach, port-forward): WebSocket and SPDY/3.1. */
+export function isAllowedUpgrade(value: string | undefined): boolean {
+  if (value === undefined) return false
+  const protos = value.split(',').map((p) => p.trim().toLowerCase()).filter((p) => p !== '')
+  return protos.length > 0 && protos.every((p) => p === 'websocket' || p === 'spdy/3.1')
+}
+
+/** Refuses identities the API server would read as "none" (the agent's own identity). */
+export function checkIdentity(id: ApiserverIdentity): void {
+  if (id.mode !== 'impersonate') return
+  if (id.user.trim() === '') throw new CausewayError('BAD_CONFIG', 'the impersonated user is empty: the API server would treat that as no impersonation, i.e. the agent\'s own identity')
+  if (id.user !== id.user.trim()) throw new CausewayError('BAD_CONFIG', `the impersonated user ${JSON.stringify(id.user)} has leading or trailing spaces`)
+  for (const g of id.groups) {
+    if (g.trim() === '' || g !== g.trim() || g.includes(',')) throw new CausewayError('BAD_CONFIG', `impersonated group ${JSON.stringify(g)} is empty, padded or contains a comma`)
+  }
+}
 
 /** True for request headers a remote client may never pass to the API server. */
 export function isIdentityHeader(name: string): boolean {
@@ -89,6 +127,7 @@ export function tokenFromServiceAccount(core: k8s.CoreV1Api, namespace: string, 
 
 export async function startApiserverProxy(init: ApiserverProxyInit): Promise<ApiserverProxy> {
   const log = init.log ?? (() => {})
+  checkIdentity(init.identity)
   const cluster = init.kubeConfig.getCurrentCluster()
   if (cluster === null) throw new Error('the kubeconfig has no current cluster')
   const upstream = new URL(cluster.server)
@@ -110,9 +149,11 @@ export async function startApiserverProxy(init: ApiserverProxyInit): Promise<Api
   async function upstreamHeaders(req: http.IncomingMessage, upgrade: boolean): Promise<http.OutgoingHttpHeaders> {
     const out: http.OutgoingHttpHeaders = {}
     for (const [k, v] of Object.entries(req.headers)) {
-      if (v === undefined || isIdentityHeader(k) || HOP_BY_HOP.has(k)) continue
+      if (v === undefined || isIdentityHeader(k) || HOP_BY_HOP.has(k) || k === 'sec-websocket-protocol') continue
       out[k] = v
     }
+    const subprotocols = stripBearerSubprotocols(req.headers['sec-websocket-protocol'])
+    if (subprotocols !== undefined) out['sec-websocket-protocol'] = subprotocols
     out.host = upstream.host
     if (upgrade) {
       out.connection = 'Upgrade'
@@ -182,11 +223,14 @@ export async function startApiserverProxy(init: ApiserverProxyInit): Promise<Api
     )
   })
 
-  const upgraded = new Set<Socket>() // detached from the HTTP server: closed by hand
-  server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+  const conns = new Set<Duplex>() // every stream handed in (the server has no listener to close)
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {})
-    upgraded.add(socket)
-    socket.on('close', () => upgraded.delete(socket))
+    if (!isAllowedUpgrade(req.headers.upgrade)) {
+      const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'only WebSocket and SPDY/3.1 upgrades are relayed', reason: 'BadRequest', code: 400 })
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+      return
+    }
     upstreamHeaders(req, true).then(
       (headers) => {
         const up = open(req, headers)
@@ -220,21 +264,17 @@ export async function startApiserverProxy(init: ApiserverProxyInit): Promise<Api
     )
   })
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, init.host ?? '127.0.0.1', () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  const addr = server.address() as AddressInfo
   return {
-    host: addr.address,
-    port: addr.port,
+    upstreamPort: upstream.port === '' ? (secure ? 443 : 80) : Number(upstream.port),
+    serve: (stream: Duplex) => {
+      conns.add(stream)
+      stream.on('close', () => conns.delete(stream))
+      stream.on('error', () => {})
+      server.emit('connection', stream)
+    },
     close: async () => {
-      server.closeAllConnections()
-      for (const s of upgraded) s.destroy()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      for (const s of conns) s.destroy()
+      conns.clear()
       agent.destroy()
     },
   }

@@ -1,7 +1,7 @@
 /** Unit tests of the pure parts of the Kubernetes controller: share naming, label/name sanitizing. */
 import type { V1Service, V1ServicePort } from '@kubernetes/client-node'
 import { describe, expect, it } from 'vitest'
-import { sharesOfService } from './exports.ts'
+import { EXTERNAL_NAME_REFUSED, sharesOfService } from './exports.ts'
 import { labelValue } from './imports.ts'
 import { dnsLabel } from './kubeutil.ts'
 
@@ -29,6 +29,11 @@ describe('share naming rule', () => {
     expect(picked.shares).toEqual([{ name: 'store', host: 'api.shop.svc', port: 80, namespace: 'shop' }])
     expect(picked.error).toBe('no TCP port named or numbered 7')
     expect(sharesOfService(svc('x', 'default', { 'causeway.dev/share': 'false' }, [{ port: 1 }])).shares).toEqual([])
+  })
+
+  it('never exports an ExternalName Service (its DNS name could point anywhere, the agent\'s loopback included)', () => {
+    const ext: V1Service = { metadata: { name: 'evil', namespace: 'default', annotations: { 'causeway.dev/share': 'true' } }, spec: { type: 'ExternalName', externalName: 'localhost', ports: [{ port: 7777 }] } }
+    expect(sharesOfService(ext)).toEqual({ shares: [], error: EXTERNAL_NAME_REFUSED })
   })
 })
 

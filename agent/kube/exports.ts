@@ -11,6 +11,10 @@
  *   (`<publish-name>-<port number>` for an unnamed port);
  * - target: `<service>.<namespace>.svc:<port>` — the cluster DNS name; the agent dials only it;
  * - peers: `causeway.dev/peers` (comma-separated), default every peer.
+ * ExternalName Services are never exported: their cluster DNS name is a CNAME to any name the
+ * Service's author chose (another cluster, the internet, or a name resolving to the agent's
+ * own loopback), so exporting one would let whoever may create a Service make the agent dial
+ * anything. Their status says so.
  * Two Services claiming the same share name: the older one (creationTimestamp, then namespace
  * and name) wins; the other gets a Warning Event and the error in its status annotation.
  */
@@ -21,6 +25,8 @@ import type { AgentPort, LocalShare } from './ports.ts'
 import type { ShareStatus, StatusWriter } from './status.ts'
 
 export const KUBE_SHARE_SOURCE = 'kube'
+
+export const EXTERNAL_NAME_REFUSED = 'ExternalName Services are not exported: the agent would dial whatever name spec.externalName points to'
 
 export interface ServiceShares {
   shares: LocalShare[]
@@ -45,6 +51,7 @@ export function sharesOfService(svc: k8s.V1Service): ServiceShares {
   const selected = wanted.length === 0 ? tcp : tcp.filter((p) => wanted.includes(String(p.port)) || (p.name !== undefined && wanted.includes(p.name)))
   const unknown = wanted.filter((w) => !tcp.some((p) => String(p.port) === w || p.name === w))
   const peers = csv(ann[PEERS_ANNOTATION])
+  if (svc.spec?.type === 'ExternalName') return { shares: [], error: EXTERNAL_NAME_REFUSED }
   const shares = selected.map((p) => ({
     name: selected.length === 1 ? publish : `${publish}-${p.name || String(p.port)}`,
     host: `${name}.${ns}.svc`,

@@ -4,6 +4,7 @@
  * targets are ever dialed: the remote side names a share, never an address.
  */
 import { SHARE_NAME, type ShareInfo } from '../../protocol/peer.ts'
+import type { PairEnd } from './socket-pair.ts'
 
 export interface ShareSpec {
   name: string
@@ -17,6 +18,11 @@ export interface ShareSpec {
   advertisePort?: number
   /** Namespace advertised in the catalog (Kubernetes exports). */
   namespace?: string
+  /**
+   * Served inside the agent: each accepted stream is handed to this function as one end of an
+   * in-memory pair, and `host:port` is never dialed (the API-server share: no listener exists).
+   */
+  serve?: (end: PairEnd) => void
 }
 
 export interface Asker { name: string, role: 'agent' | 'viewer', grants?: string[] }

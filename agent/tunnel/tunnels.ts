@@ -13,6 +13,17 @@ import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 import { StreamPipe, type PipeOptions } from './pipe.ts'
 import type { ShareRegistry } from './shares.ts'
+import { socketPair, type PairEnd } from './socket-pair.ts'
+
+/** A stream to a share served in this process: connected at once, nothing listens anywhere. */
+function inProcess (serve: (end: PairEnd) => void): Socket {
+  const [socket, end] = socketPair()
+  process.nextTick(() => {
+    serve(end)
+    socket.emit('connect')
+  })
+  return socket
+}
 
 export interface TunnelOptions {
   /** Concurrent streams per peer, each direction counted. Default 500 (an SCTP association has 1024 stream ids, split by DTLS role). */
@@ -104,7 +115,7 @@ export class Tunnels {
     // Bytes must not arrive before `ok`; anything else is a protocol error.
     dc.onmessage = () => { release(); try { dc.close() } catch { /* closed */ } }
     dc.onclose = () => { release(); socket.destroy() }
-    const socket = connect({ host: share.host, port: share.port, allowHalfOpen: true })
+    const socket = share.serve !== undefined ? inProcess(share.serve) : connect({ host: share.host, port: share.port, allowHalfOpen: true })
     socket.setNoDelay(true)
     socket.pause()
     const timer = setTimeout(() => socket.destroy(new Error('dial timeout')), this.opts.dialTimeoutMs)

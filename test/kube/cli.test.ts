@@ -7,7 +7,8 @@
  * Run: scripts/netns-run.sh npx vitest run test/kube/cli.test.ts
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as k8s from '@kubernetes/client-node'
@@ -37,6 +38,19 @@ const kcOf = (s: ApiServer, token?: string): k8s.KubeConfig => {
   const kc = new k8s.KubeConfig()
   kc.loadFromString(s.kubeconfig(token !== undefined ? { token } : {}))
   return kc
+}
+
+/** TCP ports process `pid` listens on (its socket inodes matched in /proc/PID/net/tcp{,6}). */
+function listeningPorts(pid: number): number[] {
+  const inodes = new Set(readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] } catch { return undefined } }).filter((x) => x !== undefined))
+  const ports: number[] = []
+  for (const f of ['tcp', 'tcp6']) {
+    for (const line of readFileSync(`/proc/${pid}/net/${f}`, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/)
+      if (cols[3] === '0A' && inodes.has(cols[9] ?? '')) ports.push(parseInt(cols[1]?.split(':')[1] ?? '0', 16))
+    }
+  }
+  return ports
 }
 
 function run(cmd: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -110,6 +124,38 @@ describe('causeway agent --kube --share-apiserver and causeway kubeconfig (real 
     expect(mine.length).toBeGreaterThan(0)
     for (const e of mine) expect(e.user).toBe(SA_USER)
     expect(apiA.audit.some((e) => e.user === 'causeway-agent' && e.resource === 'serviceaccounts' && e.subresource === 'token')).toBe(true)
+  }, 60_000)
+
+  it('a local client cannot reach the API-server share: the agent process has no listener that answers as its identity', async () => {
+    // The attack of review finding 7: before, the share's proxy listened on 127.0.0.1 with no
+    // authentication, so anything in the pod or on the node got the ServiceAccount's identity.
+    // Here: every TCP socket the agent process listens on gets the request kubectl would send.
+    const ports = listeningPorts(proc?.pid ?? 0)
+    expect(listeningPorts(process.pid)).toContain(status.port) // the scan sees listeners (this process's status API)
+    const before = apiA.audit.length
+    for (const port of ports) {
+      const answer = await new Promise<string>((resolve) => {
+        const sock = connect({ host: '127.0.0.1', port })
+        let got = ''
+        sock.on('data', (d: Buffer) => (got += d.toString()))
+        sock.on('error', () => resolve(got))
+        sock.on('close', () => resolve(got))
+        sock.on('connect', () => sock.write('GET /api/v1/namespaces/default/pods HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'))
+        setTimeout(() => { sock.destroy(); resolve(got) }, 2000)
+      })
+      expect(answer).not.toContain('pod-in-a')
+    }
+    expect(apiA.audit.slice(before).filter((e) => e.user === SA_USER)).toEqual([])
+    // The share is still there for the peer it is granted to (through the tunnel only).
+    expect(b.status().peers.find((p) => p.name === 'cluster-a')?.shares.map((s) => s.name)).toContain('kube-apiserver')
+  })
+
+  it('refuses an empty impersonated user or group before joining (it would mean the agent\'s own identity)', async () => {
+    for (const flags of [['--impersonate-user='], ['--impersonate-user', ' '], ['--impersonate-user=remote', '--impersonate-group=']]) {
+      const r = await run(CAUSEWAY, ['agent', '--name', 'cluster-x', '--status', 'off', '--kubeconfig', join(dir, 'kubeconfig-agent-a'), '--share-apiserver', ...flags], { CAUSEWAY_TOKEN: tokenString(net.token) })
+      expect(r.code, r.stderr).toBe(1)
+      expect(r.stderr).toMatch(/BAD_CONFIG: --impersonate-(user|group) .*empty/)
+    }
   }, 60_000)
 
   it('the status API adds connect listeners only for loopback clients', async () => {

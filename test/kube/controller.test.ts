@@ -137,6 +137,19 @@ describe('exports', () => {
   })
 })
 
+describe('exports refuse ExternalName Services', () => {
+  it('an annotated ExternalName Service is not shared; its status and a Warning Event say why', async () => {
+    await core.createNamespacedService({ namespace: 'default', body: { metadata: { name: 'evil', annotations: { 'causeway.dev/share': 'true' } }, spec: { type: 'ExternalName', externalName: 'localhost', ports: [{ port: 7777 }] } } })
+    await core.createNamespacedService({ namespace: 'default', body: svc('good', 'default', { 'causeway.dev/share': 'true' }, [{ port: 80 }]) })
+    await start()
+    const shares = await until('catalog', async () => (agent.sources.get('kube')?.length ? agent.sources.get('kube') : undefined))
+    expect(shares?.map((s) => s.name)).toEqual(['good'])
+    const st = await until('status', async () => (await core.readNamespacedService({ namespace: 'default', name: 'evil' })).metadata?.annotations?.['causeway.dev/status'])
+    expect(JSON.parse(st)).toMatchObject({ role: 'export', shares: [], lastError: expect.stringContaining('ExternalName Services are not exported') })
+    await until('Warning event', async () => ((await core.listNamespacedEvent({ namespace: 'default' })).items.some((e) => e.reason === 'ExportFailed' && e.involvedObject.name === 'evil') ? true : undefined))
+  })
+})
+
 describe('imports', () => {
   it('a remote catalog becomes a Service + EndpointSlice; changes update it; withdrawal deletes it', async () => {
     agent.paths.set('east', 'direct')
@@ -147,7 +160,8 @@ describe('imports', () => {
     expect(s.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'causeway', 'causeway.dev/peer': 'east', 'causeway.dev/import': 'db' })
     expect(s.spec?.selector).toBeUndefined()
     expect(s.spec?.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port: 5432, targetPort: listenerPort }])
-    const slice = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })
+    // The Service is written first, its EndpointSlice right after: wait for both.
+    const slice = await until('EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' }))
     expect(slice.addressType).toBe('IPv4')
     expect(slice.endpoints).toEqual([{ addresses: ['10.1.2.3'], conditions: { ready: true } }])
     expect(slice.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port: listenerPort }])
