@@ -3,9 +3,12 @@ import { defineConfig } from 'vitest/config'
 
 // One command runs every suite: unit tests beside the code, then the integration, workerd,
 // NAT-lab, Kubernetes and browser suites under test/ (one file at a time: they start real
-// processes and WebRTC stacks, and these machines have two cores).
+// processes and WebRTC stacks, and these machines have two cores). Before any of them,
+// test/build.global.ts builds the bundle that bin/causeway runs: tests that run a command spawn
+// bin/causeway; tests of a module import its sources.
 export default defineConfig({
   test: {
+    globalSetup: ['test/build.global.ts'],
     projects: [
       {
         test: {

@@ -49,7 +49,7 @@ const SEALED = 'c2VhbGVkLWJlbmNobWFyay1wYXlsb2FkLW9mLWFib3V0LTEwMC1ieXRlcy1saWtl
 
 async function startNodeChild (env: Record<string, string>): Promise<Target> {
   const port = await freePort()
-  const child: ChildProcess = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', `${ROOT}cli/main.ts`, 'signaling', '--listen', `127.0.0.1:${port}`], {
+  const child: ChildProcess = spawn(`${ROOT}bin/causeway`, ['signaling', '--listen', `127.0.0.1:${port}`], {
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''

@@ -4,7 +4,9 @@
  */
 import { serve, type ServerType } from '@hono/node-server'
 import { createNodeWebSocket } from '@hono/node-ws'
+import { existsSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { CausewayError } from '../../protocol/errors.ts'
@@ -14,7 +16,7 @@ import { createApp } from '../app.ts'
 import type { SignalingConfig } from '../config.ts'
 import { RoomHub, ticketVerifier } from '../hub.ts'
 import { MemoryRoomStore, type Conn } from '../store.ts'
-import { pageAssets } from './assets.ts'
+import { pageAssets, pageDirectory } from './assets.ts'
 
 /** Bytes a client's send buffer may hold before it is closed as SLOW_CONSUMER. Default 4 MiB. */
 const MAX_BUFFERED = 4 * 1024 * 1024
@@ -54,7 +56,8 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
     joined: () => joins.inc(),
   }
 
-  const assets = await pageAssets()
+  const pageDir = pageDirectory()
+  const assets = await pageAssets(pageDir)
   // eslint-disable-next-line prefer-const
   let nodeWs: ReturnType<typeof createNodeWebSocket>
   const app = createApp({
@@ -128,6 +131,7 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
   const port = address.port
   const shownHost = host.includes(':') ? `[${host}]` : host
   log.info({ port, host, access: config.accessSecret !== undefined ? 'ticket' : 'open' }, 'signaling listening')
+  if (!existsSync(join(pageDir, 'index.html'))) log.warn({ dir: pageDir }, 'debug page not built (npm run build): /debug/ answers NOT_FOUND')
   if (config.accessSecret === undefined) log.warn('no CAUSEWAY_ACCESS_SECRET: any client may join any room (development only)')
 
   return {

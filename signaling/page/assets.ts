@@ -1,6 +1,6 @@
 /**
- * Serving the built debug page (signaling/page/dist), shared by both signaling adapters.
- * Node reads dist/ itself (signaling/node/assets.ts); the Worker gets it from Workers Static
+ * Serving the built debug page (dist/page, signaling/page/location.ts), shared by both signaling adapters.
+ * Node reads it itself (signaling/node/assets.ts); the Worker gets it from Workers Static
  * Assets (wrangler.toml `[assets]`, binding ASSETS) through `assetsFromFetcher`. Either way the
  * page's responses carry PAGE_HEADERS: the page loads only its own script and style, talks only
  * to its own origin and WebSockets, and sends no referrer.

@@ -1,23 +1,25 @@
 /**
- * Builds the debug page into signaling/page/dist/: bundles src/main.ts (with the portable
- * protocol and peer/ modules it imports) into one ES module, and copies index.html,
- * style.css and favicon.svg. Both signaling adapters serve dist/ under /debug/. Run: `npm run build:page`.
- * dist/ is not tracked: `npm install` (prepare) and `npm test` (pretest) build it, which also
- * gives wrangler.toml's `[assets]` directory, needed by `wrangler dev`/`deploy` and the workerd
- * tests.
+ * Builds the debug page into dist/page/ (signaling/page/location.ts): bundles src/main.ts (with
+ * the portable protocol and peer/ modules it imports) into one ES module, and copies index.html,
+ * style.css and favicon.svg. Both signaling adapters serve it under /debug/ (Node from the file
+ * system, the Worker through wrangler.toml's `[assets]`). Part of `npm run build`
+ * (scripts/build.ts), which `npm ci`/`npm install` (prepare) and `npm test` run.
  */
 import { build } from 'esbuild'
-import { copyFile, mkdir } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { writeOutputs } from '../../scripts/build-output.ts'
+import { PAGE_DIR } from './location.ts'
 
 const HERE = fileURLToPath(new URL('./', import.meta.url))
-export const PAGE_DIST = `${HERE}dist/`
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+export const PAGE_DIST = join(ROOT, PAGE_DIR)
 
 export async function buildPage (opts: { minify?: boolean } = {}): Promise<void> {
-  await mkdir(PAGE_DIST, { recursive: true })
-  await build({
+  const r = await build({
     entryPoints: [`${HERE}src/main.ts`],
-    outfile: `${PAGE_DIST}app.js`,
+    outfile: join(PAGE_DIST, 'app.js'),
     bundle: true,
     format: 'esm',
     platform: 'browser',
@@ -26,11 +28,10 @@ export async function buildPage (opts: { minify?: boolean } = {}): Promise<void>
     sourcemap: 'linked',
     legalComments: 'none',
     logLevel: 'warning',
+    write: false,
   })
-  for (const f of ['index.html', 'style.css', 'favicon.svg']) await copyFile(`${HERE}${f}`, `${PAGE_DIST}${f}`)
-}
-
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  await buildPage()
-  process.stdout.write(`debug page built into ${PAGE_DIST}\n`)
+  const copies = await Promise.all(['index.html', 'style.css', 'favicon.svg'].map(async (f) => {
+    return { path: join(PAGE_DIST, f), contents: new Uint8Array(await readFile(`${HERE}${f}`)) }
+  }))
+  await writeOutputs([...r.outputFiles, ...copies], PAGE_DIST)
 }

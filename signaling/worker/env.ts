@@ -5,7 +5,7 @@ import type { SignalingRoom } from './room.ts'
 export type WorkerEnv = {
   /** One SignalingRoom per room id (idFromName). */
   ROOMS: DurableObjectNamespace<SignalingRoom>
-  /** The built debug page (signaling/page/dist), wrangler.toml [assets]. */
+  /** The built debug page (dist/page, signaling/page/location.ts), wrangler.toml [assets]. */
   ASSETS?: Fetcher
   /** Secret: admits only joins with a ticket signed by it. Unset: open (development only). */
   CAUSEWAY_ACCESS_SECRET?: string

@@ -35,7 +35,7 @@ export interface RelayProcess { child: ChildProcess, addrs: string[], stdout: ()
 
 /** Starts `causeway relay` as a child process and waits (bounded) for its addresses. */
 export async function spawnRelay (args: string[], timeoutMs = 15_000): Promise<RelayProcess> {
-  const child = spawn(NODE, ['--disable-warning=ExperimentalWarning', `${ROOT}cli/main.ts`, 'relay', ...args], {
+  const child = spawn(`${ROOT}bin/causeway`, ['relay', ...args], {
     cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAUSEWAY_LOG_LEVEL: 'warn' },
   })
   let out = ''
