@@ -38,6 +38,7 @@
  * | TOO_MANY_STREAMS | the per-peer concurrent stream limit is reached |
  * | TARGET_UNREACHABLE | the agent could not dial the share's declared target |
  * | STREAM_RESET | the other side or the path reset the stream |
+ * | FLOW_CONTROL_VIOLATION | the peer sent more stream bytes than the credit it was given; the stream is reset |
  * | PEER_UNAVAILABLE | no connection to that peer right now |
  * | SEAL_REJECTED | a sealed envelope failed to open (tampered, misaddressed, stale, replayed) |
  * | BAD_TOKEN | a network token or ticket could not be parsed |
@@ -77,6 +78,7 @@ export const ERRORS = {
   TOO_MANY_STREAMS: { close: 0, http: 429 },
   TARGET_UNREACHABLE: { close: 0, http: 502 },
   STREAM_RESET: { close: 0, http: 502 },
+  FLOW_CONTROL_VIOLATION: { close: 0, http: 502 },
   PEER_UNAVAILABLE: { close: 0, http: 503 },
   SEAL_REJECTED: { close: 0, http: 400 },
   BAD_TOKEN: { close: 0, http: 400 },

@@ -28,9 +28,10 @@ A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
  * Binary messages are stream bytes. Text messages are stream control (`StreamControl`):
  * `ok` (the acceptor dialed the target), `err {code, message}` (refused), `fin` (no more bytes
  * in this direction; the other may go on), `rst {code}` (abort both ways), `credit {n}` (the
- * receiver consumed n more bytes: flow control; a sender never has more than the stream window
- * (default 1 MiB) of unacknowledged bytes in flight, so a slow reader bounds memory on both
- * sides).
+ * receiver consumed n more bytes: flow control). A sender starts with STREAM_INITIAL_WINDOW
+ * (1 MiB) of credit per direction and never sends more bytes than the credit it was given, so a
+ * slow reader bounds memory on both sides; a receiver may grant more than it consumed (window
+ * growth) and resets a stream whose peer sends past its credit (FLOW_CONTROL_VIOLATION).
  */
 import * as z from 'zod'
 
@@ -129,6 +130,9 @@ export const StreamControl = z.discriminatedUnion('t', [
   z.object({ t: z.literal('credit'), n: z.number().int().positive().max(1 << 30) }).strict(),
 ])
 export type StreamControl = z.infer<typeof StreamControl>
+
+/** Credit every stream direction starts with, bytes (both sides must agree: part of the protocol). */
+export const STREAM_INITIAL_WINDOW = 1 << 20
 
 export const STREAM_LABEL_PREFIX = 'tcp:'
 export const CONTROL_LABEL = 'control'

@@ -1,21 +1,27 @@
 /**
  * Moves bytes between a TCP socket and a stream data channel, both ways, with:
  * - backpressure sender-side: the socket is paused while the channel's bufferedAmount is over
- *   `highWater`, and resumed once it drains to `lowWater` (polled: @roamhq/wrtc has no
- *   bufferedamountlow event);
- * - flow control receiver-side: a sender never has more than `window` unacknowledged bytes in
- *   flight; the receiver grants `credit` only for bytes its socket has flushed, so a slow
- *   reader stalls the sender instead of growing memory on either side;
+ *   `highWater`, and resumed once it drains to `lowWater` (the `bufferedamountlow` event where
+ *   the engine has it, polling otherwise: see peer/channel.ts);
+ * - flow control receiver-side: a sender never has more unacknowledged bytes in flight than the
+ *   credit it was given (STREAM_INITIAL_WINDOW at open, then `credit` grants); the receiver
+ *   grants credit only for bytes its socket has flushed, so a slow reader stalls the sender
+ *   instead of growing memory on either side;
+ * - window auto-tuning: when the receiver's socket consumes a whole window in less than ~4 RTT
+ *   (the window, not the path, limits the stream), the receiver doubles the window by granting
+ *   extra credit, up to `maxWindow`, the growth reserved from a per-peer `WindowBudget`;
+ * - enforcement: a peer that sends past the credit it was given gets the stream reset with
+ *   FLOW_CONTROL_VIOLATION (never unbounded buffering);
  * - half-close: a FIN on either socket becomes `fin` and ends only that direction;
  * - reset: a socket error becomes `rst` and the other side resets its socket (TCP RST).
  */
 import type { Socket } from 'node:net'
-import { parseJson, StreamControl } from '../../protocol/peer.ts'
+import { parseJson, STREAM_INITIAL_WINDOW, StreamControl } from '../../protocol/peer.ts'
 import { onDrain } from '../../peer/channel.ts'
 
 export interface PipeOptions {
-  /** Flow-control window per stream and direction, bytes. Default 1 MiB. */
-  window?: number
+  /** Largest flow-control window per stream and direction, bytes. Default 16 MiB. */
+  maxWindow?: number
   /** Pause the socket above this channel bufferedAmount, bytes. Default 1 MiB. */
   highWater?: number
   /** Resume at or below this bufferedAmount, bytes. Default 256 KiB. */
@@ -28,21 +34,55 @@ export interface PipeHooks {
   onBytes?: (direction: 'in' | 'out', n: number) => void
   /** Called once when both directions are finished or the stream was reset. */
   onClose?: (reason: 'done' | 'reset' | 'error', code?: string) => void
+  /** Current round-trip time to the peer, ms (drives window growth); undefined when unknown. */
+  rttMs?: () => number | null | undefined
+  /** Where window growth beyond STREAM_INITIAL_WINDOW is reserved; none: no growth. */
+  budget?: WindowBudget
 }
 
-export const PIPE_DEFAULTS: Required<PipeOptions> = { window: 1 << 20, highWater: 1 << 20, lowWater: 256 << 10, chunk: 64 << 10 }
+export const PIPE_DEFAULTS: Required<PipeOptions> = { maxWindow: 16 << 20, highWater: 1 << 20, lowWater: 256 << 10, chunk: 64 << 10 }
+
+/** RTT assumed for window growth while none was measured yet (relay path, first ping), ms. */
+const DEFAULT_RTT_MS = 50
+
+/**
+ * The receive memory one peer may hold beyond every stream's initial window: the sum of all
+ * its streams' window growth. Per-peer worst case = streams x STREAM_INITIAL_WINDOW + limit.
+ */
+export class WindowBudget {
+  readonly limit: number
+  used = 0
+  constructor (limit: number) { this.limit = limit }
+  /** Reserves up to `want` bytes; returns what was reserved. */
+  take (want: number): number {
+    const n = Math.max(0, Math.min(want, this.limit - this.used))
+    this.used += n
+    return n
+  }
+
+  give (n: number): void { this.used = Math.max(0, this.used - n) }
+}
 
 export class StreamPipe {
   private readonly socket: Socket
   private readonly dc: RTCDataChannel
   private readonly opts: Required<PipeOptions>
   private readonly hooks: PipeHooks
-  private credit: number
-  /** Bytes received from the channel, and how many of them were granted back as credit. */
+  /** Bytes we may still send (peer's credit). */
+  private credit = STREAM_INITIAL_WINDOW
+  /** Socket bytes read but not sent yet for lack of credit. */
+  private pending: Buffer | undefined
+  /** Receive side: our window, bytes received, flushed bytes granted back, and everything we allowed the peer to send. */
+  private window = STREAM_INITIAL_WINDOW
   private received = 0
   private granted = 0
+  private allowed = STREAM_INITIAL_WINDOW
+  private reserved = 0
+  private epochAt = performance.now()
+  private epochGranted = 0
   private drainHooked = false
   private localFin = false
+  private finPending = false
   private remoteFin = false
   private finished = false
   private cancelDrain?: () => void
@@ -54,8 +94,10 @@ export class StreamPipe {
     this.dc = dc
     this.opts = { ...PIPE_DEFAULTS, ...opts }
     this.hooks = hooks
-    this.credit = this.opts.window
   }
+
+  /** This stream's current receive window, bytes. */
+  get receiveWindow (): number { return this.window }
 
   /** Starts moving bytes; the channel must be open and the handshake done. */
   start (): void {
@@ -77,24 +119,33 @@ export class StreamPipe {
 
   private onSocketData (buf: Buffer): void {
     if (this.finished) return
+    if (this.pending !== undefined) { this.pending = Buffer.concat([this.pending, buf]); this.socket.pause(); this.waitingCredit = true; return }
+    this.sendBytes(buf)
+    this.maybePause()
+  }
+
+  /** Sends as much of `buf` as the credit allows; keeps the rest pending. False on failure. */
+  private sendBytes (buf: Buffer): boolean {
     const { chunk } = this.opts
+    const n = Math.min(buf.length, Math.max(0, this.credit))
     try {
-      for (let off = 0; off < buf.length; off += chunk) {
-        const part = buf.subarray(off, Math.min(off + chunk, buf.length))
+      for (let off = 0; off < n; off += chunk) {
+        const part = buf.subarray(off, Math.min(off + chunk, n))
         this.dc.send(part as Uint8Array<ArrayBuffer>)
-        this.credit -= part.length
       }
     } catch {
       this.reset('STREAM_RESET')
-      return
+      return false
     }
-    this.hooks.onBytes?.('out', buf.length)
-    this.maybePause()
+    this.credit -= n
+    this.pending = n < buf.length ? buf.subarray(n) : undefined
+    if (n > 0) this.hooks.onBytes?.('out', n)
+    return true
   }
 
   private maybePause (): void {
     if (this.finished) return
-    if (this.credit <= 0) {
+    if (this.pending !== undefined || this.credit <= 0) {
       this.socket.pause()
       this.waitingCredit = true
       return
@@ -109,6 +160,16 @@ export class StreamPipe {
     }
   }
 
+  private onCredit (n: number): void {
+    this.credit += n
+    if (!this.waitingCredit || this.credit <= 0) return
+    this.waitingCredit = false
+    if (this.pending !== undefined && !this.sendBytes(this.pending)) return
+    if (this.pending === undefined && this.finPending) { this.finPending = false; this.sendFin(); return }
+    if (this.pending === undefined && !this.localFin) this.socket.resume()
+    this.maybePause()
+  }
+
   private onMessage (data: unknown): void {
     if (this.finished) return
     if (typeof data === 'string') {
@@ -116,11 +177,7 @@ export class StreamPipe {
       if (ctl === null) { this.reset('BAD_MESSAGE'); return }
       switch (ctl.t) {
         case 'credit':
-          this.credit += ctl.n
-          if (this.waitingCredit && this.credit > 0) {
-            this.waitingCredit = false
-            if (!this.localFin) { this.socket.resume(); this.maybePause() }
-          }
+          this.onCredit(ctl.n)
           return
         case 'fin':
           this.remoteFin = true
@@ -139,8 +196,10 @@ export class StreamPipe {
     const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined
     if (bytes === undefined || this.remoteFin) { this.reset('BAD_MESSAGE'); return }
     const n = bytes.length
-    this.hooks.onBytes?.('in', n)
     this.received += n
+    // The peer sent past the credit we gave: refuse to buffer it.
+    if (this.received > this.allowed) { this.reset('FLOW_CONTROL_VIOLATION'); return }
+    this.hooks.onBytes?.('in', n)
     this.socket.write(bytes)
     this.grantCredit()
   }
@@ -148,23 +207,53 @@ export class StreamPipe {
   /**
    * Grants the sender credit for every byte that left our socket's user-space buffer (bytes
    * still in `writableLength` stay unacknowledged), in steps of a quarter window; re-checked
-   * on the socket's `drain`.
+   * on the socket's `drain`. Grows the window when it is what limits the stream.
    */
   private grantCredit (): void {
     if (this.finished) return
     const flushed = this.received - this.socket.writableLength
     const grant = flushed - this.granted
-    if (grant >= this.opts.window / 4) {
+    if (grant >= this.window / 4) {
       this.granted = flushed
-      this.sendText(`{"t":"credit","n":${grant}}`)
+      const extra = this.grow(flushed)
+      this.allowed += grant + extra
+      this.sendText(`{"t":"credit","n":${grant + extra}}`)
     } else if (grant > 0 && this.socket.writableLength > 0 && !this.drainHooked) {
       this.drainHooked = true
       this.socket.once('drain', () => { this.drainHooked = false; this.grantCredit() })
     }
   }
 
+  /**
+   * Auto-tuning (as QUIC receivers do): when the bytes consumed since the epoch started would
+   * use the whole window in under 4 RTT (as quic-go), the peer is window-limited: double the window (from
+   * the budget). Returns the extra credit to grant.
+   */
+  private grow (flushed: number): number {
+    const now = performance.now()
+    const consumed = flushed - this.epochGranted
+    const elapsed = now - this.epochAt
+    if (consumed < this.window / 2) return 0
+    const rtt = Math.max(1, this.hooks.rttMs?.() ?? DEFAULT_RTT_MS)
+    let extra = 0
+    if (this.hooks.budget !== undefined && this.window < this.opts.maxWindow && elapsed < 4 * rtt * (consumed / this.window)) {
+      extra = this.hooks.budget.take(Math.min(this.window, this.opts.maxWindow - this.window))
+      this.reserved += extra
+      this.window += extra
+    }
+    this.epochAt = now
+    this.epochGranted = flushed
+    return extra
+  }
+
   private onSocketEnd (): void {
-    if (this.finished || this.localFin) return
+    if (this.finished || this.localFin || this.finPending) return
+    // bytes still waiting for credit go first
+    if (this.pending !== undefined) { this.finPending = true; return }
+    this.sendFin()
+  }
+
+  private sendFin (): void {
     this.localFin = true
     this.sendText('{"t":"fin"}')
     // We sent the last fin: the other side closes the channel once it has read it (closing
@@ -175,11 +264,18 @@ export class StreamPipe {
     }
   }
 
+  private release (): void {
+    this.cancelDrain?.()
+    clearTimeout(this.closeTimer)
+    this.hooks.budget?.give(this.reserved)
+    this.reserved = 0
+    this.pending = undefined
+  }
+
   private done (closeChannel: boolean): void {
     if (this.finished) return
     this.finished = true
-    this.cancelDrain?.()
-    clearTimeout(this.closeTimer)
+    this.release()
     if (closeChannel) {
       onDrain(this.dc, 0, () => {
         try { this.dc.close() } catch { /* closed */ }
@@ -202,8 +298,7 @@ export class StreamPipe {
   private finish (reason: 'reset' | 'error', code?: string): void {
     if (this.finished) return
     this.finished = true
-    this.cancelDrain?.()
-    clearTimeout(this.closeTimer)
+    this.release()
     if (!this.socket.destroyed) this.socket.resetAndDestroy()
     try { this.dc.close() } catch { /* closed */ }
     this.hooks.onClose?.(reason, code)

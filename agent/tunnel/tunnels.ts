@@ -11,7 +11,7 @@ import { parseJson, STREAM_LABEL_PREFIX, StreamControl } from '../../protocol/pe
 import { whenOpen } from '../../peer/channel.ts'
 import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
-import { StreamPipe, type PipeOptions } from './pipe.ts'
+import { StreamPipe, WindowBudget, type PipeOptions } from './pipe.ts'
 import type { ShareRegistry } from './shares.ts'
 import { socketPair, type PairEnd } from './socket-pair.ts'
 
@@ -32,6 +32,12 @@ export interface TunnelOptions {
   dialTimeoutMs?: number
   /** Time for the remote to answer a stream open, ms. Default 15000. */
   openTimeoutMs?: number
+  /**
+   * Receive memory one peer's streams may hold beyond each stream's 1 MiB initial window (the
+   * sum of their window growth), bytes. Default 64 MiB. Per-peer bound on buffered receive
+   * bytes: maxStreamsPerPeer x 1 MiB + this.
+   */
+  peerWindowBudget?: number
   pipe?: PipeOptions
 }
 
@@ -58,7 +64,18 @@ export function sessionOpener (peer: RemotePeer, session: PeerSession): ChannelO
   }
 }
 
-export interface PeerCounters { streams: number, bytesIn: number, bytesOut: number, opened: number, refused: number }
+export interface PeerCounters {
+  streams: number
+  bytesIn: number
+  bytesOut: number
+  opened: number
+  refused: number
+  budget: WindowBudget
+  /** Goodput (tunnelled bytes/s) over the last sampling interval, per direction. */
+  goodputIn: number
+  goodputOut: number
+  sampled: { at: number, bytesIn: number, bytesOut: number }
+}
 
 export class Tunnels {
   private readonly shares: ShareRegistry
@@ -67,21 +84,36 @@ export class Tunnels {
   private readonly counters = new Map<string, PeerCounters>()
   private readonly live = new Set<StreamPipe>()
   /** Totals across peers, for metrics. */
-  readonly totals = { bytesIn: 0, bytesOut: 0, opened: 0, refused: 0 }
+  readonly totals = { bytesIn: 0, bytesOut: 0, opened: 0, refused: 0, flowViolations: 0, maxWindow: 0 }
 
   constructor (shares: ShareRegistry, opts: TunnelOptions, log: LogLike) {
     this.shares = shares
-    this.opts = { maxStreamsPerPeer: 500, dialTimeoutMs: 10_000, openTimeoutMs: 15_000, ...opts, pipe: opts.pipe ?? {} }
+    this.opts = { maxStreamsPerPeer: 500, dialTimeoutMs: 10_000, openTimeoutMs: 15_000, peerWindowBudget: 64 << 20, ...opts, pipe: opts.pipe ?? {} }
     this.log = log
   }
 
   counter (peer: string): PeerCounters {
     let c = this.counters.get(peer)
-    if (c === undefined) { c = { streams: 0, bytesIn: 0, bytesOut: 0, opened: 0, refused: 0 }; this.counters.set(peer, c) }
+    if (c === undefined) {
+      c = { streams: 0, bytesIn: 0, bytesOut: 0, opened: 0, refused: 0, budget: new WindowBudget(this.opts.peerWindowBudget), goodputIn: 0, goodputOut: 0, sampled: { at: performance.now(), bytesIn: 0, bytesOut: 0 } }
+      this.counters.set(peer, c)
+    }
     return c
   }
 
   forget (peer: string): void { this.counters.delete(peer) }
+
+  /** Measures each peer's goodput since the previous call (the agent calls it every 2 s). */
+  sampleGoodput (): void {
+    const now = performance.now()
+    for (const c of this.counters.values()) {
+      const dt = (now - c.sampled.at) / 1000
+      if (dt <= 0) continue
+      c.goodputIn = Math.round((c.bytesIn - c.sampled.bytesIn) / dt)
+      c.goodputOut = Math.round((c.bytesOut - c.sampled.bytesOut) / dt)
+      c.sampled = { at: now, bytesIn: c.bytesIn, bytesOut: c.bytesOut }
+    }
+  }
 
   /** Accepts streams the remote peer opens on this session. */
   attach (peer: RemotePeer, session: PeerSession): void {
@@ -150,8 +182,14 @@ export class Tunnels {
       onClose: (reason, code) => {
         release()
         this.live.delete(pipe)
-        if (reason !== 'done') this.log.debug({ peer: peer.name, label: dc.label, reason, code }, 'stream reset')
+        this.totals.maxWindow = Math.max(this.totals.maxWindow, pipe.receiveWindow)
+        if (code === 'FLOW_CONTROL_VIOLATION') {
+          this.totals.flowViolations++
+          this.log.warn({ peer: peer.name, label: dc.label.slice(0, 80), code }, 'stream reset: the peer sent past its credit')
+        } else if (reason !== 'done') this.log.debug({ peer: peer.name, label: dc.label, reason, code }, 'stream reset')
       },
+      rttMs: () => peer.session?.rttMs,
+      budget: c.budget,
     })
     this.live.add(pipe)
     pipe.start()
@@ -216,5 +254,5 @@ export class Tunnels {
 }
 
 function isCode (code: string): code is ErrorCode {
-  return ['SHARE_NOT_FOUND', 'SHARE_FORBIDDEN', 'TOO_MANY_STREAMS', 'TARGET_UNREACHABLE', 'STREAM_RESET', 'PEER_UNAVAILABLE', 'BAD_MESSAGE', 'SHUTTING_DOWN'].includes(code)
+  return ['SHARE_NOT_FOUND', 'SHARE_FORBIDDEN', 'TOO_MANY_STREAMS', 'TARGET_UNREACHABLE', 'STREAM_RESET', 'PEER_UNAVAILABLE', 'BAD_MESSAGE', 'SHUTTING_DOWN', 'FLOW_CONTROL_VIOLATION'].includes(code)
 }
