@@ -79,6 +79,12 @@ export class Mesh {
   private readonly init: MeshInit
   private readonly log: LogLike
   private closed = false
+  /** Who is in the signaling room now (from welcome/joined/left), hello received or not. */
+  private readonly members = new Set<string>()
+  /** The hello each peer was last sent: a peer whose hello arrives gets ours if it missed the current one. */
+  private readonly helloSent = new Map<string, Hello>()
+  /** Per recipient, the last send in flight: sealing is async, sends leave in call order. */
+  private readonly outbox = new Map<string, Promise<boolean>>()
 
   constructor (init: MeshInit) {
     this.init = init
@@ -117,9 +123,13 @@ export class Mesh {
       ...(t.ticket !== undefined ? { ticket: t.ticket } : {}),
       ...(this.init.WebSocket !== undefined ? { WebSocket: this.init.WebSocket } : {}),
     })
-    sc.on('welcome', peers => { for (const p of peers) void this.sendHello(p) })
-    sc.on('joined', p => { void this.sendHello(p) })
-    sc.on('left', p => this.onLeft(p))
+    sc.on('welcome', peers => {
+      this.members.clear()
+      this.helloSent.clear()
+      for (const p of peers) { this.members.add(p); void this.sendHello(p) }
+    })
+    sc.on('joined', p => { this.members.add(p); void this.sendHello(p) })
+    sc.on('left', p => { this.members.delete(p); this.helloSent.delete(p); this.onLeft(p) })
     // Signals from one sender are handled strictly in order (opening is async: a hello must be
     // processed before the offer behind it). Bounded per sender; the oldest are dropped first.
     sc.on('signal', (from, sealed) => { this.enqueueSignal(from, sealed) })
@@ -131,32 +141,43 @@ export class Mesh {
     sc.start()
   }
 
-  /** Seals and sends one signal to a peer; false when signaling is down or the peer unknown. */
+  /**
+   * Seals and sends one signal to a peer; false when signaling is down or the peer unknown.
+   * Signals to one recipient leave in call order (a newer hello never overtakes an older one).
+   */
   async send (to: string, body: PeerSignal, toRole: Role = this.peers.get(to)?.role ?? 'agent'): Promise<boolean> {
     const keys = this.keys
     const sc = this.signaling
     if (keys === undefined || sc === undefined) return false
     const key = keys.sealFor(toRole)
     if (key === undefined) return false
-    const sealed = await seal(key, { room: keys.room, from: this.id, to, body })
-    return sc.send(to, sealed)
+    const before = this.outbox.get(to) ?? Promise.resolve(true)
+    const sent = before.then(async () => sc.send(to, await seal(key, { room: keys.room, from: this.id, to, body })), () => false)
+    this.outbox.set(to, sent)
+    try { return await sent } finally { if (this.outbox.get(to) === sent) this.outbox.delete(to) }
   }
 
-  /** Announces (or withdraws) this agent's relay identity and addresses: hello again to every peer. */
+  /**
+   * Announces (or withdraws) this agent's relay identity and addresses: hello again to everyone
+   * in the room, including peers whose own hello has not arrived yet (they would otherwise keep
+   * the older one).
+   */
   setRelay (relay: { peer: string, addrs: string[] } | undefined): void {
     const keys = this.keys
     if (keys === undefined || this.role !== 'agent') return
     const { relay: _old, ...rest } = keys.hello
     keys.hello = relay === undefined ? rest : { ...rest, relay }
-    for (const p of this.peers.values()) void this.sendHello(p.id)
+    for (const id of new Set([...this.members, ...this.peers.keys()])) void this.sendHello(id)
   }
 
   private async sendHello (to: string): Promise<void> {
     if (this.keys === undefined) return
+    const hello = this.keys.hello
+    this.helloSent.set(to, hello)
     // A viewer only talks to agents; an agent does not yet know the role, so it seals its hello
     // for an agent and, for viewers, a second one with the viewer key.
-    await this.send(to, this.keys.hello, 'agent')
-    if (this.role === 'agent') await this.send(to, this.keys.hello, 'viewer')
+    const both = [this.send(to, hello, 'agent'), ...(this.role === 'agent' ? [this.send(to, hello, 'viewer')] : [])]
+    await Promise.all(both)
   }
 
   private readonly inbox = new Map<string, { busy: boolean, queue: string[] }>()
@@ -250,6 +271,8 @@ export class Mesh {
       if (hello.relay !== undefined) peer.relay = hello.relay; else delete peer.relay
     }
     if (peer.session === undefined || peer.session.state === 'closed') this.newSession(peer)
+    // It may have missed our current hello (it changed before we knew the peer): send it now.
+    if (this.keys !== undefined && this.helloSent.get(from) !== this.keys.hello) void this.sendHello(from)
   }
 
   private newSession (peer: RemotePeer): PeerSession {
@@ -292,6 +315,7 @@ export class Mesh {
   private dropPeer (peer: RemotePeer, why: string): void {
     if (this.peers.get(peer.id) !== peer) return
     this.peers.delete(peer.id)
+    if (!this.members.has(peer.id)) this.helloSent.delete(peer.id)
     this.log.info({ peer: peer.name, why }, 'peer removed')
     peer.session?.close()
     this.events.peerGone?.(peer)
