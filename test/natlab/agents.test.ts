@@ -122,6 +122,8 @@ labDescribe('agents through real NAT', () => {
   }, 120_000)
 
   it('symmetric/symmetric without TURN: relay; relay death resets relayed tunnels, reservations return, then direct takes over', async () => {
+    await lab.setNat('a', 'symmetric')
+    await lab.setNat('b', 'symmetric')
     await signaling.proc.kill()
     signaling = await lab.startSignaling(relay.addrs, { turn: false })
     const t = Date.now()
