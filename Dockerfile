@@ -42,5 +42,5 @@ COPY --from=build /src/dist ./dist
 USER 10001:10001
 # status API / metrics, Node signaling, relay TCP and WebSockets
 EXPOSE 9090 8787 4001 4002
-ENTRYPOINT ["./bin/causeway"]
+ENTRYPOINT ["/app/bin/causeway"]
 CMD ["--help"]

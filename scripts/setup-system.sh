@@ -2,8 +2,10 @@
 # Installs the Debian packages the test suites use, if they are missing: coturn (STUN/TURN),
 # iptables + iproute2 (NAT lab), chromium (debug page), openssh-server + socat (benchmark
 # baselines), gcc (the WAN emulator's delay line), iperf3 + wireguard-go + wireguard-tools (WAN
-# benchmark baselines). Idempotent; needs root and apt-get, otherwise it only reports what is missing
-# (the suites that need a missing tool then fail loudly rather than pass silently).
+# benchmark baselines), buildah + podman + runc (the container image, scripts/image/). Idempotent;
+# needs root and apt-get, otherwise it only reports what is missing (the suites that need a
+# missing tool then fail loudly rather than pass silently). Under CI=true a package it cannot
+# install fails it.
 set -uo pipefail
 need=()
 command -v turnserver >/dev/null 2>&1 || need+=(coturn)
@@ -18,9 +20,13 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
 command -v wireguard-go >/dev/null 2>&1 || need+=(wireguard-go)
 command -v wg >/dev/null 2>&1 || need+=(wireguard-tools)
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+[ -x /usr/sbin/runc ] || need+=(runc)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-system: WARNING: missing ${need[*]} and cannot install (not root or no apt-get)" >&2
+  [ "${CI:-}" = true ] && exit 1
   exit 0
 fi
 echo "setup-system: installing ${need[*]}" >&2
@@ -34,7 +40,10 @@ fi
 apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 status=$?
 [ -n "$policy" ] && rm -f "$policy"
-[ $status -eq 0 ] || echo "setup-system: WARNING: apt-get install failed ($status)" >&2
+if [ $status -ne 0 ]; then
+  echo "setup-system: WARNING: apt-get install failed ($status)" >&2
+  [ "${CI:-}" = true ] && exit 1
+fi
 # coturn's package enables a system service on some images; the lab starts its own instances.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
 exit 0
