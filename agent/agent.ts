@@ -6,12 +6,13 @@ import type { Socket } from 'node:net'
 import { CausewayError } from '../protocol/errors.ts'
 import { deriveRelayKey } from '../protocol/keys.ts'
 import type { PathKind, ShareInfo, StatusMessage } from '../protocol/peer.ts'
+import { parseCredential } from '../protocol/identity.ts'
 import type { MemberToken } from '../protocol/token.ts'
 import { Mesh, type RemotePeer } from '../peer/mesh.ts'
 import { silentLog, type LogLike, type PathInfo } from '../peer/peer-session.ts'
 import { IceSource } from './ice.ts'
 import { listenConnect, type ConnectSpec, type Listener } from './tunnel/connects.ts'
-import { ShareRegistry, type ShareSpec } from './tunnel/shares.ts'
+import { askerOf, ShareRegistry, type Asker, type ShareSpec } from './tunnel/shares.ts'
 import { sessionOpener, Tunnels, type ChannelOpener, type TunnelOptions } from './tunnel/tunnels.ts'
 import type { RelayPath } from './relay-path/index.ts'
 import type { RelayStatus } from './relay-transport/index.ts'
@@ -19,8 +20,13 @@ import { createPeerConnection } from './wrtc.ts'
 
 export interface AgentInit {
   token: MemberToken
-  /** This agent's name in the network (unique; a restart with the same name replaces the old one). */
-  name: string
+  /**
+   * This agent's name in the network (unique; a restart with the same name replaces the old
+   * one). With an agent token it must be the name its credential carries (default).
+   */
+  name?: string
+  /** The network's signed revocation list (`causeway token --revoke`), if any. */
+  revocations?: string
   shares?: ShareSpec[]
   connects?: ConnectSpec[]
   /** ICE servers from flags, added to those of the signaling service. */
@@ -71,7 +77,8 @@ type CatalogListener = (peerName: string, shares: ShareInfo[] | null) => void
 
 export class Agent {
   readonly mesh: Mesh
-  readonly shares = new ShareRegistry()
+  readonly shares: ShareRegistry
+  readonly name: string
   readonly tunnels: Tunnels
   readonly catalogs = new Map<string, ShareInfo[]>()
   readonly paths = new Map<string, PathInfo>()
@@ -90,10 +97,13 @@ export class Agent {
   constructor (init: AgentInit) {
     this.init = init
     this.log = init.log ?? silentLog
+    this.name = agentName(init.token, init.name)
+    this.shares = new ShareRegistry({ provenNames: init.token.identity !== undefined })
+    if (init.token.identity === undefined) this.log.warn({}, 'shared token: agent names are not proven (any member can claim any name); issue per-agent tokens with `causeway token --name NAME`')
     this.tunnels = new Tunnels(this.shares, init.tunnel ?? {}, this.log)
     this.mesh = new Mesh({
       token: init.token,
-      name: init.name,
+      name: this.name,
       createPeerConnection,
       iceServers: () => this.ice?.servers() ?? init.iceServers ?? [],
       log: this.log,
@@ -129,6 +139,7 @@ export class Agent {
 
   async start (): Promise<void> {
     await this.mesh.start()
+    if (this.init.revocations !== undefined) await this.mesh.adoptRevocations(this.init.revocations)
     const room = this.mesh.room
     if (room === undefined) throw new Error('mesh did not derive a room')
     this.ice = new IceSource({ token: this.init.token, room, extra: this.init.iceServers ?? [], useService: this.init.useServiceIce ?? true, log: this.log })
@@ -182,8 +193,7 @@ export class Agent {
   private sendCatalog (peer: RemotePeer): void {
     const s = peer.session
     if (s === undefined) return
-    const asker = { name: peer.name, role: peer.role, ...(peer.grants !== undefined ? { grants: peer.grants } : {}) }
-    s.sendControl({ type: 'catalog', shares: this.shares.catalogFor(asker) })
+    s.sendControl({ type: 'catalog', shares: this.shares.catalogFor(askerOf(peer)) })
   }
 
   private broadcastCatalogs (): void {
@@ -236,13 +246,13 @@ export class Agent {
       if (s === undefined) continue
       const info = s.state === 'connected' ? await s.path() : { kind: 'none' as const }
       this.paths.set(p.id, info)
-      if (p.role === 'viewer' && s.state === 'connected') s.sendControl(this.viewerStatus())
+      if (p.role === 'viewer' && s.state === 'connected') s.sendControl(this.viewerStatus(askerOf(p)))
     }
   }
 
   status (): AgentStatus {
     return {
-      name: this.init.name,
+      name: this.name,
       id: this.mesh.id,
       signaling: this.mesh.signaling?.state ?? 'disconnected',
       peers: [...this.mesh.peers.values()].map(p => this.peerView(p)),
@@ -274,16 +284,24 @@ export class Agent {
     }
   }
 
-  /** What a viewer (debug page) gets: this agent's view, limited to what the viewer may see. */
-  private viewerStatus (): StatusMessage {
+  /**
+   * What a viewer (debug page) gets: this agent's view, limited to what the viewer's grant
+   * covers. Every viewer sees the agents this one is connected to and each link's path kind,
+   * RTT and byte counts; it sees only the shares its grant reaches (here and in other agents'
+   * catalogs). Candidate pairs (IP addresses), connect listeners and imports are shown only to
+   * a viewer granted `*`.
+   */
+  viewerStatus (viewer: Asker): StatusMessage {
     const s = this.status()
+    const all = (viewer.grants ?? []).includes('*')
+    const granted = (name: string): boolean => all || (viewer.grants ?? []).includes(name)
     return {
       type: 'status',
       name: s.name,
-      peers: s.peers.filter(p => p.role === 'agent').map(p => ({ ...p, shares: p.shares })),
-      shares: this.shares.list().map(x => ({ name: x.name, protocol: x.protocol ?? 'tcp' })),
-      connects: s.connects,
-      imports: s.imports,
+      peers: s.peers.filter(p => p.role === 'agent').map(({ pair, ...p }) => ({ ...p, ...(all && pair !== undefined ? { pair } : {}), shares: p.shares.filter(x => granted(x.name)) })),
+      shares: this.shares.catalogFor(viewer).map(x => ({ name: x.name, protocol: x.protocol })),
+      connects: all ? s.connects : [],
+      imports: all ? s.imports : [],
     }
   }
 
@@ -300,4 +318,15 @@ export class Agent {
     await this.mesh.close()
     await this.relayPath?.close().catch(() => {})
   }
+}
+
+/** The agent's name: the credential's with an agent token (a different --name is refused). */
+function agentName (token: MemberToken, name: string | undefined): string {
+  if (token.identity === undefined) {
+    if (name === undefined) throw new CausewayError('BAD_TOKEN', 'a shared token needs a name (--name)')
+    return name
+  }
+  const cred = parseCredential(token.identity.credential).name
+  if (name !== undefined && name !== cred) throw new CausewayError('IDENTITY_REJECTED', `this token is "${cred}"'s; it cannot run as "${name}"`)
+  return cred
 }

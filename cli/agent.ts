@@ -10,8 +10,16 @@ import { startStatusServer } from '../agent/status/server.ts'
 import { parseConnectFlag, parseShareFlag } from '../agent/tunnel/shares.ts'
 import { parseHostPort } from './duration.ts'
 import { checkKubeFlags, KUBE_HELP, KUBE_OPTIONS, kubeModeFromFlags } from './agent-kube.ts'
+import { readTokenText } from './token-input.ts'
 
-export const AGENT_HELP = `causeway agent (--token T | --token-file F | env CAUSEWAY_TOKEN) --name NAME [options]
+export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) [--name NAME] [options]
+
+  --token-file F                 the agent token (causeway token --name NAME); CAUSEWAY_TOKEN
+                                 works too. --token T also works but shows the secret in ps.
+  --name NAME                    default: the name in the agent token's credential (a
+                                 different name is refused); required with a shared token
+  --revocations-file F           the network's signed revocation list (causeway token
+                                 --revoke); re-read when it changes, passed on to peers
 
   --share NAME=HOST:PORT[,peers=a|b][,protocol=http]   export a TCP service (repeatable);
                                  only this declared target is ever dialed for NAME
@@ -35,6 +43,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       token: { type: 'string' },
       'token-file': { type: 'string' },
       name: { type: 'string' },
+      'revocations-file': { type: 'string' },
       share: { type: 'string', multiple: true, default: [] },
       connect: { type: 'string', multiple: true, default: [] },
       ice: { type: 'string', multiple: true, default: [] },
@@ -49,20 +58,23 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
     },
     strict: true,
   })
-  const tokenText = values.token ?? (values['token-file'] !== undefined ? readFileSync(values['token-file'], 'utf8') : process.env.CAUSEWAY_TOKEN)
-  if (tokenText === undefined) throw new Error('a network token is required: --token, --token-file or CAUSEWAY_TOKEN')
+  const tokenText = readTokenText(values)
+  if (tokenText === undefined) throw new Error('a network token is required: --token-file or CAUSEWAY_TOKEN')
   const decoded = decodeToken(tokenText)
   // The signaling service may be reachable at another URL than the token's (e.g. in-cluster).
   const override = process.env.CAUSEWAY_SIGNALING_URL
   if (override !== undefined && override !== '' && !/^https?:\/\/[^\s]+$/.test(override)) throw new Error('CAUSEWAY_SIGNALING_URL must be an http(s) URL')
   const token = override !== undefined && override !== '' ? { ...decoded, signaling: override.replace(/\/$/, '') } : decoded
   if (token.kind !== 'member') throw new Error('agents need a member token, not a viewer token')
-  const name = PeerName.safeParse(values.name ?? process.env.CAUSEWAY_NAME)
-  if (!name.success) throw new Error('--name NAME is required (letters, digits, . _ -; up to 64)')
+  const nameText = values.name ?? process.env.CAUSEWAY_NAME
+  const name = nameText !== undefined ? PeerName.safeParse(nameText) : undefined
+  if (name?.success === false || (name === undefined && token.identity === undefined)) throw new Error('--name NAME is required with a shared token (letters, digits, . _ -; up to 64)')
+  const revocationsFile = values['revocations-file']
   checkKubeFlags(values) // bad Kubernetes flags fail before the agent joins the network
   const agent = new Agent({
     token,
-    name: name.data,
+    ...(name?.data !== undefined ? { name: name.data } : {}),
+    ...(revocationsFile !== undefined ? { revocations: readFileSync(revocationsFile, 'utf8') } : {}),
     shares: values.share.map(parseShareFlag),
     connects: values.connect.map(parseConnectFlag),
     iceServers: values.ice.map(parseIceFlag),
@@ -75,6 +87,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
     drainMs: positive(values.drain, '--drain'),
   })
   await agent.start()
+  const stopWatch = revocationsFile !== undefined ? watchRevocations(agent, revocationsFile, log) : undefined
   const kube = await kubeModeFromFlags(agent, values, log, signal)
   let status: Awaited<ReturnType<typeof startStatusServer>> | undefined
   if (values.status !== 'off') {
@@ -84,6 +97,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
   }
   for (const l of agent.listeners) log.info({ share: l.spec.share, peer: l.spec.peer, listen: `${l.host}:${l.port}` }, 'connect listener')
   await new Promise<void>(resolve => signal.addEventListener('abort', () => resolve(), { once: true }))
+  stopWatch?.()
   await kube?.close()
   await agent.stop()
   await status?.close()
@@ -94,4 +108,20 @@ function positive (text: string, flag: string): number {
   const n = Number(text)
   if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer`)
   return n
+}
+
+/** Re-reads the revocation list file every 5 s when its content changes. */
+function watchRevocations (agent: Agent, file: string, log: Logger): () => void {
+  let last = readFileSync(file, 'utf8')
+  const timer = setInterval(() => {
+    let text: string
+    try { text = readFileSync(file, 'utf8') } catch { return }
+    if (text === last) return
+    last = text
+    agent.mesh.adoptRevocations(text).then(
+      adopted => { if (!adopted) log.info({ file }, 'revocation list not newer than the one in force') },
+      (err: unknown) => log.warn({ file, err: err instanceof Error ? err.message : String(err) }, 'revocation list refused'))
+  }, 5000)
+  timer.unref()
+  return () => clearInterval(timer)
 }

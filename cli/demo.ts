@@ -8,7 +8,8 @@ import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
-import { encodeToken, newSecret } from '../protocol/token.ts'
+import { issueAgentToken, newNetwork } from '../protocol/identity-owner.ts'
+import { encodeToken } from '../protocol/token.ts'
 import { configFromEnv } from '../signaling/config.ts'
 import { startNodeSignaling } from '../signaling/node/server.ts'
 import { Agent } from '../agent/agent.ts'
@@ -65,11 +66,14 @@ export async function demoCommand (argv: string[], log: Logger): Promise<number>
   const out = (s: string): void => { process.stdout.write(`${s}\n`) }
   const signaling = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv({}), log: quiet.child({ c: 'signaling' }) })
   const service = await startDemoService()
-  const token = { kind: 'member' as const, signaling: signaling.url, secret: newSecret() }
+  // One network (issuer key in memory), one agent token per agent: names are proven.
+  const owner = await newNetwork(signaling.url)
+  const tokenA = await issueAgentToken(owner, 'site-a', { ttlSeconds: 3600 })
+  const tokenB = await issueAgentToken(owner, 'site-b', { ttlSeconds: 3600 })
   out(`signaling    ${signaling.url} (Node, in-memory rooms)`)
-  out(`token        ${encodeToken(token).slice(0, 24)}… (secret never leaves the agents)`)
-  const a = new Agent({ token, name: 'site-a', shares: [{ name: 'web', host: '127.0.0.1', port: service.port, protocol: 'http' }], log: quiet.child({ c: 'site-a' }) })
-  const b = new Agent({ token, name: 'site-b', connects: [{ share: 'web', peer: 'site-a', host: '127.0.0.1', port: 0 }], log: quiet.child({ c: 'site-b' }) })
+  out(`tokens       site-a ${encodeToken(tokenA).slice(0, 16)}…, site-b ${encodeToken(tokenB).slice(0, 16)}… (own keys; the secret never leaves the agents)`)
+  const a = new Agent({ token: tokenA, shares: [{ name: 'web', host: '127.0.0.1', port: service.port, protocol: 'http', peers: ['site-b'] }], log: quiet.child({ c: 'site-a' }) })
+  const b = new Agent({ token: tokenB, connects: [{ share: 'web', peer: 'site-a', host: '127.0.0.1', port: 0 }], log: quiet.child({ c: 'site-b' }) })
   let code = 1
   try {
     const t0 = performance.now()

@@ -13,7 +13,7 @@ type Command = { help: string, run: (argv: string[], ctx: Ctx) => Promise<number
 interface Ctx { log: pino.Logger, signal: AbortSignal }
 
 const commands: Record<string, { load: () => Promise<Command> }> = {
-  token: { load: async () => ({ help: TOKEN_HELP, run: async argv => { process.stdout.write(`${await tokenCommand(argv)}\n`); return 0 } }) },
+  token: { load: async () => ({ help: TOKEN_HELP, run: async argv => { const out = await tokenCommand(argv); if (out !== undefined) process.stdout.write(`${out}\n`); return 0 } }) },
   signaling: { load: async () => ({ help: SIGNALING_HELP, run: async (argv, ctx) => { await signalingCommand(argv, ctx.log, ctx.signal); return 0 } }) },
   ...COMMANDS,
 }

@@ -6,9 +6,17 @@
  * Roles: members (agents) hold the network secret and talk to everyone; viewers (debug page)
  * hold only the viewer secret: they reach agents, never impersonate one, and carry share
  * grants that agents verify with the member-only grant key.
+ *
+ * Identity: with an agent token (or a viewer token made from one) the mesh holds the network's
+ * issuer key and accepts an agent only when its hello carries a valid credential for that name
+ * and a fresh proof by the credential's key; every offer/answer of an agent must carry a proof
+ * of its DTLS fingerprints (protocol/identity-proof.ts). Without the issuer key (a shared
+ * token) names are claims.
  */
 import { randomId } from '../protocol/encoding.ts'
 import { CausewayError } from '../protocol/errors.ts'
+import { importSigningKey, importVerifyKey, verifyCredential, verifyRevocationList } from '../protocol/identity.ts'
+import { signDtls, signHello, verifyDtls, verifyHello } from '../protocol/identity-proof.ts'
 import { deriveGrantKey, deriveMemberKeys, deriveViewerSealKey } from '../protocol/keys.ts'
 import { PeerSignal, type Hello } from '../protocol/peer.ts'
 import { Opener, seal } from '../protocol/seal.ts'
@@ -31,6 +39,8 @@ export interface RemotePeer {
   relay?: { peer: string, addrs: string[] }
   /** Session ids of this peer that are known dead: their late signals are dropped. */
   deadSids: Set<string>
+  /** An agent whose name is proven (credential + proofs verified): its key and credential. */
+  proven?: { key: CryptoKey, serial: string, expiresAt: number }
 }
 
 export interface MeshInit {
@@ -58,6 +68,8 @@ export interface MeshEvents {
   peerGone?: (peer: RemotePeer) => void
   /** A signaling error (UNAUTHORIZED, ROOM_FULL, …). */
   signalingError?: (code: string, message: string) => void
+  /** A peer's hello or description was refused (IDENTITY_REJECTED, CREDENTIAL_EXPIRED, …). */
+  refused?: (from: string, code: string, message: string) => void
 }
 
 interface Keys {
@@ -67,7 +79,13 @@ interface Keys {
   opener: Opener<Role>
   grantKey?: CryptoKey
   hello: Hello
+  /** The network's issuer key: present when names are proven. */
+  issuer?: CryptoKey
+  /** This agent's identity key and credential (agent tokens). */
+  identity?: { key: CryptoKey, credential: string }
 }
+
+interface Revocations { text: string, seq: number, serials: Set<string> }
 
 export class Mesh {
   readonly id = randomId(12)
@@ -85,6 +103,7 @@ export class Mesh {
   private readonly helloSent = new Map<string, Hello>()
   /** Per recipient, the last send in flight: sealing is async, sends leave in call order. */
   private readonly outbox = new Map<string, Promise<boolean>>()
+  private crl?: Revocations
 
   constructor (init: MeshInit) {
     this.init = init
@@ -106,6 +125,12 @@ export class Mesh {
         opener: new Opener<Role>({ room: k.room, self: this.id, keys: [{ key: k.seal, role: 'agent' }, { key: k.viewerSeal, role: 'viewer' }] }),
         grantKey: k.grant,
         hello,
+        ...(t.identity !== undefined
+          ? {
+              issuer: await importVerifyKey(t.identity.issuer),
+              identity: { key: await importSigningKey(t.identity.key), credential: t.identity.credential },
+            }
+          : {}),
       }
     } else {
       const vk = await deriveViewerSealKey(t.viewerSecret)
@@ -114,6 +139,7 @@ export class Mesh {
         sealFor: role => role === 'agent' ? vk : undefined,
         opener: new Opener<Role>({ room: t.room, self: this.id, keys: [{ key: vk, role: 'viewer' }] }),
         hello: { ...hello, grants: t.grants, grantSig: t.grantSig },
+        ...(t.issuer !== undefined ? { issuer: await importVerifyKey(t.issuer) } : {}),
       }
     }
     const sc = this.signaling = new SignalingClient({
@@ -141,6 +167,9 @@ export class Mesh {
     sc.start()
   }
 
+  /** Whether agents' names are verified (the mesh holds the network's issuer key). */
+  get provesNames (): boolean { return this.keys?.issuer !== undefined }
+
   /**
    * Seals and sends one signal to a peer; false when signaling is down or the peer unknown.
    * Signals to one recipient leave in call order (a newer hello never overtakes an older one).
@@ -152,10 +181,54 @@ export class Mesh {
     const key = keys.sealFor(toRole)
     if (key === undefined) return false
     const before = this.outbox.get(to) ?? Promise.resolve(true)
-    const sent = before.then(async () => sc.send(to, await seal(key, { room: keys.room, from: this.id, to, body })), () => false)
+    const sent = before.then(async () => sc.send(to, await seal(key, { room: keys.room, from: this.id, to, body: await this.withProof(to, body) })), () => false)
     this.outbox.set(to, sent)
     try { return await sent } finally { if (this.outbox.get(to) === sent) this.outbox.delete(to) }
   }
+
+  /**
+   * An agent with an identity adds its credential and a fresh proof to each hello, and signs
+   * the DTLS fingerprints of each offer/answer (in the send order, inside the outbox chain).
+   */
+  private async withProof (to: string, body: PeerSignal): Promise<PeerSignal> {
+    const keys = this.keys
+    const id = keys?.identity
+    if (keys === undefined || id === undefined) return body
+    const ts = Date.now()
+    if (body.type === 'hello') {
+      const sig = await signHello(id.key, { room: keys.room, from: this.id, to, ts, name: body.name, role: body.role, ...(body.relay !== undefined ? { relayPeer: body.relay.peer } : {}) })
+      return { ...body, cred: id.credential, proof: { ts, sig }, ...(this.crl !== undefined ? { crl: this.crl.text } : {}) }
+    }
+    if (body.type !== 'description' || body.description.type === 'rollback') return body
+    const sig = await signDtls(id.key, { room: keys.room, from: this.id, to, sid: body.sid, ts, type: body.description.type, sdp: body.description.sdp })
+    return { ...body, proof: { ts, sig } }
+  }
+
+  /**
+   * Adopts a signed revocation list (from `--revocations-file` or a peer's hello) when it is
+   * newer than the one held: peers it names are dropped and every peer gets a hello carrying
+   * it. Returns whether it was adopted; throws CausewayError IDENTITY_REJECTED when it does
+   * not verify.
+   */
+  async adoptRevocations (text: string): Promise<boolean> {
+    const keys = this.keys
+    if (keys?.issuer === undefined) throw new CausewayError('SHARED_TOKEN', 'revocation lists need an agent token (the network\'s issuer key)')
+    const list = await verifyRevocationList(keys.issuer, text, keys.room)
+    if (this.crl !== undefined && list.seq <= this.crl.seq) return false
+    this.crl = { text: text.trim(), seq: list.seq, serials: new Set(list.serials) }
+    this.log.info({ seq: list.seq, revoked: list.serials.length }, 'revocation list adopted')
+    for (const p of [...this.peers.values()]) {
+      if (p.proven !== undefined && this.crl.serials.has(p.proven.serial)) {
+        this.events.refused?.(p.id, 'CREDENTIAL_REVOKED', `credential of "${p.name}" revoked`)
+        this.dropPeer(p, 'revoked')
+      }
+    }
+    if (keys.identity !== undefined) for (const p of this.peers.values()) void this.sendHello(p.id)
+    return true
+  }
+
+  /** The sequence number of the revocation list in force (undefined: none). */
+  get revocationSeq (): number | undefined { return this.crl?.seq }
 
   /**
    * Announces (or withdraws) this agent's relay identity and addresses: hello again to everyone
@@ -178,6 +251,38 @@ export class Mesh {
     // for an agent and, for viewers, a second one with the viewer key.
     const both = [this.send(to, hello, 'agent'), ...(this.role === 'agent' ? [this.send(to, hello, 'viewer')] : [])]
     await Promise.all(both)
+  }
+
+  private refuse (from: string, err: unknown, what: string): void {
+    const code = err instanceof CausewayError ? err.code : 'IDENTITY_REJECTED'
+    const message = err instanceof Error ? err.message : String(err)
+    this.log.warn({ from, code, message }, what)
+    this.events.refused?.(from, code, message)
+  }
+
+  /** Verifies an agent's hello against the issuer key; returns its proven identity. */
+  private async proveAgent (from: string, hello: Hello): Promise<NonNullable<RemotePeer['proven']>> {
+    const keys = this.keys
+    if (keys?.issuer === undefined) throw new CausewayError('IDENTITY_REJECTED', 'no issuer key')
+    if (hello.cred === undefined || hello.proof === undefined) throw new CausewayError('IDENTITY_REJECTED', `hello of "${hello.name}" carries no credential`)
+    if (hello.crl !== undefined) {
+      try { await this.adoptRevocations(hello.crl) } catch (err) { this.refuse(from, err, 'revocation list in hello refused') }
+    }
+    const cred = await verifyCredential(keys.issuer, hello.cred, { network: keys.room, ...(this.crl !== undefined ? { revoked: this.crl.serials } : {}) })
+    if (cred.name !== hello.name) throw new CausewayError('IDENTITY_REJECTED', `credential is for "${cred.name}", hello claims "${hello.name}"`)
+    const key = await importVerifyKey(cred.publicKey)
+    await verifyHello(key, { room: keys.room, from, to: this.id, ts: hello.proof.ts, name: hello.name, role: hello.role, ...(hello.relay !== undefined ? { relayPeer: hello.relay.peer } : {}) }, hello.proof.sig)
+    return { key, serial: cred.serial, expiresAt: cred.expiresAt }
+  }
+
+  /** Verifies the DTLS proof of an agent's offer/answer; throws CausewayError. */
+  private async proveDescription (peer: RemotePeer, sig: Extract<PeerSignal, { type: 'description' }>): Promise<void> {
+    const keys = this.keys
+    if (keys === undefined || peer.proven === undefined) throw new CausewayError('IDENTITY_REJECTED', 'peer not proven')
+    if (Date.now() >= peer.proven.expiresAt * 1000) throw new CausewayError('CREDENTIAL_EXPIRED', `credential of "${peer.name}" expired`)
+    if (this.crl?.serials.has(peer.proven.serial) === true) throw new CausewayError('CREDENTIAL_REVOKED', `credential of "${peer.name}" revoked`)
+    if (sig.proof === undefined) throw new CausewayError('IDENTITY_REJECTED', `description from "${peer.name}" carries no DTLS proof`)
+    await verifyDtls(peer.proven.key, { room: keys.room, from: peer.id, to: this.id, sid: sig.sid, ts: sig.proof.ts, type: sig.description.type, sdp: sig.description.sdp }, sig.proof.sig)
   }
 
   private readonly inbox = new Map<string, { busy: boolean, queue: string[] }>()
@@ -225,6 +330,9 @@ export class Mesh {
     if (peer.role !== opened.role && !(this.role === 'viewer' && peer.role === 'agent')) return
     if (sig.type === 'bye') { this.dropPeer(peer, 'bye'); return }
     if (peer.deadSids.has(sig.sid)) return
+    if (sig.type === 'description' && sig.description.type !== 'rollback' && peer.role === 'agent' && keys.issuer !== undefined) {
+      try { await this.proveDescription(peer, sig) } catch (err) { this.refuse(from, err, 'description refused'); return }
+    }
     let session = peer.session
     if (session !== undefined && session.remoteSid !== undefined && session.remoteSid !== sig.sid) {
       if (sig.type !== 'description' || sig.description.type !== 'offer') return
@@ -253,6 +361,11 @@ export class Mesh {
       }
       grants = hello.grants
     }
+    let proven: RemotePeer['proven']
+    if (hello.role === 'agent' && this.keys?.issuer !== undefined) {
+      // Refused hellos change nothing: the agent known under that name stays.
+      try { proven = await this.proveAgent(from, hello) } catch (err) { this.refuse(from, err, 'agent hello refused'); return }
+    }
     // A new incarnation of a known agent (restart): drop the old one.
     if (hello.role === 'agent') {
       for (const p of this.peers.values()) {
@@ -260,13 +373,18 @@ export class Mesh {
       }
     }
     let peer = this.peers.get(from)
+    if (peer !== undefined && (peer.name !== hello.name || peer.role !== hello.role)) {
+      this.dropPeer(peer, 'changed identity')
+      peer = undefined
+    }
     if (peer === undefined) {
       peer = { id: from, name: hello.name, role: hello.role, present: true, deadSids: new Set(), ...(grants !== undefined ? { grants } : {}) }
       this.peers.set(from, peer)
-      this.log.info({ peer: peer.name, role: peer.role }, 'peer discovered')
+      this.log.info({ peer: peer.name, role: peer.role, proven: proven !== undefined }, 'peer discovered')
     } else {
       peer.present = true
     }
+    if (proven !== undefined) peer.proven = proven
     if (hello.role === 'agent') {
       if (hello.relay !== undefined) peer.relay = hello.relay; else delete peer.relay
     }

@@ -44,6 +44,10 @@
  * | BAD_TOKEN | a network token or ticket could not be parsed |
  * | REPLAY_CACHE_FULL | the receiver already remembers its limit of unexpired envelope nonces: it refuses new envelopes until some expire rather than forget one |
  * | BAD_CONFIG | a flag or setting is invalid (e.g. an empty identity for the API-server share) |
+ * | IDENTITY_REJECTED | a credential, hello proof or DTLS fingerprint proof does not verify (forged name, other network, swapped fingerprint, stale proof) |
+ * | CREDENTIAL_EXPIRED | an agent's credential is past its expiry (`causeway token --name` issues a new one) |
+ * | CREDENTIAL_REVOKED | an agent's credential is on the network's revocation list |
+ * | SHARED_TOKEN | an option that needs proven names (`peers=`) with a shared token that has no per-agent identity |
  *
  * Status API codes (agent/status/server.ts; BAD_MESSAGE, FORBIDDEN, NOT_FOUND, MESSAGE_TOO_LARGE
  * and INTERNAL above are used there too):
@@ -88,6 +92,10 @@ export const ERRORS = {
   UNSUPPORTED_MEDIA_TYPE: { close: 0, http: 415 },
   LISTEN_FAILED: { close: 0, http: 409 },
   BAD_CONFIG: { close: 0, http: 400 },
+  IDENTITY_REJECTED: { close: 0, http: 403 },
+  CREDENTIAL_EXPIRED: { close: 0, http: 403 },
+  CREDENTIAL_REVOKED: { close: 0, http: 403 },
+  SHARED_TOKEN: { close: 0, http: 400 },
 } as const satisfies Record<string, { close: number; http: number }>
 
 export type ErrorCode = keyof typeof ERRORS

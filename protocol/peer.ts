@@ -8,9 +8,20 @@
  *   stream is accepted from for this peer) and its relayed multiaddrs
  *   (`…/p2p-circuit/p2p/<peer>`, empty while it holds no reservation); it sends the hello again
  *   whenever they change.
+ *   Agents with an identity (agent tokens) add `cred` (their credential), `proof {ts, sig}`
+ *   (protocol/identity-proof.ts: signed with the credential's key over room, sender and
+ *   recipient ids, time, name, role and relay PeerId) and, when they know one, `crl` (the
+ *   network's newest signed revocation list). A peer holding the issuer key (every agent or
+ *   viewer token made from an agent token) accepts an agent only with a credential the issuer
+ *   signed for that name, unexpired and unrevoked, and a fresh proof by its key; anything else
+ *   is refused and never displaces the agent already known under that name.
  * - `description {sid, description: {type, sdp}}`: SDP offer/answer (perfect negotiation; the
  *   peer with the lower id is polite). `sid` names the sender's RTCPeerConnection instance: a
  *   new sid means the sender started over, and the receiver replaces its session too.
+ *   An agent with an identity adds `proof {ts, sig}` to every offer and answer: its signature
+ *   over the SDP's DTLS fingerprints, both peer ids, the sid and the time. The receiver checks
+ *   it against the fingerprints of the SDP it is about to apply and drops the description
+ *   otherwise: nobody between two agents can swap in its own certificate.
  * - `candidate {sid, candidate}`: a trickled ICE candidate (null = end of candidates).
  * - `bye`: the sender is leaving on purpose.
  *
@@ -34,10 +45,13 @@ A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
  * growth) and resets a stream whose peer sends past its credit (FLOW_CONTROL_VIOLATION).
  */
 import * as z from 'zod'
+import { MAX_CREDENTIAL_LENGTH, MAX_CRL_LENGTH } from './identity.ts'
 
 export const SHARE_NAME = /^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/
 export const ShareName = z.string().regex(SHARE_NAME, 'share names are lowercase DNS labels (a-z, 0-9, ., -)')
 export const PeerName = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/, 'peer names are 1-64 letters, digits, ., _ or -')
+
+const Proof = z.object({ ts: z.number().int().nonnegative(), sig: z.string().regex(/^[A-Za-z0-9_-]{80,90}$/) }).strict()
 
 const Hello = z.object({
   type: z.literal('hello'),
@@ -50,6 +64,9 @@ const Hello = z.object({
     peer: z.string().regex(/^[1-9A-HJ-NP-Za-km-z]{32,128}$/),
     addrs: z.array(z.string().max(512)).max(8),
   }).strict().optional(),
+  cred: z.string().max(MAX_CREDENTIAL_LENGTH).optional(),
+  proof: Proof.optional(),
+  crl: z.string().max(MAX_CRL_LENGTH).optional(),
 }).strict()
 
 const Sid = z.string().regex(/^[A-Za-z0-9_-]{4,32}$/)
@@ -58,6 +75,7 @@ const Description = z.object({
   type: z.literal('description'),
   sid: Sid,
   description: z.object({ type: z.enum(['offer', 'answer', 'pranswer', 'rollback']), sdp: z.string().max(60_000).default('') }),
+  proof: Proof.optional(),
 }).strict()
 
 const Candidate = z.object({

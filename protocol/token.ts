@@ -8,6 +8,11 @@
  *   shares granted to the viewer and the grant signature (HMAC with the grant key, which only
  *   members can derive). A viewer can talk to agents but not impersonate one, and cannot widen
  *   its grants.
+ * - `ik`: the network's issuer public key (P-256, raw). Present in agent tokens and in viewer
+ *   tokens made from them: peers then accept an agent only with a credential the issuer signed
+ *   and proofs made with the credential's key (protocol/identity.ts). A member token without it
+ *   is a *shared* token (quick starts): names are claims, so `peers=` is refused with it.
+ * - `ak`, `c`: an agent token's own private key (PKCS#8) and its credential.
  * - `t`: an access ticket, when the deployment requires one.
  * - `n`: an optional network name, for display.
  */
@@ -15,6 +20,7 @@ import * as z from 'zod'
 import { CausewayError } from './errors.ts'
 import { fromBase64Url, fromUtf8, randomBytes, toBase64Url, utf8 } from './encoding.ts'
 import { deriveGrantKey, deriveRoomId, deriveViewerSecret, SECRET_BYTES } from './keys.ts'
+import { MAX_CREDENTIAL_LENGTH } from './identity.ts'
 import { MAX_TICKET_LENGTH, MAX_TOKEN_LENGTH } from './limits.ts'
 
 const PREFIX = 'cw1.'
@@ -28,14 +34,29 @@ const TokenJson = z.object({
   r: B64.optional(),
   g: z.array(z.union([ShareName, z.literal('*')])).max(256).optional(),
   gs: B64.optional(),
+  ik: B64.max(128).optional(),
+  ak: B64.max(512).optional(),
+  c: z.string().max(MAX_CREDENTIAL_LENGTH).optional(),
   t: z.string().max(MAX_TICKET_LENGTH).optional(),
   n: z.string().max(128).optional(),
 }).strict()
+
+/** An agent's own identity, carried by its token. */
+export interface AgentIdentity {
+  /** The network's issuer public key (raw P-256 point). */
+  issuer: Uint8Array<ArrayBuffer>
+  /** The agent's private key (PKCS#8). */
+  key: Uint8Array<ArrayBuffer>
+  /** The credential binding the agent's name to its public key (`cwc1.…`). */
+  credential: string
+}
 
 export interface MemberToken {
   kind: 'member'
   signaling: string
   secret: Uint8Array<ArrayBuffer>
+  /** Absent in a shared token (names unproven). */
+  identity?: AgentIdentity
   ticket?: string
   name?: string
 }
@@ -48,6 +69,8 @@ export interface ViewerToken {
   /** Share names the viewer may reach; `*` means all. */
   grants: string[]
   grantSig: string
+  /** The network's issuer public key: agents' names are verified when present. */
+  issuer?: Uint8Array<ArrayBuffer>
   ticket?: string
   name?: string
 }
@@ -62,6 +85,12 @@ export function encodeToken (token: NetworkToken): string {
   const json: z.infer<typeof TokenJson> = token.kind === 'member'
     ? { u: token.signaling, k: toBase64Url(token.secret) }
     : { u: token.signaling, vk: toBase64Url(token.viewerSecret), r: token.room, g: token.grants, gs: token.grantSig }
+  if (token.kind === 'member' && token.identity !== undefined) {
+    json.ik = toBase64Url(token.identity.issuer)
+    json.ak = toBase64Url(token.identity.key)
+    json.c = token.identity.credential
+  }
+  if (token.kind === 'viewer' && token.issuer !== undefined) json.ik = toBase64Url(token.issuer)
   if (token.ticket !== undefined) json.t = token.ticket
   if (token.name !== undefined) json.n = token.name
   return PREFIX + toBase64Url(utf8(JSON.stringify(json)))
@@ -82,12 +111,14 @@ export function decodeToken (text: string): NetworkToken {
   if (j.k !== undefined) {
     const secret = fromBase64Url(j.k)
     if (secret.length !== SECRET_BYTES) throw new CausewayError('BAD_TOKEN', 'secret has the wrong length')
-    return { kind: 'member', signaling: j.u, secret, ...extra }
+    if (j.ik === undefined && j.ak === undefined && j.c === undefined) return { kind: 'member', signaling: j.u, secret, ...extra }
+    if (j.ik === undefined || j.ak === undefined || j.c === undefined) throw new CausewayError('BAD_TOKEN', 'agent token needs all of ik, ak and c')
+    return { kind: 'member', signaling: j.u, secret, identity: { issuer: fromBase64Url(j.ik), key: fromBase64Url(j.ak), credential: j.c }, ...extra }
   }
   if (j.vk !== undefined && j.r !== undefined && j.g !== undefined && j.gs !== undefined) {
     const viewerSecret = fromBase64Url(j.vk)
     if (viewerSecret.length !== SECRET_BYTES) throw new CausewayError('BAD_TOKEN', 'viewer secret has the wrong length')
-    return { kind: 'viewer', signaling: j.u, room: j.r, viewerSecret, grants: j.g, grantSig: j.gs, ...extra }
+    return { kind: 'viewer', signaling: j.u, room: j.r, viewerSecret, grants: j.g, grantSig: j.gs, ...(j.ik !== undefined ? { issuer: fromBase64Url(j.ik) } : {}), ...extra }
   }
   throw new CausewayError('BAD_TOKEN', 'token carries neither a secret nor a viewer grant')
 }
@@ -107,8 +138,10 @@ export async function verifyGrants (grantKey: CryptoKey, room: string, grants: s
   return await crypto.subtle.verify('HMAC', grantKey, mac, grantMessage(room, grants))
 }
 
-/** Makes a viewer token from a member token: it can watch and reach only `grants`. */
-export async function viewerTokenFor (member: MemberToken, grants: string[], ticket?: string): Promise<ViewerToken> {
+export type ViewerSource = Omit<MemberToken, 'identity'> & { identity?: Pick<AgentIdentity, 'issuer'> }
+
+/** Makes a viewer token from a member token (or the owner's records): it can watch and reach only `grants`. */
+export async function viewerTokenFor (member: ViewerSource, grants: string[], ticket?: string): Promise<ViewerToken> {
   const room = await deriveRoomId(member.secret)
   const grantSig = await signGrants(await deriveGrantKey(member.secret), room, grants)
   return {
@@ -118,6 +151,7 @@ export async function viewerTokenFor (member: MemberToken, grants: string[], tic
     viewerSecret: await deriveViewerSecret(member.secret),
     grants,
     grantSig,
+    ...(member.identity !== undefined ? { issuer: member.identity.issuer } : {}),
     ...(ticket !== undefined ? { ticket } : member.ticket !== undefined ? { ticket: member.ticket } : {}),
     ...(member.name !== undefined ? { name: member.name } : {}),
   }

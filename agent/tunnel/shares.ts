@@ -2,7 +2,16 @@
  * What this agent shares. Shares come from several sources (CLI flags, the Kubernetes
  * controller, the API-server share), each replacing only its own entries. Only declared
  * targets are ever dialed: the remote side names a share, never an address.
+ *
+ * Who may use a share:
+ * - no `peers`: every agent of the network, and viewers whose grant names it (or `*`);
+ * - `peers=a|b`: only the agents a and b, by proven name (their credential verified, see
+ *   peer/mesh.ts). Viewers never reach such a share, whatever their grant says, `*` included:
+ *   a viewer has no proven name, and any member can sign viewer grants. With a shared token
+ *   (no per-agent identity) names are mere claims, so a `peers=` share is refused outright
+ *   (SHARED_TOKEN) instead of silently protecting nothing.
  */
+import { CausewayError } from '../../protocol/errors.ts'
 import { SHARE_NAME, type ShareInfo } from '../../protocol/peer.ts'
 import type { PairEnd } from './socket-pair.ts'
 
@@ -25,15 +34,39 @@ export interface ShareSpec {
   serve?: (end: PairEnd) => void
 }
 
-export interface Asker { name: string, role: 'agent' | 'viewer', grants?: string[] }
+export interface Asker {
+  name: string
+  role: 'agent' | 'viewer'
+  grants?: string[]
+  /** Whether the agent's name is proven by a verified credential. */
+  proven?: boolean
+}
+
+/** The asker view of a mesh peer. */
+export function askerOf (peer: { name: string, role: 'agent' | 'viewer', grants?: string[], proven?: unknown }): Asker {
+  return { name: peer.name, role: peer.role, proven: peer.proven !== undefined, ...(peer.grants !== undefined ? { grants: peer.grants } : {}) }
+}
+
+export interface ShareRegistryInit {
+  /** Whether peers' names are proven (agent tokens). False with a shared token: `peers=` is refused. Default true. */
+  provenNames?: boolean
+}
 
 export class ShareRegistry {
   private readonly bySource = new Map<string, ShareSpec[]>()
   private readonly listeners: Array<() => void> = []
+  private readonly provenNames: boolean
 
-  /** Replaces the shares of one source. Throws on invalid or duplicate names. */
+  constructor (init: ShareRegistryInit = {}) {
+    this.provenNames = init.provenNames ?? true
+  }
+
+  /** Replaces the shares of one source. Throws on invalid or duplicate names, and on `peers` with a shared token. */
   set (source: string, shares: ShareSpec[]): void {
     for (const s of shares) {
+      if (s.peers !== undefined && !this.provenNames) {
+        throw new CausewayError('SHARED_TOKEN', `share "${s.name}" limits peers, but this agent runs with a shared token where any member can claim any name: issue per-agent tokens (causeway token --name NAME)`)
+      }
       if (!SHARE_NAME.test(s.name)) throw new Error(`invalid share name "${s.name}": lowercase DNS label expected`)
       if (!Number.isInteger(s.port) || s.port < 1 || s.port > 65535) throw new Error(`invalid port for share "${s.name}"`)
       const clash = this.get(s.name)
@@ -58,8 +91,9 @@ export class ShareRegistry {
   }
 
   allowed (share: ShareSpec, asker: Asker): boolean {
-    if (asker.role === 'viewer') return (asker.grants ?? []).some(g => g === '*' || g === share.name)
-    return share.peers === undefined || share.peers.includes(asker.name)
+    if (asker.role === 'viewer') return share.peers === undefined && (asker.grants ?? []).some(g => g === '*' || g === share.name)
+    if (share.peers === undefined) return true
+    return asker.proven === true && share.peers.includes(asker.name)
   }
 
   /** The catalog a given peer may see: only shares it may use. */

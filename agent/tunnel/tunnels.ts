@@ -12,7 +12,7 @@ import { whenOpen } from '../../peer/channel.ts'
 import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 import { StreamPipe, WindowBudget, type PipeOptions } from './pipe.ts'
-import type { ShareRegistry } from './shares.ts'
+import { askerOf, type ShareRegistry } from './shares.ts'
 import { socketPair, type PairEnd } from './socket-pair.ts'
 
 /** A stream to a share served in this process: connected at once, nothing listens anywhere. */
@@ -136,7 +136,7 @@ export class Tunnels {
     if (!dc.label.startsWith(STREAM_LABEL_PREFIX)) { this.refuse(dc, peer, 'BAD_MESSAGE', 'unknown channel'); return }
     const name = dc.label.slice(STREAM_LABEL_PREFIX.length)
     const share = this.shares.get(name)
-    const asker = { name: peer.name, role: peer.role, ...(peer.grants !== undefined ? { grants: peer.grants } : {}) }
+    const asker = askerOf(peer)
     if (share === undefined) { this.refuse(dc, peer, 'SHARE_NOT_FOUND', `no share named "${name.slice(0, 64)}"`); return }
     if (!this.shares.allowed(share, asker)) { this.refuse(dc, peer, 'SHARE_FORBIDDEN', `share "${name}" is not granted to ${peer.name}`); return }
     const c = this.counter(peer.id)

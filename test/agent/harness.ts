@@ -3,7 +3,8 @@ import { createHash, randomBytes } from 'node:crypto'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
-import { encodeToken, newSecret, type MemberToken } from '../../protocol/token.ts'
+import { issueAgentToken, newNetwork, type NetworkOwner } from '../../protocol/identity-owner.ts'
+import { encodeToken, type MemberToken } from '../../protocol/token.ts'
 import { configFromEnv } from '../../signaling/config.ts'
 import { startNodeSignaling, type NodeSignaling } from '../../signaling/node/server.ts'
 import { Agent, type AgentInit } from '../../agent/agent.ts'
@@ -12,7 +13,10 @@ export const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
 
 export interface Net {
   signaling: NodeSignaling
-  token: MemberToken
+  /** The network owner's records (issuer key): `issue` makes agent tokens from it. */
+  owner: NetworkOwner
+  /** Issues an agent token for `name` (valid `ttlSeconds`, default 1 h). */
+  issue: (name: string, ttlSeconds?: number) => Promise<MemberToken>
   agents: Agent[]
   agent: (name: string, init?: Partial<AgentInit>) => Promise<Agent>
   close: () => Promise<void>
@@ -20,13 +24,16 @@ export interface Net {
 
 export async function startNet (env: Record<string, string> = {}, port = 0): Promise<Net> {
   const signaling = await startNodeSignaling({ host: '127.0.0.1', port, config: configFromEnv(env), log })
-  const token: MemberToken = { kind: 'member', signaling: signaling.url, secret: newSecret() }
+  const owner = await newNetwork(signaling.url)
   const agents: Agent[] = []
   const net: Net = {
     signaling,
-    token,
+    owner,
+    issue: async (name, ttlSeconds = 3600) => await issueAgentToken(owner, name, { ttlSeconds }),
     agents,
+    /** An in-process agent with its own agent token (unless `init.token` is given). */
     async agent (name, init = {}) {
+      const token = init.token ?? await net.issue(name)
       const a = new Agent({ token, name, log: log.child({ agent: name }), drainMs: 200, ...init })
       agents.push(a)
       await a.start()

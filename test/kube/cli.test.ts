@@ -79,7 +79,7 @@ beforeAll(async () => {
     '--kube', '--kubeconfig', join(dir, 'kubeconfig-agent-a'),
     '--share-apiserver', '--apiserver-sa', 'causeway-apiserver-share',
   ], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CAUSEWAY_TOKEN: tokenString(net.token), POD_IP: '127.0.0.1', POD_NAMESPACE: 'causeway', CAUSEWAY_APISERVER_PEERS: 'cluster-b', CAUSEWAY_IMPORT_GRACE: '1m', CAUSEWAY_LOG_LEVEL: 'info' },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CAUSEWAY_TOKEN: tokenString(await net.issue('cluster-a')), POD_IP: '127.0.0.1', POD_NAMESPACE: 'causeway', CAUSEWAY_APISERVER_PEERS: 'cluster-b', CAUSEWAY_IMPORT_GRACE: '1m', CAUSEWAY_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   proc.stdout?.on('data', (d: Buffer) => (procLog += d.toString()))
@@ -152,7 +152,7 @@ describe('causeway agent --kube --share-apiserver and causeway kubeconfig (real 
 
   it('refuses an empty impersonated user or group before joining (it would mean the agent\'s own identity)', async () => {
     for (const flags of [['--impersonate-user='], ['--impersonate-user', ' '], ['--impersonate-user=remote', '--impersonate-group=']]) {
-      const r = await run(CAUSEWAY, ['agent', '--name', 'cluster-x', '--status', 'off', '--kubeconfig', join(dir, 'kubeconfig-agent-a'), '--share-apiserver', ...flags], { CAUSEWAY_TOKEN: tokenString(net.token) })
+      const r = await run(CAUSEWAY, ['agent', '--name', 'cluster-x', '--status', 'off', '--kubeconfig', join(dir, 'kubeconfig-agent-a'), '--share-apiserver', ...flags], { CAUSEWAY_TOKEN: tokenString(await net.issue('cluster-x')) })
       expect(r.code, r.stderr).toBe(1)
       expect(r.stderr).toMatch(/BAD_CONFIG: --impersonate-(user|group) .*empty/)
     }
