@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startApiServer, type ApiServer } from './apiserver.ts'
 import { RESOURCES } from './resources.ts'
 import { runCommand } from './exec.ts'
+import { prerequisite } from '../prereq.ts'
 
 const root = new URL('../../', import.meta.url).pathname
 const charts = join(root, 'charts')
@@ -27,9 +28,6 @@ function findHelm(): string | undefined {
 }
 
 const helm = findHelm()
-if (!helm && process.env.CI) {
-  throw new Error('helm not found: run `bash test/kube/install-helm.sh` (see that script) before the tests')
-}
 
 type Obj = Record<string, any>
 
@@ -146,7 +144,7 @@ for (const chart of ['causeway-agent', 'causeway-relay', 'causeway-signaling']) 
   }
 }
 
-describe.skipIf(!helm)('helm charts', () => {
+describe.skipIf(!prerequisite('helm (test/kube/install-helm.sh)', helm !== undefined))('helm charts', () => {
   it.each(CASES)('$chart with $label: lint, render, checks, kubectl apply --dry-run=server', async ({ chart, args }) => {
     execFileSync(helm ?? 'helm', ['lint', '--strict', join(charts, chart), ...args], { encoding: 'utf8', timeout: 60_000 })
     const text = template(chart, args)

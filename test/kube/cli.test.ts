@@ -19,6 +19,7 @@ import { startStatusServer } from '../../agent/status/server.ts'
 import { startNet, tokenString, until, type Net } from '../agent/harness.ts'
 import { startApiServer, type ApiServer } from './apiserver.ts'
 import { runCommand } from './exec.ts'
+import { prerequisite } from '../prereq.ts'
 
 const ROOT = join(import.meta.dirname, '..', '..')
 const CAUSEWAY = join(ROOT, 'bin', 'causeway')
@@ -160,7 +161,8 @@ describe('causeway agent --kube --share-apiserver and causeway kubeconfig (real 
 
   it('the status API adds connect listeners only for loopback clients', async () => {
     const veth = Object.values(networkInterfaces()).flat().find((i) => i?.family === 'IPv4' && i.address === '198.18.0.1')
-    if (veth === undefined) return // outside the test namespace there is no non-loopback address to try from
+    // outside the test namespace there is no non-loopback address to try from
+    if (!prerequisite('the test network namespace (scripts/netns-run.sh) for a non-loopback address', veth !== undefined)) return
     const open = await startStatusServer(b, '0.0.0.0', 0)
     try {
       const res = await fetch(`http://198.18.0.1:${open.port}/v1/connects`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ share: 'kube-apiserver', peer: 'cluster-a' }) })

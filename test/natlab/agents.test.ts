@@ -19,8 +19,10 @@ import { encodeToken, newSecret } from '../../protocol/token.ts'
 import { admitKeyFromRelayKey } from '../../protocol/relay-admission.ts'
 import { startAgent, startEcho, startXfer, waitPath, waitUntil, xfer, type LabAgent } from './agent-helpers.ts'
 import { cleanupStale, Lab, labAvailability, type LabProcess } from './lab.ts'
+import { prerequisite } from '../prereq.ts'
 
 const availability = await labAvailability()
+if (!availability.ok) prerequisite(`NAT lab: ${availability.reason}`, false)
 if (!availability.ok) console.warn(`\n!!!!!!!! NAT LAB (agents) NOT RUN: ${availability.reason} !!!!!!!!\n`)
 else await cleanupStale()
 const labDescribe = availability.ok ? describe : describe.skip

@@ -14,8 +14,10 @@ import { newSecret } from '../../protocol/token.ts'
 import { admitKeyFromRelayKey } from '../../protocol/relay-admission.ts'
 import { cleanupStale, Lab, labAvailability, type LabNs } from './lab.ts'
 import { NODE, ROOT } from './relay-helpers.ts'
+import { prerequisite } from '../prereq.ts'
 
 const availability = await labAvailability()
+if (!availability.ok) prerequisite(`NAT lab: ${availability.reason}`, false)
 if (!availability.ok) {
   console.warn(`\n!!!!!!!! NAT LAB NOT RUN: ${availability.reason} !!!!!!!!\n`)
 } else {

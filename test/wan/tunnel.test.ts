@@ -11,8 +11,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cleanupStaleLinks, wanAvailability, WanLink } from '../../scripts/wan/link.ts'
 import { CONNECT_PORT, startCauseway, type CausewayOnLink } from './causeway.ts'
+import { prerequisite } from '../prereq.ts'
 
 const availability = await wanAvailability()
+if (!availability.ok) prerequisite(`WAN emulator: ${availability.reason}`, false)
 if (!availability.ok) console.warn(`\n!!!!!!!! WAN TESTS NOT RUN: ${availability.reason} !!!!!!!!\n`)
 else await cleanupStaleLinks()
 const wanDescribe = availability.ok ? describe : describe.skip
