@@ -62,7 +62,7 @@ export async function startKubeController(init: KubeControllerInit): Promise<Kub
   await exportsRec.start(init.signal)
   await importsRec.start(init.signal)
   // Export status carries peer paths, which change without any Kubernetes event.
-  const tick = setInterval(() => void exportsRec.schedule(), init.resyncMs ?? 30_000)
+  const tick = setInterval(() => void exportsRec.recheckCrds().then(() => exportsRec.schedule()), init.resyncMs ?? 30_000)
   tick.unref()
   init.signal.addEventListener('abort', () => clearInterval(tick), { once: true })
   return {

@@ -21,6 +21,7 @@
 import * as k8s from '@kubernetes/client-node'
 import { NAME_ANNOTATION, PEERS_ANNOTATION, PORTS_ANNOTATION, SHARE_ANNOTATION, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
 import { runInformer } from './kubeutil.ts'
+import { exportConditions, ServiceExportWatcher } from './mcs.ts'
 import type { AgentPort, LocalShare } from './ports.ts'
 import type { ShareStatus, StatusWriter } from './status.ts'
 
@@ -39,9 +40,12 @@ export function isShared(svc: k8s.V1Service): boolean {
   return svc.metadata?.annotations?.[SHARE_ANNOTATION] === 'true'
 }
 
-/** The shares one Service publishes (empty when not annotated). Pure: unit-testable. */
-export function sharesOfService(svc: k8s.V1Service): ServiceShares {
-  if (!isShared(svc)) return { shares: [] }
+/**
+ * The shares one Service publishes (empty when neither annotated nor named by a ServiceExport,
+ * `exported`). Pure: unit-testable.
+ */
+export function sharesOfService(svc: k8s.V1Service, exported = false): ServiceShares {
+  if (!isShared(svc) && !exported) return { shares: [] }
   const ns = svc.metadata?.namespace ?? 'default'
   const name = svc.metadata?.name ?? ''
   const ann = svc.metadata?.annotations ?? {}
@@ -86,9 +90,11 @@ export class ExportsReconciler {
   private catalog: LocalShare[] = []
   private readonly exported = new Set<string>()
   private pending: Promise<void> = Promise.resolve()
+  readonly serviceExports: ServiceExportWatcher
 
   constructor(init: ExportsInit) {
     this.init = init
+    this.serviceExports = new ServiceExportWatcher({ kubeConfig: init.kubeConfig, namespace: init.namespace, log: (m) => init.log?.(`exports: ${m}`), onChange: () => void this.schedule() })
     const core = init.kubeConfig.makeApiClient(k8s.CoreV1Api)
     const ns = init.namespace
     this.informer = k8s.makeInformer(
@@ -103,8 +109,18 @@ export class ExportsReconciler {
   }
 
   /** Starts the informer; resolves after the first list. */
-  start(signal: AbortSignal): Promise<void> {
-    return runInformer(this.informer, signal, (m) => this.init.log?.(`exports: ${m}`)).then(() => this.schedule())
+  async start(signal: AbortSignal): Promise<void> {
+    this.signal = signal
+    await runInformer(this.informer, signal, (m) => this.init.log?.(`exports: ${m}`))
+    await this.serviceExports.ensureStarted(signal).catch((e: unknown) => this.init.log?.(`exports: ServiceExport discovery: ${String(e)}`))
+    await this.schedule()
+  }
+
+  private signal: AbortSignal | undefined
+
+  /** Picks up a ServiceExport CRD installed after start (called on the resync tick). */
+  async recheckCrds(): Promise<void> {
+    if (this.signal !== undefined) await this.serviceExports.ensureStarted(this.signal).catch((e: unknown) => this.init.log?.(`exports: ServiceExport discovery: ${String(e)}`))
   }
 
   /** The shares currently published from Services. */
@@ -119,12 +135,14 @@ export class ExportsReconciler {
   }
 
   private async reconcile(): Promise<void> {
-    const services = this.informer.list().filter(isShared).sort((a, b) => age(a) - age(b) || keyOf(a).localeCompare(keyOf(b)))
+    const viaExport = (svc: k8s.V1Service): boolean => this.serviceExports.has(svc.metadata?.namespace ?? '', svc.metadata?.name ?? '')
+    const services = this.informer.list().filter((s) => isShared(s) || viaExport(s)).sort((a, b) => age(a) - age(b) || keyOf(a).localeCompare(keyOf(b)))
     const taken = new Map<string, string>()
+    const mcs = new Map<string, { error?: string; conflict?: string }>()
     const catalog: LocalShare[] = []
     const statuses: Array<{ svc: k8s.V1Service; status: ShareStatus; errorChanged: boolean }> = []
     for (const svc of services) {
-      const { shares, error } = sharesOfService(svc)
+      const { shares, error } = sharesOfService(svc, viaExport(svc))
       const mine: LocalShare[] = []
       const clashes: string[] = []
       for (const s of shares) {
@@ -136,6 +154,7 @@ export class ExportsReconciler {
         }
       }
       catalog.push(...mine)
+      mcs.set(keyOf(svc), { ...(error !== undefined ? { error } : {}), ...(clashes.length > 0 ? { conflict: clashes.join('; ') } : {}) })
       const lastError = [error, ...clashes].filter((x) => x !== undefined).join('; ') || undefined
       const paths: Record<string, string> = {}
       for (const p of mine[0]?.peers ?? []) paths[p] = this.init.agent.peerPath(p) ?? 'disconnected'
@@ -148,6 +167,13 @@ export class ExportsReconciler {
       this.lastCatalog = text
       this.catalog = catalog
       this.init.agent.setShares(KUBE_SHARE_SOURCE, catalog.map((s) => ({ ...s })))
+    }
+    for (const se of this.serviceExports.list()) {
+      const ns = se.metadata?.namespace ?? ''
+      const name = se.metadata?.name ?? ''
+      const svc = this.informer.get(name, ns)
+      const r = mcs.get(`${ns}/${name}`)
+      await this.serviceExports.setConditions(se, exportConditions(svc, r?.error, r?.conflict))
     }
     const status = this.init.status
     if (!status) return

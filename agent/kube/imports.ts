@@ -20,6 +20,7 @@
 import * as k8s from '@kubernetes/client-node'
 import { IMPORT_PEER_LABEL, IMPORT_SHARE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
 import { apiCode, dnsLabel, mergePatchOptions } from './kubeutil.ts'
+import { ServiceImportWriter } from './mcs.ts'
 import type { AgentPort, ImportListener, RemoteShare } from './ports.ts'
 import type { ShareStatus, StatusWriter } from './status.ts'
 
@@ -79,9 +80,11 @@ export class ImportsReconciler {
   private readonly namespaceExists = new Map<string, boolean>()
   private readonly reported = new Set<string>()
   private stopped = false
+  private readonly serviceImports: ServiceImportWriter
 
   constructor(init: ImportsInit) {
     this.init = init
+    this.serviceImports = new ServiceImportWriter(init.kubeConfig, init.log)
     this.core = init.kubeConfig.makeApiClient(k8s.CoreV1Api)
     this.discovery = init.kubeConfig.makeApiClient(k8s.DiscoveryV1Api)
     this.graceMs = init.graceMs ?? 5 * 60_000
@@ -233,6 +236,7 @@ export class ImportsReconciler {
     const svc = await this.ensureService(d, labels, ports)
     if (!svc) return
     await this.ensureSlice(d, labels, svc, listener)
+    await this.serviceImports.ensure(svc, d.peer, labels)
     const status: ShareStatus = {
       role: 'import',
       peer: d.peer,
@@ -318,6 +322,7 @@ export class ImportsReconciler {
         if (apiCode(e) !== 404) throw e
       })
     }
+    await this.serviceImports.remove(namespace, name)
     await this.core.deleteNamespacedService({ namespace, name }).catch((e: unknown) => {
       if (apiCode(e) !== 404) throw e
     })

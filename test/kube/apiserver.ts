@@ -10,9 +10,16 @@
  * resourceVersion, 410 Gone after `compact()`, `timeoutSeconds`), create (409 AlreadyExists),
  * update (409 Conflict on a stale resourceVersion), delete (404 NotFound, preconditions,
  * deletecollection), PATCH in merge, strategic-merge, json-patch and apply-patch (server-side
- * apply, simplified: create or strategic-merge the applied fields; no managedFields), `dryRun=All`,
- * `Table` output for kubectl, status subresources, ownerReference garbage collection, Status
- * objects shaped like the real apiserver's. Request bodies must be JSON or YAML: protobuf (what
+ * apply with `fieldManager` required and per-manager `managedFields`: see `apply.ts`),
+ * `dryRun=All`, `fieldValidation=Strict`, `Table` output for kubectl, status subresources,
+ * finalizers (DELETE sets `deletionTimestamp`; the write that removes the last finalizer deletes;
+ * no new finalizers while deleting), ownerReference garbage collection, CustomResourceDefinitions
+ * (served per server once created, Established at once, schema defaulting/pruning/validation:
+ * see `crds.ts`; deleting a CRD deletes its instances), Status objects shaped like the real
+ * apiserver's. How each was checked against the real one: the messages and status codes come
+ * from kube-apiserver/apimachinery sources (registry rest.BeforeDelete/finalizers, the apply
+ * patcher, apiextensions validation), and kubectl (real binary) and client-node drive it in
+ * test/kube/*.test.ts exactly as they drive a real cluster. Request bodies must be JSON or YAML: protobuf (what
  * kubectl's typed `create configmap`/`create secret` send) is refused with 415.
  *
  * Authentication: `Authorization: Bearer <token>` looked up in `tokens` (TokenRequest,
@@ -26,6 +33,8 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { parse as parseYaml } from 'yaml'
+import { serverSideApply } from './apply.ts'
+import { resourceTypeOf } from './crds.ts'
 import { openapiV3 } from './openapi.ts'
 import { jsonPatch, mergePatch, PatchError, strategicMergePatch } from './patch.ts'
 import {
@@ -155,7 +164,7 @@ interface Route {
 }
 
 /** Parses `/api/v1/...` and `/apis/<group>/<version>/...` resource paths. */
-function route(segs: string[]): Route | undefined {
+function route(segs: string[], list: ResourceType[]): Route | undefined {
   let group: string
   let version: string
   let rest: string[]
@@ -178,7 +187,7 @@ function route(segs: string[]): Route | undefined {
     namespace = rest[1]
     rest = rest.slice(2)
   }
-  const rt = findResource(group, version, rest[0] ?? '')
+  const rt = findResource(group, version, rest[0] ?? '', list)
   if (!rt || rest.length > 3) return undefined
   return { rt, namespace: rt.namespaced ? namespace : undefined, name: rest[1], subresource: rest[2], legacyWatch }
 }
@@ -191,7 +200,43 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
   const authorize = opts.authorize ?? (() => true)
   const log = opts.log ?? process.env.KUBE_TEST_LOG === '1'
   const store = new Store(opts.historyLimit)
-  store.register(RESOURCES)
+  // Served types: the built-in ones plus those of established CRDs (per server).
+  const resources: ResourceType[] = [...RESOURCES]
+  store.register(resources)
+  store.onRemoved = (rt, obj) => {
+    if (rt.kind !== 'CustomResourceDefinition') return
+    // A deleted CRD stops being served and its instances go with it.
+    const served = resourceTypeOf(obj)
+    const i = resources.findIndex((r) => r.group === served.group && r.resource === served.resource)
+    if (i < 0) return
+    const [gone] = resources.splice(i, 1)
+    if (gone === undefined) return
+    for (const o of store.list(gone, undefined, () => true, () => true).items) {
+      const m = o.metadata as Obj
+      if (store.has(gone, m.namespace as string | undefined, String(m.name))) store.forceRemove(gone, m.namespace as string | undefined, String(m.name))
+    }
+  }
+  /** A created CRD is served at once and reported Established (no controller delay here). */
+  const establish = (crd: Obj): void => {
+    const rt = resourceTypeOf(crd)
+    if (findResource(rt.group, rt.version, rt.resource, resources) === undefined) {
+      resources.push(rt)
+      store.register([rt])
+    }
+    const crdRt = findResource('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', resources)
+    const name = String((crd.metadata as Obj).name)
+    if (crdRt === undefined) return
+    const t = new Date().toISOString().replace(/\.\d+Z$/, 'Z')
+    const cond = (type: string, reason: string, message: string): Obj => ({ type, status: 'True', lastTransitionTime: t, reason, message })
+    store.update(crdRt, undefined, name, {
+      ...store.get(crdRt, undefined, name),
+      status: {
+        conditions: [cond('NamesAccepted', 'NoConflicts', 'no conflicts found'), cond('Established', 'InitialNamesAccepted', 'the initial names have been accepted')],
+        acceptedNames: (crd.spec as Obj).names,
+        storedVersions: [rt.version],
+      },
+    }, { subresource: 'status' })
+  }
   const nsRt = RESOURCES.find((r) => r.kind === 'Namespace')
   for (const ns of ['default', 'kube-system', 'kube-public']) if (nsRt) store.create(nsRt, undefined, { metadata: { name: ns } })
   const audit: AuditEntry[] = []
@@ -237,20 +282,20 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
 
     // Discovery.
     if (method === 'GET') {
-      const openapi = openapiV3(p)
+      const openapi = openapiV3(p, resources)
       if (openapi) return json(res, 200, openapi)
       if (p === '/api') return json(res, 200, apiVersions(new URL(url).host))
-      if (p === '/apis') return json(res, 200, apiGroupList())
+      if (p === '/apis') return json(res, 200, apiGroupList(resources))
       if (p === '/api/v1' || (segs[0] === 'apis' && segs.length === 3)) {
-        const list = p === '/api/v1' ? apiResourceList('', 'v1') : apiResourceList(segs[1] ?? '', segs[2] ?? '')
+        const list = p === '/api/v1' ? apiResourceList('', 'v1', resources) : apiResourceList(segs[1] ?? '', segs[2] ?? '', resources)
         if (list) return json(res, 200, list)
       }
       if (segs[0] === 'apis' && segs.length === 2) {
-        const g = (apiGroupList().groups as Obj[]).find((x) => x.name === segs[1])
+        const g = (apiGroupList(resources).groups as Obj[]).find((x) => x.name === segs[1])
         if (g) return json(res, 200, { kind: 'APIGroup', apiVersion: 'v1', ...g })
       }
     }
-    const r = route(segs)
+    const r = route(segs, resources)
     if (!r) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource')
     const { rt, namespace, name, subresource } = r
     if (subresource !== undefined && !rt.subresources.includes(subresource)) {
@@ -280,6 +325,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       )
     }
     const dryRun = q.getAll('dryRun').includes('All')
+    const strict = q.get('fieldValidation') === 'Strict'
     const accept = req.headers.accept
     const contentType = String(req.headers['content-type'] ?? 'application/json')
     const label = parseLabelSelector(q.get('labelSelector'))
@@ -321,14 +367,19 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
         }
         if (name !== undefined) throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource')
         const body = asObj(parseObject(await readBody(req), contentType))
-        return json(res, dryRun ? 200 : 201, store.create(rt, namespace, body, { dryRun }))
+        const created = store.create(rt, namespace, body, { dryRun, strict })
+        if (rt.kind === 'CustomResourceDefinition' && !dryRun) {
+          establish(created)
+          return json(res, 201, store.get(rt, undefined, String((created.metadata as Obj).name)))
+        }
+        return json(res, dryRun ? 200 : 201, created)
       }
       case 'update': {
         const body = asObj(parseObject(await readBody(req), contentType))
-        return json(res, 200, store.update(rt, namespace, name ?? '', body, { dryRun, subresource }))
+        return json(res, 200, store.update(rt, namespace, name ?? '', body, { dryRun, subresource, strict }))
       }
       case 'patch':
-        return json(res, ...(await patch(req, rt, namespace, name ?? '', subresource, contentType, dryRun)))
+        return json(res, ...(await patch(req, rt, namespace, name ?? '', subresource, contentType, { dryRun, strict }, q.get('fieldManager'))))
       case 'delete': {
         const text = await readBody(req)
         const dopts = text.trim() ? asObj(parseObject(text, contentType)) : {}
@@ -354,25 +405,21 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     }
   }
 
-  async function patch(req: IncomingMessage, rt: ResourceType, namespace: string | undefined, name: string, subresource: string | undefined, contentType: string, dryRun: boolean): Promise<[number, Obj]> {
+  async function patch(req: IncomingMessage, rt: ResourceType, namespace: string | undefined, name: string, subresource: string | undefined, contentType: string, wopts: { dryRun: boolean; strict: boolean }, manager: string | null): Promise<[number, Obj]> {
+    const { dryRun } = wopts
     const raw = parseObject(await readBody(req), contentType)
     const ct = contentType.split(';')[0]?.trim()
     if (ct === 'application/apply-patch+yaml') {
-      const applied = asObj(raw)
-      if (!store.has(rt, namespace, name)) {
-        const m = (applied.metadata ?? {}) as Obj
-        return [201, store.create(rt, namespace, { ...applied, metadata: { ...m, name } }, { dryRun })]
-      }
-      const cur = store.get(rt, namespace, name)
-      const merged = asObj(strategicMergePatch(cur, applied, atomicFor(rt)))
-      ;(merged.metadata as Obj).resourceVersion = (cur.metadata as Obj).resourceVersion
-      return [200, store.update(rt, namespace, name, merged, { dryRun, subresource })]
+      return serverSideApply({ store, rt, namespace, name, applied: asObj(raw), manager, subresource, opts: wopts, atomic: atomicFor(rt) })
     }
     const cur = store.get(rt, namespace, name)
     let next: unknown
     try {
       if (ct === 'application/merge-patch+json') next = mergePatch(cur, asObj(raw))
-      else if (ct === 'application/strategic-merge-patch+json') next = strategicMergePatch(cur, asObj(raw), atomicFor(rt))
+      else if (ct === 'application/strategic-merge-patch+json' && rt.schema !== undefined) {
+        // Custom resources have no patch strategy metadata: the apiserver refuses strategic merge.
+        throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml')
+      } else if (ct === 'application/strategic-merge-patch+json') next = strategicMergePatch(cur, asObj(raw), atomicFor(rt))
       else if (ct === 'application/json-patch+json') next = jsonPatch(cur, raw)
       else throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json`)
     } catch (e) {
@@ -384,7 +431,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     // A patch that does not mention resourceVersion is unconditional.
     const patchRv = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? ((raw as Obj).metadata as Obj | undefined)?.resourceVersion : undefined
     if (patchRv === undefined && ct !== 'application/json-patch+json') m.resourceVersion = (cur.metadata as Obj).resourceVersion
-    return [200, store.update(rt, namespace, name, obj, { dryRun, subresource })]
+    return [200, store.update(rt, namespace, name, obj, { ...wopts, subresource })]
   }
 
   function startWatch(req: IncomingMessage, res: ServerResponse, rt: ResourceType, namespace: string | undefined, name: string | undefined, q: URLSearchParams, accept: string | undefined): void {

@@ -32,7 +32,7 @@ const helm = findHelm()
 type Obj = Record<string, any>
 
 const template = (chart: string, args: string[]): string =>
-  execFileSync(helm ?? 'helm', ['template', 'east', join(charts, chart), '--namespace', 'causeway', ...args], { encoding: 'utf8', timeout: 60_000 })
+  execFileSync(helm ?? 'helm', ['template', 'east', join(charts, chart), '--namespace', 'causeway', '--include-crds', ...args], { encoding: 'utf8', timeout: 60_000 })
 
 function render(chart: string, args: string[]): Obj[] {
   return parseAllDocuments(template(chart, args))
@@ -50,6 +50,7 @@ const KNOWN = new Set([
   'rbac.authorization.k8s.io/v1/Role',
   'rbac.authorization.k8s.io/v1/RoleBinding',
   'networking.k8s.io/v1/Ingress',
+  'apiextensions.k8s.io/v1/CustomResourceDefinition',
 ])
 const DNS1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
 const DNS1035 = /^[a-z]([-a-z0-9]*[a-z0-9])?$/
@@ -163,13 +164,25 @@ describe.skipIf(!prerequisite('helm (test/kube/install-helm.sh)', helm !== undef
   it('agent defaults: the controller RBAC, no apiserver share, hardened pod, in-cluster flags', () => {
     const docs = render('causeway-agent', ['--set', 'token.existingSecret=causeway-token'])
     const kinds = docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()
-    expect(kinds).toEqual(['ClusterRole/east-causeway-agent', 'ClusterRoleBinding/east-causeway-agent', 'Deployment/east-causeway-agent', 'ServiceAccount/east-causeway-agent'])
+    expect(kinds).toEqual([
+      'ClusterRole/east-causeway-agent',
+      'ClusterRoleBinding/east-causeway-agent',
+      'CustomResourceDefinition/remotemanifests.causeway.dev',
+      'Deployment/east-causeway-agent',
+      'ServiceAccount/east-causeway-agent',
+    ])
     const role = docs.find((d) => d.kind === 'ClusterRole') as Obj
     expect(role.rules).toEqual([
       { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
       { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
       { apiGroups: [''], resources: ['events'], verbs: ['get', 'create', 'patch'] },
       { apiGroups: [''], resources: ['namespaces'], verbs: ['get'] },
+      { apiGroups: ['multicluster.x-k8s.io'], resources: ['serviceexports'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['multicluster.x-k8s.io'], resources: ['serviceexports/status'], verbs: ['patch'] },
+      { apiGroups: ['multicluster.x-k8s.io'], resources: ['serviceimports'], verbs: ['get', 'create', 'patch', 'delete'] },
+      { apiGroups: ['multicluster.x-k8s.io'], resources: ['serviceimports/status'], verbs: ['patch'] },
+      { apiGroups: ['causeway.dev'], resources: ['remotemanifests'], verbs: ['get', 'list', 'watch', 'patch'] },
+      { apiGroups: ['causeway.dev'], resources: ['remotemanifests/status'], verbs: ['patch'] },
     ])
     const dep = docs.find((d) => d.kind === 'Deployment') as Obj
     const c = dep.spec.template.spec.containers[0] as Obj
@@ -205,6 +218,22 @@ describe.skipIf(!prerequisite('helm (test/kube/install-helm.sh)', helm !== undef
     const c = (docs.find((d) => d.kind === 'Deployment') as Obj).spec.template.spec.containers[0] as Obj
     expect(c.args).toEqual(expect.arrayContaining(['--impersonate-user', 'causeway-remote', '--impersonate-group', 'causeway-viewers', 'auditors']))
     expect(docs.some((d) => d.kind === 'ServiceAccount' && d.metadata.name === 'causeway-apiserver-share')).toBe(false)
+  })
+
+  it('the RemoteManifests CRD is served and its schema validates instances (kubectl apply --dry-run=server)', async () => {
+    const crd = render('causeway-agent', ['--set', 'token.existingSecret=causeway-token']).find((d) => d.kind === 'CustomResourceDefinition') as Obj
+    await kubectl(['apply', '-f', '-'], JSON.stringify(crd))
+    const ok = await kubectl(['apply', '--dry-run=server', '-n', 'default', '-o', 'json', '-f', '-'], 'apiVersion: causeway.dev/v1alpha1\nkind: RemoteManifests\nmetadata: {name: cfg}\nspec:\n  peer: east\n  manifests:\n  - {apiVersion: v1, kind: ConfigMap, metadata: {name: x}, data: {a: "1"}}\n')
+    const obj = JSON.parse(ok) as Obj
+    expect(obj.spec.prune).toBe(true) // the schema's default
+    expect(obj.spec.manifests[0].data).toEqual({ a: '1' }) // embedded objects keep their fields
+    const bad = await runCommand('/usr/bin/kubectl', ['apply', '--dry-run=server', '-n', 'default', '-f', '-'], { HOME: dir, KUBECONFIG: join(dir, 'kubeconfig') }, 'apiVersion: causeway.dev/v1alpha1\nkind: RemoteManifests\nmetadata: {name: bad}\nspec:\n  prune: "yes"\n  manifests: []\n')
+    expect(bad.code).not.toBe(0)
+    expect(bad.stderr).toContain('RemoteManifests.causeway.dev "bad" is invalid')
+    expect(bad.stderr).toContain('spec.peer: Required value')
+    expect(bad.stderr).toContain('spec.prune in body must be of type boolean')
+    const unknown = await runCommand('/usr/bin/kubectl', ['apply', '--dry-run=server', '-n', 'default', '-f', '-'], { HOME: dir, KUBECONFIG: join(dir, 'kubeconfig') }, 'apiVersion: causeway.dev/v1alpha1\nkind: RemoteManifests\nmetadata: {name: typo}\nspec:\n  peer: east\n  manifest: []\n  manifests: []\n')
+    expect(unknown.stderr).toContain('unknown field "spec.manifest"')
   })
 
   it('agent refuses to render without a token', () => {

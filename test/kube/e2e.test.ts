@@ -28,6 +28,7 @@ import { startStatusServer } from '../../agent/status/server.ts'
 import { listen, startNet, until, type Net } from '../agent/harness.ts'
 import { startApiServer, type ApiServer } from './apiserver.ts'
 import { runCommand } from './exec.ts'
+import { eventually } from './wait.ts'
 
 const KUBECTL = '/usr/bin/kubectl'
 const SA_USER = 'system:serviceaccount:causeway:causeway-apiserver-share'
@@ -58,15 +59,6 @@ const kcOf = (s: ApiServer, token?: string): k8s.KubeConfig => {
 const coreOf = (s: ApiServer): k8s.CoreV1Api => kcOf(s, s === apiA ? TESTER_TOKEN : undefined).makeApiClient(k8s.CoreV1Api)
 // Unauthenticated public-info requests (/version) have no user.
 const proxied = (e: { user: string }): boolean => e.user !== '' && e.user !== 'tester' && e.user !== 'causeway-agent'
-
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  let got: T | undefined
-  await until(async () => {
-    got = await fn().catch(() => undefined)
-    return got !== undefined
-  }, ms, what)
-  return got as T
-}
 
 function kubectl(kubeconfig: string, args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return runCommand(KUBECTL, args, { HOME: dir, KUBECONFIG: kubeconfig }, input)

@@ -218,6 +218,31 @@ describe('kubectl against the test apiserver', () => {
     expect(last?.impersonatedBy).toBe('admin')
   })
 
+  it('server-side apply (kubectl apply --server-side): managedFields, fields no longer applied are removed, fieldManager required', async () => {
+    const cm = (data: string): string => `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n${data}`
+    expect(await ok(['apply', '--server-side', '-f', '-'], cm('  a: "1"\n  b: "2"\n'))).toBe('configmap/ssa serverside-applied\n')
+    await ok(['apply', '--server-side', '-f', '-'], cm('  a: "3"\n'))
+    const got = JSON.parse(await ok(['get', 'configmap', 'ssa', '-o', 'json', '--show-managed-fields'])) as { data: Record<string, string>; metadata: { managedFields: Array<{ manager: string; operation: string }> } }
+    expect(got.data).toEqual({ a: '3' })
+    expect(got.metadata.managedFields).toEqual([expect.objectContaining({ manager: 'kubectl', operation: 'Apply', fieldsType: 'FieldsV1' })])
+    const r = await raw(server, 'PATCH', '/api/v1/namespaces/default/configmaps/ssa', { body: cm('  a: "4"\n'), contentType: 'application/apply-patch+yaml' })
+    expect(r.status).toBe(422)
+    expect(r.json()).toMatchObject({ reason: 'Invalid', message: 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch' })
+  })
+
+  it('finalizers: delete only marks the object, removing the last finalizer deletes it, none may be added meanwhile', async () => {
+    await ok(['apply', '-f', '-'], 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  finalizers: [example.org/hold]\n')
+    await ok(['delete', 'configmap', 'held', '--wait=false'])
+    const held = JSON.parse(await ok(['get', 'configmap', 'held', '-o', 'json'])) as { metadata: { deletionTimestamp?: string } }
+    expect(held.metadata.deletionTimestamp).toMatch(/^\d{4}-/)
+    const add = await kubectl(['patch', 'configmap', 'held', '--type', 'merge', '-p', '{"metadata":{"finalizers":["example.org/hold","example.org/more"]}}'])
+    expect(add.code).toBe(1)
+    expect(add.stderr).toContain('metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{"example.org/more"}')
+    await ok(['patch', 'configmap', 'held', '--type', 'json', '-p', '[{"op":"remove","path":"/metadata/finalizers"}]'])
+    const gone = await kubectl(['get', 'configmap', 'held'])
+    expect(gone.stderr).toContain('configmaps "held" not found')
+  })
+
   it('rejects a missing or wrong token with 401', async () => {
     const r = await raw(server, 'GET', '/api/v1/namespaces', { token: 'wrong' })
     expect(r.status).toBe(401)

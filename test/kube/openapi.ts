@@ -13,8 +13,8 @@ import type { Obj } from './selectors.ts'
 
 const gvPath = (rt: ResourceType): string => (rt.group === '' ? `api/${rt.version}` : `apis/${rt.group}/${rt.version}`)
 
-function gvDocument(path: string): Obj | undefined {
-  const rts = RESOURCES.filter((r) => gvPath(r) === path)
+function gvDocument(path: string, list: ResourceType[]): Obj | undefined {
+  const rts = list.filter((r) => gvPath(r) === path)
   if (rts.length === 0) return undefined
   const params = [
     { name: 'dryRun', in: 'query', schema: { type: 'string' } },
@@ -35,15 +35,15 @@ function gvDocument(path: string): Obj | undefined {
 const hashOf = (doc: Obj): string => createHash('sha512').update(JSON.stringify(doc)).digest('hex').slice(0, 128).toUpperCase()
 
 /** Answers `/openapi/v3` and `/openapi/v3/<gv path>`; undefined for anything else. */
-export function openapiV3(pathname: string): Obj | undefined {
+export function openapiV3(pathname: string, list: ResourceType[] = RESOURCES): Obj | undefined {
   if (pathname === '/openapi/v3') {
     const out: Obj = {}
-    for (const p of new Set(RESOURCES.map(gvPath))) {
-      const doc = gvDocument(p)
+    for (const p of new Set(list.map(gvPath))) {
+      const doc = gvDocument(p, list)
       if (doc) out[p] = { serverRelativeURL: `/openapi/v3/${p}?hash=${hashOf(doc)}` }
     }
     return { paths: out }
   }
-  if (pathname.startsWith('/openapi/v3/')) return gvDocument(pathname.slice('/openapi/v3/'.length))
+  if (pathname.startsWith('/openapi/v3/')) return gvDocument(pathname.slice('/openapi/v3/'.length), list)
   return undefined
 }

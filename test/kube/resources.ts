@@ -14,6 +14,8 @@ export interface ResourceType {
   shortNames: string[]
   /** Subresources served (`status`). */
   subresources: string[]
+  /** Custom resources: the CRD version's `openAPIV3Schema` (validation, defaults, pruning). */
+  schema?: Obj
 }
 
 const VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']
@@ -42,16 +44,17 @@ export const RESOURCES: ResourceType[] = [
   grouped('rbac.authorization.k8s.io', 'roles', 'role', 'Role', true),
   grouped('rbac.authorization.k8s.io', 'rolebindings', 'rolebinding', 'RoleBinding', true),
   grouped('networking.k8s.io', 'ingresses', 'ingress', 'Ingress', true, ['ing'], ['status']),
+  grouped('apiextensions.k8s.io', 'customresourcedefinitions', 'customresourcedefinition', 'CustomResourceDefinition', false, ['crd', 'crds'], ['status']),
 ]
 
 export const apiVersionOf = (rt: ResourceType): string => (rt.group === '' ? rt.version : `${rt.group}/${rt.version}`)
 
-export function findResource(group: string, version: string, resource: string): ResourceType | undefined {
-  return RESOURCES.find((r) => r.group === group && r.version === version && r.resource === resource)
+export function findResource(group: string, version: string, resource: string, list: ResourceType[] = RESOURCES): ResourceType | undefined {
+  return list.find((r) => r.group === group && r.version === version && r.resource === resource)
 }
 
-export function apiResourceList(group: string, version: string): Obj | undefined {
-  const rts = RESOURCES.filter((r) => r.group === group && r.version === version)
+export function apiResourceList(group: string, version: string, list: ResourceType[] = RESOURCES): Obj | undefined {
+  const rts = list.filter((r) => r.group === group && r.version === version)
   if (rts.length === 0) return undefined
   const resources: Obj[] = []
   for (const r of rts) {
@@ -70,13 +73,13 @@ export function apiResourceList(group: string, version: string): Obj | undefined
   return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group === '' ? version : `${group}/${version}`, resources }
 }
 
-export function apiGroupList(): Obj {
-  const groups = [...new Set(RESOURCES.filter((r) => r.group !== '').map((r) => r.group))]
+export function apiGroupList(list: ResourceType[] = RESOURCES): Obj {
+  const groups = [...new Set(list.filter((r) => r.group !== '').map((r) => r.group))]
   return {
     kind: 'APIGroupList',
     apiVersion: 'v1',
     groups: groups.map((g) => {
-      const versions = [...new Set(RESOURCES.filter((r) => r.group === g).map((r) => r.version))]
+      const versions = [...new Set(list.filter((r) => r.group === g).map((r) => r.version))]
       const gv = versions.map((v) => ({ groupVersion: `${g}/${v}`, version: v }))
       return { name: g, versions: gv, preferredVersion: gv[0] }
     }),

@@ -5,6 +5,7 @@
  * matching" into ADDED, as the real watch cache does.
  */
 import { randomUUID } from 'node:crypto'
+import { applySchema, crdProblems, type FieldProblem } from './crds.ts'
 import { applyDefaults, apiVersionOf, type ResourceType } from './resources.ts'
 import type { Matcher, Obj } from './selectors.ts'
 
@@ -59,6 +60,17 @@ export const invalid = (rt: ResourceType, name: string, field: string, msg: stri
   })
 export const badRequest = (msg: string): ApiError => new ApiError(400, 'BadRequest', msg)
 
+/** 422 with one cause per field, as apimachinery's `NewInvalid` formats an ErrorList. */
+export function invalidAll(rt: ResourceType, name: string, problems: FieldProblem[]): ApiError {
+  const kind = rt.group === '' ? rt.kind : `${rt.kind}.${rt.group}`
+  const list = problems.map((p) => `${p.field}: ${p.message}`)
+  return new ApiError(422, 'Invalid', `${kind} "${name}" is invalid: ${list.length === 1 ? list[0] ?? '' : `[${list.join(', ')}]`}`, {
+    ...details(rt, name),
+    kind,
+    causes: problems.map((p) => ({ reason: p.reason, message: p.message, field: p.field })),
+  })
+}
+
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
 const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/
 const PATH_SEGMENT = /^(?!\.\.?$)[^/%]+$/
@@ -83,6 +95,8 @@ export interface WatchSpec {
 
 export interface WriteOptions {
   dryRun?: boolean
+  /** `fieldValidation=Strict`: unknown fields of custom resources are an error, not pruned. */
+  strict?: boolean
 }
 
 const rtKey = (rt: ResourceType): string => `${rt.group}/${rt.resource}`
@@ -133,7 +147,7 @@ export class Store {
     return this.objects.has(this.key(rt, namespace, name))
   }
 
-  private validate(rt: ResourceType, obj: Obj, namespace: string | undefined): string {
+  private validate(rt: ResourceType, obj: Obj, namespace: string | undefined, opts: WriteOptions = {}): string {
     const m = md(obj)
     if (typeof obj.kind === 'string' && obj.kind !== rt.kind) {
       throw badRequest(`the kind of the object (${obj.kind}) does not match the kind of the resource (${rt.kind})`)
@@ -157,6 +171,15 @@ export class Store {
     if (rt.kind === 'EndpointSlice' && !['IPv4', 'IPv6', 'FQDN'].includes(String(obj.addressType))) {
       throw invalid(rt, name, 'addressType', `Unsupported value: ${JSON.stringify(obj.addressType)}: supported values: "FQDN", "IPv4", "IPv6"`)
     }
+    if (rt.kind === 'CustomResourceDefinition') {
+      const problems = crdProblems(obj)
+      if (problems.length > 0) throw invalidAll(rt, name, problems)
+    }
+    if (rt.schema !== undefined) {
+      const { unknown, problems } = applySchema(rt.schema, obj)
+      if (opts.strict === true && unknown.length > 0) throw badRequest(`strict decoding error: ${unknown.map((u) => `unknown field "${u}"`).join(', ')}`)
+      if (problems.length > 0) throw invalidAll(rt, name, problems)
+    }
     return name
   }
 
@@ -173,7 +196,7 @@ export class Store {
     if ((m.name === undefined || m.name === '') && typeof m.generateName === 'string') {
       m.name = `${m.generateName}${Math.random().toString(36).slice(2, 7)}`
     }
-    const name = this.validate(rt, obj, namespace)
+    const name = this.validate(rt, obj, namespace, opts)
     this.requireNamespace(rt, namespace)
     const key = this.key(rt, namespace, name)
     if (this.objects.has(key)) throw alreadyExists(rt, name)
@@ -183,6 +206,7 @@ export class Store {
     m.creationTimestamp = now()
     m.generation = 1
     delete m.deletionTimestamp
+    delete m.deletionGracePeriodSeconds
     applyDefaults(rt, obj, true)
     return this.commit(rt, namespace, key, obj, 'ADDED', undefined, opts.dryRun === true ? this.resourceVersion : undefined)
   }
@@ -196,9 +220,15 @@ export class Store {
     const m = md(obj)
     if (m.name !== undefined && m.name !== name) throw badRequest(`the name of the object (${String(m.name)}) does not match the name on the URL (${name})`)
     m.name = name
-    this.validate(rt, obj, namespace)
+    this.validate(rt, obj, namespace, opts)
     const cm = md(cur)
     if (m.resourceVersion !== undefined && m.resourceVersion !== '' && m.resourceVersion !== cm.resourceVersion) throw conflict(rt, name)
+    const finalizersOf = (x: Obj): string[] => (Array.isArray(x.finalizers) ? x.finalizers.map(String) : [])
+    if (cm.deletionTimestamp !== undefined && opts.subresource === undefined) {
+      // Being deleted: finalizers may only go away (registry's "no new finalizers can be added").
+      const added = finalizersOf(m).filter((f) => !finalizersOf(cm).includes(f))
+      if (added.length > 0) throw invalidAll(rt, name, [{ field: 'metadata.finalizers', reason: 'FieldValueForbidden', message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(', ')}}` }])
+    }
     if (opts.subresource === 'status') obj = { ...clone(cur), status: obj.status }
     else if (opts.subresource === undefined && cur.status !== undefined && rt.subresources.includes('status')) obj.status = clone(cur.status)
     const nm = md(obj)
@@ -207,9 +237,23 @@ export class Store {
     nm.generation = specOf(obj) !== specOf(cur) ? Number(cm.generation ?? 1) + 1 : cm.generation
     nm.namespace = cm.namespace
     if (!rt.namespaced) delete nm.namespace
+    // deletionTimestamp is set only by DELETE and never cleared by a write.
+    if (cm.deletionTimestamp !== undefined) {
+      nm.deletionTimestamp = cm.deletionTimestamp
+      nm.deletionGracePeriodSeconds = cm.deletionGracePeriodSeconds
+    } else {
+      delete nm.deletionTimestamp
+      delete nm.deletionGracePeriodSeconds
+    }
     obj.kind = rt.kind
     obj.apiVersion = apiVersionOf(rt)
     applyDefaults(rt, obj, false)
+    if (opts.subresource === 'status') md(obj).finalizers = cm.finalizers
+    if (nm.deletionTimestamp !== undefined && finalizersOf(nm).length === 0 && opts.dryRun !== true) {
+      // The last finalizer went away: the object is deleted now (what the registry's update does).
+      const updated = this.commit(rt, namespace, key, obj, 'MODIFIED', cur, undefined)
+      return this.remove(rt, namespace, key, this.objects.get(key) ?? updated) ?? updated
+    }
     return this.commit(rt, namespace, key, obj, 'MODIFIED', cur, opts.dryRun === true ? String(cm.resourceVersion) : undefined)
   }
 
@@ -236,13 +280,40 @@ export class Store {
     }
     if (opts.preconditionRv !== undefined && opts.preconditionRv !== cm.resourceVersion) throw conflict(rt, name)
     if (opts.dryRun) return clone(cur)
+    if (Array.isArray(cm.finalizers) && cm.finalizers.length > 0) {
+      // Graceful deletion with finalizers: only mark it; the last finalizer's removal deletes it.
+      if (cm.deletionTimestamp !== undefined) return clone(cur)
+      const marked = clone(cur)
+      md(marked).deletionTimestamp = now()
+      md(marked).deletionGracePeriodSeconds = 0
+      md(marked).generation = Number(cm.generation ?? 1) + 1
+      return this.commit(rt, namespace, key, marked, 'MODIFIED', cur, undefined)
+    }
+    return this.remove(rt, namespace, key, cur) ?? clone(cur)
+  }
+
+  /** Removes a stored object for good: DELETED event, dependents collected. */
+  private remove(rt: ResourceType, namespace: string | undefined, key: string, cur: Obj): Obj | undefined {
+    if (!this.objects.has(key)) return undefined
+    const cm = md(cur)
     this.objects.delete(key)
     const gone = clone(cur)
     md(gone).resourceVersion = String(++this.rv)
     this.record(rt, namespace, 'DELETED', gone, cur)
-    this.collectGarbage(String(cm.uid), rt.kind === 'Namespace' ? name : undefined)
+    this.collectGarbage(String(cm.uid), rt.kind === 'Namespace' ? String(cm.name) : undefined)
+    this.onRemoved?.(rt, gone)
     return clone(gone)
   }
+
+  /** Deletes at once, finalizers or not (a deleted CRD's instances). */
+  forceRemove(rt: ResourceType, namespace: string | undefined, name: string): void {
+    const key = this.key(rt, namespace, name)
+    const cur = this.objects.get(key)
+    if (cur !== undefined) this.remove(rt, namespace, key, cur)
+  }
+
+  /** Called after an object is really gone (the server unregisters a deleted CRD's type). */
+  onRemoved: ((rt: ResourceType, obj: Obj) => void) | undefined
 
   /** Background cascading deletion: dependents by ownerReference, and a namespace's contents. */
   private collectGarbage(uid: string, namespace: string | undefined): void {
