@@ -31,25 +31,36 @@ export async function socatForward (target: number): Promise<number | undefined>
   return port
 }
 
-/** Starts a private sshd on loopback and an `ssh -N -L` forward to `target`; undefined when unavailable. */
-export async function sshForward (target: number): Promise<number | undefined> {
-  if (!existsSync('/usr/sbin/sshd') || !existsSync('/usr/bin/ssh') || process.getuid?.() !== 0) return undefined
+/** A throwaway sshd setup in a fresh directory: host key, user key, config for `listen`:`port`. */
+export function sshdFiles (listen: string, port: number): { dir: string, config: string, userKey: string } {
   const dir = mkdtempSync(join(tmpdir(), 'cw-ssh-'))
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'hostkey')])
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'userkey')])
   execFileSync('cp', [join(dir, 'userkey.pub'), join(dir, 'authorized_keys')])
   mkdirSync('/run/sshd', { recursive: true })
-  const sshdPort = await freePort()
   writeFileSync(join(dir, 'sshd_config'), [
-    `Port ${sshdPort}`, 'ListenAddress 127.0.0.1', `HostKey ${join(dir, 'hostkey')}`, `PidFile ${join(dir, 'sshd.pid')}`,
+    `Port ${port}`, `ListenAddress ${listen}`, `HostKey ${join(dir, 'hostkey')}`, `PidFile ${join(dir, 'sshd.pid')}`,
     `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`, 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
     'PermitRootLogin prohibit-password', 'StrictModes no', 'UsePAM no', 'AllowTcpForwarding yes', '',
   ].join('\n'))
-  child('/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')])
+  return { dir, config: join(dir, 'sshd_config'), userKey: join(dir, 'userkey') }
+}
+
+/** `ssh -N -L` arguments forwarding local `port` to `target` on the far side of sshd at host:sshdPort. */
+export function sshForwardArgs (userKey: string, host: string, sshdPort: number, port: number, target: number): string[] {
+  return ['-N', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes',
+    '-i', userKey, '-p', String(sshdPort), '-L', `127.0.0.1:${port}:127.0.0.1:${target}`, `root@${host}`]
+}
+
+/** Starts a private sshd on loopback and an `ssh -N -L` forward to `target`; undefined when unavailable. */
+export async function sshForward (target: number): Promise<number | undefined> {
+  if (!existsSync('/usr/sbin/sshd') || !existsSync('/usr/bin/ssh') || process.getuid?.() !== 0) return undefined
+  const sshdPort = await freePort()
+  const files = sshdFiles('127.0.0.1', sshdPort)
+  child('/usr/sbin/sshd', ['-D', '-e', '-f', files.config])
   await waitFor(async () => await accepting(sshdPort), 10_000, 'sshd')
   const port = await freePort()
-  child('/usr/bin/ssh', ['-N', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes',
-    '-i', join(dir, 'userkey'), '-p', String(sshdPort), '-L', `127.0.0.1:${port}:127.0.0.1:${target}`, 'root@127.0.0.1'])
+  child('/usr/bin/ssh', sshForwardArgs(files.userKey, '127.0.0.1', sshdPort, port, target))
   await waitFor(async () => await accepting(port), 15_000, 'ssh -L')
   return port
 }

@@ -3,11 +3,13 @@
  *   npm run bench                 signaling (Node and workerd) + tunnel
  *   npm run bench -- tunnel       only the tunnel benchmark
  *   npm run bench -- signaling    only the signaling benchmark
+ *   npm run bench -- wan          the WAN benchmark (root: emulated links between namespaces; < 10 min)
  * The NAT-lab benchmark needs root and runs separately: `node bench/natlab.ts`.
  */
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { tunnelBench } from './tunnel.ts'
+import { wanBench } from './wan.ts'
 
 const which = new Set(process.argv.slice(2))
 const all = which.size === 0
@@ -20,5 +22,9 @@ if (all || which.has('signaling')) {
 if (all || which.has('tunnel')) {
   process.stdout.write('\n## Tunnel\n\n')
   process.stdout.write(`${await tunnelBench()}\n`)
+}
+if (which.has('wan')) {
+  process.stdout.write('\n## WAN\n\n')
+  process.stdout.write(`${await wanBench()}\n`)
 }
 process.exit(0)

@@ -7,8 +7,8 @@
  *                       `--share wan=127.0.0.1:7000`
  *
  * `relay: true` adds `causeway relay` on the left (10.77.0.1:4001) and forces the agents onto it:
- * the right side drops all UDP, so WebRTC never connects and new streams take the relay after
- * `--direct-timeout`. Both agents read their status API on 127.0.0.1:7777 of their namespace.
+ * on the link the right side reaches only the signaling service and the relay (iptables), so
+ * WebRTC never connects and new streams take the relay after `--direct-timeout`. Both agents read their status API on 127.0.0.1:7777 of their namespace.
  */
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -36,6 +36,8 @@ export interface CausewayOnLink {
   /** Runs wan-io.ts in a side's namespace and parses its JSON line. */
   io: <T>(side: Side, args: string[], timeoutMs: number) => Promise<T>
   status: (side: Side) => Promise<{ peers: PeerView[] } | undefined>
+  /** Kills what this started (signaling, relay, agents, server) by PID; the link stays up. */
+  close: () => Promise<void>
 }
 
 /** Runs `test/wan/wan-io.ts ARGS` in `side` and parses the JSON line it prints. */
@@ -61,7 +63,10 @@ async function status (link: WanLink, side: Side): Promise<{ peers: PeerView[] }
 
 export async function startCauseway (link: WanLink, opts: { relay?: boolean, extraArgs?: string[], logLevel?: string } = {}): Promise<CausewayOnLink> {
   const env = { CAUSEWAY_LOG_LEVEL: opts.logLevel ?? 'warn' }
+  const procs: LinkProcess[] = []
+  const close = async (): Promise<void> => { await Promise.all(procs.map(async p => { await p.kill() })) }
   const signaling = link.spawn('left', [CAUSEWAY, 'signaling', '--listen', `${link.addr('left')}:8787`], env)
+  procs.push(signaling)
   await signaling.waitFor(/signaling listening on/, 30_000)
   const secret = newSecret()
   const token = encodeToken({ kind: 'member', signaling: `http://${link.addr('left')}:8787`, secret })
@@ -69,16 +74,23 @@ export async function startCauseway (link: WanLink, opts: { relay?: boolean, ext
   if (opts.relay === true) {
     const relay = link.spawn('left', [CAUSEWAY, 'relay', '--listen', `/ip4/${link.addr('left')}/tcp/4001`,
       '--admit-key', await admitKeyFromRelayKey(await deriveRelayKey(secret))], env)
+    procs.push(relay)
     const m = await relay.waitFor(/relay listening on (\/ip4\/\S+\/tcp\/4001\/p2p\/\S+)/, 30_000)
     relayArgs.push('--relay', m[1]!, '--direct-timeout', '2000')
-    // WebRTC must never connect: the right side drops every UDP packet.
-    const r = await link.exec('right', ['sh', '-c', 'iptables -w -A OUTPUT -p udp -j DROP && iptables -w -A INPUT -p udp -j DROP'])
+    // WebRTC must never connect (over UDP or ICE-TCP): on the link, the right side talks only
+    // to the signaling service and the relay.
+    const r = await link.exec('right', ['sh', '-c', [
+      'iptables -w -A OUTPUT -o wan0 -p tcp -m multiport --dports 8787,4001 -j ACCEPT', 'iptables -w -A OUTPUT -o wan0 -j DROP',
+      'iptables -w -A INPUT -i wan0 -m conntrack --ctstate ESTABLISHED -j ACCEPT', 'iptables -w -A INPUT -i wan0 -j DROP',
+    ].join(' && ')])
     if (r.code !== 0) throw new Error(`iptables in the right namespace: ${r.stderr}`)
   }
   const server = await startServer(link, 'right')
+  procs.push(server)
   const common = ['--status', STATUS, '--no-service-ice', '--drain', '200', ...relayArgs, ...(opts.extraArgs ?? [])]
   const far = link.spawn('right', [CAUSEWAY, 'agent', '--name', 'far', '--share', `wan=127.0.0.1:${SERVER_PORT}`, ...common], { ...env, CAUSEWAY_TOKEN: token })
   const near = link.spawn('left', [CAUSEWAY, 'agent', '--name', 'near', '--connect', `wan@far=127.0.0.1:${CONNECT_PORT}`, ...common], { ...env, CAUSEWAY_TOKEN: token })
+  procs.push(far, near)
   const want = opts.relay === true ? 'relay' : 'direct'
   const deadline = Date.now() + 60_000
   let last = ''
@@ -87,10 +99,11 @@ export async function startCauseway (link: WanLink, opts: { relay?: boolean, ext
     const p = s?.peers.find(x => x.name === 'far')
     last = JSON.stringify(p ?? s ?? 'no status')
     if (p !== undefined && p.state === 'connected' && p.path === want) {
-      return { near, far, server, peer: p, io: async (side, args, ms) => await wanIo(link, side, args, ms), status: async side => await status(link, side) }
+      return { near, far, server, peer: p, io: async (side, args, ms) => await wanIo(link, side, args, ms), status: async side => await status(link, side), close }
     }
     if (Date.now() > deadline) break
     await new Promise(resolve => setTimeout(resolve, 300))
   }
+  await close()
   throw new Error(`near never saw far connected on ${want}: ${last}\nnear: ${near.output().slice(-2000)}\nfar: ${far.output().slice(-2000)}`)
 }
