@@ -10,6 +10,7 @@
  *   2. rate limit (RATE_KBIT > 0): a FIFO bottleneck serialising RATE_KBIT kbit/s, with a
  *      drop-tail queue of QUEUE_BYTES (a packet that does not fit is dropped);
  *   3. a constant one-way delay of DELAY_US microseconds after serialisation.
+ * Runs at real-time priority (SCHED_FIFO 10) when allowed.
  * SIGUSR1 prints one JSON line of counters per direction on stdout; SIGTERM/SIGINT print them
  * and exit. The devices are not persistent: they vanish with the process.
  */
@@ -162,6 +163,11 @@ int main(int argc, char **argv) {
   sigemptyset(&blocked);
   sigaddset(&blocked, SIGUSR1); sigaddset(&blocked, SIGTERM); sigaddset(&blocked, SIGINT);
   sigprocmask(SIG_BLOCK, &blocked, &during_poll);
+  /* Real-time priority: on a loaded machine a starved delay line would add its own delay and
+     bursts, and the link would no longer be the one asked for. It blocks in ppoll when idle. */
+  struct sched_param sp = { .sched_priority = 10 };
+  if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0)
+    fprintf(stderr, "delayline: no real-time priority (%s): timing may suffer when the machine is busy\n", strerror(errno));
   printf("ready\n");
   fflush(stdout);
   struct pollfd pfd[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };

@@ -76,7 +76,7 @@ export async function startCauseway (link: WanLink, opts: { relay?: boolean, ext
       '--admit-key', await admitKeyFromRelayKey(await deriveRelayKey(secret))], env)
     procs.push(relay)
     const m = await relay.waitFor(/relay listening on (\/ip4\/\S+\/tcp\/4001\/p2p\/\S+)/, 30_000)
-    relayArgs.push('--relay', m[1]!, '--direct-timeout', '2000')
+    relayArgs.push('--relay', m[1]!, '--direct-timeout', '2000', '--connect-timeout', '4000')
     // WebRTC must never connect (over UDP or ICE-TCP): on the link, the right side talks only
     // to the signaling service and the relay.
     const r = await link.exec('right', ['sh', '-c', [
@@ -92,7 +92,7 @@ export async function startCauseway (link: WanLink, opts: { relay?: boolean, ext
   const near = link.spawn('left', [CAUSEWAY, 'agent', '--name', 'near', '--connect', `wan@far=127.0.0.1:${CONNECT_PORT}`, ...common], { ...env, CAUSEWAY_TOKEN: token })
   procs.push(far, near)
   const want = opts.relay === true ? 'relay' : 'direct'
-  const deadline = Date.now() + 60_000
+  const deadline = Date.now() + 90_000
   let last = ''
   for (let i = 0; i < 1000; i++) {
     const s = await status(link, 'left')
