@@ -19,6 +19,8 @@ import { createRequire } from 'node:module'
 import { once } from 'node:events'
 import { parseArgs } from 'node:util'
 import { performance } from 'node:perf_hooks'
+import { generatePeerKey, signJoin } from '../protocol/join-proof.ts'
+import { PROTOCOL_VERSION, SUBPROTOCOL } from '../protocol/messages.ts'
 import { freePort, ROOT, startWorkerd, type Target } from '../test/signaling/servers.ts'
 import { compatibilityOf, startBareWorkerd } from './signaling-bare.ts'
 import { directWorkerdUrl } from './signaling-direct.ts'
@@ -82,11 +84,13 @@ const closes = new Map<string, number>()
 // The `ws` client (a dependency of @hono/node-ws) without permessage-deflate: Node's global
 // WebSocket always offers it, and wrangler dev accepts, which measures zlib rather than signaling.
 // `--client global` uses Node's WebSocket instead. (ws ships no types; its client has the same event API.)
-type WsCtor = new (url: string, opts?: { perMessageDeflate: boolean }) => WebSocket
+type WsCtor = new (url: string, protocols: string[], opts?: { perMessageDeflate: boolean }) => WebSocket
 const WsClient = (createRequire(import.meta.url)('ws') as { WebSocket: WsCtor }).WebSocket
-const newSocket = (url: string): WebSocket => values.client === 'global' ? new WebSocket(url) : new WsClient(url, { perMessageDeflate: false })
+const newSocket = (url: string): WebSocket => values.client === 'global' ? new WebSocket(url, [SUBPROTOCOL]) : new WsClient(url, [SUBPROTOCOL], { perMessageDeflate: false })
 
-async function openPeer (url: string, room: string, id: string): Promise<Peer> {
+async function openPeer (url: string, room: string): Promise<Peer> {
+  const key = await generatePeerKey()
+  const id = key.id
   const ws = newSocket(`${url.replace(/^http/, 'ws')}/v1/rooms/${room}`)
   const peer: Peer = { ws, id, onSignal: () => {}, closing: false }
   ws.addEventListener('close', (e) => { if (!peer.closing) closes.set(`${e.code} ${e.reason}`, (closes.get(`${e.code} ${e.reason}`) ?? 0) + 1) })
@@ -94,11 +98,13 @@ async function openPeer (url: string, room: string, id: string): Promise<Peer> {
     const t = setTimeout(() => reject(new Error('open timeout')), 10_000)
     ws.addEventListener('error', () => { clearTimeout(t); reject(new Error('open failed')) }, { once: true })
     ws.addEventListener('open', () => {
-      ws.send(JSON.stringify({ type: 'join', v: 1, peer: id }))
       ws.addEventListener('message', (e) => {
         clearTimeout(t)
         const text = String(e.data)
-        if (text.startsWith('{"type":"signal"')) {
+        if (text.startsWith('{"type":"challenge"')) {
+          const { nonce } = JSON.parse(text) as { nonce: string }
+          void signJoin(key, { room, role: 'agent', challenge: nonce }).then(sig => ws.send(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, peer: id, role: 'agent', key: key.publicKey, sig })))
+        } else if (text.startsWith('{"type":"signal"')) {
           const m = JSON.parse(text) as { from: string }
           peer.onSignal(m.from)
         } else if (text.startsWith('{"type":"welcome"')) resolve()
@@ -117,8 +123,8 @@ async function setup (url: string): Promise<Array<[Peer, Peer]>> {
   for (let i = 0; i < PAIRS; i += 20) {
     const batch = await Promise.all(Array.from({ length: Math.min(20, PAIRS - i) }, async (_, j) => {
       const room = `benchroom-${stamp}-${i + j}`.padEnd(20, 'x')
-      const a = await openPeer(url, room, `peer-a-${i + j}-x`)
-      const b = await openPeer(url, room, `peer-b-${i + j}-x`)
+      const a = await openPeer(url, room)
+      const b = await openPeer(url, room)
       return [a, b] as [Peer, Peer]
     }))
     pairs.push(...batch)

@@ -13,7 +13,7 @@
  * of its DTLS fingerprints (protocol/identity-proof.ts). Without the issuer key (a shared
  * token) names are claims.
  */
-import { randomId } from '../protocol/encoding.ts'
+import { generatePeerKey } from '../protocol/join-proof.ts'
 import { CausewayError } from '../protocol/errors.ts'
 import { importSigningKey, importVerifyKey, verifyCredential, verifyRevocationList } from '../protocol/identity.ts'
 import { signDtls, signHello, verifyDtls, verifyHello } from '../protocol/identity-proof.ts'
@@ -88,7 +88,8 @@ interface Keys {
 interface Revocations { text: string, seq: number, serials: Set<string> }
 
 export class Mesh {
-  readonly id = randomId(12)
+  /** This peer's id in the room: derived from its signaling key, made in start() (empty before). */
+  id = ''
   readonly role: Role
   readonly peers = new Map<string, RemotePeer>()
   events: MeshEvents = {}
@@ -116,6 +117,9 @@ export class Mesh {
 
   async start (): Promise<void> {
     const t = this.init.token
+    // One key per mesh (process): reconnects keep the peer id, a restart gets a new one.
+    const peerKey = await generatePeerKey()
+    this.id = peerKey.id
     const hello: Hello = { type: 'hello', name: this.init.name, role: this.role, caps: this.init.caps ?? [] }
     if (t.kind === 'member') {
       const k = await deriveMemberKeys(t.secret)
@@ -145,7 +149,8 @@ export class Mesh {
     const sc = this.signaling = new SignalingClient({
       signaling: t.signaling,
       room: this.keys.room,
-      peer: this.id,
+      key: peerKey,
+      role: this.role,
       ...(t.ticket !== undefined ? { ticket: t.ticket } : {}),
       ...(this.init.WebSocket !== undefined ? { WebSocket: this.init.WebSocket } : {}),
     })

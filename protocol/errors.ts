@@ -11,9 +11,9 @@
  * | code | close | http | meaning |
  * |---|---|---|---|
  * | BAD_MESSAGE | 4400 | 400 | not JSON, or not a message of the protocol (schema failure, unknown type), or a request body the route does not take |
- * | UNAUTHORIZED | 4401 | 401 | no ticket, or its signature does not verify |
+ * | UNAUTHORIZED | 4401 | 401 | no ticket, or its signature does not verify; or the join proof (peer id, key, signature over the challenge) does not verify |
  * | NOT_JOINED | 4402 | 400 | a message other than `join` before joining |
- * | FORBIDDEN | 4403 | 403 | valid ticket, wrong room or scope; a status API change from a non-loopback client |
+ * | FORBIDDEN | 4403 | 403 | valid ticket, wrong room or scope, or a role it does not grant (a viewer ticket joining as agent); a status API change from a non-loopback client |
  * | NOT_FOUND | 4404 | 404 | no such route or room |
  * | JOIN_TIMEOUT | 4408 | 408 | no `join` within the join timeout |
  * | ROOM_FULL | 4409 | 409 | the room already holds `maxPeersPerRoom` peers |
@@ -22,6 +22,7 @@
  * | TOO_MANY_ROOMS | 4415 | 503 | the instance holds `maxRooms` rooms |
  * | VERSION_MISMATCH | 4426 | 426 | the client speaks another protocol version |
  * | RATE_LIMITED | 4429 | 429 | messages faster than the per-connection rate limit |
+ * | TOO_MANY_CONNECTIONS | 4430 | 429 | too many sockets that have not joined yet, from this address or in total; the upgrade is refused with HTTP 429 |
  * | UNKNOWN_PEER | — | — | a signal addressed to a peer not in the room (connection stays open) |
  * | REPLACED | 4001 | — | the same peer joined again on a newer connection; the older one is closed |
  * | SLOW_CONSUMER | 4008 | — | the socket's send buffer passed its bound (the client does not read) |
@@ -42,6 +43,7 @@
  * | PEER_UNAVAILABLE | no connection to that peer right now |
  * | SEAL_REJECTED | a sealed envelope failed to open (tampered, misaddressed, stale, replayed) |
  * | BAD_TOKEN | a network token or ticket could not be parsed |
+ * | PING_TIMEOUT | the signaling service did not answer a ping in time: the client drops the socket and reconnects |
  * | REPLAY_CACHE_FULL | the receiver already remembers its limit of unexpired envelope nonces: it refuses new envelopes until some expire rather than forget one |
  * | BAD_CONFIG | a flag or setting is invalid (e.g. an empty identity for the API-server share) |
  * | IDENTITY_REJECTED | a credential, hello proof or DTLS fingerprint proof does not verify (forged name, other network, swapped fingerprint, stale proof) |
@@ -72,6 +74,7 @@ export const ERRORS = {
   TOO_MANY_ROOMS: { close: 4415, http: 503 },
   VERSION_MISMATCH: { close: 4426, http: 426 },
   RATE_LIMITED: { close: 4429, http: 429 },
+  TOO_MANY_CONNECTIONS: { close: 4430, http: 429 },
   UNKNOWN_PEER: { close: 0, http: 404 },
   REPLACED: { close: 4001, http: 409 },
   SLOW_CONSUMER: { close: 4008, http: 503 },
@@ -86,6 +89,7 @@ export const ERRORS = {
   PEER_UNAVAILABLE: { close: 0, http: 503 },
   SEAL_REJECTED: { close: 0, http: 400 },
   BAD_TOKEN: { close: 0, http: 400 },
+  PING_TIMEOUT: { close: 0, http: 504 },
   REPLAY_CACHE_FULL: { close: 0, http: 503 },
   HOST_NOT_ALLOWED: { close: 0, http: 403 },
   ORIGIN_NOT_ALLOWED: { close: 0, http: 403 },

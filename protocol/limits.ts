@@ -16,6 +16,10 @@ export interface SignalingLimits {
   rateBurst: number
   /** Milliseconds a new socket has to send `join`. Default 10000. */
   joinTimeoutMs: number
+  /** Sockets that have not joined yet, in total (Node: per instance; Worker: per room). Default 1024. */
+  maxPrejoin: number
+  /** Sockets that have not joined yet per client address (IPv6: per /64). Default 32. */
+  maxPrejoinPerAddress: number
 }
 
 export const DEFAULT_LIMITS: Readonly<SignalingLimits> = Object.freeze({
@@ -25,6 +29,8 @@ export const DEFAULT_LIMITS: Readonly<SignalingLimits> = Object.freeze({
   ratePerSecond: 200,
   rateBurst: 400,
   joinTimeoutMs: 10_000,
+  maxPrejoin: 1024,
+  maxPrejoinPerAddress: 32,
 })
 
 /** Largest peer id: 22 base64url characters of 16 random bytes, with room to spare. */

@@ -13,15 +13,22 @@
 import { Hono, type Context } from 'hono'
 import { CausewayError, publicError, ERRORS } from '../protocol/errors.ts'
 import { randomId } from '../protocol/encoding.ts'
-import { RoomId, PROTOCOL_VERSION, type IceConfig, type IceServer } from '../protocol/messages.ts'
+import { RoomId, PROTOCOL_VERSION, SUBPROTOCOL, TICKET_SUBPROTOCOL_PREFIX, type IceConfig, type IceServer } from '../protocol/messages.ts'
 import { verifyTicket } from '../protocol/ticket.ts'
 import { mintTurnCredential } from '../protocol/turn.ts'
 import type { SignalingConfig } from './config.ts'
 
+/**
+ * The service's decision about a room socket, made before the upgrade: admitted (with the most
+ * its ticket allows) or refused with an error that the adapter sends on the socket and then
+ * closes it with the error's close code (a browser sees no HTTP error body on a WebSocket).
+ */
+export type RoomAdmission = ({ ok: true, ticketRole?: 'agent' | 'viewer' } | { ok: false, error: CausewayError }) & { subprotocol?: string }
+
 export interface AppDeps {
   config: SignalingConfig
-  /** Upgrades `GET /v1/rooms/{room}` to a WebSocket (the room id is already validated). */
-  rooms: (c: Context, room: string) => Response | Promise<Response>
+  /** Upgrades `GET /v1/rooms/{room}` to a WebSocket (the room id is already validated, the ticket checked). */
+  rooms: (c: Context, room: string, admission: RoomAdmission) => Response | Promise<Response>
   /** Prometheus exposition text, where the runtime keeps metrics. */
   metrics?: () => Promise<string>
   /** Static assets (debug page): returns undefined when there is no such asset. */
@@ -31,6 +38,28 @@ export interface AppDeps {
 function errorResponse (c: Context, err: unknown): Response {
   const { code, message } = publicError(err)
   return c.json({ error: { code, message } }, ERRORS[code].http as 400)
+}
+
+/** The subprotocols a client offered (`Sec-WebSocket-Protocol`, comma-separated). */
+export function offeredSubprotocols (header: string | undefined | null): string[] {
+  return (header ?? '').split(',').map(p => p.trim()).filter(Boolean).slice(0, 16)
+}
+
+/** Checks a room socket's ticket (carried in the subprotocol `causeway.ticket.<t>`) before the upgrade. */
+export async function admitRoomSocket (config: SignalingConfig, room: string, header: string | undefined | null): Promise<RoomAdmission> {
+  const offered = offeredSubprotocols(header)
+  const subprotocol = offered.includes(SUBPROTOCOL) ? { subprotocol: SUBPROTOCOL } : {}
+  if (config.accessSecret === undefined) return { ok: true, ...subprotocol }
+  const ticket = offered.find(p => p.startsWith(TICKET_SUBPROTOCOL_PREFIX))?.slice(TICKET_SUBPROTOCOL_PREFIX.length)
+  if (ticket === undefined) {
+    return { ok: false, ...subprotocol, error: new CausewayError('UNAUTHORIZED', `this deployment requires an access ticket (WebSocket subprotocol ${TICKET_SUBPROTOCOL_PREFIX}<ticket>, protocol version ${PROTOCOL_VERSION})`) }
+  }
+  try {
+    const payload = await verifyTicket(config.accessSecret, ticket, room)
+    return { ok: true, ticketRole: payload.role, ...subprotocol }
+  } catch (err) {
+    return { ok: false, ...subprotocol, error: err instanceof CausewayError ? err : new CausewayError('UNAUTHORIZED', 'ticket does not verify') }
+  }
 }
 
 export function createApp (deps: AppDeps): Hono {
@@ -68,7 +97,7 @@ export function createApp (deps: AppDeps): Hono {
     if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
       return c.json({ error: { code: 'BAD_MESSAGE', message: 'expected a WebSocket upgrade' } }, 426)
     }
-    return await deps.rooms(c, room.data)
+    return await deps.rooms(c, room.data, await admitRoomSocket(config, room.data, c.req.header('sec-websocket-protocol')))
   })
 
   if (deps.metrics !== undefined) {

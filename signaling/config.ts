@@ -20,6 +20,9 @@ export const EnvConfig = z.object({
   CAUSEWAY_RATE_PER_SECOND: int(DEFAULT_LIMITS.ratePerSecond),
   CAUSEWAY_RATE_BURST: int(DEFAULT_LIMITS.rateBurst),
   CAUSEWAY_JOIN_TIMEOUT_MS: int(DEFAULT_LIMITS.joinTimeoutMs),
+  CAUSEWAY_MAX_PREJOIN: int(DEFAULT_LIMITS.maxPrejoin),
+  CAUSEWAY_MAX_PREJOIN_PER_ADDRESS: int(DEFAULT_LIMITS.maxPrejoinPerAddress),
+  CAUSEWAY_CLIENT_IP_HEADER: z.string().regex(/^[A-Za-z0-9-]+$/, 'CAUSEWAY_CLIENT_IP_HEADER must be a header name').max(64).optional(),
 })
 
 export interface SignalingConfig {
@@ -32,6 +35,11 @@ export interface SignalingConfig {
   turnTtlSeconds: number
   /** libp2p relay multiaddrs handed to agents in /v1/ice. */
   relays: string[]
+  /**
+   * Node: the request header a trusted reverse proxy puts the client address in (e.g.
+   * `x-forwarded-for`, whose last entry is used); unset: the socket's peer address.
+   */
+  clientIpHeader?: string
   limits: SignalingLimits
 }
 
@@ -54,6 +62,7 @@ export function configFromEnv (env: Record<string, unknown>): SignalingConfig {
     stunUrls: list(e.CAUSEWAY_STUN_URLS),
     turnTtlSeconds: e.CAUSEWAY_TURN_TTL,
     relays: list(e.CAUSEWAY_RELAYS),
+    ...(e.CAUSEWAY_CLIENT_IP_HEADER !== undefined ? { clientIpHeader: e.CAUSEWAY_CLIENT_IP_HEADER.toLowerCase() } : {}),
     limits: {
       maxMessageBytes: e.CAUSEWAY_MAX_MESSAGE_BYTES,
       maxPeersPerRoom: e.CAUSEWAY_MAX_PEERS_PER_ROOM,
@@ -61,6 +70,8 @@ export function configFromEnv (env: Record<string, unknown>): SignalingConfig {
       ratePerSecond: e.CAUSEWAY_RATE_PER_SECOND,
       rateBurst: e.CAUSEWAY_RATE_BURST,
       joinTimeoutMs: e.CAUSEWAY_JOIN_TIMEOUT_MS,
+      maxPrejoin: e.CAUSEWAY_MAX_PREJOIN,
+      maxPrejoinPerAddress: e.CAUSEWAY_MAX_PREJOIN_PER_ADDRESS,
     },
   }
 }

@@ -133,6 +133,24 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
       })
     })
 
+    it('remembers each peer\'s role, across a replace and a reload', async () => {
+      await makeStore(({ store, conn, reload }) => {
+        const a = conn()
+        const v = conn()
+        store.join('peer-aaaa', a)
+        store.join('peer-vvvv', v, 'viewer')
+        expect(store.roleOf('peer-aaaa')).toBe('agent')
+        expect(store.roleOf('peer-vvvv')).toBe('viewer')
+        const v2 = conn()
+        store.join('peer-vvvv', v2, 'agent')
+        expect(reload().roleOf('peer-vvvv')).toBe('agent')
+        expect(reload().roleOf('peer-aaaa')).toBe('agent')
+        store.leave(v2)
+        expect(store.roleOf('peer-vvvv')).toBeUndefined()
+        expect(store.roleOf('peer-nobody')).toBeUndefined()
+      })
+    })
+
     it('the connection handed back is the one that sends', async () => {
       await makeStore(({ store, conn }) => {
         const a = conn()

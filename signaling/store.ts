@@ -4,6 +4,9 @@
  * contract suite in store.contract.ts.
  */
 
+/** A peer's role in a room (protocol/messages.ts). */
+export type Role = 'agent' | 'viewer'
+
 /** One WebSocket as the room sees it. */
 export interface Conn {
   /** Stable id of this socket (not the peer id). */
@@ -20,8 +23,10 @@ export interface RoomStore<C extends Conn = Conn> {
   /** Joined peer ids. */
   peers (): string[]
   size (): number
-  /** Records that `conn` joined as `peer`; returns the connection it replaced, if any. */
-  join (peer: string, conn: C): C | undefined
+  /** The role a joined peer joined with. */
+  roleOf (peer: string): Role | undefined
+  /** Records that `conn` joined as `peer` (with `role`, default agent); returns the connection it replaced, if any. */
+  join (peer: string, conn: C, role?: Role): C | undefined
   /** Forgets `conn`; returns the peer it was joined as if it was still that peer's current connection. */
   leave (conn: C): string | undefined
 }
@@ -29,6 +34,7 @@ export interface RoomStore<C extends Conn = Conn> {
 export class MemoryRoomStore<C extends Conn = Conn> implements RoomStore<C> {
   private readonly byPeer = new Map<string, C>()
   private readonly byConn = new Map<string, string>()
+  private readonly roles = new Map<string, Role>()
 
   get (peer: string): C | undefined { return this.byPeer.get(peer) }
 
@@ -38,13 +44,16 @@ export class MemoryRoomStore<C extends Conn = Conn> implements RoomStore<C> {
 
   size (): number { return this.byPeer.size }
 
-  join (peer: string, conn: C): C | undefined {
+  roleOf (peer: string): Role | undefined { return this.roles.get(peer) }
+
+  join (peer: string, conn: C, role: Role = 'agent'): C | undefined {
     const old = this.byPeer.get(peer)
     const previous = this.byConn.get(conn.id)
-    if (previous !== undefined && previous !== peer && this.byPeer.get(previous)?.id === conn.id) this.byPeer.delete(previous)
+    if (previous !== undefined && previous !== peer && this.byPeer.get(previous)?.id === conn.id) { this.byPeer.delete(previous); this.roles.delete(previous) }
     if (old !== undefined && old.id !== conn.id) this.byConn.delete(old.id)
     this.byPeer.set(peer, conn)
     this.byConn.set(conn.id, peer)
+    this.roles.set(peer, role)
     return old !== undefined && old.id !== conn.id ? old : undefined
   }
 
@@ -54,6 +63,7 @@ export class MemoryRoomStore<C extends Conn = Conn> implements RoomStore<C> {
     this.byConn.delete(conn.id)
     if (this.byPeer.get(peer)?.id === conn.id) {
       this.byPeer.delete(peer)
+      this.roles.delete(peer)
       return peer
     }
     return undefined

@@ -1,20 +1,28 @@
 /**
  * Node adapter of the signaling service: @hono/node-server + @hono/node-ws, rooms in memory
  * (MemoryRoomStore), Prometheus metrics with prom-client. The embedded default.
+ *
+ * Admission: the ticket is checked before the upgrade (app.ts); sockets that have not joined
+ * yet are capped per client address and in total (prejoin.ts, HTTP 429 over a cap); a room is
+ * created by the first verified join in it and removed with its last peer.
  */
 import { serve, type ServerType } from '@hono/node-server'
 import { createNodeWebSocket } from '@hono/node-ws'
 import { existsSync } from 'node:fs'
+import type { IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import type { Context } from 'hono'
 import { pino, type Logger } from 'pino'
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { CausewayError } from '../../protocol/errors.ts'
 import { randomId } from '../../protocol/encoding.ts'
-import { verifyTicket } from '../../protocol/ticket.ts'
+import { CHALLENGE_BYTES } from '../../protocol/join-proof.ts'
+import { SUBPROTOCOL } from '../../protocol/messages.ts'
 import { createApp } from '../app.ts'
 import type { SignalingConfig } from '../config.ts'
-import { RoomHub, ticketVerifier } from '../hub.ts'
+import { refuseSocket, RoomHub, type Admission } from '../hub.ts'
+import { PrejoinLimiter } from '../prejoin.ts'
 import { MemoryRoomStore, type Conn } from '../store.ts'
 import { pageAssets, pageDirectory } from './assets.ts'
 
@@ -35,7 +43,23 @@ export interface NodeSignaling {
   close: () => Promise<void>
 }
 
-interface Room { hub: RoomHub<Conn>, store: MemoryRoomStore<Conn>, sockets: number }
+/** A room socket of this adapter: its admission travels with it. */
+interface NodeConn extends Conn { readonly admission: Admission }
+
+/** The address a request came from: the trusted proxy's header (last entry) or the socket peer. */
+function clientAddress (c: Context, header: string | undefined): string {
+  if (header !== undefined) {
+    const value = c.req.header(header)?.split(',').map(v => v.trim()).filter(Boolean).at(-1)
+    if (value !== undefined) return value
+  }
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming
+  return incoming?.socket.remoteAddress ?? 'unknown'
+}
+
+/** What ws would refuse without ever completing (and @hono/node-ws would then never release). */
+function malformedUpgrade (c: Context): boolean {
+  return !/^[+/0-9A-Za-z]{22}==$/.test(c.req.header('sec-websocket-key') ?? '') || c.req.header('sec-websocket-version') !== '13'
+}
 
 export async function startNodeSignaling (init: NodeSignalingInit): Promise<NodeSignaling> {
   const log = init.log ?? pino({ level: 'silent' })
@@ -45,16 +69,36 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
   const relayed = new Counter({ name: 'causeway_signaling_relayed_total', help: 'Signals forwarded between peers', registers: [registry] })
   const rejected = new Counter({ name: 'causeway_signaling_rejected_total', help: 'Rejections by error code', labelNames: ['code'], registers: [registry] })
   const joins = new Counter({ name: 'causeway_signaling_joins_total', help: 'Successful joins', registers: [registry] })
-  const rooms = new Map<string, Room>()
+  // Rooms exist only once a join in them was verified (the hub opens them), and go with their last peer.
+  const rooms = new Map<string, MemoryRoomStore<NodeConn>>()
+  const prejoin = new PrejoinLimiter(config.limits)
+  const releases = new Map<string, () => void>()
   new Gauge({ name: 'causeway_signaling_rooms', help: 'Rooms open', registers: [registry], collect () { this.set(rooms.size) } })
-  new Gauge({ name: 'causeway_signaling_peers', help: 'Peers joined', registers: [registry], collect () { let n = 0; for (const r of rooms.values()) n += r.store.size(); this.set(n) } })
+  new Gauge({ name: 'causeway_signaling_peers', help: 'Peers joined', registers: [registry], collect () { let n = 0; for (const r of rooms.values()) n += r.size(); this.set(n) } })
+  new Gauge({ name: 'causeway_signaling_prejoin_sockets', help: 'Sockets that have not joined yet', registers: [registry], collect () { this.set(prejoin.size) } })
 
-  const verifyJoin = ticketVerifier(config.accessSecret, verifyTicket)
-  const events = {
-    relayed: () => relayed.inc(),
-    rejected: (code: string) => rejected.inc({ code }),
-    joined: () => joins.inc(),
-  }
+  const hub = new RoomHub<NodeConn>({
+    limits: config.limits,
+    admissionOf: conn => conn.admission,
+    rooms: {
+      get: id => rooms.get(id),
+      open: id => {
+        let store = rooms.get(id)
+        if (store === undefined) {
+          if (rooms.size >= config.limits.maxRooms) throw new CausewayError('TOO_MANY_ROOMS', `this instance holds ${config.limits.maxRooms} rooms`)
+          store = new MemoryRoomStore<NodeConn>()
+          rooms.set(id, store)
+        }
+        return store
+      },
+      drop: id => { rooms.delete(id) },
+    },
+    events: {
+      relayed: () => relayed.inc(),
+      rejected: (code: string) => rejected.inc({ code }),
+      joined: conn => { joins.inc(); releases.get(conn.id)?.() },
+    },
+  })
 
   const pageDir = pageDirectory()
   const assets = await pageAssets(pageDir)
@@ -64,31 +108,28 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
     config,
     metrics: async () => await registry.metrics(),
     assets,
-    rooms: async (c, roomId) => {
-      let room = rooms.get(roomId)
-      if (room === undefined) {
-        if (rooms.size >= config.limits.maxRooms) throw new CausewayError('TOO_MANY_ROOMS', `this instance holds ${config.limits.maxRooms} rooms`)
-        const store = new MemoryRoomStore<Conn>()
-        room = { store, hub: new RoomHub({ room: roomId, store, limits: config.limits, verifyJoin, events }), sockets: 0 }
-        rooms.set(roomId, room)
-      }
-      const r = room
-      r.sockets++
-      let conn: Conn | undefined
-      let released = false
-      const release = (): void => {
-        if (released) return
-        released = true
-        r.sockets--
-        if (conn !== undefined) r.hub.closed(conn)
-        if (r.sockets === 0 && rooms.get(roomId) === r) rooms.delete(roomId)
+    rooms: async (c, roomId, admission) => {
+      if (malformedUpgrade(c)) throw new CausewayError('BAD_MESSAGE', 'malformed WebSocket upgrade')
+      // Over a cap: refused before the upgrade (HTTP 429), so no socket state exists at all.
+      const release = prejoin.acquire(clientAddress(c, config.clientIpHeader))
+      const id = randomId(9)
+      releases.set(id, release)
+      const done = (): void => { release(); releases.delete(id) }
+      // The TCP socket's end frees the slot whatever happens to the upgrade (ws may refuse it without an event).
+      ;(c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket.once('close', done)
+      let conn: NodeConn | undefined
+      let closed = false
+      const onGone = (): void => {
+        if (closed) return
+        closed = true
+        done()
+        if (conn !== undefined) hub.closed(conn)
       }
       const handler = nodeWs.upgradeWebSocket(() => ({
         onOpen (_evt, ws) {
           const raw = ws.raw
-          conn = {
-            id: randomId(9),
-            send (text) {
+          const sock = {
+            send (text: string) {
               if (raw !== undefined && raw.bufferedAmount > MAX_BUFFERED) {
                 rejected.inc({ code: 'SLOW_CONSUMER' })
                 raw.close(4008, 'SLOW_CONSUMER: send buffer full')
@@ -96,26 +137,37 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
               }
               ws.send(text)
             },
-            close (code, reason) { ws.close(code, reason) },
+            close (code: number, reason: string) { ws.close(code, reason) },
           }
-          r.hub.opened(conn)
+          if (!admission.ok) {
+            rejected.inc({ code: admission.error.code })
+            refuseSocket(sock, admission.error)
+            return
+          }
+          conn = { id, ...sock, admission: { room: roomId, challenge: randomId(CHALLENGE_BYTES), ...(admission.ticketRole !== undefined ? { ticketRole: admission.ticketRole } : {}) } }
+          hub.opened(conn)
         },
         onMessage (evt, _ws) {
           if (conn === undefined) return
           const data: unknown = evt.data
-          void r.hub.message(conn, typeof data === 'string' ? data : data instanceof ArrayBuffer ? data : new ArrayBuffer(0))
+          void hub.message(conn, typeof data === 'string' ? data : data instanceof ArrayBuffer ? data : new ArrayBuffer(0))
         },
-        onClose () { release() },
-        onError (evt) { log.debug({ err: String((evt as ErrorEvent).error) }, 'websocket error'); release() },
+        onClose () { onGone() },
+        onError (evt) { log.debug({ err: String((evt as ErrorEvent).error) }, 'websocket error'); onGone() },
       }), { onError: (err: unknown) => log.warn({ err: String(err) }, 'websocket handler failed') })
       const res = await handler(c, async () => {})
-      if (res === undefined || res === null) { release(); throw new CausewayError('BAD_MESSAGE', 'expected a WebSocket upgrade') }
+      if (res === undefined || res === null) { done(); throw new CausewayError('BAD_MESSAGE', 'expected a WebSocket upgrade') }
       return res
     },
   })
   nodeWs = createNodeWebSocket({ app })
   // ws enforces a hard cap (1009) well above the protocol limit so that the hub can answer MESSAGE_TOO_LARGE itself.
-  Object.assign(nodeWs.wss.options, { maxPayload: Math.max(config.limits.maxMessageBytes * 4, 1 << 20), perMessageDeflate: false })
+  Object.assign(nodeWs.wss.options, {
+    maxPayload: Math.max(config.limits.maxMessageBytes * 4, 1 << 20),
+    perMessageDeflate: false,
+    // Select causeway.2 when offered; never echo the ticket subprotocol.
+    handleProtocols: (offered: Set<string>) => offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false,
+  })
 
   const host = init.host ?? '127.0.0.1'
   const server: ServerType = await new Promise((resolve, reject) => {

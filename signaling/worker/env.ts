@@ -20,4 +20,6 @@ export type WorkerEnv = {
   CAUSEWAY_RATE_PER_SECOND?: string
   CAUSEWAY_RATE_BURST?: string
   CAUSEWAY_JOIN_TIMEOUT_MS?: string
+  CAUSEWAY_MAX_PREJOIN?: string
+  CAUSEWAY_MAX_PREJOIN_PER_ADDRESS?: string
 }

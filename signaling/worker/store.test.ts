@@ -6,6 +6,7 @@
 import { env, exports } from 'cloudflare:workers'
 import { evictDurableObject, runInDurableObject } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
+import { generatePeerKey, signJoin } from '../../protocol/join-proof.ts'
 import { roomStoreContract } from '../store.contract.ts'
 import type { WorkerEnv } from './env.ts'
 import { DurableObjectRoomStore, type SocketConn } from './store.ts'
@@ -35,6 +36,16 @@ roomStoreContract<SocketConn>('DurableObjectRoomStore (workerd)', async (body) =
 })
 
 interface Socket { ws: WebSocket, next: (timeoutMs?: number) => Promise<Record<string, unknown>>, closed: Promise<number> }
+
+/** Joins (open mode) answering the challenge; returns the peer id. */
+async function join (s: Socket, room: string): Promise<string> {
+  const challenge = await s.next()
+  expect(challenge).toMatchObject({ type: 'challenge', v: 2 })
+  const key = await generatePeerKey()
+  const sig = await signJoin(key, { room, role: 'agent', challenge: String(challenge.nonce) })
+  s.ws.send(JSON.stringify({ type: 'join', v: 2, peer: key.id, role: 'agent', key: key.publicKey, sig }))
+  return key.id
+}
 
 async function open (room: string): Promise<Socket> {
   const res = await exports.default.fetch(`http://signaling.test/v1/rooms/${room}`, { headers: { upgrade: 'websocket' } })
@@ -68,23 +79,33 @@ describe('SignalingRoom across hibernation', () => {
   it('keeps joined peers and forwards signals after its object is evicted', async () => {
     const room = freshRoom()
     const a = await open(room)
-    a.ws.send(JSON.stringify({ type: 'join', v: 1, peer: 'peer-aaaa' }))
+    const pa = await join(a, room)
     expect(await a.next()).toMatchObject({ type: 'welcome', peers: [] })
     const b = await open(room)
-    b.ws.send(JSON.stringify({ type: 'join', v: 1, peer: 'peer-bbbb' }))
-    expect(await b.next()).toMatchObject({ type: 'welcome', peers: ['peer-aaaa'] })
-    expect(await a.next()).toMatchObject({ type: 'peer-joined', peer: 'peer-bbbb' })
+    const pb = await join(b, room)
+    expect(await b.next()).toMatchObject({ type: 'welcome', peers: [pa] })
+    expect(await a.next()).toMatchObject({ type: 'peer-joined', peer: pb })
 
     const stub = testEnv.ROOMS.get(testEnv.ROOMS.idFromName(room))
     await evictDurableObject(stub, { webSockets: 'hibernate' })
 
-    a.ws.send(JSON.stringify({ type: 'signal', to: 'peer-bbbb', sealed: 'c2VhbGVk' }))
-    expect(await b.next()).toEqual({ type: 'signal', from: 'peer-aaaa', sealed: 'c2VhbGVk' })
+    a.ws.send(JSON.stringify({ type: 'signal', to: pb, sealed: 'c2VhbGVk' }))
+    expect(await b.next()).toEqual({ type: 'signal', from: pa, sealed: 'c2VhbGVk' })
     await runInDurableObject(stub, (_i, state) => {
-      expect(new DurableObjectRoomStore(state).peers().sort()).toEqual(['peer-aaaa', 'peer-bbbb'])
+      expect(new DurableObjectRoomStore(state).peers().sort()).toEqual([pa, pb].sort())
     })
+    // A socket opened before the eviction joins after it: its challenge lives in its attachment.
+    const c = await open(room)
+    const challenge = await c.next()
+    await evictDurableObject(stub, { webSockets: 'hibernate' })
+    const key = await generatePeerKey()
+    c.ws.send(JSON.stringify({ type: 'join', v: 2, peer: key.id, role: 'agent', key: key.publicKey, sig: await signJoin(key, { room, role: 'agent', challenge: String(challenge.nonce) }) }))
+    expect(await c.next()).toMatchObject({ type: 'welcome', peer: key.id })
+    c.ws.close(1000, 'bye')
+    expect(await a.next()).toEqual({ type: 'peer-joined', peer: key.id })
+    expect(await a.next()).toEqual({ type: 'peer-left', peer: key.id })
     b.ws.close(1000, 'bye')
-    expect(await a.next()).toEqual({ type: 'peer-left', peer: 'peer-bbbb' })
+    expect(await a.next()).toEqual({ type: 'peer-left', peer: pb })
     a.ws.close(1000, 'bye')
   })
 })
@@ -92,6 +113,7 @@ describe('SignalingRoom across hibernation', () => {
 describe('SignalingRoom join timeout', () => {
   it('closes a socket that does not join in time (timer inside the object)', async () => {
     const s = await open(freshRoom())
+    expect(await s.next(3000)).toMatchObject({ type: 'challenge' })
     expect(await s.next(3000)).toMatchObject({ type: 'error', code: 'JOIN_TIMEOUT' })
     const code = await Promise.race([s.closed, new Promise(resolve => setTimeout(() => resolve('no close'), 3000))])
     expect(code).toBe(4408)

@@ -5,7 +5,7 @@
  * memory are an index over `ctx.getWebSockets()`; after the object wakes from hibernation
  * they are rebuilt from the attachments on first use.
  */
-import type { Conn, RoomStore } from '../store.ts'
+import type { Conn, Role, RoomStore } from '../store.ts'
 
 /** What each socket remembers across hibernation. */
 export interface SocketAttachment {
@@ -15,9 +15,19 @@ export interface SocketAttachment {
   room: string
   /** Peer id once joined; removed when another socket of the same peer replaces it. */
   peer?: string
+  /** The role it joined with (with `peer`). */
+  role?: Role
   /** Accept time, Unix milliseconds. */
   opened: number
+  /** The join challenge sent to this socket (protocol/join-proof.ts). */
+  challenge?: string
+  /** The most its access ticket allows; absent in open mode. */
+  ticketRole?: Role
+  /** Client address (CF-Connecting-IP), for the pre-join caps. */
+  addr?: string
 }
+
+const isRole = (v: unknown): v is Role => v === 'agent' || v === 'viewer'
 
 /** A room connection backed by a hibernatable WebSocket. */
 export interface SocketConn extends Conn {
@@ -29,9 +39,18 @@ export function readAttachment (ws: WebSocket): SocketAttachment | undefined {
   let raw: unknown
   try { raw = ws.deserializeAttachment() } catch { return undefined }
   if (typeof raw !== 'object' || raw === null) return undefined
-  const { id, room, peer, opened } = raw as Record<string, unknown>
+  const { id, room, peer, role, opened, challenge, ticketRole, addr } = raw as Record<string, unknown>
   if (typeof id !== 'string' || typeof room !== 'string' || typeof opened !== 'number') return undefined
-  return typeof peer === 'string' ? { id, room, peer, opened } : { id, room, opened }
+  return {
+    id,
+    room,
+    opened,
+    ...(typeof peer === 'string' ? { peer } : {}),
+    ...(isRole(role) ? { role } : {}),
+    ...(typeof challenge === 'string' ? { challenge } : {}),
+    ...(isRole(ticketRole) ? { ticketRole } : {}),
+    ...(typeof addr === 'string' ? { addr } : {}),
+  }
 }
 
 function writeAttachment (ws: WebSocket, att: SocketAttachment): void {
@@ -48,9 +67,10 @@ export class DurableObjectRoomStore implements RoomStore<SocketConn> {
   }
 
   /** Accepts a new socket for `room` with hibernation and gives it its attachment. */
-  accept (ws: WebSocket, init: { id: string, room: string, now?: number }): SocketConn {
+  accept (ws: WebSocket, init: { id: string, room: string, now?: number, challenge?: string, ticketRole?: Role, addr?: string }): SocketConn {
     this.ctx.acceptWebSocket(ws)
-    writeAttachment(ws, { id: init.id, room: init.room, opened: init.now ?? Date.now() })
+    const { now, ...rest } = init
+    writeAttachment(ws, { ...rest, opened: now ?? Date.now() })
     return this.conn(ws)
   }
 
@@ -78,13 +98,18 @@ export class DurableObjectRoomStore implements RoomStore<SocketConn> {
 
   size (): number { return this.load().byPeer.size }
 
-  join (peer: string, conn: SocketConn): SocketConn | undefined {
+  roleOf (peer: string): Role | undefined {
+    const conn = this.load().byPeer.get(peer)
+    return conn === undefined ? undefined : (readAttachment(conn.ws)?.role ?? 'agent')
+  }
+
+  join (peer: string, conn: SocketConn, role: Role = 'agent'): SocketConn | undefined {
     const { byPeer, byConn } = this.load()
     const old = byPeer.get(peer)
     const previous = byConn.get(conn.id)
     if (previous !== undefined && previous !== peer && byPeer.get(previous)?.id === conn.id) byPeer.delete(previous)
     const att = readAttachment(conn.ws)
-    writeAttachment(conn.ws, { ...(att ?? { id: conn.id, room: '', opened: Date.now() }), peer })
+    writeAttachment(conn.ws, { ...(att ?? { id: conn.id, room: '', opened: Date.now() }), peer, role })
     byPeer.set(peer, conn)
     byConn.set(conn.id, peer)
     if (old === undefined || old.id === conn.id) return undefined
@@ -108,7 +133,7 @@ export class DurableObjectRoomStore implements RoomStore<SocketConn> {
   private forget (ws: WebSocket): void {
     const att = readAttachment(ws)
     if (att?.peer === undefined) return
-    const { peer: _peer, ...rest } = att
+    const { peer: _peer, role: _role, ...rest } = att
     writeAttachment(ws, rest)
   }
 

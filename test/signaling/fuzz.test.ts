@@ -5,14 +5,14 @@
  */
 import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Client, newPeer, newRoom, withTimeout } from './client.ts'
+import { Client, newKey, newPeer, newRoom, withTimeout } from './client.ts'
 import { startNode, startWorkerd, type Target } from './servers.ts'
 import { SUITE_ENV, ticketFor } from './ws.suite.ts'
 
 const FRAMES = 10_000
 const SOCKETS_AT_ONCE = 48
 const SEED = Number(process.env.FUZZ_SEED ?? 20261122)
-const ENV = { ...SUITE_ENV, CAUSEWAY_RATE_PER_SECOND: '1000', CAUSEWAY_RATE_BURST: '1000', CAUSEWAY_JOIN_TIMEOUT_MS: '3000', CAUSEWAY_MAX_PEERS_PER_ROOM: '64' }
+const ENV = { ...SUITE_ENV, CAUSEWAY_RATE_PER_SECOND: '1000', CAUSEWAY_RATE_BURST: '1000', CAUSEWAY_JOIN_TIMEOUT_MS: '3000', CAUSEWAY_MAX_PEERS_PER_ROOM: '64', CAUSEWAY_MAX_PREJOIN_PER_ADDRESS: '512', CAUSEWAY_MAX_PREJOIN: '1024' }
 
 /** mulberry32: small deterministic PRNG. */
 function prng (seed: number): () => number {
@@ -43,8 +43,9 @@ class Gen {
 }
 
 const SAMPLES = (peer: string, to: string, ticket: string): unknown[] => [
+  { type: 'join', v: 2, peer, role: 'agent', key: 'BPz2lYl0y0l3Bcv1Kxk0cYV1pXrWJ2pUo8p0rN4s6YwqgKx0XbB7vZl1ocH1y3ke2BnXkQk1sYxq0FfE3bC2mZc', sig: 'q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3i4o5p6a7s8d9f0g1h2j3k4l5' },
+  { type: 'join', v: 2, peer, role: 'viewer', key: 'AQID', sig: 'BAUG' },
   { type: 'join', v: 1, peer, ticket },
-  { type: 'join', v: 1, peer },
   { type: 'signal', to, sealed: 'c2VhbGVkLWVudmVsb3Bl' },
   { type: 'ping', id: 'abc' },
   { type: 'ping', id: 42 },
@@ -98,12 +99,12 @@ function randomFrame (g: Gen, samples: unknown[]): Frame {
 }
 
 /** One fuzz connection: maybe a valid join first, then `frames` frames; resolves when closed or after a short wait. */
-async function fuzzConnection (target: Target, g: Gen, frames: Frame[], join: { room: string, peer: string, ticket: string } | undefined, room: string): Promise<number> {
+async function fuzzConnection (target: Target, g: Gen, frames: Frame[], join: { room: string, peer: string, ticket: string } | undefined, room: string, ticket: string): Promise<number> {
   let c: Client
-  try { c = await Client.open(target.url, join?.room ?? room) } catch { return 0 }
+  try { c = await Client.open(target.url, join?.room ?? room, ticket) } catch { return 0 }
   try {
     if (join !== undefined) {
-      c.send({ type: 'join', v: 1, peer: join.peer, ticket: join.ticket })
+      await c.join(join.room, await newKey())
       await c.next(3000).catch(() => undefined)
     }
     let sent = 0
@@ -167,7 +168,7 @@ describe.each([['node', startNode], ['workerd', startWorkerd]] as const)('fuzz (
   beforeAll(async () => { target = await start(ENV) })
   afterAll(async () => { await target?.close() })
 
-  it(`survives ${FRAMES} random and mutated frames`, { timeout: 90_000 }, async () => {
+  it(`survives ${FRAMES} random and mutated frames`, { timeout: 240_000 }, async () => {
     const g = new Gen(SEED)
     const rooms = Array.from({ length: 16 }, () => newRoom())
     const tickets = new Map<string, string>()
@@ -185,7 +186,7 @@ describe.each([['node', startNode], ['workerd', startWorkerd]] as const)('fuzz (
     }
     const started = Date.now()
     let sent = 0
-    await inPool(plans, SOCKETS_AT_ONCE, async (p) => { const n = await fuzzConnection(target, g, p.frames, p.join, p.room); sent += n })
+    await inPool(plans, SOCKETS_AT_ONCE, async (p) => { const n = await fuzzConnection(target, g, p.frames, p.join, p.room, tickets.get(p.room) ?? ''); sent += n })
     console.log(`${target.name}: ${planned} frames planned, ${sent} sent on ${plans.length} sockets in ${Date.now() - started} ms`)
     expect(planned).toBeGreaterThanOrEqual(FRAMES)
     expect(sent).toBeGreaterThan(FRAMES / 2)
@@ -221,15 +222,16 @@ describe.each([['node', startNode], ['workerd', startWorkerd]] as const)('fuzz (
 
   it('still answers /healthz and relays a signal afterwards', async () => {
     const res = await fetch(`${target.url}/healthz`, { signal: AbortSignal.timeout(5000) })
-    expect(await res.json()).toEqual({ ok: true, protocol: 1 })
+    expect(await res.json()).toEqual({ ok: true, protocol: 2 })
     const room = newRoom()
     const ticket = await ticketFor(room)
-    const [pa, pb] = [newPeer(), newPeer()]
-    const a = await Client.open(target.url, room)
-    a.send({ type: 'join', v: 1, peer: pa, ticket })
+    const [ka, kb] = [await newKey(), await newKey()]
+    const [pa, pb] = [ka.id, kb.id]
+    const a = await Client.open(target.url, room, ticket)
+    await a.join(room, ka)
     expect(await a.next()).toMatchObject({ type: 'welcome' })
-    const b = await Client.open(target.url, room)
-    b.send({ type: 'join', v: 1, peer: pb, ticket })
+    const b = await Client.open(target.url, room, ticket)
+    await b.join(room, kb)
     expect(await b.next()).toMatchObject({ type: 'welcome', peers: [pa] })
     a.send({ type: 'signal', to: pb, sealed: 'c3RpbGwtYWxpdmU' })
     expect(await withTimeout(b.next(), 3000, 'signal')).toEqual({ type: 'signal', from: pa, sealed: 'c3RpbGwtYWxpdmU' })
