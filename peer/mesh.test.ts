@@ -7,6 +7,7 @@
  * keep the `[]`).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { generatePeerKey } from '../protocol/join-proof.ts'
 import { deriveMemberKeys } from '../protocol/keys.ts'
 import { PeerSignal, type Hello } from '../protocol/peer.ts'
 import { Opener, seal } from '../protocol/seal.ts'
@@ -33,10 +34,12 @@ async function until (cond: () => boolean, ms: number, what: string): Promise<vo
 }
 
 /** A peer played by hand: joins the room, records the agent hellos it gets, sends its own. */
-async function handPeer (token: MemberToken, id: string): Promise<{ hellos: Hello[], sendHello: (to: string, hello: Hello) => Promise<void>, close: () => void }> {
+async function handPeer (token: MemberToken): Promise<{ id: string, hellos: Hello[], sendHello: (to: string, hello: Hello) => Promise<void>, close: () => void }> {
   const keys = await deriveMemberKeys(token.secret)
+  const key = await generatePeerKey()
+  const id = key.id
   const opener = new Opener({ room: keys.room, self: id, keys: [{ key: keys.seal, role: 'agent' }] })
-  const sc = new SignalingClient({ signaling: token.signaling, room: keys.room, peer: id })
+  const sc = new SignalingClient({ signaling: token.signaling, room: keys.room, key })
   const hellos: Hello[] = []
   const inbox: string[] = []
   let busy = false
@@ -57,6 +60,7 @@ async function handPeer (token: MemberToken, id: string): Promise<{ hellos: Hell
   sc.start()
   await joined
   return {
+    id,
     hellos,
     sendHello: async (to, hello) => { sc.send(to, await seal(keys.seal, { room: keys.room, from: id, to, body: hello })) },
     close: () => sc.close(),
@@ -66,7 +70,7 @@ async function handPeer (token: MemberToken, id: string): Promise<{ hellos: Hell
 describe('mesh hellos and relay addresses, in any order', () => {
   it('an address change before the peer\'s hello arrived still reaches it, in order; the peer\'s updated hello replaces its older one', async () => {
     const token: MemberToken = { kind: 'member', signaling: signaling.url, secret: newSecret() }
-    const b = await handPeer(token, 'bbbbbbbbbbbbbbbb')
+    const b = await handPeer(token)
     const a = new Mesh({ token, name: 'a', createPeerConnection, iceServers: () => [], connectTimeoutMs: 60_000 })
     try {
       await a.start()
@@ -86,7 +90,7 @@ describe('mesh hellos and relay addresses, in any order', () => {
       const bHello: Hello = { type: 'hello', name: 'b', role: 'agent', caps: ['tcp/1'] }
       await b.sendHello(a.id, { ...bHello, relay: { peer: RELAY_B, addrs: [] } })
       await b.sendHello(a.id, { ...bHello, relay: { peer: RELAY_B, addrs: ['/circuit/b/1'] } })
-      await until(() => a.peers.get('bbbbbbbbbbbbbbbb')?.relay?.addrs[0] === '/circuit/b/1', 5000, 'b\'s relay address at a')
+      await until(() => a.peers.get(b.id)?.relay?.addrs[0] === '/circuit/b/1', 5000, 'b\'s relay address at a')
       // a already sent b its current hello: b's hello does not make a repeat it
       const count = b.hellos.length
       await new Promise(resolve => setTimeout(resolve, 200))
@@ -105,7 +109,7 @@ describe('mesh hellos and relay addresses, in any order', () => {
       await a.start()
       a.setRelay({ peer: RELAY_A, addrs: ['/circuit/a/1'] })
       await until(() => a.signaling?.state === 'joined', 5000, 'a to join')
-      const b = await handPeer(token, 'bbbbbbbbbbbbbbbb')
+      const b = await handPeer(token)
       try {
         await until(() => b.hellos.at(-1)?.relay?.addrs[0] === '/circuit/a/1', 5000, 'a\'s hello at b (on b joining)')
       } finally { b.close() }
