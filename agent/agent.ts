@@ -8,6 +8,7 @@ import { deriveRelayKey } from '../protocol/keys.ts'
 import type { PathKind, ShareInfo, StatusMessage } from '../protocol/peer.ts'
 import { parseCredential } from '../protocol/identity.ts'
 import type { MemberToken } from '../protocol/token.ts'
+import { Emitter } from '../peer/emitter.ts'
 import { Mesh, type RemotePeer } from '../peer/mesh.ts'
 import { silentLog, type LogLike, type PathInfo } from '../peer/peer-session.ts'
 import { IceSource } from './ice.ts'
@@ -73,7 +74,29 @@ export interface AgentStatus {
   relay?: { peer: string, addrs: string[], relays: RelayStatus[] }
 }
 
-type CatalogListener = (peerName: string, shares: ShareInfo[] | null) => void
+/** How an agent reaches one peer now: the one computation behind status, metrics, the debug page and Kubernetes annotations. */
+export interface PeerPath {
+  /** How new streams go: the WebRTC session, the relay, or not at all (yet). */
+  route: 'webrtc' | 'relay' | 'none'
+  /** `connected` when streams can be opened (over either route), else the WebRTC session's state. */
+  state: string
+  /** direct / turn (WebRTC, from the selected candidate pair), relay, or none. */
+  path: PathKind
+  /** The candidate pair (WebRTC) or the circuit address (relay). */
+  pair?: string
+  rttMs: number | null
+}
+
+/** What an Agent tells its users (`agent.events.on(name, fn)`; any number of subscribers). */
+export interface AgentEvents {
+  /** A peer's share catalog arrived; null when the peer is gone. */
+  catalog: (peerName: string, shares: ShareInfo[] | null) => void
+  /**
+   * How new streams to `peer` go may have changed: its session's state, its hello (relay
+   * addresses), our relay reservation, or the direct timeout running out.
+   */
+  route: (peer: RemotePeer) => void
+}
 
 export class Agent {
   readonly mesh: Mesh
@@ -83,16 +106,16 @@ export class Agent {
   readonly catalogs = new Map<string, ShareInfo[]>()
   readonly paths = new Map<string, PathInfo>()
   readonly listeners: Listener[] = []
+  readonly events: Emitter<AgentEvents>
   imports: AgentStatus['imports'] = []
   private ice?: IceSource
   private readonly init: AgentInit
   private readonly log: LogLike
-  private readonly catalogListeners: CatalogListener[] = []
   private pathTimer?: ReturnType<typeof setInterval>
   private relayPath?: RelayPath
-  /** Per peer: since when its WebRTC session is not connected (absent while connected). */
-  private readonly notConnectedSince = new Map<string, number>()
-  private stopping = false
+  /** Per peer: since when its WebRTC session is not connected (absent while connected), and the timer that ends the direct timeout. */
+  private readonly notConnectedSince = new Map<string, { since: number, timer: ReturnType<typeof setTimeout> }>()
+  private readonly stopped = new AbortController()
 
   constructor (init: AgentInit) {
     this.init = init
@@ -100,6 +123,7 @@ export class Agent {
     this.name = agentName(init.token, init.name)
     this.shares = new ShareRegistry({ provenNames: init.token.identity !== undefined })
     if (init.token.identity === undefined) this.log.warn({}, 'shared token: agent names are not proven (any member can claim any name); issue per-agent tokens with `causeway token --name NAME`')
+    this.events = new Emitter<AgentEvents>(err => { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'agent event listener failed') })
     this.tunnels = new Tunnels(this.shares, init.tunnel ?? {}, this.log)
     this.mesh = new Mesh({
       token: init.token,
@@ -112,29 +136,46 @@ export class Agent {
     })
     if (init.shares !== undefined) this.shares.set('flags', init.shares)
     this.shares.onChange(() => this.broadcastCatalogs())
-    this.mesh.events = {
-      session: (peer, session) => {
-        if (!this.notConnectedSince.has(peer.id)) this.notConnectedSince.set(peer.id, Date.now())
-        this.tunnels.attach(peer, session)
-        session.onControlOpen = () => this.sendCatalog(peer)
-        session.onControl = (msg) => {
-          if (msg.type === 'catalog' && peer.role === 'agent') {
-            this.catalogs.set(peer.id, msg.shares)
-            for (const l of this.catalogListeners) l(peer.name, msg.shares)
-          }
+    const events = this.mesh.events
+    events.on('session', (peer, session) => {
+      this.notConnected(peer)
+      this.tunnels.attach(peer, session)
+      session.onControlOpen = () => this.sendCatalog(peer)
+      session.onControl = (msg) => {
+        if (msg.type === 'catalog' && peer.role === 'agent') {
+          this.catalogs.set(peer.id, msg.shares)
+          this.events.emit('catalog', peer.name, msg.shares)
         }
-      },
-      sessionState: (peer, state) => {
-        if (state === 'connected') this.notConnectedSince.delete(peer.id)
-        else if (!this.notConnectedSince.has(peer.id)) this.notConnectedSince.set(peer.id, Date.now())
-      },
-      peerGone: (peer) => {
-        this.notConnectedSince.delete(peer.id)
-        this.paths.delete(peer.id)
-        this.tunnels.forget(peer.id)
-        if (this.catalogs.delete(peer.id)) for (const l of this.catalogListeners) l(peer.name, null)
-      },
-    }
+      }
+    })
+    events.on('sessionState', (peer, state) => {
+      if (state === 'connected') {
+        this.connected(peer)
+        // The path (direct/turn, candidate pair) is known once the pair is selected: read it now.
+        void this.refreshPath(peer).then(() => this.events.emit('route', peer))
+      } else this.notConnected(peer)
+      this.events.emit('route', peer)
+    })
+    events.on('hello', (peer) => { this.events.emit('route', peer) })
+    events.on('peerGone', (peer) => {
+      this.connected(peer)
+      this.paths.delete(peer.id)
+      this.tunnels.forget(peer.id)
+      if (this.catalogs.delete(peer.id)) this.events.emit('catalog', peer.name, null)
+    })
+  }
+
+  /** The peer's WebRTC session is down: the direct timeout starts (once), and its end is a route change. */
+  private notConnected (peer: RemotePeer): void {
+    if (this.notConnectedSince.has(peer.id)) return
+    const timer = setTimeout(() => { this.events.emit('route', peer) }, this.init.directTimeoutMs ?? 5000)
+    timer.unref?.()
+    this.notConnectedSince.set(peer.id, { since: Date.now(), timer })
+  }
+
+  private connected (peer: RemotePeer): void {
+    clearTimeout(this.notConnectedSince.get(peer.id)?.timer)
+    this.notConnectedSince.delete(peer.id)
   }
 
   async start (): Promise<void> {
@@ -165,10 +206,12 @@ export class Agent {
         relays,
         log: this.log,
         identify: (relayPeer) => [...this.mesh.peers.values()].find(p => p.role === 'agent' && p.relay?.peer === relayPeer),
+        onHello: (fn) => this.mesh.events.on('hello', fn),
         accept: (peer, dc) => { this.tunnels.accept(peer, dc) },
         onChange: (info) => {
           this.log.info({ addrs: info.addrs }, 'relay addresses announced to peers')
           this.mesh.setRelay(info)
+          for (const p of this.mesh.peers.values()) this.events.emit('route', p)
         },
       })
     } catch (err) {
@@ -182,7 +225,7 @@ export class Agent {
    */
   route (p: RemotePeer): 'webrtc' | 'relay' | 'none' {
     if (p.session?.state === 'connected') return 'webrtc'
-    const since = this.notConnectedSince.get(p.id)
+    const since = this.notConnectedSince.get(p.id)?.since
     if (this.relayPath?.usable(p) === true && since !== undefined && Date.now() - since >= (this.init.directTimeoutMs ?? 5000)) return 'relay'
     return 'none'
   }
@@ -200,28 +243,37 @@ export class Agent {
     for (const p of this.mesh.peers.values()) this.sendCatalog(p)
   }
 
-  onCatalog (fn: CatalogListener): () => void {
-    this.catalogListeners.push(fn)
+  /** Subscribes to catalogs: first the ones known now, then every change (`events` 'catalog'). */
+  onCatalog (fn: AgentEvents['catalog']): () => void {
+    const off = this.events.on('catalog', fn)
     for (const [id, shares] of this.catalogs) { const p = this.mesh.peers.get(id); if (p !== undefined) fn(p.name, shares) }
-    return () => { const i = this.catalogListeners.indexOf(fn); if (i >= 0) this.catalogListeners.splice(i, 1) }
+    return off
   }
 
-  /** The connected agent peer with this name, waiting up to peerWaitMs for it. */
+  /** The agent peer with this name, if it is known. */
+  peerNamed (name: string): RemotePeer | undefined {
+    for (const p of this.mesh.peers.values()) if (p.name === name && p.role === 'agent') return p
+    return undefined
+  }
+
+  /** The agent peer with this name once new streams can reach it, waiting up to peerWaitMs (route events, no polling). */
   async peerByName (name: string, waitMs = this.init.peerWaitMs ?? 10_000): Promise<RemotePeer> {
-    const deadline = Date.now() + waitMs
-    for (let i = 0; i < 10_000; i++) {
-      for (const p of this.mesh.peers.values()) {
-        if (p.name === name && p.role === 'agent' && this.route(p) !== 'none') return p
-      }
-      if (Date.now() >= deadline || this.stopping) break
-      await new Promise(resolve => setTimeout(resolve, 50))
+    const reachable = (): RemotePeer | undefined => { const p = this.peerNamed(name); return p !== undefined && this.route(p) !== 'none' ? p : undefined }
+    const now = reachable()
+    if (now !== undefined) return now
+    if (!this.stopped.signal.aborted) {
+      try {
+        await this.events.until('route', () => reachable() !== undefined, AbortSignal.any([this.stopped.signal, AbortSignal.timeout(waitMs)]))
+      } catch { /* timed out or stopping */ }
     }
-    throw new CausewayError('PEER_UNAVAILABLE', `no connection to peer "${name}"`)
+    const p = reachable()
+    if (p === undefined) throw new CausewayError('PEER_UNAVAILABLE', `no connection to peer "${name}"`)
+    return p
   }
 
   /** Pipes a local socket to `share` on `peerName`. */
   async openStream (peerName: string, share: string, socket: Socket): Promise<void> {
-    if (this.stopping) throw new CausewayError('SHUTTING_DOWN', 'agent is stopping')
+    if (this.stopped.signal.aborted) throw new CausewayError('SHUTTING_DOWN', 'agent is stopping')
     const peer = await this.peerByName(peerName)
     const route = this.route(peer)
     let opener: ChannelOpener
@@ -240,14 +292,33 @@ export class Agent {
     return l
   }
 
-  private async refreshPaths (): Promise<void> {
+  /** Reads every peer's WebRTC path (selected candidate pair, RTT) now; viewers get a status update. */
+  async refreshPaths (): Promise<void> {
     for (const p of this.mesh.peers.values()) {
-      const s = p.session
-      if (s === undefined) continue
-      const info = s.state === 'connected' ? await s.path() : { kind: 'none' as const }
-      this.paths.set(p.id, info)
-      if (p.role === 'viewer' && s.state === 'connected') s.sendControl(this.viewerStatus(askerOf(p)))
+      await this.refreshPath(p)
+      if (p.role === 'viewer' && p.session?.state === 'connected') p.session.sendControl(this.viewerStatus(askerOf(p)))
     }
+  }
+
+  private async refreshPath (p: RemotePeer): Promise<void> {
+    const s = p.session
+    if (s === undefined) return
+    const info = s.state === 'connected' ? await s.path() : { kind: 'none' as const }
+    if (p.session === s && this.mesh.peers.get(p.id) === p) this.paths.set(p.id, info)
+  }
+
+  /** How this agent reaches `p` now (see PeerPath). */
+  pathOf (p: RemotePeer): PeerPath {
+    const path = this.paths.get(p.id)
+    const route = this.route(p)
+    if (route === 'relay') {
+      const pair = this.relayPath?.describe(p)
+      return { route, state: 'connected', path: 'relay', ...(pair !== undefined ? { pair } : {}), rttMs: null }
+    }
+    const state = p.session?.state ?? 'new'
+    if (route === 'none') return { route, state, path: 'none', rttMs: null }
+    const rtt = p.session?.rttMs ?? path?.rttMs ?? null
+    return { route, state, path: path?.kind ?? 'none', ...(path?.pair !== undefined ? { pair: path.pair } : {}), rttMs: rtt }
   }
 
   status (): AgentStatus {
@@ -265,18 +336,15 @@ export class Agent {
 
   private peerView (p: RemotePeer): PeerView {
     const c = this.tunnels.counter(p.id)
-    const path = this.paths.get(p.id)
-    const route = this.route(p)
-    const rtt = route === 'webrtc' ? p.session?.rttMs ?? path?.rttMs ?? null : null
-    const pair = route === 'relay' ? this.relayPath?.describe(p) : route === 'webrtc' ? path?.pair : undefined
+    const { state, path, pair, rttMs } = this.pathOf(p)
     return {
       peer: p.id,
       name: p.name,
       role: p.role,
-      state: route === 'relay' ? 'connected' : p.session?.state ?? 'new',
-      path: route === 'webrtc' ? path?.kind ?? 'none' : route,
+      state,
+      path,
       ...(pair !== undefined ? { pair: pair.slice(0, 256) } : {}),
-      rttMs: rtt === null ? null : Math.round(rtt * 100) / 100,
+      rttMs: rttMs === null ? null : Math.round(rttMs * 100) / 100,
       bytesIn: c.bytesIn,
       bytesOut: c.bytesOut,
       streams: c.streams,
@@ -307,9 +375,10 @@ export class Agent {
 
   /** Stops accepting, lets live streams finish for up to drainMs, then closes everything. */
   async stop (): Promise<void> {
-    if (this.stopping) return
-    this.stopping = true
+    if (this.stopped.signal.aborted) return
+    this.stopped.abort()
     clearInterval(this.pathTimer)
+    for (const { timer } of this.notConnectedSince.values()) clearTimeout(timer)
     this.ice?.close()
     await Promise.allSettled(this.listeners.map(async l => await l.close()))
     const deadline = Date.now() + (this.init.drainMs ?? 5000)

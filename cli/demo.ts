@@ -90,7 +90,7 @@ export async function demoCommand (argv: string[], log: Logger): Promise<number>
     const expected = await httpGet(service.port, `/blob?mib=${mib}`)
     const same = createHash('sha256').update(blob.body).digest('hex') === createHash('sha256').update(expected.body).digest('hex')
     out(`GET /blob    ${mib} MiB in ${(blob.ms / 1000).toFixed(2)} s = ${(mib / (blob.ms / 1000)).toFixed(1)} MiB/s through the tunnel, sha256 ${same ? 'matches' : 'DIFFERS'}`)
-    await new Promise(resolve => setTimeout(resolve, 2100))
+    await b.refreshPaths()
     const peer = b.status().peers.find(p => p.name === 'site-a')
     out(`path         ${peer?.path ?? 'none'} (${peer?.pair ?? 'no pair'}), rtt ${peer?.rttMs ?? '?'} ms`)
     code = hello.status === 200 && blob.status === 200 && same && peer?.path === 'direct' ? 0 : 1

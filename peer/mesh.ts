@@ -21,6 +21,7 @@ import { deriveGrantKey, deriveMemberKeys, deriveViewerSealKey } from '../protoc
 import { PeerSignal, type Hello } from '../protocol/peer.ts'
 import { Opener, seal } from '../protocol/seal.ts'
 import { verifyGrants, type NetworkToken } from '../protocol/token.ts'
+import { Emitter } from './emitter.ts'
 import { PeerSession, silentLog, type LogLike, type SessionState } from './peer-session.ts'
 import { SignalingClient } from './signaling-client.ts'
 
@@ -59,17 +60,20 @@ export interface MeshInit {
   caps?: string[]
 }
 
+/** What a Mesh tells its users (`mesh.events.on(name, fn)`; any number of subscribers). */
 export interface MeshEvents {
   /** A new session to `peer` exists: attach channel handlers. */
-  session?: (peer: RemotePeer, session: PeerSession) => void
+  session: (peer: RemotePeer, session: PeerSession) => void
   /** A session changed state. */
-  sessionState?: (peer: RemotePeer, state: SessionState) => void
+  sessionState: (peer: RemotePeer, state: SessionState) => void
+  /** A peer's sealed hello was accepted: a new peer, or a known one again (its relay addresses may have changed). */
+  hello: (peer: RemotePeer) => void
   /** A peer is gone for good (left and its connection is down, or replaced by a restart). */
-  peerGone?: (peer: RemotePeer) => void
+  peerGone: (peer: RemotePeer) => void
   /** A signaling error (UNAUTHORIZED, ROOM_FULL, …). */
-  signalingError?: (code: string, message: string) => void
+  signalingError: (code: string, message: string) => void
   /** A peer's hello or description was refused (IDENTITY_REJECTED, CREDENTIAL_EXPIRED, …). */
-  refused?: (from: string, code: string, message: string) => void
+  refused: (from: string, code: string, message: string) => void
 }
 
 interface Keys {
@@ -92,7 +96,7 @@ export class Mesh {
   id = ''
   readonly role: Role
   readonly peers = new Map<string, RemotePeer>()
-  events: MeshEvents = {}
+  readonly events: Emitter<MeshEvents>
   signaling?: SignalingClient
   private keys?: Keys
   private readonly init: MeshInit
@@ -110,6 +114,7 @@ export class Mesh {
     this.init = init
     this.role = init.token.kind === 'member' ? 'agent' : 'viewer'
     this.log = init.log ?? silentLog
+    this.events = new Emitter<MeshEvents>(err => { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'mesh event listener failed') })
     init.signal?.addEventListener('abort', () => this.close(), { once: true })
   }
 
@@ -166,7 +171,7 @@ export class Mesh {
     sc.on('signal', (from, sealed) => { this.enqueueSignal(from, sealed) })
     sc.on('error', (code, message) => {
       this.log.warn({ code, message }, 'signaling error')
-      this.events.signalingError?.(code, message)
+      this.events.emit('signalingError', code, message)
     })
     sc.on('state', s => this.log.info({ state: s }, 'signaling'))
     sc.start()
@@ -224,7 +229,7 @@ export class Mesh {
     this.log.info({ seq: list.seq, revoked: list.serials.length }, 'revocation list adopted')
     for (const p of [...this.peers.values()]) {
       if (p.proven !== undefined && this.crl.serials.has(p.proven.serial)) {
-        this.events.refused?.(p.id, 'CREDENTIAL_REVOKED', `credential of "${p.name}" revoked`)
+        this.events.emit('refused', p.id, 'CREDENTIAL_REVOKED', `credential of "${p.name}" revoked`)
         this.dropPeer(p, 'revoked')
       }
     }
@@ -262,7 +267,7 @@ export class Mesh {
     const code = err instanceof CausewayError ? err.code : 'IDENTITY_REJECTED'
     const message = err instanceof Error ? err.message : String(err)
     this.log.warn({ from, code, message }, what)
-    this.events.refused?.(from, code, message)
+    this.events.emit('refused', from, code, message)
   }
 
   /** Verifies an agent's hello against the issuer key; returns its proven identity. */
@@ -394,6 +399,7 @@ export class Mesh {
       if (hello.relay !== undefined) peer.relay = hello.relay; else delete peer.relay
     }
     if (peer.session === undefined || peer.session.state === 'closed') this.newSession(peer)
+    this.events.emit('hello', peer)
     // It may have missed our current hello (it changed before we knew the peer): send it now.
     if (this.keys !== undefined && this.helloSent.get(from) !== this.keys.hello) void this.sendHello(from)
   }
@@ -411,7 +417,7 @@ export class Mesh {
     peer.session = session
     session.onState = (state) => {
       this.log.info({ peer: peer.name, state }, 'peer connection')
-      this.events.sessionState?.(peer, state)
+      this.events.emit('sessionState', peer, state)
       if (state === 'failed' && peer.session === session) {
         if (session.remoteSid !== undefined) peer.deadSids.add(session.remoteSid)
         session.close()
@@ -422,7 +428,7 @@ export class Mesh {
         }, this.init.retryDelayMs ?? 1000)
       }
     }
-    this.events.session?.(peer, session)
+    this.events.emit('session', peer, session)
     return session
   }
 
@@ -441,7 +447,7 @@ export class Mesh {
     if (!this.members.has(peer.id)) this.helloSent.delete(peer.id)
     this.log.info({ peer: peer.name, why }, 'peer removed')
     peer.session?.close()
-    this.events.peerGone?.(peer)
+    this.events.emit('peerGone', peer)
   }
 
   /** Tells peers we are leaving, closes every session and the signaling connection. */

@@ -83,12 +83,12 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
       return listener
     },
     peerPath(peer: string): string | undefined {
-      for (const p of agent.mesh.peers.values()) {
-        if (p.name !== peer || p.role !== 'agent') continue
-        if (p.session?.state !== 'connected') return undefined
-        return agent.paths.get(p.id)?.kind ?? 'connecting'
-      }
-      return undefined
+      const p = agent.peerNamed(peer)
+      if (p === undefined) return undefined
+      // The agent's own answer (WebRTC or relay), as in `causeway status`.
+      const path = agent.pathOf(p)
+      if (path.route === 'none') return undefined
+      return path.path === 'none' ? 'connecting' : path.path
     },
   }
 }

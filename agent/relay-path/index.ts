@@ -31,12 +31,16 @@ export interface RelayPathInit {
   log: LogLike
   /** The agent peer that announced this relay PeerId in its sealed hello, if any. */
   identify: (relayPeerId: string) => RemotePeer | undefined
+  /** Subscribes to accepted hellos (Mesh events 'hello'); returns the unsubscribe function. */
+  onHello: (fn: () => void) => () => void
   /** Takes an accepted, identified stream channel (Tunnels.accept). */
   accept: (peer: RemotePeer, dc: RTCDataChannel) => void
   /** Our relay identity or addresses changed (announce them in the hello). */
   onChange: (info: RelayInfo) => void
   /** Time for a dial through the relay, and for the first frame of an inbound stream, ms. Default 10000. */
   timeoutMs?: number
+  /** How long an inbound stream from an unknown PeerId waits for the hello that announces it, ms. Default 3000. */
+  helloWaitMs?: number
 }
 
 export interface RelayInfo { peer: string, addrs: string[] }
@@ -95,12 +99,7 @@ export class RelayPath {
 
   private inbound (ch: StreamChannel, remote: string): void {
     ch.waitLabel(this.timeoutMs).then(async () => {
-      // The peer's hello (sealed, through signaling) may still be on its way: wait a little.
-      let peer = this.init.identify(remote)
-      for (let i = 0; i < 30 && peer === undefined && ch.readyState === 'open'; i++) {
-        await new Promise(resolve => setTimeout(resolve, 100))
-        peer = this.init.identify(remote)
-      }
+      const peer = await this.identified(remote, ch)
       if (peer === undefined) {
         this.init.log.warn({ relayPeer: remote, label: ch.label.slice(0, 80) }, 'relayed stream from a peer no sealed hello announced: refused')
         ch.stream.abort(new Error('unknown peer'))
@@ -109,6 +108,24 @@ export class RelayPath {
       this.init.accept(peer, ch.asDataChannel())
     }, (err: unknown) => {
       this.init.log.debug({ relayPeer: remote, err: err instanceof Error ? err.message : String(err) }, 'relayed stream without an open frame')
+    })
+  }
+
+  /** The peer that announced `remote`, waiting for its hello (sealed, through signaling: it may still be on its way). */
+  private async identified (remote: string, ch: StreamChannel): Promise<RemotePeer | undefined> {
+    const known = this.init.identify(remote)
+    if (known !== undefined || ch.readyState !== 'open') return known
+    return await new Promise(resolve => {
+      const done = (peer: RemotePeer | undefined): void => {
+        off()
+        clearTimeout(timer)
+        ch.removeEventListener('close', gone)
+        resolve(peer)
+      }
+      const off = this.init.onHello(() => { const p = this.init.identify(remote); if (p !== undefined) done(p) })
+      const gone = (): void => { done(undefined) }
+      const timer = setTimeout(gone, this.init.helloWaitMs ?? 3000)
+      ch.addEventListener('close', gone)
     })
   }
 

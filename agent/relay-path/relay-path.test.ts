@@ -16,6 +16,7 @@ import type { RemotePeer } from '../../peer/mesh.ts'
 import { silentLog } from '../../peer/peer-session.ts'
 import { ShareRegistry } from '../tunnel/shares.ts'
 import { Tunnels } from '../tunnel/tunnels.ts'
+import { Emitter } from '../../peer/emitter.ts'
 import { RelayPath } from './index.ts'
 
 const log = pino({ level: 'silent' })
@@ -40,6 +41,10 @@ afterAll(async () => {
   echo.close()
 })
 
+/** Stands in for the Mesh's 'hello' events. */
+const hellos = new Emitter<{ hello: () => void }>()
+const onHello = (fn: () => void): (() => void) => hellos.on('hello', fn)
+
 async function pair (allowed = true): Promise<{ a: RelayPath, b: RelayPath, tunnelsA: Tunnels, pa: RemotePeer, pb: RemotePeer }> {
   const addr = relay.multiaddrs[0]?.toString() ?? ''
   const shares = new ShareRegistry()
@@ -48,8 +53,8 @@ async function pair (allowed = true): Promise<{ a: RelayPath, b: RelayPath, tunn
   const tunnelsB = new Tunnels(shares, {}, silentLog)
   const pa = peer('a')
   const pb = peer('b')
-  const a = await RelayPath.start({ relayKey, relays: [addr], log: silentLog, identify: () => undefined, accept: () => {}, onChange: () => {} })
-  const b = await RelayPath.start({ relayKey, relays: [addr], log: silentLog, identify: (id) => id === pa.relay?.peer ? pa : undefined, accept: (p, dc) => { tunnelsB.accept(p, dc) }, onChange: () => {} })
+  const a = await RelayPath.start({ relayKey, relays: [addr], log: silentLog, identify: () => undefined, onHello, accept: () => {}, onChange: () => {} })
+  const b = await RelayPath.start({ relayKey, relays: [addr], log: silentLog, identify: (id) => id === pa.relay?.peer ? pa : undefined, onHello, accept: (p, dc) => { tunnelsB.accept(p, dc) }, onChange: () => {} })
   paths.push(a, b)
   await a.client.waitForReservation({ signal: AbortSignal.timeout(10_000) })
   await b.client.waitForReservation({ signal: AbortSignal.timeout(10_000) })
@@ -98,10 +103,30 @@ describe('relay path', () => {
     close()
   })
 
+  it('accepts a relayed stream whose announcing hello arrives after it, as soon as it arrives', async () => {
+    const { a, tunnelsA, pa, pb } = await pair()
+    const announced = pa.relay
+    delete pa.relay // a's hello is still on its way to b
+    const { inner, outer, close } = await socketPair()
+    const opened = tunnelsA.open(pb, a.opener(pb), 'echo', inner)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const t = Date.now()
+    pa.relay = announced
+    hellos.emit('hello')
+    await opened
+    expect(Date.now() - t).toBeLessThan(1500)
+    const echoed = new Promise<string>(resolve => { outer.once('data', (b: Buffer) => resolve(b.toString())) })
+    outer.write('ping')
+    expect(await echoed).toBe('ping')
+    outer.destroy()
+    close()
+    expect(hellos.count('hello')).toBe(0)
+  })
+
   it('refuses a relayed stream from a PeerId no hello announced', async () => {
     const { b, pb } = await pair()
     const addr = relay.multiaddrs[0]?.toString() ?? ''
-    const stranger = await RelayPath.start({ relayKey, relays: [addr], log: silentLog, identify: () => undefined, accept: () => {}, onChange: () => {} })
+    const stranger = await RelayPath.start({ relayKey, relays: [addr], log: silentLog, identify: () => undefined, onHello, accept: () => {}, onChange: () => {} })
     paths.push(stranger)
     await stranger.client.waitForReservation({ signal: AbortSignal.timeout(10_000) })
     const tunnels = new Tunnels(new ShareRegistry(), { openTimeoutMs: 5000 }, silentLog)

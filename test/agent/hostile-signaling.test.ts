@@ -32,9 +32,9 @@ describe('hostile signaling operator', () => {
       return await net.agent(name, { token, useServiceIce: false, connectTimeoutMs: 4000 })
     }
     a = await via('site-a')
-    a.mesh.events.refused = (from, code, message) => { refusals.push({ at: 'site-a', from, code, message }) }
+    a.mesh.events.on('refused', (from, code, message) => { refusals.push({ at: 'site-a', from, code, message }) })
     b = await via('site-b')
-    b.mesh.events.refused = (from, code, message) => { refusals.push({ at: 'site-b', from, code, message }) }
+    b.mesh.events.on('refused', (from, code, message) => { refusals.push({ at: 'site-b', from, code, message }) })
   }, 60_000)
 
   afterAll(async () => {

@@ -26,7 +26,7 @@ describe('hostile member vs proven names', () => {
     target = await hashServer(64 * 1024)
     net = await startNet()
     a = await net.agent('site-a', { shares: [{ name: 'private', host: '127.0.0.1', port: target.port, peers: ['site-b'] }] })
-    a.mesh.events.refused = (from, code) => { refusals.push({ from, code }) }
+    a.mesh.events.on('refused', (from, code) => { refusals.push({ from, code }) })
     b = await net.agent('site-b', { connects: [{ share: 'private', peer: 'site-a', host: '127.0.0.1', port: 0 }] })
     await b.peerByName('site-a', 20_000)
   }, 60_000)
@@ -45,7 +45,7 @@ describe('hostile member vs proven names', () => {
     expect(before).toBeDefined()
     const mallory = new Mesh({ token, name: 'site-b', createPeerConnection, iceServers: () => [], log: log.child({ agent: 'mallory' }), connectTimeoutMs: 5000 })
     let connected = false
-    mallory.events.sessionState = (_p, s) => { if (s === 'connected') connected = true }
+    mallory.events.on('sessionState', (_p, s) => { if (s === 'connected') connected = true })
     await mallory.start()
     try {
       await until(() => refusals.some(r => r.from === mallory.id), 10_000, 'site-a to refuse the claimant')

@@ -167,20 +167,18 @@ export class Viewer {
       connectTimeoutMs: 8000,
       log: pageLog,
     })
-    mesh.events = {
-      session: (peer, session) => this.onSession(peer, session),
-      sessionState: (peer, state) => {
-        const a = this.agent(peer)
-        a.link.state = state
-        if (state !== 'connected') a.link.path = 'none'
-        this.changed()
-      },
-      peerGone: (peer) => { this.model.agents.delete(peer.id); this.changed() },
-      signalingError: (code, message) => {
-        if (FATAL.has(code)) this.setFatal({ level: 'error', title: 'The signaling service refused to let this page join', code, detail: message })
-        else this.notice({ level: code === 'UNKNOWN_PEER' ? 'info' : 'warn', title: `Signaling: ${code}`, code, detail: message })
-      },
-    }
+    mesh.events.on('session', (peer, session) => this.onSession(peer, session))
+    mesh.events.on('sessionState', (peer, state) => {
+      const a = this.agent(peer)
+      a.link.state = state
+      if (state !== 'connected') a.link.path = 'none'
+      this.changed()
+    })
+    mesh.events.on('peerGone', (peer) => { this.model.agents.delete(peer.id); this.changed() })
+    mesh.events.on('signalingError', (code, message) => {
+      if (FATAL.has(code)) this.setFatal({ level: 'error', title: 'The signaling service refused to let this page join', code, detail: message })
+      else this.notice({ level: code === 'UNKNOWN_PEER' ? 'info' : 'warn', title: `Signaling: ${code}`, code, detail: message })
+    })
     await mesh.start()
     const sc = mesh.signaling
     sc?.on('state', (s) => {
