@@ -1,13 +1,22 @@
 /**
- * Subcommands beyond token and signaling, loaded by main.ts. Each is imported only when it
- * runs, so an agent does not carry libp2p or the Kubernetes client unless it uses them.
+ * The one table of causeway commands. Each command's module is imported only when that
+ * command runs: `causeway status` loads no Hono, ws, prom-client or libp2p, and an agent
+ * carries libp2p or the Kubernetes client only when it uses them (test: cli/commands.test.ts).
  */
 import type { Logger } from 'pino'
 
-interface Ctx { log: Logger, signal: AbortSignal }
-export interface LazyCommand { load: () => Promise<{ help: string, run: (argv: string[], ctx: Ctx) => Promise<number> }> }
+export interface CommandContext { log: Logger, signal: AbortSignal }
+export interface Command { help: string, run: (argv: string[], ctx: CommandContext) => Promise<number> }
+export interface LazyCommand { load: () => Promise<Command> }
 
 export const COMMANDS: Record<string, LazyCommand> = {
+  token: {
+    load: async () => {
+      const m = await import('./token.ts')
+      return { help: m.TOKEN_HELP, run: async argv => { const out = await m.tokenCommand(argv); if (out !== undefined) process.stdout.write(`${out}\n`); return 0 } }
+    },
+  },
+  signaling: { load: async () => { const m = await import('./signaling.ts'); return { help: m.SIGNALING_HELP, run: async (argv, ctx) => { await m.signalingCommand(argv, ctx.log, ctx.signal); return 0 } } } },
   agent: { load: async () => { const m = await import('./agent.ts'); return { help: m.AGENT_HELP, run: async (argv, ctx) => await m.agentCommand(argv, ctx.log, ctx.signal) } } },
   status: { load: async () => { const m = await import('./status.ts'); return { help: m.STATUS_HELP, run: async (argv) => await m.statusCommand(argv) } } },
   kubeconfig: { load: async () => { const m = await import('./kubeconfig.ts'); return { help: m.KUBECONFIG_HELP, run: async (argv) => await m.kubeconfigCommand(argv) } } },

@@ -1,22 +1,12 @@
 /**
- * The causeway command line. Subcommands live in their own files; this one dispatches,
+ * The causeway command line. Subcommands live in their own files, listed in the one table
+ * of cli/commands.ts (each loaded only when it runs); this one dispatches,
  * sets up logging (pino, JSON to stderr; CAUSEWAY_LOG_LEVEL) and one AbortController for
  * shutdown on SIGINT/SIGTERM.
  */
 import { pino } from 'pino'
 import { CausewayError } from '../protocol/errors.ts'
-import { SIGNALING_HELP, signalingCommand } from './signaling.ts'
-import { TOKEN_HELP, tokenCommand } from './token.ts'
-import { COMMANDS } from './commands.ts'
-
-type Command = { help: string, run: (argv: string[], ctx: Ctx) => Promise<number | undefined> }
-interface Ctx { log: pino.Logger, signal: AbortSignal }
-
-const commands: Record<string, { load: () => Promise<Command> }> = {
-  token: { load: async () => ({ help: TOKEN_HELP, run: async argv => { const out = await tokenCommand(argv); if (out !== undefined) process.stdout.write(`${out}\n`); return 0 } }) },
-  signaling: { load: async () => ({ help: SIGNALING_HELP, run: async (argv, ctx) => { await signalingCommand(argv, ctx.log, ctx.signal); return 0 } }) },
-  ...COMMANDS,
-}
+import { COMMANDS as commands } from './commands.ts'
 
 function usage (): string {
   return `usage: causeway <command> [options]\n\ncommands: ${Object.keys(commands).join(', ')}\nrun "causeway <command> --help" for a command's options\n`
