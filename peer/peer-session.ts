@@ -79,7 +79,9 @@ export class PeerSession {
     pc.oniceconnectionstatechange = () => this.onIceState()
     pc.onconnectionstatechange = () => this.onIceState()
     pc.ondatachannel = (ev) => {
-      if (ev.channel.label === CONTROL_LABEL) return
+      // The pre-negotiated control channel (id 0) is ours already; any other channel, one
+      // labelled `control` included, goes to onDataChannel, which refuses what it does not know.
+      if (ev.channel.label === CONTROL_LABEL && ev.channel.id === 0) return
       ev.channel.binaryType = 'arraybuffer'
       this.onDataChannel?.(ev.channel)
     }
