@@ -8,39 +8,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Client, newKey, newPeer, newRoom, withTimeout } from './client.ts'
 import { startNode, startWorkerd, type Target } from './servers.ts'
 import { SUITE_ENV, ticketFor } from './ws.suite.ts'
+import { Gen, mutateText, mutateValue } from '../fuzz.ts'
 
 const FRAMES = 10_000
 const SOCKETS_AT_ONCE = 48
 const SEED = Number(process.env.FUZZ_SEED ?? 20261122)
 const ENV = { ...SUITE_ENV, CAUSEWAY_RATE_PER_SECOND: '1000', CAUSEWAY_RATE_BURST: '1000', CAUSEWAY_JOIN_TIMEOUT_MS: '3000', CAUSEWAY_MAX_PEERS_PER_ROOM: '64', CAUSEWAY_MAX_PREJOIN_PER_ADDRESS: '512', CAUSEWAY_MAX_PREJOIN: '1024' }
 
-/** mulberry32: small deterministic PRNG. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 type Frame = string | Uint8Array<ArrayBuffer>
-
-class Gen {
-  readonly r: () => number
-  constructor (seed: number) { this.r = prng(seed) }
-  int (n: number): number { return Math.floor(this.r() * n) }
-  pick<T> (xs: readonly T[]): T { return xs[this.int(xs.length)] as T }
-  bytes (n: number): Uint8Array<ArrayBuffer> { const b = new Uint8Array(n); for (let i = 0; i < n; i++) b[i] = this.int(256); return b }
-  unicode (n: number): string {
-    const pool = ['\u0000', '\u202e', '\u200b', '\ufeff', '\ud83d\ude00', '\ud800', '\udfff', 'é', '中', '"', '\\', '{', '}', '[', ']', ':', ',', 'null', 'true', '1e999', '-0', '__proto__', 'constructor']
-    let s = ''
-    for (let i = 0; i < n; i++) s += this.r() < 0.5 ? this.pick(pool) : String.fromCharCode(this.int(0x10000))
-    return s
-  }
-}
 
 const SAMPLES = (peer: string, to: string, ticket: string): unknown[] => [
   { type: 'join', v: 2, peer, role: 'agent', key: 'BPz2lYl0y0l3Bcv1Kxk0cYV1pXrWJ2pUo8p0rN4s6YwqgKx0XbB7vZl1ocH1y3ke2BnXkQk1sYxq0FfE3bC2mZc', sig: 'q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3i4o5p6a7s8d9f0g1h2j3k4l5' },
@@ -51,44 +26,10 @@ const SAMPLES = (peer: string, to: string, ticket: string): unknown[] => [
   { type: 'ping', id: 42 },
 ]
 
-/** A structured mutation of a valid message. */
-function mutateValue (g: Gen, v: unknown, depth = 0): unknown {
-  const weird: unknown[] = [null, true, 0, -1, 1e308, '', 'x'.repeat(g.int(200)), [], {}, g.unicode(8), { $ref: '#' }, [[[]]], 'join', 'signal', 'ping']
-  if (depth > 3 || g.r() < 0.15) return g.pick(weird)
-  if (Array.isArray(v)) return v.map(x => mutateValue(g, x, depth + 1))
-  if (typeof v === 'object' && v !== null) {
-    const out: Record<string, unknown> = { ...(v as Record<string, unknown>) }
-    const keys = Object.keys(out)
-    const op = g.int(5)
-    if (op === 0 && keys.length > 0) delete out[g.pick(keys)]
-    else if (op === 1) out[g.pick(['extra', '__proto__', 'type', 'v', 'to', 'from', g.unicode(3)])] = g.pick(weird)
-    else if (keys.length > 0) { const k = g.pick(keys); out[k] = mutateValue(g, out[k], depth + 1) }
-    return out
-  }
-  return g.pick(weird)
-}
-
-/** A textual mutation: flips, cuts, inserts, repeats. */
-function mutateText (g: Gen, s: string): string {
-  const chars = [...s]
-  const ops = 1 + g.int(4)
-  for (let i = 0; i < ops; i++) {
-    const at = g.int(chars.length + 1)
-    switch (g.int(5)) {
-      case 0: chars.splice(at, 1); break
-      case 1: chars.splice(at, 0, g.unicode(1 + g.int(3))); break
-      case 2: chars.length = at; break
-      case 3: if (chars[at] !== undefined) chars[at] = String.fromCharCode((chars[at]?.charCodeAt(0) ?? 0) ^ (1 << g.int(7))); break
-      default: chars.splice(at, 0, ...chars.slice(0, g.int(20)))
-    }
-  }
-  return chars.join('')
-}
-
 function randomFrame (g: Gen, samples: unknown[]): Frame {
   const base = g.pick(samples)
   const k = g.int(100)
-  if (k < 30) return JSON.stringify(mutateValue(g, base))
+  if (k < 30) return JSON.stringify(mutateValue(g, base, ['join', 'signal', 'ping', 'v', 'to', 'from']))
   if (k < 55) return mutateText(g, JSON.stringify(base))
   if (k < 65) return g.unicode(1 + g.int(300))
   if (k < 75) return g.bytes(g.int(600))
