@@ -191,7 +191,13 @@ export class Mesh {
     const key = keys.sealFor(toRole)
     if (key === undefined) return false
     const before = this.outbox.get(to) ?? Promise.resolve(true)
-    const sent = before.then(async () => sc.send(to, await seal(key, { room: keys.room, from: this.id, to, body: await this.withProof(to, body) })), () => false)
+    const sent = before.then(async () => {
+      let proven: PeerSignal
+      // e.g. a description of a session closed meanwhile has no fingerprint to sign: not sent
+      // (a rejection here would escape through `void send(…)` callers as an unhandled one)
+      try { proven = await this.withProof(to, body) } catch (err) { this.log.debug({ to, err: err instanceof Error ? err.message : String(err) }, 'signal not sent'); return false }
+      return sc.send(to, await seal(key, { room: keys.room, from: this.id, to, body: proven }))
+    }, () => false)
     this.outbox.set(to, sent)
     try { return await sent } finally { if (this.outbox.get(to) === sent) this.outbox.delete(to) }
   }
