@@ -19,7 +19,10 @@ import type { PeerSession } from '../../peer/peer-session.ts'
 import { SignalingClient } from '../../peer/signaling-client.ts'
 import { concatBytes, fromBase64Url, randomBytes, randomId, toBase64Url, utf8 } from '../../protocol/encoding.ts'
 import { CausewayError, isErrorCode } from '../../protocol/errors.ts'
+import { importSigningKey } from '../../protocol/identity.ts'
+import { signHello } from '../../protocol/identity-proof.ts'
 import { deriveMemberKeys, type MemberKeys } from '../../protocol/keys.ts'
+import type { MemberToken } from '../../protocol/token.ts'
 import { SEAL_MAX_SKEW_MS } from '../../protocol/limits.ts'
 import { Opener, seal } from '../../protocol/seal.ts'
 import { Gen, mutateText, mutateValue } from '../fuzz.ts'
@@ -34,6 +37,8 @@ let victim: Agent
 let b: Agent
 let fuzzer: Agent
 let keys: MemberKeys
+/** The agent token of the fuzzing signal peer: its hellos are proven like a real agent's. */
+let fuzzToken: MemberToken
 let target: Awaited<ReturnType<typeof hashServer>>
 const escaped: string[] = []
 const onUncaught = (err: unknown): void => { escaped.push(err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ''}` : String(err)) }
@@ -172,7 +177,8 @@ beforeAll(async () => {
   fuzzer = await net.agent('fuzzer')
   await b.peerByName('site-a', 30_000)
   await fuzzer.peerByName('site-a', 30_000)
-  keys = await deriveMemberKeys(net.token.secret)
+  fuzzToken = await net.issue('fuzz-signal')
+  keys = await deriveMemberKeys(fuzzToken.secret)
 }, 90_000)
 
 afterAll(async () => {
@@ -213,7 +219,7 @@ describe('agent-facing parsers under malformed input (issue 10, fuzz)', () => {
   it(`peer signals: ${COUNT} malformed sealed signals and ${COUNT / 10} malformed envelopes to a running agent through the signaling service`, async () => {
     const g = new Gen(SEED + 1)
     const fuzzId = randomId(12)
-    const sc = new SignalingClient({ signaling: net.token.signaling, room: keys.room, peer: fuzzId })
+    const sc = new SignalingClient({ signaling: net.signaling.url, room: keys.room, peer: fuzzId })
     const events: string[] = []
     sc.on('error', (code, message) => { if (events.length < 20) events.push(`error ${code} ${message}`) })
     sc.on('state', (state) => { if (events.length < 20) events.push(`state ${state}`) })
@@ -225,8 +231,17 @@ describe('agent-facing parsers under malformed input (issue 10, fuzz)', () => {
       // member may do the same); every envelope still opens.
       const ts = (): number => Date.now() - SEAL_MAX_SKEW_MS + 15_000
       const sealFor = async (body: unknown): Promise<string> => await seal(keys.seal, { room: keys.room, from: fuzzId, to: victim.mesh.id, body, now: ts() })
-      // (a name no real agent has: claiming one is finding 1, tested where identity is)
-      const valid = await Promise.all(SIGNALS('fuzz-signal').map(sealFor))
+      // A proven hello (credential + signature) for 'fuzz-signal', the name its token carries.
+      const identity = fuzzToken.identity
+      if (identity === undefined) throw new Error('the harness issued a token without identity')
+      const signingKey = await importSigningKey(identity.key)
+      const proven = async (relayAddr: string): Promise<object> => {
+        const t = Date.now()
+        const sig = await signHello(signingKey, { room: keys.room, from: fuzzId, to: victim.mesh.id, ts: t, name: 'fuzz-signal', role: 'agent', relayPeer: RELAY_PEER })
+        return { type: 'hello', name: 'fuzz-signal', role: 'agent', caps: [], relay: { peer: RELAY_PEER, addrs: [relayAddr] }, cred: identity.credential, proof: { ts: t, sig } }
+      }
+      const samples = [...SIGNALS('fuzz-signal'), await proven('/fuzz')]
+      const valid = await Promise.all(samples.map(sealFor))
       const BATCH = 500 // with the marker, within the mesh's per-sender queue (512): nothing is dropped unparsed
       const GARBAGE = COUNT / 10 // the opener alone takes COUNT in-process above
       let sealedSent = 0
@@ -237,15 +252,15 @@ describe('agent-facing parsers under malformed input (issue 10, fuzz)', () => {
         for (let i = 0; i < BATCH; i++) {
           if (garbageSent < GARBAGE && (i % 10 === 0 || sealedSent >= COUNT)) { frames.push(garbageEnvelope(g, valid)); garbageSent++; continue }
           if (sealedSent >= COUNT) break
-          const base = g.pick(SIGNALS(g.r() < 0.5 ? 'fuzz-signal' : mutateText(g, 'fuzz-signal')))
-          bodies.push(g.r() < 0.7 ? mutateValue(g, base, ['hello', 'description', 'candidate', 'bye', 'agent', 'viewer', 'offer', 'answer', 'rollback']) : g.r() < 0.5 ? mutateText(g, JSON.stringify(base)) : g.unicode(g.int(64)))
+          const base = g.pick(samples)
+          bodies.push(g.r() < 0.7 ? mutateValue(g, base, ['hello', 'description', 'candidate', 'bye', 'agent', 'viewer', 'offer', 'answer', 'rollback', 'cred', 'proof', 'crl', identity.credential.slice(0, 40)]) : g.r() < 0.5 ? mutateText(g, JSON.stringify(base)) : g.unicode(g.int(64)))
           sealedSent++
         }
         frames.push(...await Promise.all(bodies.map(sealFor)))
-        // the marker: a valid hello announcing relay address /marker/k; once the victim shows it
+        // the marker: a valid, proven hello announcing relay address /marker/k; once the victim shows it
         // for the fuzz peer, every frame before it was opened and handled (signals from one
         // sender are handled in order)
-        frames.push(await sealFor({ type: 'hello', name: 'fuzz-signal', role: 'agent', caps: [], relay: { peer: RELAY_PEER, addrs: [`/marker/${k}`] } }))
+        frames.push(await sealFor(await proven(`/marker/${k}`)))
         const sent = frames.filter(f => sc.send(victim.mesh.id, f)).length
         expect(sent, `batch ${k}: ${events.join('; ')}`).toBe(frames.length)
         await until(() => victim.mesh.peers.get(fuzzId)?.relay?.addrs[0] === `/marker/${k}`, 30_000, `marker ${k}`)
