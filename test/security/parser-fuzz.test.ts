@@ -20,6 +20,7 @@ import { SignalingClient } from '../../peer/signaling-client.ts'
 import { concatBytes, fromBase64Url, randomBytes, randomId, toBase64Url, utf8 } from '../../protocol/encoding.ts'
 import { CausewayError, isErrorCode } from '../../protocol/errors.ts'
 import { importSigningKey } from '../../protocol/identity.ts'
+import { generatePeerKey } from '../../protocol/join-proof.ts'
 import { signHello } from '../../protocol/identity-proof.ts'
 import { deriveMemberKeys, type MemberKeys } from '../../protocol/keys.ts'
 import type { MemberToken } from '../../protocol/token.ts'
@@ -218,8 +219,9 @@ describe('agent-facing parsers under malformed input (issue 10, fuzz)', () => {
 
   it(`peer signals: ${COUNT} malformed sealed signals and ${COUNT / 10} malformed envelopes to a running agent through the signaling service`, async () => {
     const g = new Gen(SEED + 1)
-    const fuzzId = randomId(12)
-    const sc = new SignalingClient({ signaling: net.signaling.url, room: keys.room, peer: fuzzId })
+    const peerKey = await generatePeerKey()
+    const fuzzId = peerKey.id
+    const sc = new SignalingClient({ signaling: net.signaling.url, room: keys.room, key: peerKey, role: 'agent' })
     const events: string[] = []
     sc.on('error', (code, message) => { if (events.length < 20) events.push(`error ${code} ${message}`) })
     sc.on('state', (state) => { if (events.length < 20) events.push(`state ${state}`) })
