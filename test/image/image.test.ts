@@ -8,6 +8,9 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createServer, type Server } from 'node:http'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -23,9 +26,9 @@ const tag = `${process.pid}-${Date.now().toString(36)}`
 let image = ''
 const containers: Array<{ name: string, proc: ChildProcess, out: () => string }> = []
 
-function runImage (name: string, args: string[]): { name: string, proc: ChildProcess, out: () => string } {
+function runImage (name: string, args: string[], podmanArgs: string[] = []): { name: string, proc: ChildProcess, out: () => string } {
   const full = `causeway-test-${name}-${tag}`
-  const proc = spawn(RUN, ['--name', full, '--env', 'CAUSEWAY_LOG_LEVEL=info', image, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(RUN, ['--name', full, '--env', 'CAUSEWAY_LOG_LEVEL=info', ...podmanArgs, image, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   proc.stdout?.on('data', (b: Buffer) => { out += b.toString() })
   proc.stderr?.on('data', (b: Buffer) => { out += b.toString() })
@@ -103,12 +106,16 @@ describe.skipIf(!ready)('the container image (buildah from scratch, run with pod
     const sigPort = await freePort()
     const sig = runImage('signaling-2', ['signaling', '--listen', `127.0.0.1:${sigPort}`])
     await until(async () => (await fetch(`http://127.0.0.1:${sigPort}/healthz`).catch(() => undefined))?.ok, 30_000, () => `signaling (output: ${sig.out().slice(-2000)})`)
-    const tok = await run(['token', '--signaling', `http://127.0.0.1:${sigPort}`])
-    expect(tok.code, tok.stderr).toBe(0)
-    const token = tok.stdout.trim()
-    const outside = start(['agent', '--name', 'outside', '--share', `web=127.0.0.1:${servicePort}`, '--status', `127.0.0.1:${await freePort()}`], { CAUSEWAY_TOKEN: token })
+    const dir = await mkdtemp(join(tmpdir(), 'causeway-image-'))
+    for (const args of [['--signaling', `http://127.0.0.1:${sigPort}`], ['--name', 'outside', '--out', 'outside.token'], ['--name', 'inside', '--out', 'inside.token']]) {
+      const tok = await run(['token', ...args], { cwd: dir })
+      expect(tok.code, tok.stderr).toBe(0)
+    }
+    const token = (name: string): string => readFileSync(join(dir, `${name}.token`), 'utf8').trim()
+    const outside = start(['agent', '--share', `web=127.0.0.1:${servicePort}`, '--status', `127.0.0.1:${await freePort()}`], { CAUSEWAY_TOKEN: token('outside') })
     const [local, statusPort] = [await freePort(), await freePort()]
-    const inside = runImage('agent', ['agent', '--token', token, '--name', 'inside', '--connect', `web@outside=127.0.0.1:${local}`, '--status', `127.0.0.1:${statusPort}`])
+    const inside = runImage('agent', ['agent', '--connect', `web@outside=127.0.0.1:${local}`, '--status', `127.0.0.1:${statusPort}`], ['--env', `CAUSEWAY_TOKEN=${token('inside')}`])
+    await rm(dir, { recursive: true, force: true })
 
     const pid = await pidOf(inside.name)
     const status = readFileSync(`/proc/${pid}/status`, 'utf8')

@@ -1,11 +1,11 @@
 /**
  * The README's "Using it" and "The debug page" sections, run command by command through
- * bin/causeway (the bundle users run): a signaling service, a token in a file, an agent sharing
+ * bin/causeway (the bundle users run): a signaling service, a network and agent tokens, an agent sharing
  * a TCP service, an agent reaching it on a local port, `causeway status` (table and --json), a
  * viewer token and its page link, and the page it names loaded in Chromium, which joins, sees
  * both agents and fetches the share through the tunnel. Run inside scripts/netns-run.sh.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -67,17 +67,21 @@ describe('the README, command by command through bin/causeway', () => {
     expect((await fetch(`${url}/debug/app.js`)).status).toBe(200)
   })
 
-  it('2. causeway token writes a network token', async () => {
-    const r = await run(['token', '--signaling', url])
+  it('2. causeway token makes a network (owner file) and an agent token per agent', async () => {
+    const r = await run(['token', '--signaling', url], { cwd: dir })
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stdout.trim()).toMatch(/^cw1\.\S+$/)
-    await writeFile(join(dir, 'token'), r.stdout)
+    expect((await stat(join(dir, 'causeway-owner.json'))).mode & 0o777).toBe(0o600)
+    for (const name of ['site-a', 'site-b']) {
+      const t = await run(['token', '--name', name, '--out', `${name}.token`], { cwd: dir })
+      expect(t.code, t.stderr).toBe(0)
+      expect((await readFile(join(dir, `${name}.token`), 'utf8')).trim()).toMatch(/^cw1\.\S+$/)
+    }
   })
 
   it('3-4. one agent shares a TCP service, another reaches it on a local port', async () => {
     ;[statusA, statusB, local] = [await freePort(), await freePort(), await freePort()]
-    start(['agent', '--token-file', join(dir, 'token'), '--name', 'site-a', '--share', `web=127.0.0.1:${servicePort},protocol=http`, '--status', `127.0.0.1:${statusA}`])
-    start(['agent', '--token-file', join(dir, 'token'), '--name', 'site-b', '--connect', `web@site-a=127.0.0.1:${local}`, '--status', `127.0.0.1:${statusB}`])
+    start(['agent', '--token-file', join(dir, 'site-a.token'), '--share', `web=127.0.0.1:${servicePort},protocol=http`, '--status', `127.0.0.1:${statusA}`])
+    start(['agent', '--token-file', join(dir, 'site-b.token'), '--connect', `web@site-a=127.0.0.1:${local}`, '--status', `127.0.0.1:${statusB}`])
     const res = await until(async () => await get(local, '/hello').catch(() => undefined), 30_000, 'the tunnel to answer')
     expect(res).toEqual({ status: 200, body: BODY })
   })
@@ -93,8 +97,7 @@ describe('the README, command by command through bin/causeway', () => {
   })
 
   it('causeway token --viewer prints a viewer token and the page link; the page joins, sees both agents and fetches the share', async () => {
-    const member = (await readFile(join(dir, 'token'), 'utf8')).trim()
-    const r = await run(['token', '--viewer', '--from', member, '--grant', 'web'])
+    const r = await run(['token', '--viewer', '--from-file', 'site-a.token', '--grant', 'web'], { cwd: dir })
     expect(r.code, r.stderr).toBe(0)
     const viewer = r.stdout.trim()
     expect(viewer).toMatch(/^cw1\.\S+$/)
