@@ -17,7 +17,7 @@ import { askerOf, ShareRegistry, type Asker, type ShareSpec } from './tunnel/sha
 import { sessionOpener, Tunnels, type ChannelOpener, type TunnelOptions } from './tunnel/tunnels.ts'
 import type { RelayPath } from './relay-path/index.ts'
 import type { RelayStatus } from './relay-transport/index.ts'
-import { createPeerConnection } from './wrtc.ts'
+import { createPeerConnection, EngineSelector, engineOf, type EngineChoice, type EngineName } from './engine/index.ts'
 
 export interface AgentInit {
   token: MemberToken
@@ -46,6 +46,10 @@ export interface AgentInit {
   relays?: string[]
   /** A pair whose WebRTC session is not connected this long uses the relay for new streams, ms. Default 5000. */
   directTimeoutMs?: number
+  /** WebRTC engine for new peer connections (agent/engine). Default auto. */
+  engine?: EngineChoice
+  /** node-datachannel: gather host candidates on this address only. */
+  bindAddress?: string
 }
 
 export interface PeerView {
@@ -59,6 +63,12 @@ export interface PeerView {
   bytesIn: number
   bytesOut: number
   streams: number
+  /** WebRTC engine of the peer connection (relay: the libp2p relay path carries the streams). */
+  engine: EngineName | 'relay' | 'none'
+  /** SCTP associations (peer connections) carrying this peer's streams. */
+  associations: number
+  /** Tunnelled bytes/s over the last 2 s, per direction. */
+  goodput: { in: number, out: number }
   shares: ShareInfo[]
 }
 
@@ -72,6 +82,8 @@ export interface AgentStatus {
   imports: Array<{ share: string, peer: string, service: string }>
   /** The relay client, when relays are configured: our PeerId, relayed addresses, per-relay state. */
   relay?: { peer: string, addrs: string[], relays: RelayStatus[] }
+  /** Engine choice (--engine) and what new peer connections use now. */
+  engine: ReturnType<EngineSelector['describe']>
 }
 
 /** How an agent reaches one peer now: the one computation behind status, metrics, the debug page and Kubernetes annotations. */
@@ -116,6 +128,7 @@ export class Agent {
   /** Per peer: since when its WebRTC session is not connected (absent while connected), and the timer that ends the direct timeout. */
   private readonly notConnectedSince = new Map<string, { since: number, timer: ReturnType<typeof setTimeout> }>()
   private readonly stopped = new AbortController()
+  readonly engines: EngineSelector
 
   constructor (init: AgentInit) {
     this.init = init
@@ -125,10 +138,14 @@ export class Agent {
     if (init.token.identity === undefined) this.log.warn({}, 'shared token: agent names are not proven (any member can claim any name); issue per-agent tokens with `causeway token --name NAME`')
     this.events = new Emitter<AgentEvents>(err => { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'agent event listener failed') })
     this.tunnels = new Tunnels(this.shares, init.tunnel ?? {}, this.log)
+    this.engines = new EngineSelector(init.engine ?? 'auto')
     this.mesh = new Mesh({
       token: init.token,
       name: this.name,
-      createPeerConnection,
+      createPeerConnection: (config) => {
+        void this.engines.update(this.ice?.servers() ?? init.iceServers ?? [])
+        return createPeerConnection(this.engines.engine, config, init.bindAddress !== undefined ? { bindAddress: init.bindAddress } : {})
+      },
       iceServers: () => this.ice?.servers() ?? init.iceServers ?? [],
       log: this.log,
       caps: ['tcp/1'],
@@ -185,6 +202,7 @@ export class Agent {
     if (room === undefined) throw new Error('mesh did not derive a room')
     this.ice = new IceSource({ token: this.init.token, room, extra: this.init.iceServers ?? [], useService: this.init.useServiceIce ?? true, log: this.log })
     await this.ice.refresh()
+    await this.engines.update(this.ice.servers())
     await this.startRelayPath()
     for (const spec of this.init.connects ?? []) this.listeners.push(await listenConnect(spec, async (p, s, sock) => await this.openStream(p, s, sock), this.log))
     this.pathTimer = setInterval(() => { void this.refreshPaths() }, 2000)
@@ -294,6 +312,7 @@ export class Agent {
 
   /** Reads every peer's WebRTC path (selected candidate pair, RTT) now; viewers get a status update. */
   async refreshPaths (): Promise<void> {
+    this.tunnels.sampleGoodput()
     for (const p of this.mesh.peers.values()) {
       await this.refreshPath(p)
       if (p.role === 'viewer' && p.session?.state === 'connected') p.session.sendControl(this.viewerStatus(askerOf(p)))
@@ -331,12 +350,13 @@ export class Agent {
       connects: this.listeners.map(l => ({ share: l.spec.share, peer: l.spec.peer, listen: `${l.host}:${l.port}` })),
       imports: this.imports,
       ...(this.relayPath !== undefined ? { relay: this.relayPath.status() } : {}),
+      engine: this.engines.describe(),
     }
   }
 
   private peerView (p: RemotePeer): PeerView {
     const c = this.tunnels.counter(p.id)
-    const { state, path, pair, rttMs } = this.pathOf(p)
+    const { route, state, path, pair, rttMs } = this.pathOf(p)
     return {
       peer: p.id,
       name: p.name,
@@ -348,6 +368,9 @@ export class Agent {
       bytesIn: c.bytesIn,
       bytesOut: c.bytesOut,
       streams: c.streams,
+      engine: route === 'relay' ? 'relay' : p.session !== undefined ? engineOf(p.session.pc) : 'none',
+      associations: route === 'webrtc' && p.session?.state === 'connected' ? 1 : 0,
+      goodput: { in: c.goodputIn, out: c.goodputOut },
       shares: this.catalogs.get(p.id) ?? [],
     }
   }

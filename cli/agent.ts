@@ -6,6 +6,7 @@ import { decodeToken } from '../protocol/token.ts'
 import { PeerName } from '../protocol/peer.ts'
 import { Agent } from '../agent/agent.ts'
 import { parseIceFlag } from '../agent/ice.ts'
+import { ENGINE_CHOICES, isEngineChoice } from '../agent/engine/index.ts'
 import { startStatusServer } from '../agent/status/server.ts'
 import { parseConnectFlag, parseShareFlag } from '../agent/tunnel/shares.ts'
 import { parseHostPort } from './duration.ts'
@@ -34,6 +35,10 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
   --direct-timeout MS            a peer not reached directly (WebRTC) this long is reached
                                  through the relay, while direct keeps being retried (default 5000)
   --drain MS                     on SIGTERM, let streams finish this long (default 5000)
+  --engine auto|wrtc|datachannel WebRTC engine for new peer connections (default auto:
+                                 node-datachannel, faster across distance, where this host
+                                 reaches its STUN/TURN servers over UDP or has none; @roamhq/wrtc,
+                                 which does TURN over TCP/TLS, where UDP is blocked)
 ${KUBE_HELP}`
 
 export async function agentCommand (argv: string[], log: Logger, signal: AbortSignal): Promise<number> {
@@ -54,6 +59,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       relay: { type: 'string', multiple: true, default: [] },
       'direct-timeout': { type: 'string', default: '5000' },
       drain: { type: 'string', default: '5000' },
+      engine: { type: 'string', default: process.env.CAUSEWAY_ENGINE ?? 'auto' },
       ...KUBE_OPTIONS,
     },
     strict: true,
@@ -70,6 +76,8 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
   const name = nameText !== undefined ? PeerName.safeParse(nameText) : undefined
   if (name?.success === false || (name === undefined && token.identity === undefined)) throw new Error('--name NAME is required with a shared token (letters, digits, . _ -; up to 64)')
   const revocationsFile = values['revocations-file']
+  const engine = values.engine
+  if (!isEngineChoice(engine)) throw new Error(`--engine must be one of ${ENGINE_CHOICES.join(', ')}`)
   checkKubeFlags(values) // bad Kubernetes flags fail before the agent joins the network
   const agent = new Agent({
     token,
@@ -85,6 +93,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
     relays: values.relay,
     directTimeoutMs: positive(values['direct-timeout'], '--direct-timeout'),
     drainMs: positive(values.drain, '--drain'),
+    engine,
   })
   await agent.start()
   const stopWatch = revocationsFile !== undefined ? watchRevocations(agent, revocationsFile, log) : undefined

@@ -9,7 +9,7 @@ path, candidate pair, RTT, bytes), shares and connects.`
 interface Status {
   name: string
   signaling: string
-  peers: Array<{ name: string, role: string, state: string, path: string, pair?: string, rttMs: number | null, bytesIn: number, bytesOut: number, streams: number }>
+  peers: Array<{ name: string, role: string, state: string, path: string, pair?: string, rttMs: number | null, bytesIn: number, bytesOut: number, streams: number, engine?: string, associations?: number, goodput?: { in: number, out: number } }>
   shares: Array<{ name: string, target: string, peers: string[] | 'all' }>
   connects: Array<{ share: string, peer: string, listen: string }>
 }
@@ -29,8 +29,9 @@ export function table (rows: string[][]): string {
 
 export function renderStatus (s: Status): string {
   const out: string[] = [`agent ${s.name} — signaling ${s.signaling}`, '']
-  out.push(table([['PEER', 'ROLE', 'STATE', 'PATH', 'RTT', 'IN', 'OUT', 'STREAMS', 'CANDIDATE PAIR'],
-    ...s.peers.map(p => [p.name, p.role, p.state, p.path, p.rttMs === null ? '-' : `${p.rttMs.toFixed(1)} ms`, bytes(p.bytesIn), bytes(p.bytesOut), String(p.streams), p.pair ?? '-'])]))
+  out.push(table([['PEER', 'ROLE', 'STATE', 'PATH', 'ENGINE', 'ASSOC', 'RTT', 'IN', 'OUT', 'GOODPUT IN/OUT', 'STREAMS', 'CANDIDATE PAIR'],
+    ...s.peers.map(p => [p.name, p.role, p.state, p.path, p.engine ?? '-', String(p.associations ?? '-'), p.rttMs === null ? '-' : `${p.rttMs.toFixed(1)} ms`, bytes(p.bytesIn), bytes(p.bytesOut),
+      p.goodput === undefined ? '-' : `${bytes(p.goodput.in)}/s ${bytes(p.goodput.out)}/s`, String(p.streams), p.pair ?? '-'])]))
   if (s.peers.length === 0) out.push('(no peers)')
   out.push('', table([['SHARE', 'TARGET', 'PEERS'], ...s.shares.map(x => [x.name, x.target, x.peers === 'all' ? 'all' : x.peers.join(',')])]))
   out.push('', table([['CONNECT', 'PEER', 'LISTEN'], ...s.connects.map(c => [c.share, c.peer, c.listen])]))

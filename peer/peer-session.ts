@@ -119,6 +119,8 @@ export class PeerSession {
 
   restartIce (): void {
     if (this.state === 'closed') return
+    // An engine without ICE restart (node-datachannel) fails the session: the mesh replaces it.
+    if ((this.pc as { canRestartIce?: boolean }).canRestartIce === false) { this.init.log.info({ peer: this.remote }, 'ICE failed; engine cannot restart ICE'); this.setState('failed'); return }
     this.init.log.info({ peer: this.remote }, 'ICE restart')
     this.armConnectTimer()
     if (typeof this.pc.restartIce === 'function') this.pc.restartIce()
@@ -207,7 +209,9 @@ export class PeerSession {
     } else if (ice === 'disconnected') {
       if (this.state === 'connected') this.setState('disconnected')
       if (this.graceTimer === undefined) {
-        this.graceTimer = setTimeout(() => { this.graceTimer = undefined; if (this.pc.iceConnectionState === 'disconnected') this.restartIce() }, this.init.disconnectGraceMs)
+        // without ICE restart a "restart" replaces the session (and resets its streams): give the path longer to come back
+        const grace = (this.pc as { canRestartIce?: boolean }).canRestartIce === false ? Math.max(this.init.disconnectGraceMs, 15_000) : this.init.disconnectGraceMs
+        this.graceTimer = setTimeout(() => { this.graceTimer = undefined; if (this.pc.iceConnectionState === 'disconnected') this.restartIce() }, grace)
       }
     } else if (ice === 'failed' || conn === 'failed') {
       if (this.state === 'connected') this.setState('disconnected')

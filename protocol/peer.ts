@@ -120,6 +120,12 @@ export const PeerStatus = z.object({
   bytesIn: z.number(),
   bytesOut: z.number(),
   streams: z.number().int(),
+  /** WebRTC engine of the connection (`wrtc`, `datachannel`), `relay`, or `none`. */
+  engine: z.string().max(32).optional(),
+  /** SCTP associations (peer connections) carrying this peer's streams. */
+  associations: z.number().int().min(0).optional(),
+  /** Tunnelled bytes/s over the last sampling interval, per direction. */
+  goodput: z.object({ in: z.number().min(0), out: z.number().min(0) }).optional(),
   shares: z.array(ShareInfo).max(256).default([]),
 })
 export type PeerStatus = z.infer<typeof PeerStatus>

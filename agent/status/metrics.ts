@@ -46,11 +46,36 @@ export function agentMetrics (agent: Agent): Registry {
       for (const p of status().peers) { this.set({ peer: p.name, direction: 'in' }, p.bytesIn); this.set({ peer: p.name, direction: 'out' }, p.bytesOut) }
     },
   })
+  new Gauge({
+    name: 'causeway_agent_peer_goodput_bytes_per_second',
+    help: 'Tunnelled bytes per second per peer and direction, measured over the last 2 s',
+    labelNames: ['peer', 'direction'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const p of status().peers) { this.set({ peer: p.name, direction: 'in' }, p.goodput.in); this.set({ peer: p.name, direction: 'out' }, p.goodput.out) }
+    },
+  })
+  new Gauge({
+    name: 'causeway_agent_peer_associations',
+    help: 'SCTP associations (peer connections) per peer, by WebRTC engine (wrtc, datachannel; relay: libp2p relay path)',
+    labelNames: ['peer', 'engine'],
+    registers: [registry],
+    collect () { this.reset(); for (const p of status().peers) this.set({ peer: p.name, engine: p.engine }, p.associations) },
+  })
+  new Gauge({
+    name: 'causeway_agent_engine',
+    help: 'The WebRTC engine new peer connections use (1 for the current one), and the --engine choice',
+    labelNames: ['engine', 'choice'],
+    registers: [registry],
+    collect () { this.reset(); const e = status().engine; this.set({ engine: e.engine, choice: e.choice }, 1) },
+  })
   const totals = [
     ['causeway_agent_bytes_in_total', 'Bytes received through tunnels', () => agent.tunnels.totals.bytesIn],
     ['causeway_agent_bytes_out_total', 'Bytes sent through tunnels', () => agent.tunnels.totals.bytesOut],
     ['causeway_agent_streams_opened_total', 'Streams opened (both directions)', () => agent.tunnels.totals.opened],
     ['causeway_agent_streams_refused_total', 'Streams refused (unknown share, not granted, limit, unreachable)', () => agent.tunnels.totals.refused],
+    ['causeway_agent_flow_control_violations_total', 'Streams reset because the peer sent past its flow-control credit', () => agent.tunnels.totals.flowViolations],
   ] as const
   for (const [name, help, read] of totals) {
     let last = 0

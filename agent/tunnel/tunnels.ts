@@ -103,12 +103,12 @@ export class Tunnels {
 
   forget (peer: string): void { this.counters.delete(peer) }
 
-  /** Measures each peer's goodput since the previous call (the agent calls it every 2 s). */
+  /** Measures each peer's goodput since the previous sample, at most once a second (the agent calls it every 2 s, and on events). */
   sampleGoodput (): void {
     const now = performance.now()
     for (const c of this.counters.values()) {
       const dt = (now - c.sampled.at) / 1000
-      if (dt <= 0) continue
+      if (dt < 1) continue
       c.goodputIn = Math.round((c.bytesIn - c.sampled.bytesIn) / dt)
       c.goodputOut = Math.round((c.bytesOut - c.sampled.bytesOut) / dt)
       c.sampled = { at: now, bytesIn: c.bytesIn, bytesOut: c.bytesOut }

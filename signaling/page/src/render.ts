@@ -45,16 +45,18 @@ function pairLines (pair: string | undefined): Array<HTMLElement | string> {
 function peersTable (peers: PeerStatus[]): HTMLElement {
   if (peers.length === 0) return h('p', { class: 'muted small' }, 'No other agent connected to it.')
   return h('div', {}, h('table', { class: 'peers' },
-    h('thead', {}, h('tr', {}, ...['peer', 'path', 'candidate pair (local ↔ remote)', 'RTT', 'in', 'out', 'streams'].map(t => h('th', {}, t)))),
+    h('thead', {}, h('tr', {}, ...['peer', 'path', 'engine', 'candidate pair (local ↔ remote)', 'RTT', 'in', 'out', 'goodput in / out', 'streams'].map(t => h('th', {}, t)))),
     h('tbody', {}, ...peers.map(p => h('tr', { 'data-peer': p.name },
       h('td', {}, h('strong', {}, p.name), h('div', { class: 'mono dim' }, p.peer)),
       h('td', {}, pathPill(p.path, p.state)),
+      h('td', { class: 'mono' }, p.engine ?? '—', p.associations !== undefined && p.associations > 1 ? ` ×${p.associations}` : ''),
       h('td', { class: 'mono pair' }, ...pairLines(p.pair)),
       h('td', { class: 'num' }, ms(p.rttMs)),
       h('td', { class: 'num' }, bytes(p.bytesIn)),
       h('td', { class: 'num' }, bytes(p.bytesOut)),
+      h('td', { class: 'num' }, p.goodput === undefined ? '—' : `${bytes(p.goodput.in)}/s / ${bytes(p.goodput.out)}/s`),
       h('td', { class: 'num' }, String(p.streams)))))),
-  h('p', { class: 'dim note' }, 'in / out: bytes carried by tunnels over that connection; streams: open tunnelled connections.'))
+  h('p', { class: 'dim note' }, 'in / out: bytes carried by tunnels over that connection; goodput: tunnelled bytes per second over the last 2 s; engine: the WebRTC engine (×N: N SCTP associations); streams: open tunnelled connections.'))
 }
 
 function sharesList (a: AgentView): HTMLElement {

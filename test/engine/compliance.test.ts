@@ -1,0 +1,183 @@
+/**
+ * One compliance suite, run on every WebRTC engine behind agent/engine (and across engines):
+ * what the tunnels rely on. Message before `open`, drain/backpressure, close propagation both
+ * ways, 500 channels on one association, TURN (UDP, and TCP where the engine claims it) through
+ * a real coturn on loopback.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ENGINE_CAPS, ENGINE_NAMES, type EngineName } from '../../agent/engine/index.ts'
+import { onDrain, whenOpen } from '../../peer/channel.ts'
+import { connectPair, type Pair } from './pair.ts'
+
+const TURN_PORT = 3479
+const TURN_USER = 'cw'
+const TURN_PASS = 'compliance-secret'
+
+async function until (cond: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  for (let i = 0; i < 100_000; i++) {
+    if (cond()) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+async function selectedPairKind (pc: RTCPeerConnection): Promise<string> {
+  const report = await pc.getStats()
+  const byId = new Map<string, Record<string, unknown>>()
+  report.forEach((s: Record<string, unknown>) => { if (typeof s.id === 'string') byId.set(s.id, s) })
+  for (const s of byId.values()) {
+    if (s.type === 'transport' && typeof s.selectedCandidatePairId === 'string') {
+      const pair = byId.get(s.selectedCandidatePairId)
+      return String(byId.get(String(pair?.localCandidateId))?.candidateType)
+    }
+  }
+  for (const s of byId.values()) {
+    if (s.type === 'candidate-pair' && s.state === 'succeeded' && (s.nominated === true || s.selected === true)) return String(byId.get(String(s.localCandidateId))?.candidateType)
+  }
+  return 'none'
+}
+
+const combos: Array<[EngineName, EngineName]> = [...ENGINE_NAMES.map(e => [e, e] as [EngineName, EngineName]), ['wrtc', 'datachannel'], ['datachannel', 'wrtc']]
+
+describe.each(combos)('engine %s <-> %s', (engineA, engineB) => {
+  let pair: Pair
+
+  beforeAll(async () => { pair = await connectPair(engineA, engineB) }, 60_000)
+  afterAll(() => pair?.close())
+
+  it('delivers a message sent by the acceptor before the opener saw `open`', async () => {
+    pair.b.onDataChannel = (dc) => { dc.send(`hello ${dc.label}`) }
+    const got = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const dc = pair.a.pc.createDataChannel(`first-${i}`)
+      dc.binaryType = 'arraybuffer'
+      const first = new Promise<string>((resolve) => { dc.onmessage = (ev: MessageEvent) => resolve(String(ev.data)) })
+      await whenOpen(dc)
+      const text = await first
+      dc.close()
+      return text
+    }))
+    expect(got).toEqual(Array.from({ length: 20 }, (_, i) => `hello first-${i}`))
+  })
+
+  it('backpressure: bufferedAmount drains (event or poll) and 32 MiB arrive in order', async () => {
+    const total = 32 << 20
+    const chunk = 64 << 10
+    let received = 0
+    let inOrder = true
+    const done = new Promise<void>((resolve) => {
+      pair.b.onDataChannel = (dc) => {
+        dc.binaryType = 'arraybuffer'
+        dc.onmessage = (ev: MessageEvent) => {
+          const bytes = new Uint8Array(ev.data as ArrayBuffer)
+          const expected = Math.floor(received / chunk) & 0xff
+          if (bytes[0] !== expected || bytes[bytes.length - 1] !== expected) inOrder = false
+          received += bytes.length
+          if (received >= total) resolve()
+        }
+      }
+    })
+    const dc = pair.a.pc.createDataChannel('bulk')
+    await whenOpen(dc)
+    let maxBuffered = 0
+    for (let sent = 0, i = 0; sent < total; sent += chunk, i++) {
+      if (dc.bufferedAmount > (1 << 20)) await new Promise<void>(resolve => onDrain(dc, 256 << 10, resolve))
+      dc.send(new Uint8Array(chunk).fill(i & 0xff))
+      maxBuffered = Math.max(maxBuffered, dc.bufferedAmount)
+    }
+    await done
+    expect(received).toBe(total)
+    expect(inOrder).toBe(true)
+    expect(maxBuffered).toBeLessThanOrEqual((1 << 20) + 2 * chunk)
+    dc.close()
+  }, 60_000)
+
+  it('close propagates both ways', async () => {
+    const remote: RTCDataChannel[] = []
+    pair.b.onDataChannel = (dc) => { remote.push(dc) }
+    const x = pair.a.pc.createDataChannel('close-a')
+    const y = pair.a.pc.createDataChannel('close-b')
+    await Promise.all([whenOpen(x), whenOpen(y)])
+    await until(() => remote.length === 2, 5000, 'both channels announced')
+    const rx = remote.find(d => d.label === 'close-a')!
+    const ry = remote.find(d => d.label === 'close-b')!
+    x.close() // opener closes: the acceptor sees it
+    await until(() => rx.readyState === 'closed', 10_000, 'remote close of close-a')
+    ry.close() // acceptor closes: the opener sees it
+    await until(() => y.readyState === 'closed', 10_000, 'remote close of close-b')
+  }, 30_000)
+
+  it('500 channels on one association, each echoes', async () => {
+    pair.b.onDataChannel = (dc) => { dc.onmessage = (ev: MessageEvent) => dc.send(`echo ${String(ev.data)}`) }
+    const channels = Array.from({ length: 500 }, (_, i) => pair.a.pc.createDataChannel(`many-${i}`))
+    const echoes = await Promise.all(channels.map(async (dc, i) => {
+      const answer = new Promise<string>((resolve) => { dc.onmessage = (ev: MessageEvent) => resolve(String(ev.data)) })
+      await whenOpen(dc, undefined, 30_000)
+      dc.send(String(i))
+      return await answer
+    }))
+    expect(echoes.filter((e, i) => e === `echo ${i}`).length).toBe(500)
+    for (const dc of channels) dc.close()
+    await until(() => channels.every(dc => dc.readyState === 'closed'), 20_000, '500 channels closed')
+  }, 90_000)
+})
+
+describe('TURN through coturn (loopback)', () => {
+  let turn: ChildProcess | undefined
+  let dir = ''
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cw-turn-'))
+    turn = spawn('turnserver', ['-n', '--no-cli', '--no-tls', '--no-dtls', '--log-file=stdout', '--simple-log',
+      '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${TURN_PORT}`, '--min-port=40000', '--max-port=40999',
+      '--allow-loopback-peers', '--lt-cred-mech', `--user=${TURN_USER}:${TURN_PASS}`, '--realm=causeway.test',
+      `--pidfile=${join(dir, 'turnserver.pid')}`, `--userdb=${join(dir, 'turndb')}`], { stdio: 'ignore' })
+    const deadline = Date.now() + 15_000
+    for (let i = 0; i < 200; i++) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = connect({ host: '127.0.0.1', port: TURN_PORT })
+        s.once('connect', () => { s.destroy(); resolve(true) })
+        s.once('error', () => resolve(false))
+      })
+      if (ok) break
+      if (Date.now() > deadline) throw new Error('coturn did not start')
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+  }, 30_000)
+
+  afterAll(() => {
+    if (turn?.pid !== undefined) { try { process.kill(turn.pid, 'SIGKILL') } catch { /* gone */ } }
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  const cases: Array<[EngineName, 'udp' | 'tcp']> = []
+  for (const e of ENGINE_NAMES) {
+    if (ENGINE_CAPS[e].turnUdp) cases.push([e, 'udp'])
+    if (ENGINE_CAPS[e].turnTcp) cases.push([e, 'tcp'])
+  }
+
+  it.each(cases)('%s relays through TURN over %s (relay candidates only)', async (engine, transport) => {
+    const iceServers = [{ urls: `turn:127.0.0.1:${TURN_PORT}?transport=${transport}`, username: TURN_USER, credential: TURN_PASS }]
+    const pair = await connectPair(engine, engine, { iceServers, iceTransportPolicy: 'relay' }, 30_000)
+    try {
+      // every candidate signalled is a relayed one from coturn
+      expect(pair.candidates.length).toBeGreaterThan(0)
+      expect(pair.candidates.every(c => / typ relay/.test(c))).toBe(true)
+      // libwebrtc reports the selected pair faithfully; libjuice reports its host socket for a relayed pair
+      if (engine === 'wrtc') expect(await selectedPairKind(pair.a.pc)).toBe('relay')
+      pair.b.onDataChannel = (dc) => { dc.onmessage = (ev: MessageEvent) => dc.send(`echo ${String(ev.data)}`) }
+      const dc = pair.a.pc.createDataChannel('over-turn')
+      const answer = new Promise<string>((resolve) => { dc.onmessage = (ev: MessageEvent) => resolve(String(ev.data)) })
+      await whenOpen(dc)
+      dc.send('ping')
+      expect(await answer).toBe('echo ping')
+    } finally {
+      pair.close()
+    }
+  }, 60_000)
+})

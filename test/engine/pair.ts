@@ -1,0 +1,30 @@
+/** Two PeerSessions in one process wired to each other (signals delivered on the next tick), on any engines. */
+import { createPeerConnection, type EngineName } from '../../agent/engine/index.ts'
+import { whenOpen } from '../../peer/channel.ts'
+import { PeerSession } from '../../peer/peer-session.ts'
+
+export interface Pair { a: PeerSession, b: PeerSession, close: () => void, /** candidates `a` signalled */ candidates: string[] }
+
+export async function connectPair (engineA: EngineName, engineB: EngineName, config: RTCConfiguration = {}, timeoutMs = 20_000): Promise<Pair> {
+  let a: PeerSession | undefined
+  let b: PeerSession | undefined
+  const factory = (engine: EngineName) => (c: RTCConfiguration) => createPeerConnection(engine, { ...c, ...config })
+  const candidates: string[] = []
+  a = new PeerSession({
+    remote: 'b',
+    polite: false,
+    createPeerConnection: factory(engineA),
+    iceServers: config.iceServers ?? [],
+    send: (s) => { if (s.type === 'candidate' && s.candidate !== null) candidates.push(s.candidate.candidate); setTimeout(() => b?.handleSignal(s), 1) },
+    connectTimeoutMs: timeoutMs,
+  })
+  b = new PeerSession({ remote: 'a', polite: true, createPeerConnection: factory(engineB), iceServers: config.iceServers ?? [], send: s => setTimeout(() => a?.handleSignal(s), 1), connectTimeoutMs: timeoutMs })
+  const close = (): void => { a?.close(); b?.close() }
+  try {
+    await Promise.all([whenOpen(a.control, undefined, timeoutMs), whenOpen(b.control, undefined, timeoutMs)])
+  } catch (err) {
+    close()
+    throw err
+  }
+  return { a, b, close, candidates }
+}
