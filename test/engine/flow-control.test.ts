@@ -88,7 +88,8 @@ describe('flow control', () => {
     const r = await exchange(bystander.listeners[0]!.port, 4 << 20)
     expect(r).toEqual({ ok: true })
     const c = exporter.tunnels.counter(exporter.status().peers.find(p => p.name === 'bystander')!.peer)
-    expect(c.budget.used).toBe(0)
+    // the stream closes on both agents shortly after the client saw its end
+    await until(() => c.budget.used === 0 && exporter.tunnels.liveStreams === 0, 10_000, 'window growth returned to the budget')
     expect(exporter.tunnels.totals.maxWindow).toBeGreaterThan(1 << 20)
   }, 60_000)
 })
