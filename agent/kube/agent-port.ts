@@ -12,6 +12,7 @@
  */
 import type { Agent } from '../agent.ts'
 import type { ShareSpec } from '../tunnel/shares.ts'
+import { socketPair } from '../tunnel/socket-pair.ts'
 import type { AgentPort, ImportListener, LocalShare, RemoteShare } from './ports.ts'
 
 export const APISERVER_SHARE = 'kube-apiserver'
@@ -81,6 +82,14 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
       }
       open.set(key, { listener, refs: 1 })
       return listener
+    },
+    peerOffers(peer: string, share: string): boolean {
+      return agent.status().peers.some((p) => p.name === peer && p.shares.some((s) => s.name === share))
+    },
+    async openStream(peer: string, share: string) {
+      const [tunnelSide, clientSide] = socketPair()
+      await agent.openStream(peer, share, tunnelSide)
+      return clientSide
     },
     peerPath(peer: string): string | undefined {
       const p = agent.peerNamed(peer)

@@ -1,11 +1,13 @@
 /**
- * The agent's Kubernetes controller: wires the exports, imports and status reconcilers to a
+ * The agent's Kubernetes controller: wires the exports (annotations and ServiceExports),
+ * imports (Services, EndpointSlices, ServiceImports), RemoteManifests and status reconcilers to a
  * KubeConfig (in-cluster in production) and an AgentPort, until `signal` aborts.
  */
 import * as k8s from '@kubernetes/client-node'
 import { ExportsReconciler } from './exports.ts'
 import { ImportsReconciler, type ImportsInit } from './imports.ts'
 import type { AgentPort, LocalShare } from './ports.ts'
+import { RemoteManifestsController } from './remote-manifests.ts'
 import { StatusWriter } from './status.ts'
 
 export interface KubeControllerInit {
@@ -59,10 +61,16 @@ export async function startKubeController(init: KubeControllerInit): Promise<Kub
     resyncMs: init.resyncMs,
     log,
   })
+  const remote = new RemoteManifestsController({ kubeConfig: init.kubeConfig, agent: init.agent, status, resyncMs: init.resyncMs, log })
   await exportsRec.start(init.signal)
   await importsRec.start(init.signal)
+  await remote.start(init.signal).catch((e: unknown) => log(`remotemanifests: ${String(e)}`))
   // Export status carries peer paths, which change without any Kubernetes event.
-  const tick = setInterval(() => void exportsRec.recheckCrds().then(() => exportsRec.schedule()), init.resyncMs ?? 30_000)
+  // CRDs installed after start-up (ServiceExport, RemoteManifests) are picked up on this tick.
+  const tick = setInterval(() => {
+    void exportsRec.recheckCrds().then(() => exportsRec.schedule())
+    void remote.start(init.signal).catch((e: unknown) => log(`remotemanifests: ${String(e)}`))
+  }, init.resyncMs ?? 30_000)
   tick.unref()
   init.signal.addEventListener('abort', () => clearInterval(tick), { once: true })
   return {

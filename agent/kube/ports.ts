@@ -1,3 +1,5 @@
+import type { Duplex } from 'node:stream'
+
 /**
  * The seam between the Kubernetes controller (`agent/kube/`) and the agent (peer mesh + TCP
  * tunnels). The controller never touches peers or sockets itself; the agent implements this.
@@ -48,4 +50,11 @@ export interface AgentPort {
   openImport(peer: string, share: string): Promise<ImportListener>
   /** How the agent currently reaches `peer` (`direct`, `relay`, `turn`, ...), if connected. */
   peerPath(peer: string): string | undefined
+  /** Does connected `peer` offer `share` to this agent (its catalog for us lists it)? */
+  peerOffers(peer: string, share: string): boolean
+  /**
+   * Opens one tunnelled stream to `peer`'s `share`, handed over in memory (no local listener):
+   * resolves once the peer accepted it; rejects with the peer's refusal.
+   */
+  openStream(peer: string, share: string): Promise<Duplex>
 }

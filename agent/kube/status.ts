@@ -13,6 +13,9 @@ export interface ServiceRef {
   namespace: string
   name: string
   uid?: string
+  /** The involved object's kind and apiVersion for Events. Default a v1 Service. */
+  kind?: string
+  apiVersion?: string
 }
 
 export interface ShareStatus {
@@ -90,7 +93,7 @@ export class StatusWriter {
     this.written.delete(`${ref.namespace}/${ref.name}`)
   }
 
-  /** Records an Event about a Service; repeats bump the count. */
+  /** Records an Event about a Service (or `ref.kind`); repeats bump the count. */
   async event(ref: ServiceRef, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
     const hash = createHash('sha256').update(`${ref.uid ?? ''}|${type}|${reason}|${message}`).digest('hex').slice(0, 16)
     const name = `${ref.name}.${hash}`
@@ -100,7 +103,7 @@ export class StatusWriter {
         namespace: ref.namespace,
         body: {
           metadata: { name, namespace: ref.namespace },
-          involvedObject: { kind: 'Service', apiVersion: 'v1', namespace: ref.namespace, name: ref.name, ...(ref.uid ? { uid: ref.uid } : {}) },
+          involvedObject: { kind: ref.kind ?? 'Service', apiVersion: ref.apiVersion ?? 'v1', namespace: ref.namespace, name: ref.name, ...(ref.uid ? { uid: ref.uid } : {}) },
           type,
           reason,
           message,

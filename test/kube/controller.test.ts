@@ -33,6 +33,12 @@ class FakeAgent implements AgentPort {
   peerPath(peer: string): string | undefined {
     return this.paths.get(peer)
   }
+  peerOffers(): boolean {
+    return false // no peers here: RemoteManifests are tested in remote-manifests.test.ts
+  }
+  openStream(peer: string): Promise<never> {
+    return Promise.reject(new Error(`no connection to ${peer} in this test`))
+  }
   /** Test side: a peer's catalog changes (null: the peer is gone). */
   emit(peer: string, shares: RemoteShare[] | null): void {
     if (shares === null) this.catalogs.delete(peer)
