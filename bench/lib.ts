@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
 import type { AddressInfo } from 'node:net'
+import { until } from '../test/until.ts'
 
 export const BLOCK = Buffer.alloc(1 << 20, 0x5a)
 
@@ -86,15 +87,9 @@ export function killChildren (): void {
 }
 process.on('exit', killChildren)
 
+/** test/until.ts's `until`, polling every 100 ms. */
 export async function waitFor (cond: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  for (let i = 0; i < 100_000; i++) {
-    let ok = false
-    try { ok = await cond() } catch { ok = false }
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
+  await until(cond, ms, what, 100)
 }
 
 export async function sleep (ms: number): Promise<void> { await new Promise(resolve => setTimeout(resolve, ms)) }

@@ -49,15 +49,8 @@ export async function startNet (env: Record<string, string> = {}, port = 0): Pro
 
 export function tokenString (t: MemberToken): string { return encodeToken(t) }
 
-/** Waits until `cond` holds, polling every 50 ms, for at most `ms`. */
-export async function until (cond: () => boolean | Promise<boolean>, ms = 20_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + ms
-  for (let i = 0; i < 100_000; i++) {
-    if (await cond()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
+/** The suites' one wait-for-condition helper (test/until.ts). */
+export { until } from '../until.ts'
 
 export async function listen (server: Server): Promise<number> {
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { startKubeController } from '../../agent/kube/controller.ts'
 import type { AgentPort, ImportListener, LocalShare, RemoteShare } from '../../agent/kube/ports.ts'
 import { startApiServer, type ApiServer } from './apiserver.ts'
+import { eventually } from './wait.ts'
 
 class FakeAgent implements AgentPort {
   readonly sources = new Map<string, LocalShare[]>()
@@ -47,20 +48,7 @@ class FakeAgent implements AgentPort {
   }
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (let i = 0; i < 500 && Date.now() < deadline; i++) {
-    try {
-      const v = await fn()
-      if (v !== undefined) return v
-    } catch (e) {
-      last = e
-    }
-    await new Promise((r) => setTimeout(r, 40))
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`)
-}
+const until = async <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> => await eventually(what, fn, timeoutMs) as T
 
 const notFound = async (p: Promise<unknown>): Promise<true | undefined> => {
   try {

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startApiServer, type ApiServer } from './apiserver.ts'
 import { raw } from './raw.ts'
 import { RESOURCES } from './resources.ts'
+import { eventually } from './wait.ts'
 
 const KUBECTL = '/usr/bin/kubectl'
 let server: ApiServer
@@ -48,15 +49,7 @@ async function ok(args: string[], input?: string): Promise<string> {
   return r.stdout
 }
 
-async function until<T>(what: string, fn: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
-    const v = fn()
-    if (v !== undefined) return v
-    await new Promise((r) => setTimeout(r, 25))
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
+const until = async <T>(what: string, fn: () => T | undefined, timeoutMs = 10_000): Promise<T> => await eventually(what, async () => fn(), timeoutMs) as T
 
 const manifest = (data: string, port: number): string => `apiVersion: v1
 kind: ConfigMap

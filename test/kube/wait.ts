@@ -1,11 +1,6 @@
-/** Polls `fn` until it returns something (errors count as "not yet"), bounded by `ms`. */
-import { until } from '../agent/harness.ts'
+/** `until` (test/until.ts) with the Kubernetes suites' argument order: what, then the probe. */
+import { until } from '../until.ts'
 
-export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  let got: T | undefined
-  await until(async () => {
-    got = await fn().catch(() => undefined)
-    return got !== undefined
-  }, ms, what)
-  return got as T
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<Exclude<T, undefined | null | false>> {
+  return await until(fn, ms, what)
 }

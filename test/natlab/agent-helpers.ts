@@ -8,6 +8,7 @@
 import { join } from 'node:path'
 import type { Lab, LabProcess, Site } from './lab.ts'
 import { NODE, ROOT } from './relay-helpers.ts'
+import { until } from '../until.ts'
 
 export const STATUS_PORT = 7777
 export const CONNECT_PORT = 7001
@@ -70,14 +71,8 @@ export function startAgent (lab: Lab, site: Site, opts: { name: string, token: s
 /** Polls `fn` every 250 ms until it returns a value, or throws after `ms` with `what` and the last value. */
 export async function waitUntil<T> (fn: () => Promise<T | undefined>, ms: number, what: string): Promise<{ value: T, ms: number }> {
   const start = Date.now()
-  let last: unknown
-  for (let i = 0; i < 10_000; i++) {
-    const v = await fn().catch((err: unknown) => { last = err; return undefined })
-    if (v !== undefined) return { value: v, ms: Date.now() - start }
-    if (Date.now() - start > ms) break
-    await new Promise(resolve => setTimeout(resolve, 250))
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}${last !== undefined ? ` (last: ${String(last)})` : ''}`)
+  const value = await until(fn, ms, what, 250) as T
+  return { value, ms: Date.now() - start }
 }
 
 /** Waits until `agent` reports peer `peer` connected on one of `paths`; returns that peer's view. */

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import type { Stream } from '@libp2p/interface'
+import { until as waitFor } from '../until.ts'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const NODE = `${ROOT}node_modules/.bin/node`
@@ -63,12 +64,9 @@ export async function spawnRelay (args: string[], timeoutMs = 15_000): Promise<R
   }
 }
 
-/** Polls `cond` every 50 ms until true or `ms` pass; returns the elapsed ms or throws. */
+/** test/until.ts's `until`, returning the elapsed ms. */
 export async function until (cond: () => boolean, ms: number, what: string): Promise<number> {
   const start = Date.now()
-  while (!cond()) {
-    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
+  await waitFor(cond, ms, what)
   return Date.now() - start
 }
