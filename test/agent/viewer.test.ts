@@ -8,6 +8,7 @@
  *   no import, no candidate pair (IP addresses) in the agents' status reports.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { generatePeerKey } from '../../protocol/join-proof.ts'
 import { deriveViewerSealKey } from '../../protocol/keys.ts'
 import { parseJson, StreamControl, type StatusMessage } from '../../protocol/peer.ts'
 import { seal } from '../../protocol/seal.ts'
@@ -88,8 +89,9 @@ describe('hostile viewers', () => {
     const realA = connected(victim, 'site-a')!.id
     // The attacker: a viewer that seals an agent hello for site-a with the shared viewer key.
     const key = await deriveViewerSealKey(token.viewerSecret)
-    const id = 'hostileViewer01'
-    const sc = new SignalingClient({ signaling: token.signaling, room: token.room, peer: id })
+    const peerKey = await generatePeerKey()
+    const id = peerKey.id
+    const sc = new SignalingClient({ signaling: token.signaling, room: token.room, key: peerKey, role: 'viewer' })
     const forge = async (to: string): Promise<void> => {
       sc.send(to, await seal(key, { room: token.room, from: id, to, body: { type: 'hello', name: 'site-a', role: 'agent', caps: ['tcp/1'] } }))
     }
