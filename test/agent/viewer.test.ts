@@ -88,10 +88,13 @@ describe('hostile viewers', () => {
     await until(() => connected(victim, 'site-a') !== undefined, 20_000, 'the victim to see site-a')
     const realA = connected(victim, 'site-a')!.id
     // The attacker: a viewer that seals an agent hello for site-a with the shared viewer key.
+    // It joins the room as an agent (the service has no access secret, so no ticket limits its
+    // role; with one, its viewer ticket would confine it to viewer, and the service forwards
+    // nothing from a viewer to a viewer): the victim itself must refuse the hello.
     const key = await deriveViewerSealKey(token.viewerSecret)
     const peerKey = await generatePeerKey()
     const id = peerKey.id
-    const sc = new SignalingClient({ signaling: token.signaling, room: token.room, key: peerKey, role: 'viewer' })
+    const sc = new SignalingClient({ signaling: token.signaling, room: token.room, key: peerKey, role: 'agent' })
     const forge = async (to: string): Promise<void> => {
       sc.send(to, await seal(key, { room: token.room, from: id, to, body: { type: 'hello', name: 'site-a', role: 'agent', caps: ['tcp/1'] } }))
     }
