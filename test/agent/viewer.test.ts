@@ -25,8 +25,8 @@ async function watch (token: ViewerToken, name: string): Promise<Watcher> {
   const mesh = new Mesh({ token, name, createPeerConnection, iceServers: () => [], log: log.child({ viewer: name }) })
   const statuses = new Map<string, StatusMessage>()
   const refused: Watcher['refused'] = []
-  mesh.events.session = (peer, session) => { session.onControl = (m) => { if (m.type === 'status') statuses.set(peer.name, m) } }
-  mesh.events.refused = (from, code) => { refused.push({ from, code }) }
+  mesh.events.on('session', (peer, session) => { session.onControl = (m) => { if (m.type === 'status') statuses.set(peer.name, m) } })
+  mesh.events.on('refused', (from, code) => { refused.push({ from, code }) })
   await mesh.start()
   return { mesh, statuses, refused, close: async () => await mesh.close() }
 }
