@@ -51,8 +51,9 @@ describe('agent lifecycle', () => {
     const importer = await net.agent('importer', { connects: [{ share: 'src', peer: 'exporter', host: '127.0.0.1', port: 0 }] })
     await importer.peerByName('exporter')
     const transfer = fetchAll(importer.listeners[0]!.port, 30_000)
-    await new Promise(resolve => setTimeout(resolve, 500))
-    await net.signaling.close() // killed mid-transfer
+    // killed mid-transfer: once the first MiB has come through the tunnel (of 24, over ~3 s)
+    await until(() => (importer.status().peers.find(p => p.name === 'exporter')?.bytesIn ?? 0) > 1 << 20, 10_000, 'the transfer to be under way')
+    await net.signaling.close()
     await until(() => importer.status().signaling !== 'joined', 5000, 'agents to notice')
     const got = await transfer
     expect(got.bytes).toBe(24 << 20)
