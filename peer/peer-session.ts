@@ -8,15 +8,10 @@
  * other to create it; stream channels are announced in-band (DCEP) by whoever opens them.
  */
 import { randomId } from '../protocol/encoding.ts'
+import { silentLog, type LogLike } from './log.ts'
 import { parseJson, ControlMessage, CONTROL_LABEL, type PathKind, type PeerSignal } from '../protocol/peer.ts'
 
-export interface LogLike {
-  debug: (obj: object, msg?: string) => void
-  info: (obj: object, msg?: string) => void
-  warn: (obj: object, msg?: string) => void
-}
-
-export const silentLog: LogLike = { debug () {}, info () {}, warn () {} }
+export { silentLog, type LogLike } from './log.ts'
 
 export type SessionState = 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed'
 

@@ -11,7 +11,6 @@
  *   `/causeway/tunnel/1.0.0`; the relayed connection's noise session is bound to that PeerId.
  * - Framing of the stream: `stream-channel.ts`.
  */
-import { pino, type Logger } from 'pino'
 import { CausewayError } from '../../protocol/errors.ts'
 import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike } from '../../peer/peer-session.ts'
@@ -57,7 +56,7 @@ export class RelayPath {
   }
 
   static async start (init: RelayPathInit): Promise<RelayPath> {
-    const client = await startRelayClient({ relayKey: init.relayKey, relays: init.relays, log: pinoOf(init.log) })
+    const client = await startRelayClient({ relayKey: init.relayKey, relays: init.relays, log: init.log })
     const path = new RelayPath(client, init)
     await client.handle(TUNNEL_PROTOCOL, (stream, { remotePeer }) => { path.inbound(StreamChannel.accept(stream), remotePeer.toString()) })
     client.addEventListener('change', () => { init.onChange(path.info()) })
@@ -130,13 +129,4 @@ export class RelayPath {
   }
 
   async close (): Promise<void> { await this.client.close() }
-}
-
-/** The relay client logs with pino: use the agent's logger when it is one, else stay silent. */
-function pinoOf (log: LogLike): Logger {
-  return isPino(log) ? log : pino({ level: 'silent' })
-}
-
-function isPino (log: LogLike): log is Logger {
-  return typeof (log as { child?: unknown }).child === 'function' && typeof (log as { level?: unknown }).level === 'string'
 }

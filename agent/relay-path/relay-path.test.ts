@@ -41,6 +41,10 @@ afterAll(async () => {
   echo.close()
 })
 
+/** A plain LogLike (not pino): the relay client's logs must reach it. */
+const messages: string[] = []
+const capture = { debug: (_o: object, m?: string) => { messages.push(m ?? '') }, info: (_o: object, m?: string) => { messages.push(m ?? '') }, warn: (_o: object, m?: string) => { messages.push(m ?? '') } }
+
 /** Stands in for the Mesh's 'hello' events. */
 const hellos = new Emitter<{ hello: () => void }>()
 const onHello = (fn: () => void): (() => void) => hellos.on('hello', fn)
@@ -53,7 +57,7 @@ async function pair (allowed = true): Promise<{ a: RelayPath, b: RelayPath, tunn
   const tunnelsB = new Tunnels(shares, {}, silentLog)
   const pa = peer('a')
   const pb = peer('b')
-  const a = await RelayPath.start({ relayKey, relays: [addr], log: silentLog, identify: () => undefined, onHello, accept: () => {}, onChange: () => {} })
+  const a = await RelayPath.start({ relayKey, relays: [addr], log: capture, identify: () => undefined, onHello, accept: () => {}, onChange: () => {} })
   const b = await RelayPath.start({ relayKey, relays: [addr], log: silentLog, identify: (id) => id === pa.relay?.peer ? pa : undefined, onHello, accept: (p, dc) => { tunnelsB.accept(p, dc) }, onChange: () => {} })
   paths.push(a, b)
   await a.client.waitForReservation({ signal: AbortSignal.timeout(10_000) })
@@ -94,6 +98,8 @@ describe('relay path', () => {
     expect(h.digest('hex')).toBe(createHash('sha256').update(data).digest('hex'))
     expect(tunnelsA.counter(pb.id).bytesOut).toBe(data.length)
     expect(tunnelsA.counter(pb.id).bytesIn).toBe(data.length)
+    // the relay client logs through the agent's logger, whatever its type
+    expect(messages).toContain('relayed addresses changed')
   })
 
   it('applies share checks to the identified peer', async () => {

@@ -56,7 +56,7 @@ import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
-import type { Logger } from 'pino'
+import type { LogLike } from '../../peer/log.ts'
 import { AdmissionRefusedError, admissionPrivateKey, proveAdmission } from '../../protocol/relay-admission.ts'
 import { RelayDialError } from './errors.ts'
 import { guardStream } from './guard.ts'
@@ -69,7 +69,8 @@ export interface RelayClientInit {
   relayKey: Uint8Array<ArrayBuffer>
   /** Relay multiaddrs, each ending in `/p2p/<relay PeerId>` (TCP or `/ws`). */
   relays: string[]
-  log: Logger
+  /** Any LogLike (pino's Logger fits): the relay client's reservation and dial logs go here. */
+  log: LogLike
   /** Aborting it closes the client. */
   signal?: AbortSignal
   /** The client's libp2p identity. Default: a new Ed25519 key per start. */
