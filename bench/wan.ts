@@ -9,9 +9,11 @@
  *   connections, and the relay path (causeway relay; the right side drops UDP so the agents
  *   fall back to it);
  * - request/response round trips (64 bytes each way) on 8 concurrent connections.
- * Every transfer is bounded in time (BENCH_WAN_SECONDS, default 5 s): a collapsed path shows
+ * Every transfer is bounded in time (BENCH_WAN_SECONDS, default 4 s): a collapsed path shows
  * as "timeout" with the bytes it moved, and the whole run stays under 10 minutes. Prints one
  * markdown table: rows are paths, columns are links.
+ * Knobs (env): BENCH_WAN_LINKS=0,3 (only those links), BENCH_WAN_RELAY=all|0,1,3 (links that
+ * measure the relay path), BENCH_WAN_MIB, BENCH_WAN_SECONDS, BENCH_WAN_RR_MS, BENCH_WAN_BUDGET_S.
  */
 import { loadavg } from 'node:os'
 import { WanLink, wanAvailability, type CongestionControl, type LinkOptions } from '../scripts/wan/link.ts'
@@ -28,20 +30,23 @@ const RR_MS = Number(process.env.BENCH_WAN_RR_MS ?? 1500)
 const BUDGET_MS = Number(process.env.BENCH_WAN_BUDGET_S ?? 540) * 1000
 
 export const WAN_LINKS: LinkOptions[] = [
-  { rttMs: 2 },
   { rttMs: 20 },
   { rttMs: 40, rateMbit: 500 },
   { rttMs: 80, rateMbit: 500 },
   { rttMs: 40, rateMbit: 100, lossPct: 0.2 },
   { rttMs: 20, lossPct: 1 },
+  { rttMs: 2 },
 ]
+
+/** Links (indices of WAN_LINKS) that also measure the relay path: ~30 s each to set up. BENCH_WAN_RELAY=all for every link. */
+const RELAY_LINKS = process.env.BENCH_WAN_RELAY === 'all' ? undefined : (process.env.BENCH_WAN_RELAY ?? '0,1,3').split(',').map(Number)
 
 const SERVE_PORT = 7002
 const SSH_PORT = 7100
 const CCS: CongestionControl[] = ['cubic', 'bbr']
 
 interface Download { bytes: number, seconds: number, complete: boolean }
-interface RoundTrips { count: number, p50: number, p99: number }
+interface RoundTrips { count: number, p50: number, p99: number, stalled: number }
 
 type Row = 'direct' | 'ssh' | 'wg' | 'dc' | 'cw1' | 'cw8' | 'relay' | 'rr'
 const started = Date.now()
@@ -49,7 +54,7 @@ const step = (s: string): void => { process.stderr.write(`bench wan [${Math.roun
 const f = (x: number): string => x >= 100 ? x.toFixed(0) : x.toFixed(1)
 const rate = (d: Download): number => (d.bytes / (1 << 20)) / d.seconds
 const cell = (d: Download): string => d.complete ? f(rate(d)) : `${f(rate(d))} (timeout, ${(d.bytes / (1 << 20)).toFixed(1)} MiB)`
-const rrCell = (r: RoundTrips): string => r.count === 0 ? 'none' : `${r.p50.toFixed(1)} / ${r.p99.toFixed(1)}`
+const rrCell = (r: RoundTrips): string => (r.count === 0 ? 'none' : `${r.p50.toFixed(1)} / ${r.p99.toFixed(1)}`) + (r.stalled > 0 ? ` (${r.stalled} of 8 stalled)` : '')
 const ratio = (d: Download, base: Download | undefined): string => base === undefined || rate(base) === 0 ? '' : ` (${(rate(d) / rate(base)).toFixed(2)}x)`
 const overBudget = (): boolean => Date.now() - started > BUDGET_MS
 
@@ -72,7 +77,7 @@ async function roundTrips (link: WanLink, host: string, port: number): Promise<R
 }
 
 /** One link: every row's cell for it. */
-async function benchLink (opts: LinkOptions): Promise<Map<string, string>> {
+async function benchLink (opts: LinkOptions, index: number): Promise<Map<string, string>> {
   const cells = new Map<string, string>()
   const set = (row: Row, sub: string, v: string): void => { cells.set(`${row}:${sub}`, v) }
   if (overBudget()) return cells
@@ -125,7 +130,8 @@ async function benchLink (opts: LinkOptions): Promise<Map<string, string>> {
         set('cw1', '', `failed: ${err instanceof Error ? err.message.split('\n')[0]?.slice(0, 60) : String(err)}`)
       } finally { await cw?.close() }
     } else await direct.then(r => 'cw' in r ? r.cw.close() : undefined)
-    if (!overBudget()) {
+    if (RELAY_LINKS !== undefined && !RELAY_LINKS.includes(index)) set('relay', '', 'not measured (BENCH_WAN_RELAY)')
+    else if (!overBudget()) {
       step('causeway (relay)')
       let cw: CausewayOnLink | undefined
       try {
@@ -150,10 +156,11 @@ export async function wanBench (): Promise<string> {
   const results: Array<Map<string, string>> = []
   // BENCH_WAN_LINKS=0,3 runs only those links of WAN_LINKS (by index)
   const pick = process.env.BENCH_WAN_LINKS?.split(',').map(Number)
-  for (const opts of WAN_LINKS.filter((_, i) => pick === undefined || pick.includes(i))) {
+  for (const [index, opts] of WAN_LINKS.entries()) {
+    if (pick !== undefined && !pick.includes(index)) continue
     const o = { rateMbit: 0, lossPct: 0, ...opts }
     links.push(`${o.rttMs} ms${o.rateMbit > 0 ? `, ${o.rateMbit} Mbit/s` : ''}${o.lossPct > 0 ? `, ${o.lossPct} % loss` : ''}`)
-    results.push(overBudget() ? new Map([['skipped', '']]) : await benchLink(opts))
+    results.push(overBudget() ? new Map() : await benchLink(opts, index))
   }
   const load1 = loadavg()
   const rows: Array<[string, string]> = [
@@ -166,7 +173,7 @@ export async function wanBench (): Promise<string> {
     ['round trips p50 / p99 ms, 8 conns: direct', 'rr:direct'], ['… ssh -L', 'rr:ssh'], ['… causeway', 'rr:causeway'],
   ]
   const head = ['MiB/s (left downloads from right)', ...links]
-  const body = rows.map(([label, key]) => [label, ...results.map(r => r.get(key) ?? (r.has('skipped') ? 'skipped (time budget)' : 'not run'))])
+  const body = rows.map(([label, key]) => [label, ...results.map(r => r.get(key) ?? (overBudget() ? 'skipped (time budget)' : 'not run'))])
   return [
     `Links: emulated (scripts/wan/link.ts), the same RTT / rate / random loss in both directions, drop-tail queue of one`,
     `bandwidth-delay product (at least 64 KiB) where rate-limited. Each cell: one download of up to ${MIB} MiB`,

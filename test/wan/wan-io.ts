@@ -15,7 +15,8 @@
  * - `download HOST PORT MIB CONNS TIMEOUT_MS`: CONNS concurrent `S` downloads of MIB each,
  *   bounded in time: `{"bytes","seconds","complete"}`.
  * - `rr HOST PORT CONNS DURATION_MS`: CONNS connections doing 64-byte request/response round
- *   trips for DURATION_MS: `{"count","p50","p99"}` (ms).
+ *   trips for DURATION_MS: `{"count","p50","p99","stalled"}` (ms; stalled = connections whose
+ *   last request went unanswered for 5 s more, or that failed).
  * - `reset-by-server HOST PORT TIMEOUT_MS` / `reset-by-client HOST PORT`: see the modes above;
  *   `{"outcome"}` is the client's socket error code, `end` or `close`.
  */
@@ -126,7 +127,8 @@ async function downloadOne (mib: number, deadline: number): Promise<{ bytes: num
   })
 }
 
-async function roundTrips (until: number): Promise<number[]> {
+/** Round trips on one connection until `until`; a request still unanswered 5 s later counts as stalled. */
+async function roundTrips (until: number): Promise<{ samples: number[], stalled: boolean }> {
   return await new Promise((resolve) => {
     const samples: number[] = []
     const s = connect({ host, port })
@@ -134,10 +136,12 @@ async function roundTrips (until: number): Promise<number[]> {
     const req = Buffer.alloc(64, 0x71)
     let got = 0
     let t0 = 0
-    const send = (): void => { if (Date.now() >= until) { s.destroy(); resolve(samples); return } got = 0; t0 = performance.now(); s.write(req) }
+    const done = (stalled: boolean): void => { clearTimeout(bound); s.destroy(); resolve({ samples, stalled }) }
+    const bound = setTimeout(() => done(true), Math.max(0, until - Date.now()) + 5000)
+    const send = (): void => { if (Date.now() >= until) { done(false); return } got = 0; t0 = performance.now(); s.write(req) }
     s.on('connect', () => { s.write('E'); send() })
     s.on('data', (d: Buffer) => { got += d.length; if (got >= 64) { samples.push(performance.now() - t0); send() } })
-    s.on('error', () => resolve(samples))
+    s.on('error', () => done(true))
   })
 }
 
@@ -171,8 +175,9 @@ if (mode === 'serve') {
   print({ bytes: rs.reduce((a, r) => a + r.bytes, 0), seconds: (Date.now() - t0) / 1000, complete: rs.every(r => r.complete) })
 } else if (mode === 'rr') {
   const [conns = '8', duration = '5000'] = rest
-  const all = (await Promise.all(Array.from({ length: Number(conns) }, async () => await roundTrips(t0 + Number(duration))))).flat()
-  print({ count: all.length, p50: pct(all, 50), p99: pct(all, 99) })
+  const rs = await Promise.all(Array.from({ length: Number(conns) }, async () => await roundTrips(t0 + Number(duration))))
+  const all = rs.flatMap(r => r.samples)
+  print({ count: all.length, p50: pct(all, 50), p99: pct(all, 99), stalled: rs.filter(r => r.stalled).length })
 } else if (mode === 'reset-by-server') {
   const s = connect({ host, port })
   s.on('connect', () => { s.write('R'); s.write(BLOCK.subarray(0, 128 << 10)) })
