@@ -1,16 +1,18 @@
 /**
  * One end of the raw data-channel measurement across a WAN link (bench/wan-dc.ts), run inside
  * a link namespace with an IPC channel to the bench, which relays offer/answer/candidates.
- *   wan-dc-peer.ts offer BYTES SECONDS   opens channel `bulk`, sends BYTES (64 KiB messages,
- *                                        1 MiB high / 256 KiB low water mark) or until SECONDS
- *   wan-dc-peer.ts answer                counts what arrives; reports {bytes, seconds} when the
- *                                        sender says it is done
+ *   wan-dc-peer.ts ENGINE offer BYTES SECONDS   opens channel `bulk`, sends BYTES (64 KiB messages,
+ *                                               1 MiB high / 256 KiB low water mark) or until SECONDS
+ *   wan-dc-peer.ts ENGINE answer                counts what arrives; reports {bytes, seconds} when
+ *                                               the sender says it is done
+ * ENGINE: one of agent/engine's ENGINE_NAMES (wrtc, datachannel), with its default settings.
  */
-import { createPeerConnection } from '../agent/wrtc.ts'
+import { createPeerConnection, ENGINE_NAMES, type EngineName } from '../agent/engine/index.ts'
 
-const [role = 'answer', bytesText = '0', secondsText = '5'] = process.argv.slice(2)
+const [engine = 'wrtc', role = 'answer', bytesText = '0', secondsText = '5'] = process.argv.slice(2)
+if (!(ENGINE_NAMES as readonly string[]).includes(engine)) throw new Error(`unknown engine ${engine}`)
 const send = (m: Record<string, unknown>): void => { process.send?.(m) }
-const pc = createPeerConnection({ iceServers: [] })
+const pc = createPeerConnection(engine as EngineName, { iceServers: [] })
 pc.onicecandidate = (e) => { if (e.candidate !== null) send({ candidate: { candidate: e.candidate.candidate, sdpMid: e.candidate.sdpMid, sdpMLineIndex: e.candidate.sdpMLineIndex } }) }
 setTimeout(() => process.exit(0), 120_000).unref()
 

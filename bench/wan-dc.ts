@@ -1,6 +1,7 @@
 /** Raw data-channel throughput across a WAN link: one process per namespace (bench/wan-dc-peer.ts). */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import type { EngineName } from '../agent/engine/index.ts'
 import type { WanLink } from '../scripts/wan/link.ts'
 
 const PEER = fileURLToPath(new URL('./wan-dc-peer.ts', import.meta.url))
@@ -9,11 +10,11 @@ const NODE = fileURLToPath(new URL('../node_modules/.bin/node', import.meta.url)
 export interface Transfer { bytes: number, seconds: number, complete: boolean }
 
 /** Sends up to `mib` MiB from left to right over one channel, for at most `seconds` after it opens. */
-export async function rawDcTransfer (link: WanLink, mib: number, seconds: number): Promise<Transfer> {
+export async function rawDcTransfer (link: WanLink, engine: EngineName, mib: number, seconds: number): Promise<Transfer> {
   const start = (side: 'left' | 'right', args: string[]): ChildProcess =>
     spawn('ip', ['netns', 'exec', link.ns(side), NODE, '--disable-warning=ExperimentalWarning', PEER, ...args], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
-  const answer = start('right', ['answer'])
-  const offer = start('left', ['offer', String(mib << 20), String(seconds)])
+  const answer = start('right', [engine, 'answer'])
+  const offer = start('left', [engine, 'offer', String(mib << 20), String(seconds)])
   let err = ''
   for (const p of [answer, offer]) p.stderr?.on('data', (b: Buffer) => { err = (err + b.toString()).slice(-2000) })
   try {

@@ -4,7 +4,7 @@
  * measures, left downloading from right:
  * - direct TCP, `ssh -L` and WireGuard (wireguard-go), each with cubic and with bbr in both
  *   namespaces;
- * - one raw data channel of each WebRTC engine (two processes, no causeway code in between);
+ * - one raw data channel of each WebRTC engine (agent/engine, default settings; two processes);
  * - the causeway tunnel (real `bin/causeway` signaling and agents), 1 and 8 concurrent
  *   connections, and the relay path (causeway relay; the right side drops UDP so the agents
  *   fall back to it);
@@ -21,7 +21,7 @@ import { CONNECT_PORT, startCauseway, startServer, wanIo, type CausewayOnLink } 
 import { table } from './lib.ts'
 import { rawDcTransfer } from './wan-dc.ts'
 import { sshOnLink, WG_ADDRS, wireguardOnLink } from './wan-paths.ts'
-import { ENGINE } from '../agent/wrtc.ts'
+import { ENGINE_NAMES, ENGINE_PACKAGES } from '../agent/engine/index.ts'
 
 const MIB = Number(process.env.BENCH_WAN_MIB ?? 48)
 const SECONDS = Number(process.env.BENCH_WAN_SECONDS ?? 4)
@@ -114,7 +114,7 @@ async function benchLink (opts: LinkOptions, index: number): Promise<Map<string,
     set('rr', 'direct', await measure('direct round trips', async () => await roundTrips(link, right, SERVE_PORT), rrCell))
     if (typeof ssh !== 'string') await ssh.close()
     if (typeof wg !== 'string') await wg.close()
-    set('dc', ENGINE, await measure(`raw data channel ${ENGINE}`, async () => await rawDcTransfer(link, MIB, SECONDS), cell))
+    for (const engine of ENGINE_NAMES) set('dc', engine, await measure(`raw data channel ${engine}`, async () => await rawDcTransfer(link, engine, MIB, SECONDS), cell))
 
     if (!overBudget()) {
       step('causeway (direct)')
@@ -167,8 +167,8 @@ export async function wanBench (): Promise<string> {
     ['direct TCP, cubic', 'direct:cubic'], ['direct TCP, bbr', 'direct:bbr'],
     ['ssh -L, cubic', 'ssh:cubic'], ['ssh -L, bbr', 'ssh:bbr'],
     ['WireGuard (wireguard-go), cubic', 'wg:cubic'], ['WireGuard (wireguard-go), bbr', 'wg:bbr'],
-    [`raw data channel, ${ENGINE}`, `dc:${ENGINE}`],
-    ['causeway, 1 conn (x ssh -L cubic)', 'cw1:'], ['causeway, 8 conns (x ssh -L cubic)', 'cw8:'],
+    ...ENGINE_NAMES.map((e): [string, string] => [`raw data channel, ${ENGINE_PACKAGES[e]}`, `dc:${e}`]),
+    ['causeway (--engine auto), 1 conn (x ssh -L cubic)', 'cw1:'], ['causeway (--engine auto), 8 conns (x ssh -L cubic)', 'cw8:'],
     ['causeway relay path, 1 conn (x ssh -L cubic)', 'relay:'],
     ['round trips p50 / p99 ms, 8 conns: direct', 'rr:direct'], ['… ssh -L', 'rr:ssh'], ['… causeway', 'rr:causeway'],
   ]
