@@ -71,6 +71,7 @@ export function udpEndpoints (servers: RTCIceServer[]): Array<{ host: string, po
 export async function udpReachable (endpoints: Array<{ host: string, port: number }>, timeoutMs = 1500): Promise<boolean> {
   if (endpoints.length === 0) return false
   const sock = createSocket('udp4')
+  const resends: Array<ReturnType<typeof setTimeout>> = []
   try {
     return await new Promise<boolean>((resolve) => {
       const tid = randomBytes(12)
@@ -81,10 +82,12 @@ export async function udpReachable (endpoints: Array<{ host: string, port: numbe
       })
       sock.on('error', () => {})
       for (let i = 0; i < 3; i++) {
-        setTimeout(() => { for (const e of endpoints) sock.send(req, e.port, e.host, () => {}) }, i * 400).unref()
+        resends.push(setTimeout(() => { for (const e of endpoints) sock.send(req, e.port, e.host, () => {}) }, i * 400).unref())
       }
     })
   } finally {
+    // An early answer closes the socket: a resend still pending would throw ERR_SOCKET_DGRAM_NOT_RUNNING (uncaught).
+    for (const t of resends) clearTimeout(t)
     sock.close()
   }
 }
