@@ -46,7 +46,7 @@ export interface AgentInit {
   relays?: string[]
   /** A pair whose WebRTC session is not connected this long uses the relay for new streams, ms. Default 5000. */
   directTimeoutMs?: number
-  /** WebRTC engine for new peer connections (agent/engine). Default auto. */
+  /** WebRTC engine for new peer connections (agent/engine). Default wrtc (auto is opt-in: see bench/RESULTS.md). */
   engine?: EngineChoice
   /** node-datachannel: gather host candidates on this address only. */
   bindAddress?: string
@@ -138,7 +138,7 @@ export class Agent {
     if (init.token.identity === undefined) this.log.warn({}, 'shared token: agent names are not proven (any member can claim any name); issue per-agent tokens with `causeway token --name NAME`')
     this.events = new Emitter<AgentEvents>(err => { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'agent event listener failed') })
     this.tunnels = new Tunnels(this.shares, init.tunnel ?? {}, this.log)
-    this.engines = new EngineSelector(init.engine ?? 'auto')
+    this.engines = new EngineSelector(init.engine ?? 'wrtc')
     this.mesh = new Mesh({
       token: init.token,
       name: this.name,

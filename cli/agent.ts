@@ -35,10 +35,11 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
   --direct-timeout MS            a peer not reached directly (WebRTC) this long is reached
                                  through the relay, while direct keeps being retried (default 5000)
   --drain MS                     on SIGTERM, let streams finish this long (default 5000)
-  --engine auto|wrtc|datachannel WebRTC engine for new peer connections (default auto:
-                                 node-datachannel, faster across distance, where this host
-                                 reaches its STUN/TURN servers over UDP or has none; @roamhq/wrtc,
-                                 which does TURN over TCP/TLS, where UDP is blocked)
+  --engine wrtc|datachannel|auto WebRTC engine for new peer connections (default wrtc, or env
+                                 CAUSEWAY_ENGINE): wrtc = @roamhq/wrtc (TURN over TCP/TLS);
+                                 datachannel = node-datachannel (faster across distance, no TURN
+                                 over TCP, no ICE restart); auto = datachannel where this host
+                                 reaches its STUN/TURN servers over UDP, else wrtc
 ${KUBE_HELP}`
 
 export async function agentCommand (argv: string[], log: Logger, signal: AbortSignal): Promise<number> {
@@ -59,7 +60,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       relay: { type: 'string', multiple: true, default: [] },
       'direct-timeout': { type: 'string', default: '5000' },
       drain: { type: 'string', default: '5000' },
-      engine: { type: 'string', default: process.env.CAUSEWAY_ENGINE ?? 'auto' },
+      engine: { type: 'string', default: process.env.CAUSEWAY_ENGINE ?? 'wrtc' },
       ...KUBE_OPTIONS,
     },
     strict: true,

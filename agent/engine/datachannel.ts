@@ -16,7 +16,9 @@ import type { DataChannel as NativeChannel, IceServer as NativeIceServer, PeerCo
  * SCTP settings of every association in this process (usrsctp is global: they take effect
  * for associations created after the call). Defaults: see DEFAULT_SCTP and bench/RESULTS.md.
  */
-export const DEFAULT_SCTP: SctpSettings = { sendBufferSize: 4 << 20, recvBufferSize: 4 << 20 }
+const SCTP_BUFFER = Number(process.env.CAUSEWAY_SCTP_BUFFER_BYTES ?? '') > 0 ? Number(process.env.CAUSEWAY_SCTP_BUFFER_BYTES) : 4 << 20
+/** usrsctp send/receive buffers (env CAUSEWAY_SCTP_BUFFER_BYTES overrides, for measurements). */
+export const DEFAULT_SCTP: SctpSettings = { sendBufferSize: SCTP_BUFFER, recvBufferSize: SCTP_BUFFER }
 
 let sctpApplied: SctpSettings | undefined
 
