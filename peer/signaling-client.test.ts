@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generatePeerKey } from '../protocol/join-proof.ts'
 import { configFromEnv } from '../signaling/config.ts'
 import { startNodeSignaling, type NodeSignaling } from '../signaling/node/server.ts'
+import { until } from '../test/until.ts'
 import { SignalingClient, type SignalingState } from './signaling-client.ts'
 
 /** A TCP relay to `port` whose established connections can be frozen (bytes held, nothing closed). */
@@ -43,14 +44,6 @@ let signaling: NodeSignaling
 beforeAll(async () => { signaling = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv({}) }) })
 afterAll(async () => { await signaling.close() })
 
-async function until (cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  for (let i = 0; i < 2000 && !cond(); i++) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
-}
-
 describe('signaling client liveness', () => {
   it('drops a socket that stops answering pings and joins again with the same id', async () => {
     const relay = await freezableRelay(signaling.port)
@@ -75,7 +68,7 @@ describe('signaling client liveness', () => {
 
       const frozenAt = Date.now()
       relay.freeze()
-      await until(() => states.includes('disconnected'), 3000, 'the silent socket to be dropped')
+      await until(() => states.includes('disconnected'), 3000, 'the silent socket to be dropped', 10)
       const noticedMs = Date.now() - frozenAt
       expect(errors).toContain('PING_TIMEOUT')
       // At most a ping interval plus the pong timeout (and some scheduling slack).
