@@ -88,12 +88,14 @@ describe('flow control', () => {
     await until(() => exporter.status().peers.find(p => p.name === 'attacker')?.streams === 0, 10_000, 'streams released')
   }, 120_000)
 
-  it('the window grows past its initial 1 MiB on a fast stream and returns to the budget', async () => {
+  // Growth is a timing rule (a window consumed in under 4 RTT): on loopback with a sub-ms RTT one
+  // 4 MiB transfer did not trigger it in 1 of ~10 full-suite runs, hence a retry.
+  it('the window grows past its initial 1 MiB on a fast stream and returns to the budget', { retry: 2, timeout: 60_000 }, async () => {
     const r = await exchange(bystander.listeners[0]!.port, 4 << 20)
     expect(r).toEqual({ ok: true })
     const c = exporter.tunnels.counter(exporter.status().peers.find(p => p.name === 'bystander')!.peer)
     // the stream closes on both agents shortly after the client saw its end
     await until(() => c.budget.used === 0 && exporter.tunnels.liveStreams === 0, 10_000, 'window growth returned to the budget')
     expect(exporter.tunnels.totals.maxWindow).toBeGreaterThan(1 << 20)
-  }, 60_000)
+  })
 })
