@@ -146,7 +146,7 @@ export class Tunnels {
     const release = (): void => { if (!released) { released = true; c.streams-- } }
     // Bytes must not arrive before `ok`; anything else is a protocol error.
     dc.onmessage = () => { release(); try { dc.close() } catch { /* closed */ } }
-    dc.onclose = () => { release(); socket.destroy() }
+    dc.onclose = () => { release(); socket.resetAndDestroy() }
     const socket = share.serve !== undefined ? inProcess(share.serve) : connect({ host: share.host, port: share.port, allowHalfOpen: true })
     socket.setNoDelay(true)
     socket.pause()

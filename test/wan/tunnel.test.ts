@@ -51,7 +51,7 @@ wanDescribe('tunnel across 80 ms RTT, 50 Mbit/s, 1 % loss', () => {
 
   it('a reset by the client reaches the target', async () => {
     expect(cw.server.output()).not.toMatch(/peerClosed/)
-    const r = await cw.io<{ outcome: string }>('left', ['reset-by-client', ...TUNNEL], 30_000)
+    const r = await cw.io<{ outcome: string }>('left', ['reset-by-client', ...TUNNEL, '30000'], 30_000)
     expect(r.outcome).toBe('reset sent')
     const m = await cw.server.waitFor(/\{"peerClosed":"([^"]+)"\}/, 60_000)
     expect(['ECONNRESET', 'close']).toContain(m[1])

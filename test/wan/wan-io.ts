@@ -9,7 +9,8 @@
  *   `S` + u32 MiB: sends that many MiB, then ends (downloads);
  *   `E`: echoes (request/response round trips);
  *   `R`: resets the connection once 64 KiB have arrived;
- *   `H`: holds it and prints `{"peerClosed":"ECONNRESET"|"end"|"close"}` when the client goes.
+ *   `H`: holds it, answers `h` once 64 KiB arrived, and prints
+ *     `{"peerClosed":"ECONNRESET"|"end"|"close"}` when the client goes.
  * - `exchange HOST PORT BYTES CONNS TIMEOUT_MS`: CONNS concurrent `X` exchanges, both
  *   directions checked by hash: `{"conns","intact","ms","failures":[...]}`.
  * - `download HOST PORT MIB CONNS TIMEOUT_MS`: CONNS concurrent `S` downloads of MIB each,
@@ -17,7 +18,7 @@
  * - `rr HOST PORT CONNS DURATION_MS`: CONNS connections doing 64-byte request/response round
  *   trips for DURATION_MS: `{"count","p50","p99","stalled"}` (ms; stalled = connections whose
  *   last request went unanswered for 5 s more, or that failed).
- * - `reset-by-server HOST PORT TIMEOUT_MS` / `reset-by-client HOST PORT`: see the modes above;
+ * - `reset-by-server HOST PORT TIMEOUT_MS` / `reset-by-client HOST PORT TIMEOUT_MS`: see the modes above;
  *   `{"outcome"}` is the client's socket error code, `end` or `close`.
  */
 import { createHash, randomBytes } from 'node:crypto'
@@ -64,7 +65,12 @@ function serve (): void {
       } else if (cmd === 'H') {
         let reported = false
         const report = (how: string): void => { if (!reported) { reported = true; print({ peerClosed: how }) } }
-        s.on('data', () => {})
+        // tells the client once 64 KiB arrived, so its reset follows a tunnel that reached us
+        let got = body.length
+        let told = false
+        const tell = (): void => { if (!told && got >= 64 << 10) { told = true; s.write('h') } }
+        s.on('data', (b: Buffer) => { got += b.length; tell() })
+        tell()
         s.on('error', (err: NodeJS.ErrnoException) => report(err.code ?? err.message))
         s.on('end', () => report('end'))
         s.on('close', () => report('close'))
@@ -185,10 +191,16 @@ if (mode === 'serve') {
 } else if (mode === 'reset-by-client') {
   const s = connect({ host, port })
   s.on('error', () => {})
-  await new Promise<void>(resolve => s.on('connect', () => { s.write('H'); s.write(BLOCK.subarray(0, 64 << 10), () => resolve()) }))
-  await new Promise(resolve => setTimeout(resolve, 1000))
+  // Reset only once the server said it holds the connection and read our 64 KiB: a reset sent
+  // while the tunnel is still opening reaches a target that never saw a byte (nothing to report).
+  const held = await new Promise<boolean>((resolve) => {
+    const t = setTimeout(() => resolve(false), Number(rest[0] ?? 30_000))
+    s.on('connect', () => { s.write('H'); s.write(BLOCK.subarray(0, 64 << 10)) })
+    s.on('data', () => { clearTimeout(t); resolve(true) })
+    s.on('close', () => { clearTimeout(t); resolve(false) })
+  })
   s.resetAndDestroy()
-  print({ outcome: 'reset sent' })
+  print({ outcome: held ? 'reset sent' : 'server never held the connection' })
 } else {
   process.stderr.write('usage: wan-io.ts serve|exchange|download|rr|reset-by-server|reset-by-client HOST PORT ...\n')
   process.exit(2)
