@@ -34,15 +34,8 @@ export class IceSource {
     if (!this.useService) return
     let next = 60_000
     try {
-      const url = new URL(`${this.token.signaling.replace(/\/$/, '')}/v1/ice`)
-      url.searchParams.set('room', this.room)
-      const res = await fetch(url, {
-        headers: this.token.ticket !== undefined ? { authorization: `Bearer ${this.token.ticket}` } : {},
-        signal: AbortSignal.timeout(5000),
-      })
-      if (!res.ok) throw new Error(`HTTP ${res.status}`)
-      const cfg = IceConfig.parse(await res.json())
-      this.fetched = cfg.iceServers.map(s => ({ urls: s.urls, ...(s.username !== undefined ? { username: s.username } : {}), ...(s.credential !== undefined ? { credential: s.credential } : {}) }))
+      const cfg = await fetchIceConfig(this.token, this.room, AbortSignal.timeout(5000))
+      this.fetched = cfg.iceServers
       this.relays = cfg.relays
       if (cfg.ttlSeconds !== undefined) next = Math.max(30_000, cfg.ttlSeconds * 500)
     } catch (err) {
@@ -54,6 +47,20 @@ export class IceSource {
   }
 
   close (): void { clearTimeout(this.timer) }
+}
+
+/** One `GET /v1/ice` of the token's signaling service: ICE servers (TURN with REST credentials), relays, TTL. */
+export async function fetchIceConfig (token: MemberToken | ViewerToken, room: string, signal: AbortSignal): Promise<{ iceServers: RTCIceServer[], relays: string[], ttlSeconds?: number }> {
+  const url = new URL(`${token.signaling.replace(/\/$/, '')}/v1/ice`)
+  url.searchParams.set('room', room)
+  const res = await fetch(url, { headers: token.ticket !== undefined ? { authorization: `Bearer ${token.ticket}` } : {}, signal })
+  if (!res.ok) throw new Error(`HTTP ${res.status}`)
+  const cfg = IceConfig.parse(await res.json())
+  return {
+    iceServers: cfg.iceServers.map(s => ({ urls: s.urls, ...(s.username !== undefined ? { username: s.username } : {}), ...(s.credential !== undefined ? { credential: s.credential } : {}) })),
+    relays: cfg.relays,
+    ...(cfg.ttlSeconds !== undefined ? { ttlSeconds: cfg.ttlSeconds } : {}),
+  }
 }
 
 /** Parses `--ice URL[,username=U,credential=C]`. */

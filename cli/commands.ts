@@ -21,5 +21,6 @@ export const COMMANDS: Record<string, LazyCommand> = {
   status: { load: async () => { const m = await import('./status.ts'); return { help: m.STATUS_HELP, run: async (argv) => await m.statusCommand(argv) } } },
   kubeconfig: { load: async () => { const m = await import('./kubeconfig.ts'); return { help: m.KUBECONFIG_HELP, run: async (argv) => await m.kubeconfigCommand(argv) } } },
   demo: { load: async () => { const m = await import('./demo.ts'); return { help: m.DEMO_HELP, run: async (argv, ctx) => await m.demoCommand(argv, ctx.log) } } },
+  netcheck: { load: async () => { const m = await import('./netcheck.ts'); return { help: m.NETCHECK_HELP, run: async (argv) => await m.netcheckCommand(argv) } } },
   relay: { load: async () => { const m = await import('./relay.ts'); return { help: m.RELAY_HELP, run: async (argv, ctx) => await m.relayCommand(argv, ctx.log, ctx.signal) } } },
 }

@@ -8,9 +8,9 @@
  * over UDP (or has none: LAN, loopback), `wrtc` when UDP is blocked and only TURN over TCP/TLS
  * can work. The UDP probe is a STUN binding request, re-run when the ICE servers change.
  */
-import { createSocket } from 'node:dgram'
-import { randomBytes } from 'node:crypto'
 import { networkInterfaces } from 'node:os'
+import { udpEndpoints } from '../netcheck/probe-udp.ts'
+import { StunSocket, type Endpoint } from '../netcheck/udp.ts'
 import { createPeerConnection as wrtcPeerConnection } from '../wrtc.ts'
 import { DcPeerConnection, sctpSettings } from './datachannel.ts'
 
@@ -54,40 +54,14 @@ export function engineOf (pc: RTCPeerConnection): EngineName {
   return pc instanceof DcPeerConnection ? 'datachannel' : 'wrtc'
 }
 
-/** STUN/TURN-over-UDP endpoints among the servers (host, port). */
-export function udpEndpoints (servers: RTCIceServer[]): Array<{ host: string, port: number }> {
-  const out: Array<{ host: string, port: number }> = []
-  for (const s of servers) {
-    for (const url of Array.isArray(s.urls) ? s.urls : [s.urls]) {
-      const m = /^(stun|turn):\[?([^\]?]+?)\]?(?::(\d+))?(?:\?transport=(udp|tcp))?$/i.exec(url.trim())
-      if (m === null || (m[4] ?? 'udp').toLowerCase() !== 'udp') continue
-      out.push({ host: m[2]!, port: Number(m[3] ?? 3478) })
-    }
-  }
-  return out
-}
-
-/** Sends a STUN binding request over UDP; true when any endpoint answers within `timeoutMs`. */
-export async function udpReachable (endpoints: Array<{ host: string, port: number }>, timeoutMs = 1500): Promise<boolean> {
+/** Sends STUN binding requests over UDP (netcheck's client); true when any endpoint answers within `timeoutMs`. */
+export async function udpReachable (endpoints: Endpoint[], timeoutMs = 1500): Promise<boolean> {
   if (endpoints.length === 0) return false
-  const sock = createSocket('udp4')
-  const resends: Array<ReturnType<typeof setTimeout>> = []
+  const sock = await StunSocket.open(4)
   try {
-    return await new Promise<boolean>((resolve) => {
-      const tid = randomBytes(12)
-      const req = Buffer.concat([Buffer.from([0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42]), tid])
-      const t = setTimeout(() => resolve(false), timeoutMs)
-      sock.on('message', (msg) => {
-        if (msg.length >= 20 && msg.readUInt16BE(0) === 0x0101 && msg.subarray(8, 20).equals(tid)) { clearTimeout(t); resolve(true) }
-      })
-      sock.on('error', () => {})
-      for (let i = 0; i < 3; i++) {
-        resends.push(setTimeout(() => { for (const e of endpoints) sock.send(req, e.port, e.host, () => {}) }, i * 400).unref())
-      }
-    })
+    const answers = endpoints.map(async e => { if ((await sock.binding(e, timeoutMs)) === null) throw new Error('no answer') })
+    return await Promise.any(answers).then(() => true, () => false)
   } finally {
-    // An early answer closes the socket: a resend still pending would throw ERR_SOCKET_DGRAM_NOT_RUNNING (uncaught).
-    for (const t of resends) clearTimeout(t)
     sock.close()
   }
 }

@@ -18,7 +18,9 @@ import { deriveRelayKey } from '../../protocol/keys.ts'
 import { encodeToken, newSecret } from '../../protocol/token.ts'
 import { admitKeyFromRelayKey } from '../../protocol/relay-admission.ts'
 import { startAgent, startEcho, startXfer, waitPath, waitUntil, xfer, type LabAgent } from './agent-helpers.ts'
-import { cleanupStale, Lab, labAvailability, type LabProcess } from './lab.ts'
+import { cleanupStale, Lab, labAvailability, NAT_TYPES, type LabProcess } from './lab.ts'
+import { netcheck } from './netcheck-helpers.ts'
+import { ROOT } from './relay-helpers.ts'
 import { prerequisite } from '../prereq.ts'
 
 const availability = await labAvailability()
@@ -69,6 +71,41 @@ labDescribe('agents through real NAT', () => {
   }, 90_000)
   afterEach(async () => { await Promise.all(agents.splice(0).map(async x => { await x.kill() })) })
   afterAll(async () => { await lab.teardown() }, 60_000)
+
+  it('netcheck in each kind of site: its JSON matches what the lab built; signaling down: says so, exits non-zero', async () => {
+    const allTurn = { eim: 'turn', symmetric: 'turn', udpblock: 'turn', tcp443: 'turn' }
+    for (const nat of NAT_TYPES) {
+      await lab.setNat('a', nat)
+      const { code, report: r, ms } = await netcheck(lab, 'a', token)
+      console.log(`natlab netcheck ${nat}: exit ${code} in ${ms} ms (probes ${r.tookMs} ms): ${r.verdict}`)
+      expect(code).toBe(0)
+      expect(r).toMatchObject({ ok: true, site: nat, signaling: { reachable: true, ice: true } })
+      const udp = nat === 'eim' || nat === 'symmetric'
+      expect(r.udp.reachable).toBe(udp)
+      expect(r.nat.mapping).toBe(nat === 'eim' ? 'endpoint-independent' : nat === 'symmetric' ? 'endpoint-dependent' : 'unknown')
+      if (udp) expect(r.nat).toMatchObject({ publicAddress: expect.stringMatching(/^203\.0\.113\.2:\d+$/), stable: true, hairpinning: false }) // the lab's routers do not hairpin
+      else expect(r.nat).toEqual({ mapping: 'unknown', publicAddress: null, stable: null, hairpinning: null })
+      // TURN: a real allocation per URL, where the site's firewall lets it through
+      const allocated = Object.fromEntries(r.turn.map(t => [t.url.replace(/^turn:198\.51\.100\.1:/, ''), t.allocated]))
+      expect(allocated).toEqual({ '3478?transport=udp': udp, '3478?transport=tcp': nat !== 'tcp443', '443?transport=tcp': true })
+      const reserved = Object.fromEntries(r.relays.map(x => [x.transport, x.reserved]))
+      expect(reserved).toEqual({ tcp: nat !== 'tcp443', ws: true })
+      expect(r.expect).toEqual(nat === 'eim' ? { ...allTurn, eim: 'direct' } : allTurn)
+    }
+    await lab.setNat('a', 'eim')
+    await signaling.proc.kill()
+    try {
+      const down = await netcheck(lab, 'a', token)
+      expect(down.code).toBe(1)
+      expect(down.report).toMatchObject({ ok: false, site: 'offline', signaling: { reachable: false } })
+      expect(down.report.verdict).toMatch(/^NO PATH: signaling service unreachable/)
+      const text = await lab.exec('a', ['env', `CAUSEWAY_TOKEN=${token}`, `${ROOT}bin/causeway`, 'netcheck'], 30_000)
+      expect(text.code).toBe(1)
+      expect(text.stdout.split('\n')[0]).toMatch(/^NO PATH: signaling service unreachable \(http:\/\/198\.51\.100\.3:443/)
+    } finally {
+      signaling = await lab.startSignaling(relay.addrs, { turn: true })
+    }
+  }, 120_000)
 
   it('eim/eim: direct (server-reflexive), 32 MiB intact; a wrong token gets no peer and no reservation', async () => {
     const t = Date.now()

@@ -1,0 +1,190 @@
+/**
+ * netcheck: what this machine's network allows, measured against the servers the network's
+ * signaling service hands out (`/v1/ice`): signaling latency, UDP, the NAT's mapping
+ * behaviour, the public address and its stability, hairpinning, IPv6, every TURN URL (a real
+ * allocation) and every relay (a real reservation); then the path to expect to each kind of
+ * site (expect.ts). Used by `causeway netcheck` and by every agent at start.
+ *
+ * Bounded: the whole run finishes within `timeoutMs` (default 5 s; loading the relay client's
+ * code comes before and is not counted): the signaling checks get at most 40 % of it, the
+ * probes after them (all in parallel) the rest; a server that has not answered within 60 % of
+ * the limit counts as unreachable.
+ */
+import { networkInterfaces } from 'node:os'
+import { isIP } from 'node:net'
+import { deriveRoomId, deriveRelayKey } from '../../protocol/keys.ts'
+import type { MemberToken } from '../../protocol/token.ts'
+import { fetchIceConfig } from '../ice.ts'
+import { classify, expectations, type ExpectedPath, type Mapping, type Offer, type SideFacts, type SiteClass, type SiteKind } from './expect.ts'
+import { relayProber, type RelayProber, type RelayResult } from './relay.ts'
+import { iceUrls, probeUdp, type UdpReport } from './probe-udp.ts'
+import { parseIceUrl, probeTurn, round, type TurnResult } from './turn.ts'
+import { verdictOf } from './render.ts'
+
+export { SITE_KINDS, type SiteKind, type SiteClass, type ExpectedPath } from './expect.ts'
+
+export interface NetcheckInit {
+  token: MemberToken
+  /** The whole run's limit, ms. Default 5000. */
+  timeoutMs?: number
+  /** ICE servers and relays already known (an agent's); default: fetched from `/v1/ice`. */
+  ice?: { iceServers: RTCIceServer[], relays: string[] }
+  /** Extra ICE servers (`--ice`), probed too. */
+  extraIce?: RTCIceServer[]
+  /** How relays are probed. Default: a throw-away relay client per relay address. */
+  relayProber?: RelayProber
+}
+
+export interface NetcheckReport {
+  /** Some path to some kind of site is possible (the CLI exits 0). */
+  ok: boolean
+  /** One line: this machine's kind of site and the paths it can expect. */
+  verdict: string
+  site: SiteClass
+  at: string
+  tookMs: number
+  signaling: { url: string, reachable: boolean, latencyMs: number | null, ice: boolean, error?: string }
+  udp: UdpReport['udp']
+  nat: UdpReport['nat']
+  ipv6: { address: boolean, reachable: boolean | null }
+  turn: TurnResult[]
+  relays: RelayResult[]
+  /** The path to expect to each kind of site. */
+  expect: Record<SiteKind, ExpectedPath>
+}
+
+/** Two GETs of `/healthz`: reachable, and the round trip of the warm (second) one. */
+async function probeSignaling (url: string, timeoutMs: number): Promise<{ reachable: boolean, latencyMs: number | null, error?: string }> {
+  const signal = AbortSignal.timeout(timeoutMs)
+  const times: number[] = []
+  try {
+    for (let i = 0; i < 2; i++) {
+      const started = performance.now()
+      const res = await fetch(`${url.replace(/\/$/, '')}/healthz`, { signal })
+      await res.arrayBuffer()
+      if (!res.ok) return { reachable: false, latencyMs: null, error: `HTTP ${res.status}` }
+      times.push(performance.now() - started)
+    }
+  } catch (err) {
+    if (times.length > 0) return { reachable: true, latencyMs: round(times[0]!) }
+    const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : ''
+    return { reachable: false, latencyMs: null, error: `${err instanceof Error ? err.message : String(err)}${cause}` }
+  }
+  return { reachable: true, latencyMs: round(Math.min(...times)) }
+}
+
+function hasIpv6Address (): boolean {
+  return Object.values(networkInterfaces()).some(list => (list ?? []).some(a => a.family === 'IPv6' && !a.internal && !/^fe80:/i.test(a.address)))
+}
+
+function portOfUrl (url: string): number {
+  try { const u = new URL(url); return u.port !== '' ? Number(u.port) : u.protocol === 'https:' ? 443 : 80 } catch { return 0 }
+}
+
+export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> {
+  // libp2p (the relay probes) loads before the clock starts: loading it blocks the event loop,
+  // which must not happen while probes time their answers.
+  const prober = init.relayProber ?? await relayProber(await deriveRelayKey(init.token.secret))
+  const started = performance.now()
+  const total = init.timeoutMs ?? 5000
+  const left = (): number => Math.max(100, total - (performance.now() - started) - 100)
+  const url = init.token.signaling
+  const room = await deriveRoomId(init.token.secret)
+  const sigBudget = Math.round(total * 0.4)
+  const [sig, ice] = await Promise.all([
+    probeSignaling(url, sigBudget),
+    init.ice !== undefined
+      ? Promise.resolve({ ok: true as const, cfg: init.ice })
+      : fetchIceConfig(init.token, room, AbortSignal.timeout(sigBudget)).then(cfg => ({ ok: true as const, cfg }), (err: unknown) => ({ ok: false as const, err: err instanceof Error ? err.message : String(err) })),
+  ])
+  const servers = [...(init.extraIce ?? []), ...(ice.ok ? ice.cfg.iceServers : [])]
+  const relays = ice.ok ? ice.cfg.relays : []
+  const signaling = { url, reachable: sig.reachable, latencyMs: sig.latencyMs, ice: ice.ok, ...(sig.error !== undefined ? { error: sig.error } : !ice.ok ? { error: `/v1/ice: ${ice.err}` } : {}) }
+
+  const turnTargets = servers.flatMap(s => iceUrls(s).filter(u => /^turns?:/i.test(u)).map(u => ({ url: u, username: s.username, credential: typeof s.credential === 'string' ? s.credential : undefined })))
+  const budget = left()
+  const [udp, turn, relayResults] = sig.reachable
+    ? await Promise.all([
+      probeUdp(servers, budget),
+      Promise.all(turnTargets.map(async t => await probeTurn(t.url, t, budget))),
+      relays.length > 0 ? prober(relays, budget) : Promise.resolve([]),
+    ])
+    : [await probeUdp([], 0), [], []]
+  const v6Hosts = [...new Set(servers.flatMap(iceUrls).map(parseIceUrl).filter(u => u !== null && isIP(u.host) === 6 && u.transport === 'udp'))]
+  const ipv6 = { address: hasIpv6Address(), reachable: v6Hosts.length === 0 ? null : udp.v6Reachable }
+
+  // What this machine can do, and what the network offers the other kinds of site.
+  const tcpTried = [
+    ...turn.filter(t => t.transport !== 'udp').map(t => ({ port: t.port, ok: t.reachable })),
+    ...relayResults.map(r => ({ port: r.port, ok: r.reachable })),
+    { port: portOfUrl(url), ok: sig.reachable },
+  ]
+  const some = (list: typeof tcpTried): boolean | null => list.length === 0 ? null : list.some(x => x.ok)
+  const site = classify({ udp: udp.udp.reachable === true, mapping: udp.nat.mapping, tcpOther: some(tcpTried.filter(x => x.port !== 443)), tcp443: some(tcpTried.filter(x => x.port === 443)) })
+  const me: SideFacts = {
+    udp: udp.udp.reachable === true,
+    eim: udp.nat.mapping === 'endpoint-independent',
+    turn: turn.some(t => t.allocated),
+    relay: relayResults.some(r => r.reserved),
+  }
+  const relayPeer = (addr: string): string => /\/p2p\/([^/]+)$/.exec(addr)?.[1] ?? addr
+  const offer: Offer = {
+    turn: turn.map(t => ({ transport: t.transport, port: t.port, alive: turn.some(x => x.allocated && x.host === t.host) })),
+    relays: relayResults.map(r => ({ port: r.port, alive: relayResults.some(x => x.reserved && relayPeer(x.addr) === relayPeer(r.addr)) })),
+  }
+  const expect = expectations(me, offer)
+  const nothingOffered = turnTargets.length === 0 && relays.length === 0 && udp.udp.reachable === null
+  const ok = sig.reachable && (nothingOffered || Object.values(expect).some(p => p !== 'none'))
+  const report: NetcheckReport = {
+    ok,
+    verdict: '',
+    site: sig.reachable ? site : 'offline',
+    at: new Date().toISOString(),
+    tookMs: 0,
+    signaling,
+    udp: udp.udp,
+    nat: udp.nat,
+    ipv6,
+    turn,
+    relays: relayResults,
+    expect: sig.reachable ? expect : { eim: 'none', symmetric: 'none', udpblock: 'none', tcp443: 'none' },
+  }
+  report.verdict = verdictOf(report, nothingOffered)
+  report.tookMs = Math.round(performance.now() - started)
+  return report
+}
+
+/** The part of a report agents publish in /status and to the debug page. */
+export interface NetcheckSummary {
+  ok: boolean
+  verdict: string
+  site: SiteClass
+  at: string
+  udp: boolean | null
+  mapping: Mapping
+  publicAddress: string | null
+  hairpinning: boolean | null
+  ipv6: boolean
+  signalingMs: number | null
+  turn: Array<{ url: string, allocated: boolean, rttMs: number | null }>
+  relays: Array<{ addr: string, reserved: boolean }>
+  expect: Record<SiteKind, ExpectedPath>
+}
+
+export function summarize (r: NetcheckReport): NetcheckSummary {
+  return {
+    ok: r.ok,
+    verdict: r.verdict,
+    site: r.site,
+    at: r.at,
+    udp: r.udp.reachable,
+    mapping: r.nat.mapping,
+    publicAddress: r.nat.publicAddress,
+    hairpinning: r.nat.hairpinning,
+    ipv6: r.ipv6.address,
+    signalingMs: r.signaling.latencyMs,
+    turn: r.turn.map(t => ({ url: t.url, allocated: t.allocated, rttMs: t.rttMs })),
+    relays: r.relays.map(x => ({ addr: x.addr, reserved: x.reserved })),
+    expect: r.expect,
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * The UDP half of netcheck, all from one socket:
+ * - a binding request to every STUN endpoint (stun: URLs and TURN-over-UDP servers, which
+ *   answer bindings too): UDP works when any answers;
+ * - mapping behaviour: the reflexive address seen by two different destinations (two servers,
+ *   or the RFC 5780 OTHER-ADDRESS a server announces): the same address = endpoint-independent,
+ *   different = endpoint-dependent; one destination only = unknown;
+ * - the public address, and whether it is stable: one public IP from every server, and the same
+ *   mapping when the first server is asked again at the end;
+ * - hairpinning: a second socket sends a binding request to our own public address; it is on
+ *   when the request arrives on the first socket.
+ */
+import { isIP } from 'node:net'
+import { ATTR, decodeAddress, attr, type TransportAddress } from './stun.ts'
+import { parseIceUrl, round } from './turn.ts'
+import { StunSocket, type Endpoint } from './udp.ts'
+import type { Mapping } from './expect.ts'
+
+export interface UdpReport {
+  udp: {
+    /** null: no STUN endpoint to ask. */
+    reachable: boolean | null
+    servers: Array<{ server: string, mapped: string | null, rttMs: number | null }>
+    /** Datagrams that were not STUN or answered nothing of ours. */
+    ignored: number
+  }
+  nat: {
+    mapping: Mapping
+    publicAddress: string | null
+    stable: boolean | null
+    hairpinning: boolean | null
+  }
+  /** A STUN server with an IPv6 literal address answered over IPv6 (null: none listed). */
+  v6Reachable: boolean | null
+}
+
+export function iceUrls (s: RTCIceServer): string[] {
+  return Array.isArray(s.urls) ? s.urls : [s.urls]
+}
+
+/** STUN-over-UDP endpoints among the servers (stun: and turn: over UDP), each once. */
+export function udpEndpoints (servers: RTCIceServer[]): Endpoint[] {
+  const seen = new Map<string, Endpoint>()
+  for (const s of servers) {
+    for (const url of iceUrls(s)) {
+      const u = parseIceUrl(url)
+      if (u === null || u.transport !== 'udp') continue
+      seen.set(`${u.host}|${u.port}`, { host: u.host, port: u.port })
+    }
+  }
+  return [...seen.values()]
+}
+
+const show = (a: TransportAddress): string => a.family === 6 ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`
+const showEp = (e: Endpoint): string => isIP(e.host) === 6 ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`
+
+export async function probeUdp (servers: RTCIceServer[], timeoutMs: number): Promise<UdpReport> {
+  const all = udpEndpoints(servers)
+  const v4 = all.filter(e => isIP(e.host) !== 6)
+  const v6 = all.filter(e => isIP(e.host) === 6)
+  const none: UdpReport = { udp: { reachable: null, servers: [], ignored: 0 }, nat: { mapping: 'unknown', publicAddress: null, stable: null, hairpinning: null }, v6Reachable: null }
+  if (all.length === 0 || timeoutMs <= 0) return none
+  const started = performance.now()
+  const left = (): number => Math.max(50, timeoutMs - (performance.now() - started))
+  const sock = await StunSocket.open(4)
+  const hair = await StunSocket.open(4)
+  try {
+    const v6Check = v6.length === 0
+      ? Promise.resolve(null)
+      : StunSocket.open(6).then(async s => {
+        try { return (await Promise.all(v6.map(async e => await s.binding(e, Math.min(timeoutMs * 0.3, left()))))).some(r => r !== null) } finally { s.close() }
+      }, () => false)
+    // Each step waits a share of the whole limit (under CPU load answers come late, not never).
+    // First round: every endpoint (UDP may be blocked: then this is all).
+    const first = await Promise.all(v4.map(async e => ({ e, r: await sock.binding(e, Math.min(timeoutMs * 0.3, left())) })))
+    const answered = first.filter(x => x.r !== null && x.r.mapped !== null)
+    const servers: UdpReport['udp']['servers'] = first.map(x => ({ server: showEp(x.e), mapped: x.r?.mapped != null ? show(x.r.mapped) : null, rttMs: x.r !== null ? round(x.r.answer.rttMs) : null }))
+    const mapped: Array<{ dest: string, addr: TransportAddress }> = answered.map(x => ({ dest: showEp(x.e), addr: x.r!.mapped! }))
+    const head = answered[0]
+    if (head !== undefined) {
+      // RFC 5780: the other address of the first server is one more destination, when it is new.
+      const other = decodeAddress(attr(head.r!.answer.msg, ATTR.OTHER_ADDRESS), false, head.r!.answer.msg.tid)
+      const otherEp = other !== null && other.family === 4 ? { host: other.address, port: other.port } : undefined
+      if (otherEp !== undefined && !mapped.some(m => m.dest === showEp(otherEp))) {
+        const r = await sock.binding(otherEp, Math.min(timeoutMs * 0.3, left()))
+        if (r?.mapped != null) mapped.push({ dest: showEp(otherEp), addr: r.mapped })
+      }
+    }
+    const addrs = [...new Set(mapped.map(m => show(m.addr)))]
+    const mapping: Mapping = mapped.length < 2 ? 'unknown' : addrs.length === 1 ? 'endpoint-independent' : 'endpoint-dependent'
+    let hairpinning: boolean | null = null
+    let stable: boolean | null = null
+    if (head !== undefined) {
+      const pub = head.r!.mapped!
+      if (pub.family === 4) {
+        const tid = hair.sendRequest({ host: pub.address, port: pub.port })
+        const until = performance.now() + Math.min(timeoutMs * 0.1, left())
+        while (!sock.sawRequest(tid) && performance.now() < until) await new Promise(resolve => setTimeout(resolve, 25))
+        hairpinning = sock.sawRequest(tid)
+      }
+      const again = await sock.binding(head.e, Math.min(timeoutMs * 0.2, left()))
+      // The warm round trip is the truer figure (the first one may wait for a busy event loop).
+      const row = servers.find(s => s.server === showEp(head.e))
+      if (row !== undefined && again !== null) row.rttMs = round(Math.min(row.rttMs ?? Infinity, again.answer.rttMs))
+      const ips = new Set(mapped.map(m => m.addr.address))
+      stable = again?.mapped != null ? show(again.mapped) === show(pub) && ips.size === 1 : null
+    }
+    return {
+      udp: { reachable: v4.length === 0 ? await v6Check : answered.length > 0, servers, ignored: sock.ignored + hair.ignored },
+      nat: { mapping, publicAddress: head !== undefined ? show(head.r!.mapped!) : null, stable, hairpinning },
+      v6Reachable: await v6Check,
+    }
+  } finally {
+    sock.close()
+    hair.close()
+  }
+}
