@@ -15,6 +15,10 @@ import { IceSource } from './ice.ts'
 import { listenConnect, type ConnectSpec, type Listener } from './tunnel/connects.ts'
 import { askerOf, ShareRegistry, type Asker, type ShareSpec } from './tunnel/shares.ts'
 import { sessionOpener, Tunnels, type ChannelOpener, type TunnelOptions } from './tunnel/tunnels.ts'
+import { listenUdpConnect } from './tunnel/udp-connect.ts'
+import { UdpStats, type UdpOptions } from './tunnel/udp-flows.ts'
+import { UdpShares } from './tunnel/udp-share.ts'
+import { UDP_CAP } from '../protocol/udp.ts'
 import type { RelayPath } from './relay-path/index.ts'
 import type { RelayStatus } from './relay-transport/index.ts'
 import { createPeerConnection, EngineSelector, engineOf, type EngineChoice, type EngineName } from './engine/index.ts'
@@ -36,6 +40,8 @@ export interface AgentInit {
   useServiceIce?: boolean
   log?: LogLike
   tunnel?: TunnelOptions
+  /** UDP shares and connects: flow cap, idle timeout (agent/tunnel/udp-flows.ts). */
+  udp?: UdpOptions
   /** Peer connection timeout, ms. Default 20000. */
   connectTimeoutMs?: number
   /** How long a new TCP connection waits for its peer to be connected, ms. Default 10000. */
@@ -77,8 +83,10 @@ export interface AgentStatus {
   id: string
   signaling: string
   peers: PeerView[]
-  shares: Array<{ name: string, target: string, peers: string[] | 'all' }>
-  connects: Array<{ share: string, peer: string, listen: string }>
+  shares: Array<{ name: string, target: string, peers: string[] | 'all', protocol: 'tcp' | 'http' | 'udp' }>
+  connects: Array<{ share: string, peer: string, listen: string, protocol: 'tcp' | 'udp' }>
+  /** UDP shares and connects: datagrams and payload bytes (in: from peers; out: to peers), drops by reason, live flows by side. */
+  udp: { datagramsIn: number, datagramsOut: number, bytesIn: number, bytesOut: number, drops: UdpStats['drops'], evicted: number, flows: UdpStats['flows'] }
   imports: Array<{ share: string, peer: string, service: string }>
   /** The relay client, when relays are configured: our PeerId, relayed addresses, per-relay state. */
   relay?: { peer: string, addrs: string[], relays: RelayStatus[] }
@@ -115,6 +123,7 @@ export class Agent {
   readonly shares: ShareRegistry
   readonly name: string
   readonly tunnels: Tunnels
+  readonly udp: UdpShares
   readonly catalogs = new Map<string, ShareInfo[]>()
   readonly paths = new Map<string, PathInfo>()
   readonly listeners: Listener[] = []
@@ -138,6 +147,8 @@ export class Agent {
     if (init.token.identity === undefined) this.log.warn({}, 'shared token: agent names are not proven (any member can claim any name); issue per-agent tokens with `causeway token --name NAME`')
     this.events = new Emitter<AgentEvents>(err => { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'agent event listener failed') })
     this.tunnels = new Tunnels(this.shares, init.tunnel ?? {}, this.log)
+    this.udp = new UdpShares(new UdpStats(), init.udp ?? {}, this.log)
+    this.tunnels.udp = (peer, dc, share) => { this.udp.accept(peer.id, peer.name, dc, share) }
     this.engines = new EngineSelector(init.engine ?? 'wrtc')
     this.mesh = new Mesh({
       token: init.token,
@@ -148,7 +159,7 @@ export class Agent {
       },
       iceServers: () => this.ice?.servers() ?? init.iceServers ?? [],
       log: this.log,
-      caps: ['tcp/1'],
+      caps: ['tcp/1', UDP_CAP],
       ...(init.connectTimeoutMs !== undefined ? { connectTimeoutMs: init.connectTimeoutMs } : {}),
     })
     if (init.shares !== undefined) this.shares.set('flags', init.shares)
@@ -178,6 +189,7 @@ export class Agent {
       this.connected(peer)
       this.paths.delete(peer.id)
       this.tunnels.forget(peer.id)
+      this.udp.forget(peer.id)
       if (this.catalogs.delete(peer.id)) this.events.emit('catalog', peer.name, null)
     })
   }
@@ -204,7 +216,7 @@ export class Agent {
     await this.ice.refresh()
     await this.engines.update(this.ice.servers())
     await this.startRelayPath()
-    for (const spec of this.init.connects ?? []) this.listeners.push(await listenConnect(spec, async (p, s, sock) => await this.openStream(p, s, sock), this.log))
+    for (const spec of this.init.connects ?? []) this.listeners.push(await this.listen(spec))
     this.pathTimer = setInterval(() => { void this.refreshPaths() }, 2000)
     this.pathTimer.unref?.()
   }
@@ -289,21 +301,35 @@ export class Agent {
     return p
   }
 
-  /** Pipes a local socket to `share` on `peerName`. */
-  async openStream (peerName: string, share: string, socket: Socket): Promise<void> {
+  /** The peer named `peerName` once reachable, and how to open channels to it now (WebRTC or relay). */
+  private async openerFor (peerName: string): Promise<{ peer: RemotePeer, opener: ChannelOpener }> {
     if (this.stopped.signal.aborted) throw new CausewayError('SHUTTING_DOWN', 'agent is stopping')
     const peer = await this.peerByName(peerName)
     const route = this.route(peer)
-    let opener: ChannelOpener
-    if (route === 'webrtc' && peer.session !== undefined) opener = sessionOpener(peer, peer.session)
-    else if (route === 'relay' && this.relayPath !== undefined) opener = this.relayPath.opener(peer)
-    else throw new CausewayError('PEER_UNAVAILABLE', `no connection to peer "${peerName}"`)
+    if (route === 'webrtc' && peer.session !== undefined) return { peer, opener: sessionOpener(peer, peer.session) }
+    if (route === 'relay' && this.relayPath !== undefined) return { peer, opener: this.relayPath.opener(peer) }
+    throw new CausewayError('PEER_UNAVAILABLE', `no connection to peer "${peerName}"`)
+  }
+
+  /** Pipes a local socket to `share` on `peerName`. */
+  async openStream (peerName: string, share: string, socket: Socket): Promise<void> {
+    const { peer, opener } = await this.openerFor(peerName)
     await this.tunnels.open(peer, opener, share, socket)
+  }
+
+  /** A TCP or UDP connect listener for `spec`. */
+  private async listen (spec: ConnectSpec): Promise<Listener> {
+    if (spec.protocol === 'udp') {
+      // Unordered and unreliable: one datagram per message, a lost one is not retransmitted (protocol/udp.ts).
+      const open = async (peerName: string, label: string): Promise<RTCDataChannel> => await (await this.openerFor(peerName)).opener.open(label, { ordered: false, maxRetransmits: 0 })
+      return await listenUdpConnect(spec, open, this.udp.stats, this.init.udp ?? {}, this.log)
+    }
+    return await listenConnect(spec, async (p, s, sock) => await this.openStream(p, s, sock), this.log)
   }
 
   /** Adds a connect listener at runtime (e.g. for a Kubernetes import). */
   async addConnect (spec: ConnectSpec): Promise<Listener> {
-    const l = await listenConnect(spec, async (p, s, sock) => await this.openStream(p, s, sock), this.log)
+    const l = await this.listen(spec)
     this.listeners.push(l)
     const close = l.close
     l.close = async () => { const i = this.listeners.indexOf(l); if (i >= 0) this.listeners.splice(i, 1); await close() }
@@ -346,12 +372,18 @@ export class Agent {
       id: this.mesh.id,
       signaling: this.mesh.signaling?.state ?? 'disconnected',
       peers: [...this.mesh.peers.values()].map(p => this.peerView(p)),
-      shares: this.shares.list().map(s => ({ name: s.name, target: `${s.host}:${s.port}`, peers: s.peers ?? 'all' })),
-      connects: this.listeners.map(l => ({ share: l.spec.share, peer: l.spec.peer, listen: `${l.host}:${l.port}` })),
+      shares: this.shares.list().map(s => ({ name: s.name, target: `${s.host}:${s.port}`, peers: s.peers ?? 'all', protocol: s.protocol ?? 'tcp' })),
+      connects: this.listeners.map(l => ({ share: l.spec.share, peer: l.spec.peer, listen: `${l.host}:${l.port}`, protocol: l.spec.protocol ?? 'tcp' })),
+      udp: this.udpStatus(),
       imports: this.imports,
       ...(this.relayPath !== undefined ? { relay: this.relayPath.status() } : {}),
       engine: this.engines.describe(),
     }
+  }
+
+  private udpStatus (): AgentStatus['udp'] {
+    const u = this.udp.stats
+    return { datagramsIn: u.datagramsIn, datagramsOut: u.datagramsOut, bytesIn: u.bytesIn, bytesOut: u.bytesOut, drops: { ...u.drops }, evicted: u.evicted, flows: { ...u.flows } }
   }
 
   private peerView (p: RemotePeer): PeerView {
@@ -391,7 +423,7 @@ export class Agent {
       name: s.name,
       peers: s.peers.filter(p => p.role === 'agent').map(({ pair, ...p }) => ({ ...p, ...(all && pair !== undefined ? { pair } : {}), shares: p.shares.filter(x => granted(x.name)) })),
       shares: this.shares.catalogFor(viewer).map(x => ({ name: x.name, protocol: x.protocol })),
-      connects: all ? s.connects : [],
+      connects: all ? s.connects.map(({ protocol: _, ...c }) => c) : [],
       imports: all ? s.imports : [],
     }
   }
@@ -407,6 +439,7 @@ export class Agent {
     const deadline = Date.now() + (this.init.drainMs ?? 5000)
     for (let i = 0; i < 1000 && this.tunnels.liveStreams > 0 && Date.now() < deadline; i++) await new Promise(resolve => setTimeout(resolve, 20))
     this.tunnels.resetAll()
+    this.udp.close()
     await this.mesh.close()
     await this.relayPath?.close().catch(() => {})
   }

@@ -22,9 +22,14 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
   --revocations-file F           the network's signed revocation list (causeway token
                                  --revoke); re-read when it changes, passed on to peers
 
-  --share NAME=HOST:PORT[,peers=a|b][,protocol=http]   export a TCP service (repeatable);
-                                 only this declared target is ever dialed for NAME
-  --connect SHARE@PEER=HOST:PORT listen locally; each connection is tunnelled to SHARE on PEER
+  --share NAME=HOST:PORT[,peers=a|b][,protocol=tcp|http|udp]   export a TCP (default) or UDP
+                                 service (repeatable); only this declared target is ever
+                                 dialed for NAME
+  --connect SHARE@PEER=HOST:PORT[,protocol=udp]  listen locally (TCP, or UDP with
+                                 protocol=udp); each connection (UDP: each client address) is
+                                 tunnelled to SHARE on PEER
+  --udp-max-flows N              UDP flows per peer, each side (default 256)
+  --udp-idle MS                  close a UDP flow silent this long (default 30000)
   --ice URL[,username=U,credential=C]  extra STUN/TURN server (repeatable); the signaling
                                  service's /v1/ice is used too (disable with --no-service-ice)
   --status HOST:PORT             status API + /metrics (default 127.0.0.1:7777; "off" to disable)
@@ -60,6 +65,8 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       relay: { type: 'string', multiple: true, default: [] },
       'direct-timeout': { type: 'string', default: '5000' },
       drain: { type: 'string', default: '5000' },
+      'udp-max-flows': { type: 'string', default: '256' },
+      'udp-idle': { type: 'string', default: '30000' },
       engine: { type: 'string', default: process.env.CAUSEWAY_ENGINE ?? 'wrtc' },
       ...KUBE_OPTIONS,
     },
@@ -90,6 +97,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
     useServiceIce: !values['no-service-ice'],
     log,
     tunnel: { maxStreamsPerPeer: positive(values['max-streams'], '--max-streams') },
+    udp: { maxFlowsPerPeer: positive(values['udp-max-flows'], '--udp-max-flows'), idleMs: positive(values['udp-idle'], '--udp-idle') },
     connectTimeoutMs: positive(values['connect-timeout'], '--connect-timeout'),
     relays: values.relay,
     directTimeoutMs: positive(values['direct-timeout'], '--direct-timeout'),

@@ -8,18 +8,4 @@ export function parseDuration (text: string): number {
   return n * unit
 }
 
-/** Parses HOST:PORT (IPv6 in brackets). */
-export function parseHostPort (text: string, defaultHost = '127.0.0.1'): { host: string, port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim())
-  if (m === null) {
-    if (/^\d{1,5}$/.test(text.trim())) return { host: defaultHost, port: checkPort(Number(text)) }
-    throw new Error(`expected HOST:PORT, got "${text}"`)
-  }
-  const host = m[1] ?? m[2] ?? ''
-  return { host: host === '' ? defaultHost : host, port: checkPort(Number(m[3])) }
-}
-
-function checkPort (port: number): number {
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port ${port}`)
-  return port
-}
+export { parseHostPort } from '../protocol/host-port.ts'

@@ -42,6 +42,8 @@ export interface RemotePeer {
   deadSids: Set<string>
   /** An agent whose name is proven (credential + proofs verified): its key and credential. */
   proven?: { key: CryptoKey, serial: string, expiresAt: number }
+  /** Capabilities from its latest hello (e.g. `tcp/1`, `udp/1`). */
+  caps?: string[]
 }
 
 export interface MeshInit {
@@ -401,6 +403,7 @@ export class Mesh {
       peer.present = true
     }
     if (proven !== undefined) peer.proven = proven
+    peer.caps = hello.caps
     if (hello.role === 'agent') {
       if (hello.relay !== undefined) peer.relay = hello.relay; else delete peer.relay
     }

@@ -50,6 +50,7 @@
  * | CREDENTIAL_EXPIRED | an agent's credential is past its expiry (`causeway token --name` issues a new one) |
  * | CREDENTIAL_REVOKED | an agent's credential is on the network's revocation list |
  * | SHARED_TOKEN | an option that needs proven names (`peers=`) with a shared token that has no per-agent identity |
+ * | PROTOCOL_MISMATCH | a TCP stream opened to a UDP share, or a UDP channel to a TCP share |
  *
  * Status API codes (agent/status/server.ts; BAD_MESSAGE, FORBIDDEN, NOT_FOUND, MESSAGE_TOO_LARGE
  * and INTERNAL above are used there too):
@@ -100,6 +101,7 @@ export const ERRORS = {
   CREDENTIAL_EXPIRED: { close: 0, http: 403 },
   CREDENTIAL_REVOKED: { close: 0, http: 403 },
   SHARED_TOKEN: { close: 0, http: 400 },
+  PROTOCOL_MISMATCH: { close: 0, http: 400 },
 } as const satisfies Record<string, { close: number; http: number }>
 
 export type ErrorCode = keyof typeof ERRORS

@@ -32,6 +32,8 @@
  * - `ping {id, t}` / `pong {id, t}`: health and RTT.
  * - `status {…}`: an agent's view of its own connections, for viewers (debug page).
  *
+ * ## On a UDP share's data channel (label `udp:<share>`): see protocol/udp.ts.
+ *
  * ## On a stream data channel (label `tcp:<share>`) or a relayed stream
 A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
 `agent/relay-path/stream-channel.ts` for its framing) carries the same messages after an
@@ -97,7 +99,7 @@ export type Hello = z.infer<typeof Hello>
 
 export const ShareInfo = z.object({
   name: ShareName,
-  protocol: z.enum(['tcp', 'http']).default('tcp'),
+  protocol: z.enum(['tcp', 'http', 'udp']).default('tcp'),
   description: z.string().max(256).optional(),
   /** The port the share is meant to be reached on (a Kubernetes import's Service port). */
   port: z.number().int().min(1).max(65535).optional(),

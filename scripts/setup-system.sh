@@ -2,7 +2,8 @@
 # Installs the Debian packages the test suites use, if they are missing: coturn (STUN/TURN),
 # iptables + iproute2 (NAT lab), chromium (debug page), openssh-server + socat (benchmark
 # baselines), gcc (the WAN emulator's delay line), iperf3 + wireguard-go + wireguard-tools (WAN
-# benchmark baselines), buildah + podman + runc (the container image, scripts/image/). Idempotent;
+# benchmark baselines), buildah + podman + runc (the container image, scripts/image/), dnsmasq-base + bind9-dnsutils
+# (the resolver and dig of the UDP share tests). Idempotent;
 # needs root and apt-get, otherwise it only reports what is missing (the suites that need a
 # missing tool then fail loudly rather than pass silently). Under CI=true a package it cannot
 # install fails it.
@@ -23,6 +24,8 @@ command -v wg >/dev/null 2>&1 || need+=(wireguard-tools)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v podman >/dev/null 2>&1 || need+=(podman)
 [ -x /usr/sbin/runc ] || need+=(runc)
+[ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-system: WARNING: missing ${need[*]} and cannot install (not root or no apt-get)" >&2

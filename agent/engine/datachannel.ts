@@ -77,8 +77,8 @@ class DcDataChannel extends EventTarget {
   readonly ordered: boolean
   readonly negotiated: boolean
   readonly protocol = ''
-  readonly maxPacketLifeTime = null
-  readonly maxRetransmits = null
+  readonly maxPacketLifeTime: number | null
+  readonly maxRetransmits: number | null
   binaryType: BinaryType = 'arraybuffer'
   readyState: RTCDataChannelState
   onopen: Handler<Event> = null
@@ -90,13 +90,15 @@ class DcDataChannel extends EventTarget {
   private threshold = 0
   private readonly native: NativeChannel
 
-  constructor (native: NativeChannel, init: { ordered?: boolean, negotiated?: boolean } = {}) {
+  constructor (native: NativeChannel, init: { ordered?: boolean, negotiated?: boolean, maxRetransmits?: number, maxPacketLifeTime?: number } = {}) {
     super()
     this.native = native
     this.label = native.getLabel()
     this.id = native.getId()
     this.ordered = init.ordered ?? true
     this.negotiated = init.negotiated ?? false
+    this.maxRetransmits = init.maxRetransmits ?? null
+    this.maxPacketLifeTime = init.maxPacketLifeTime ?? null
     this.readyState = native.isOpen() ? 'open' : 'connecting'
     native.onOpen(() => {
       if (this.readyState !== 'connecting') return
@@ -217,6 +219,8 @@ export class DcPeerConnection extends EventTarget {
   createDataChannel (label: string, init: RTCDataChannelInit = {}): RTCDataChannel {
     const ch = this.native.createDataChannel(label, {
       unordered: init.ordered === false,
+      ...(init.maxRetransmits !== undefined ? { maxRetransmits: init.maxRetransmits } : {}),
+      ...(init.maxPacketLifeTime !== undefined ? { maxPacketLifeTime: init.maxPacketLifeTime } : {}),
       ...(init.negotiated === true ? { negotiated: true, id: init.id ?? 0 } : {}),
     })
     if (!this.negotiationAnnounced) {

@@ -81,6 +81,37 @@ export function agentMetrics (agent: Agent): Registry {
     let last = 0
     new Counter({ name, help, registers: [registry], collect () { const v = read(); if (v > last) { this.inc(v - last); last = v } } })
   }
+  const udp = agent.udp.stats
+  const labelled = [
+    ['causeway_agent_udp_datagrams_total', 'UDP datagrams through UDP shares and connects (in: received from peers; out: sent to peers)', 'direction', () => ({ in: udp.datagramsIn, out: udp.datagramsOut })],
+    ['causeway_agent_udp_bytes_total', 'UDP payload bytes through UDP shares and connects (in: received from peers; out: sent to peers)', 'direction', () => ({ in: udp.bytesIn, out: udp.bytesOut })],
+    ['causeway_agent_udp_drops_total', 'UDP datagrams dropped, by reason (oversize, flow_limit, congestion, no_path, unknown_flow, bad_frame, target_error)', 'reason', () => udp.drops],
+  ] as const
+  for (const [name, help, label, read] of labelled) {
+    const last = new Map<string, number>()
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect () {
+        for (const [k, v] of Object.entries(read() as Record<string, number>)) {
+          const prev = last.get(k) ?? 0
+          this.inc({ [label]: k }, v - prev)
+          last.set(k, v)
+        }
+      },
+    })
+  }
+  let evicted = 0
+  new Counter({ name: 'causeway_agent_udp_flows_evicted_total', help: 'UDP flows closed at the flow cap to admit a new one (the least recently active, silent for at least 2 s)', registers: [registry], collect () { if (udp.evicted > evicted) { this.inc(udp.evicted - evicted); evicted = udp.evicted } } })
+  new Gauge({
+    name: 'causeway_agent_udp_flows',
+    help: 'Live UDP flows (client addresses) by side: connect (local clients), share (sockets to share targets)',
+    labelNames: ['side'],
+    registers: [registry],
+    collect () { this.set({ side: 'connect' }, udp.flows.connect); this.set({ side: 'share' }, udp.flows.share) },
+  })
   new Gauge({ name: 'causeway_agent_signaling_joined', help: '1 when joined to the signaling service', registers: [registry], collect () { this.set(status().signaling === 'joined' ? 1 : 0) } })
   return registry
 }

@@ -7,7 +7,8 @@ import type { AddressInfo } from 'node:net'
 import { CausewayError } from '../../protocol/errors.ts'
 import type { LogLike } from '../../peer/peer-session.ts'
 
-export interface ConnectSpec { share: string, peer: string, host: string, port: number }
+/** `protocol: 'udp'`: a UDP listener (agent/tunnel/udp-connect.ts); default TCP. */
+export interface ConnectSpec { share: string, peer: string, host: string, port: number, protocol?: 'tcp' | 'udp' }
 
 export interface Listener { spec: ConnectSpec, host: string, port: number, close: () => Promise<void> }
 

@@ -12,7 +12,9 @@
  *   (SHARED_TOKEN) instead of silently protecting nothing.
  */
 import { CausewayError } from '../../protocol/errors.ts'
+import { parseHostPort } from '../../protocol/host-port.ts'
 import { SHARE_NAME, type ShareInfo } from '../../protocol/peer.ts'
+import { UDP_CAP } from '../../protocol/udp.ts'
 import type { PairEnd } from './socket-pair.ts'
 
 export interface ShareSpec {
@@ -21,7 +23,8 @@ export interface ShareSpec {
   port: number
   /** Agent names allowed to use it; undefined = every agent of the network. */
   peers?: string[]
-  protocol?: 'tcp' | 'http'
+  /** `udp`: datagrams (agent/tunnel/udp-*.ts); `tcp` and `http` are streams. */
+  protocol?: 'tcp' | 'http' | 'udp'
   description?: string
   /** Port advertised in the catalog (default `port`), e.g. the exporting Service's port. */
   advertisePort?: number
@@ -40,11 +43,13 @@ export interface Asker {
   grants?: string[]
   /** Whether the agent's name is proven by a verified credential. */
   proven?: boolean
+  /** Capabilities from its hello (`udp/1`: it understands UDP shares). */
+  caps?: string[]
 }
 
 /** The asker view of a mesh peer. */
-export function askerOf (peer: { name: string, role: 'agent' | 'viewer', grants?: string[], proven?: unknown }): Asker {
-  return { name: peer.name, role: peer.role, proven: peer.proven !== undefined, ...(peer.grants !== undefined ? { grants: peer.grants } : {}) }
+export function askerOf (peer: { name: string, role: 'agent' | 'viewer', grants?: string[], proven?: unknown, caps?: string[] }): Asker {
+  return { name: peer.name, role: peer.role, proven: peer.proven !== undefined, ...(peer.grants !== undefined ? { grants: peer.grants } : {}), ...(peer.caps !== undefined ? { caps: peer.caps } : {}) }
 }
 
 export interface ShareRegistryInit {
@@ -96,9 +101,13 @@ export class ShareRegistry {
     return asker.proven === true && share.peers.includes(asker.name)
   }
 
-  /** The catalog a given peer may see: only shares it may use. */
+  /**
+   * The catalog a given peer may see: only shares it may use. UDP shares only to agents that
+   * announce `udp/1` (an older agent's catalog schema refuses the whole catalog otherwise).
+   */
   catalogFor (asker: Asker): ShareInfo[] {
-    return this.list().filter(s => this.allowed(s, asker)).map(s => ({ name: s.name, protocol: s.protocol ?? 'tcp', ...(s.description !== undefined ? { description: s.description } : {}), port: s.advertisePort ?? s.port, ...(s.namespace !== undefined ? { namespace: s.namespace } : {}) }))
+    const udp = asker.role === 'viewer' || (asker.caps ?? []).includes(UDP_CAP)
+    return this.list().filter(s => this.allowed(s, asker) && (udp || s.protocol !== 'udp')).map(s => ({ name: s.name, protocol: s.protocol ?? 'tcp', ...(s.description !== undefined ? { description: s.description } : {}), port: s.advertisePort ?? s.port, ...(s.namespace !== undefined ? { namespace: s.namespace } : {}) }))
   }
 
   onChange (fn: () => void): void {
@@ -106,26 +115,55 @@ export class ShareRegistry {
   }
 }
 
-/** Parses `NAME=HOST:PORT[,peers=a|b][,protocol=http]` (the --share flag). */
-export function parseShareFlag (text: string): ShareSpec {
-  const m = /^([^=]+)=([^,]+)(,.*)?$/.exec(text.trim())
-  if (m?.[1] === undefined || m[2] === undefined) throw new Error(`--share expects NAME=HOST:PORT[,peers=a|b], got "${text}"`)
-  const hp = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(m[2])
-  if (hp === null) throw new Error(`--share target must be HOST:PORT, got "${m[2]}"`)
-  const spec: ShareSpec = { name: m[1], host: hp[1] ?? hp[2] ?? '', port: Number(hp[3]) }
-  for (const opt of (m[3] ?? '').split(',').filter(Boolean)) {
-    const [k, v] = opt.split('=')
-    if (k === 'peers' && v !== undefined) spec.peers = v.split('|').filter(Boolean)
-    else if (k === 'protocol' && (v === 'tcp' || v === 'http')) spec.protocol = v
-    else throw new Error(`unknown --share option "${opt}"`)
+/** Flag errors carry BAD_CONFIG (the CLI prints `causeway: BAD_CONFIG: …` and exits 1). */
+function badFlag (message: string): CausewayError { return new CausewayError('BAD_CONFIG', message) }
+
+function hostPort (text: string, flag: string): { host: string, port: number } {
+  try { return parseHostPort(text, null) } catch (err) { throw badFlag(`${flag}: ${err instanceof Error ? err.message : String(err)}`) }
+}
+
+/** Splits `HEAD,k=v,k=v` into the head and its options (the flags' common shape). */
+function flagOptions (text: string, flag: string, usage: string): { head: string, opts: Array<[string, string]> } {
+  const [head = '', ...rest] = text.trim().split(',')
+  const opts: Array<[string, string]> = []
+  for (const opt of rest.filter(Boolean)) {
+    const eq = opt.indexOf('=')
+    if (eq <= 0) throw badFlag(`${flag}: option "${opt}" is not KEY=VALUE (${usage})`)
+    opts.push([opt.slice(0, eq), opt.slice(eq + 1)])
   }
-  if (!SHARE_NAME.test(spec.name)) throw new Error(`invalid share name "${spec.name}": lowercase DNS label expected`)
+  return { head, opts }
+}
+
+const SHARE_USAGE = 'NAME=HOST:PORT[,peers=a|b][,protocol=tcp|http|udp]'
+const CONNECT_USAGE = 'SHARE@PEER=LISTEN_HOST:PORT[,protocol=tcp|udp]'
+
+/** Parses `NAME=HOST:PORT[,peers=a|b][,protocol=tcp|http|udp]` (the --share flag). */
+export function parseShareFlag (text: string): ShareSpec {
+  const { head, opts } = flagOptions(text, '--share', SHARE_USAGE)
+  const eq = head.indexOf('=')
+  if (eq <= 0) throw badFlag(`--share expects ${SHARE_USAGE}, got "${text}"`)
+  const target = hostPort(head.slice(eq + 1), '--share')
+  const spec: ShareSpec = { name: head.slice(0, eq), host: target.host, port: target.port }
+  for (const [k, v] of opts) {
+    if (k === 'peers') spec.peers = v.split('|').filter(Boolean)
+    else if (k === 'protocol' && (v === 'tcp' || v === 'http' || v === 'udp')) spec.protocol = v
+    else throw badFlag(`unknown --share option "${k}=${v}" (${SHARE_USAGE})`)
+  }
+  if (!SHARE_NAME.test(spec.name)) throw badFlag(`invalid share name "${spec.name}": lowercase DNS label expected`)
+  if (spec.port === 0) throw badFlag(`--share target port must be 1-65535, got "${text}"`)
   return spec
 }
 
-/** Parses `SHARE@PEER=LISTEN_HOST:PORT` (the --connect flag). */
-export function parseConnectFlag (text: string): { share: string, peer: string, host: string, port: number } {
-  const m = /^([^@]+)@([^=]+)=(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text.trim())
-  if (m?.[1] === undefined || m[2] === undefined) throw new Error(`--connect expects SHARE@PEER=LISTEN_HOST:PORT, got "${text}"`)
-  return { share: m[1], peer: m[2], host: m[3] ?? m[4] ?? '127.0.0.1', port: Number(m[5]) }
+/** Parses `SHARE@PEER=LISTEN_HOST:PORT[,protocol=tcp|udp]` (the --connect flag). */
+export function parseConnectFlag (text: string): { share: string, peer: string, host: string, port: number, protocol?: 'tcp' | 'udp' } {
+  const { head, opts } = flagOptions(text, '--connect', CONNECT_USAGE)
+  const m = /^([^@=]+)@([^=]+)=(.+)$/.exec(head)
+  if (m?.[1] === undefined || m[2] === undefined || m[3] === undefined) throw badFlag(`--connect expects ${CONNECT_USAGE}, got "${text}"`)
+  const listen = hostPort(m[3], '--connect')
+  let protocol: 'tcp' | 'udp' | undefined
+  for (const [k, v] of opts) {
+    if (k === 'protocol' && (v === 'tcp' || v === 'udp')) protocol = v
+    else throw badFlag(`unknown --connect option "${k}=${v}" (${CONNECT_USAGE})`)
+  }
+  return { share: m[1], peer: m[2], host: listen.host, port: listen.port, ...(protocol !== undefined ? { protocol } : {}) }
 }

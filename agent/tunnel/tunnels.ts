@@ -8,11 +8,12 @@
 import { connect, type Socket } from 'node:net'
 import { CausewayError, type ErrorCode } from '../../protocol/errors.ts'
 import { parseJson, STREAM_LABEL_PREFIX, StreamControl } from '../../protocol/peer.ts'
+import { UDP_LABEL_PREFIX } from '../../protocol/udp.ts'
 import { whenOpen } from '../../peer/channel.ts'
 import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 import { StreamPipe, WindowBudget, type PipeOptions } from './pipe.ts'
-import { askerOf, type ShareRegistry } from './shares.ts'
+import { askerOf, type ShareRegistry, type ShareSpec } from './shares.ts'
 import { socketPair, type PairEnd } from './socket-pair.ts'
 
 /** A stream to a share served in this process: connected at once, nothing listens anywhere. */
@@ -47,16 +48,17 @@ export interface TunnelOptions {
  * data-channel-like adapter, `agent/relay-path/stream-channel.ts`). Throws CausewayError.
  */
 export interface ChannelOpener {
-  open: (label: string) => Promise<RTCDataChannel>
+  /** `init` (default ordered, reliable) sets the WebRTC channel's delivery; a relayed stream is always ordered and reliable. */
+  open: (label: string, init?: RTCDataChannelInit) => Promise<RTCDataChannel>
 }
 
 /** Opens data channels on a connected WebRTC session. */
 export function sessionOpener (peer: RemotePeer, session: PeerSession): ChannelOpener {
   return {
-    open: async (label) => {
+    open: async (label, init = { ordered: true }) => {
       if (session.state !== 'connected') throw new CausewayError('PEER_UNAVAILABLE', `no connection to ${peer.name}`)
       try {
-        return session.pc.createDataChannel(label, { ordered: true })
+        return session.pc.createDataChannel(label, init)
       } catch (err) {
         throw new CausewayError('TOO_MANY_STREAMS', `cannot open another channel to ${peer.name}: ${err instanceof Error ? err.message : String(err)}`)
       }
@@ -83,6 +85,8 @@ export class Tunnels {
   private readonly log: LogLike
   private readonly counters = new Map<string, PeerCounters>()
   private readonly live = new Set<StreamPipe>()
+  /** Serves accepted `udp:<share>` channels (after the share and grant checks); unset: refused. */
+  udp?: (peer: RemotePeer, dc: RTCDataChannel, share: ShareSpec) => void
   /** Totals across peers, for metrics. */
   readonly totals = { bytesIn: 0, bytesOut: 0, opened: 0, refused: 0, flowViolations: 0, maxWindow: 0 }
 
@@ -133,12 +137,19 @@ export class Tunnels {
 
   /** Accepts one stream channel the remote opened (WebRTC data channel or relayed stream). */
   accept (peer: RemotePeer, dc: RTCDataChannel): void {
-    if (!dc.label.startsWith(STREAM_LABEL_PREFIX)) { this.refuse(dc, peer, 'BAD_MESSAGE', 'unknown channel'); return }
-    const name = dc.label.slice(STREAM_LABEL_PREFIX.length)
+    const udp = dc.label.startsWith(UDP_LABEL_PREFIX)
+    if (!dc.label.startsWith(STREAM_LABEL_PREFIX) && !udp) { this.refuse(dc, peer, 'BAD_MESSAGE', 'unknown channel'); return }
+    const name = dc.label.slice(udp ? UDP_LABEL_PREFIX.length : STREAM_LABEL_PREFIX.length)
     const share = this.shares.get(name)
     const asker = askerOf(peer)
     if (share === undefined) { this.refuse(dc, peer, 'SHARE_NOT_FOUND', `no share named "${name.slice(0, 64)}"`); return }
     if (!this.shares.allowed(share, asker)) { this.refuse(dc, peer, 'SHARE_FORBIDDEN', `share "${name}" is not granted to ${peer.name}`); return }
+    if (udp !== (share.protocol === 'udp')) { this.refuse(dc, peer, 'PROTOCOL_MISMATCH', `share "${name}" is ${udp ? 'not a UDP share' : 'a UDP share: connect with protocol=udp'}`); return }
+    if (udp) {
+      if (this.udp === undefined) { this.refuse(dc, peer, 'SHARE_NOT_FOUND', 'UDP shares are not served here'); return }
+      this.udp(peer, dc, share)
+      return
+    }
     const c = this.counter(peer.id)
     if (c.streams >= this.opts.maxStreamsPerPeer) { this.refuse(dc, peer, 'TOO_MANY_STREAMS', `at most ${this.opts.maxStreamsPerPeer} streams per peer`); return }
     c.streams++
@@ -254,5 +265,5 @@ export class Tunnels {
 }
 
 function isCode (code: string): code is ErrorCode {
-  return ['SHARE_NOT_FOUND', 'SHARE_FORBIDDEN', 'TOO_MANY_STREAMS', 'TARGET_UNREACHABLE', 'STREAM_RESET', 'PEER_UNAVAILABLE', 'BAD_MESSAGE', 'SHUTTING_DOWN', 'FLOW_CONTROL_VIOLATION'].includes(code)
+  return ['SHARE_NOT_FOUND', 'SHARE_FORBIDDEN', 'TOO_MANY_STREAMS', 'TARGET_UNREACHABLE', 'STREAM_RESET', 'PEER_UNAVAILABLE', 'BAD_MESSAGE', 'SHUTTING_DOWN', 'FLOW_CONTROL_VIOLATION', 'PROTOCOL_MISMATCH'].includes(code)
 }

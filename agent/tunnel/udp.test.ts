@@ -1,0 +1,61 @@
+/** UDP share flags, datagram framing and the flow table's cap, eviction and idle timeout. */
+import { describe, expect, it } from 'vitest'
+import { CausewayError } from '../../protocol/errors.ts'
+import { decodeDatagram, encodeDatagram, UDP_MAX_PAYLOAD } from '../../protocol/udp.ts'
+import { parseConnectFlag, parseShareFlag } from './shares.ts'
+import { FlowTable, UDP_DEFAULTS } from './udp-flows.ts'
+
+const code = (fn: () => unknown): string | undefined => { try { fn(); return undefined } catch (err) { return err instanceof CausewayError ? err.code : 'not a CausewayError' } }
+
+describe('flags', () => {
+  it('parses UDP shares and connects with the one HOST:PORT parser (IPv6 in brackets)', () => {
+    expect(parseShareFlag('dns=127.0.0.1:53,protocol=udp')).toEqual({ name: 'dns', host: '127.0.0.1', port: 53, protocol: 'udp' })
+    expect(parseShareFlag('dns=[::1]:53,peers=a|b,protocol=udp')).toEqual({ name: 'dns', host: '::1', port: 53, peers: ['a', 'b'], protocol: 'udp' })
+    expect(parseShareFlag('web=localhost:80')).toEqual({ name: 'web', host: 'localhost', port: 80 })
+    expect(parseConnectFlag('dns@site-a=127.0.0.1:5353,protocol=udp')).toEqual({ share: 'dns', peer: 'site-a', host: '127.0.0.1', port: 5353, protocol: 'udp' })
+    expect(parseConnectFlag('db@site-a=[::1]:15432')).toEqual({ share: 'db', peer: 'site-a', host: '::1', port: 15432 })
+  })
+
+  it('refuses bad input with BAD_CONFIG', () => {
+    for (const bad of ['dns=127.0.0.1:53,protocol=sctp', 'dns=127.0.0.1', 'dns=:53', 'dns=127.0.0.1:0', 'dns=127.0.0.1:70000', 'DNS=127.0.0.1:53', 'dns=127.0.0.1:53,peers', '=127.0.0.1:53', 'dns']) {
+      expect(code(() => parseShareFlag(bad)), bad).toBe('BAD_CONFIG')
+    }
+    for (const bad of ['dns@site-a=5353,protocol=udp', 'dns@site-a=127.0.0.1:5353,protocol=http', 'dns=127.0.0.1:53', 'dns@=1.2.3.4:5', 'dns@a=h:99999']) {
+      expect(code(() => parseConnectFlag(bad)), bad).toBe('BAD_CONFIG')
+    }
+  })
+})
+
+describe('datagram framing', () => {
+  it('round-trips a flow id and payload up to UDP_MAX_PAYLOAD; refuses short frames and larger payloads', () => {
+    const p = new Uint8Array(UDP_MAX_PAYLOAD).fill(7)
+    const d = decodeDatagram(encodeDatagram(0xfffffffe, p))
+    expect('flow' in d && d.flow).toBe(0xfffffffe)
+    expect('payload' in d && d.payload.byteLength).toBe(UDP_MAX_PAYLOAD)
+    expect(decodeDatagram(new Uint8Array(3))).toEqual({ error: 'bad_frame' })
+    expect(decodeDatagram(encodeDatagram(1, new Uint8Array(UDP_MAX_PAYLOAD + 1)))).toEqual({ error: 'oversize' })
+    expect(decodeDatagram(encodeDatagram(1, new Uint8Array(0)))).toMatchObject({ flow: 1 })
+  })
+})
+
+describe('flow table', () => {
+  it('admits up to the cap, evicts only a flow silent for evictIdleMs, and closes idle flows', async () => {
+    const closed: Array<[number, string]> = []
+    const t = new FlowTable<number>({ ...UDP_DEFAULTS, maxFlowsPerPeer: 2, evictIdleMs: 300, idleMs: 1200 }, (v, why) => closed.push([v, why]))
+    try {
+      for (const k of [1, 2]) { expect(t.admit()).toBe(true); t.add(String(k), k) }
+      expect(t.admit()).toBe(false) // both active just now
+      await new Promise(resolve => setTimeout(resolve, 400))
+      expect(t.touch('1')).toBe(1) // 1 active again: 2 is the least recently active
+      expect(t.admit()).toBe(true)
+      expect(closed).toEqual([[2, 'evicted']])
+      t.add('3', 3)
+      expect(t.size).toBe(2)
+      await new Promise(resolve => setTimeout(resolve, 2000))
+      expect(t.size).toBe(0)
+      expect(closed.slice(1).map(([, why]) => why)).toEqual(['idle', 'idle'])
+    } finally {
+      t.close()
+    }
+  })
+})
