@@ -43,6 +43,7 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
           advertisePort: s.port,
           ...(s.namespace !== undefined ? { namespace: s.namespace } : {}),
           ...(s.peers !== undefined ? { peers: [...s.peers] } : {}),
+          ...(s.protocol !== undefined ? { protocol: s.protocol } : {}),
         }
       })
       agent.shares.set(source, specs)
@@ -53,19 +54,19 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
         cb(
           peer,
           shares
-            .map((s) => ({ name: s.name, ...(s.port !== undefined ? { port: s.port } : {}), ...(s.namespace !== undefined ? { namespace: s.namespace } : {}) }))
+            .map((s) => ({ name: s.name, ...(s.port !== undefined ? { port: s.port } : {}), ...(s.namespace !== undefined ? { namespace: s.namespace } : {}), ...(s.protocol === 'udp' ? { protocol: 'udp' as const } : {}) }))
             .filter((s) => importable(peer, s)),
         )
       })
     },
-    async openImport(peer: string, share: string): Promise<ImportListener> {
-      const key = `${share}@${peer}`
+    async openImport(peer: string, share: string, protocol?: 'udp'): Promise<ImportListener> {
+      const key = `${share}@${peer}/${protocol ?? 'tcp'}`
       const cur = open.get(key)
       if (cur !== undefined) {
         cur.refs++
         return cur.listener
       }
-      const l = await agent.addConnect({ share, peer, host: init.listenHost ?? '0.0.0.0', port: 0 })
+      const l = await agent.addConnect({ share, peer, host: init.listenHost ?? '0.0.0.0', port: 0, ...(protocol !== undefined ? { protocol } : {}) })
       const entry = { share, peer, service: init.describe?.(peer, share) ?? `${share}-${peer}` }
       agent.imports = [...agent.imports, entry]
       const listener: ImportListener = {

@@ -24,10 +24,17 @@ describe('share naming rule', () => {
     expect(two.shares).toEqual([
       { name: 'shop-api-http', host: 'api.shop.svc', port: 80, namespace: 'shop', peers: ['east', 'west'] },
       { name: 'shop-api-9090', host: 'api.shop.svc', port: 9090, namespace: 'shop', peers: ['east', 'west'] },
+      { name: 'shop-api-dns', host: 'api.shop.svc', port: 53, namespace: 'shop', peers: ['east', 'west'], protocol: 'udp' },
     ])
+    // UDP ports: the bare publish name only without a TCP port; a TCP port keeps it.
+    const udpOnly = sharesOfService(svc('syslog', 'default', { 'causeway.dev/share': 'true' }, [{ port: 514, protocol: 'UDP' }]))
+    expect(udpOnly.shares).toEqual([{ name: 'syslog', host: 'syslog.default.svc', port: 514, namespace: 'default', protocol: 'udp' }])
+    const dns = sharesOfService(svc('dns', 'default', { 'causeway.dev/share': 'true' }, [{ name: 'dns-tcp', port: 53 }, { name: 'dns', port: 53, protocol: 'UDP' }]))
+    expect(dns.shares.map((s) => `${s.name}/${s.protocol ?? 'tcp'}`)).toEqual(['dns/tcp', 'dns-dns/udp'])
+    expect(sharesOfService(svc('sctp', 'default', { 'causeway.dev/share': 'true' }, [{ port: 5060, protocol: 'SCTP' }])).error).toBe('no TCP or UDP port to share')
     const picked = sharesOfService(svc('api', 'shop', { 'causeway.dev/share': 'true', 'causeway.dev/name': 'store', 'causeway.dev/ports': 'http,7' }, [{ name: 'http', port: 80 }, { port: 9090 }]))
     expect(picked.shares).toEqual([{ name: 'store', host: 'api.shop.svc', port: 80, namespace: 'shop' }])
-    expect(picked.error).toBe('no TCP port named or numbered 7')
+    expect(picked.error).toBe('no TCP or UDP port named or numbered 7')
     expect(sharesOfService(svc('x', 'default', { 'causeway.dev/share': 'false' }, [{ port: 1 }])).shares).toEqual([])
   })
 

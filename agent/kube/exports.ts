@@ -4,11 +4,14 @@
  *
  * One share per selected Service port:
  * - ports: those named or numbered in `causeway.dev/ports` (comma-separated), default every TCP
- *   port of the Service; non-TCP ports are never shared;
+ *   and UDP port of the Service; a UDP port becomes a UDP share; SCTP ports are never shared;
  * - publish name: `causeway.dev/name`, default `<service>` in the `default` namespace and
  *   `<namespace>-<service>` elsewhere;
- * - share name: the publish name when one port is shared, else `<publish-name>-<port name>`
- *   (`<publish-name>-<port number>` for an unnamed port);
+ * - share name: the publish name when one TCP port is shared, else `<publish-name>-<port name>`
+ *   (`<publish-name>-<port number>` for an unnamed port); UDP ports are named the same way
+ *   among themselves, but a UDP port takes the bare publish name only when no TCP port is
+ *   shared (TCP shares keep the names they had before UDP ports were shared; port names are
+ *   unique within a Service, so the names never clash);
  * - target: `<service>.<namespace>.svc:<port>` — the cluster DNS name; the agent dials only it;
  * - peers: `causeway.dev/peers` (comma-separated), default every peer.
  * ExternalName Services are never exported: their cluster DNS name is a CNAME to any name the
@@ -21,7 +24,7 @@
 import * as k8s from '@kubernetes/client-node'
 import { NAME_ANNOTATION, PEERS_ANNOTATION, PORTS_ANNOTATION, SHARE_ANNOTATION, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
 import { runInformer } from './kubeutil.ts'
-import { exportConditions, ServiceExportWatcher } from './mcs.ts'
+import { exportConditions, NO_PORT, ServiceExportWatcher } from './mcs.ts'
 import type { AgentPort, LocalShare } from './ports.ts'
 import type { ShareStatus, StatusWriter } from './status.ts'
 
@@ -50,21 +53,25 @@ export function sharesOfService(svc: k8s.V1Service, exported = false): ServiceSh
   const name = svc.metadata?.name ?? ''
   const ann = svc.metadata?.annotations ?? {}
   const publish = ann[NAME_ANNOTATION]?.trim() || (ns === 'default' ? name : `${ns}-${name}`)
-  const tcp = (svc.spec?.ports ?? []).filter((p) => (p.protocol ?? 'TCP') === 'TCP')
+  const usable = (svc.spec?.ports ?? []).filter((p) => ['TCP', 'UDP'].includes(p.protocol ?? 'TCP'))
   const wanted = csv(ann[PORTS_ANNOTATION])
-  const selected = wanted.length === 0 ? tcp : tcp.filter((p) => wanted.includes(String(p.port)) || (p.name !== undefined && wanted.includes(p.name)))
-  const unknown = wanted.filter((w) => !tcp.some((p) => String(p.port) === w || p.name === w))
+  const selected = wanted.length === 0 ? usable : usable.filter((p) => wanted.includes(String(p.port)) || (p.name !== undefined && wanted.includes(p.name)))
+  const unknown = wanted.filter((w) => !usable.some((p) => String(p.port) === w || p.name === w))
   const peers = csv(ann[PEERS_ANNOTATION])
   if (svc.spec?.type === 'ExternalName') return { shares: [], error: EXTERNAL_NAME_REFUSED }
-  const shares = selected.map((p) => ({
-    name: selected.length === 1 ? publish : `${publish}-${p.name || String(p.port)}`,
+  const tcp = selected.filter((p) => (p.protocol ?? 'TCP') === 'TCP')
+  const udp = selected.filter((p) => p.protocol === 'UDP')
+  const share = (p: k8s.V1ServicePort, bare: boolean, protocol?: 'udp'): LocalShare => ({
+    name: bare ? publish : `${publish}-${p.name || String(p.port)}`,
     host: `${name}.${ns}.svc`,
     port: p.port,
     namespace: ns,
     ...(peers.length > 0 ? { peers } : {}),
-  }))
-  if (selected.length === 0) return { shares, error: 'no TCP port to share' }
-  if (unknown.length > 0) return { shares, error: `no TCP port named or numbered ${unknown.join(', ')}` }
+    ...(protocol !== undefined ? { protocol } : {}),
+  })
+  const shares = [...tcp.map((p) => share(p, tcp.length === 1)), ...udp.map((p) => share(p, tcp.length === 0 && udp.length === 1, 'udp'))]
+  if (selected.length === 0) return { shares, error: NO_PORT }
+  if (unknown.length > 0) return { shares, error: `no TCP or UDP port named or numbered ${unknown.join(', ')}` }
   return { shares }
 }
 

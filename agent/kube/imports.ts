@@ -4,8 +4,9 @@
  * For each share of each connected peer it asks the agent for a local listener
  * (`AgentPort.openImport`) and keeps, in the share's namespace when the peer advertises one that
  * exists here (else in `namespace`):
- * - a selector-less Service `<share>-<peer>` (`serviceName` changes the rule) with one TCP port
- *   named `tcp`: the advertised port (else the listener's), targetPort the listener's port;
+ * - a selector-less Service `<share>-<peer>` (`serviceName` changes the rule) with one port
+ *   named `tcp` (protocol TCP), or `udp` (protocol UDP) for a UDP share: the advertised port
+ *   (else the listener's), targetPort the listener's port;
  * - an EndpointSlice `<service>-causeway` (addressType IPv4/IPv6 by the pod IP, `$POD_IP`) with
  *   the agent pod as the one endpoint, ready while the peer is connected, port = the listener's;
  *   owned by the Service and labelled `kubernetes.io/service-name`, with
@@ -66,12 +67,16 @@ export const labelValue = (s: string): string => {
   return v === '' ? 'x' : v
 }
 
+/** Name and protocol of an import's one port. */
+const portOf = (share: RemoteShare): { name: string; protocol: 'TCP' | 'UDP' } => (share.protocol === 'udp' ? { name: 'udp', protocol: 'UDP' } : { name: 'tcp', protocol: 'TCP' })
+
 export class ImportsReconciler {
   private readonly init: ImportsInit
   private readonly core: k8s.CoreV1Api
   private readonly discovery: k8s.DiscoveryV1Api
   private readonly peers = new Map<string, PeerState>()
   private readonly listeners = new Map<string, ImportListener>()
+  private readonly listenerProtocol = new Map<string, 'udp' | undefined>()
   private readonly graceMs: number
   private readonly now: () => number
   private readonly startedAt: number
@@ -218,10 +223,17 @@ export class ImportsReconciler {
     const key = `${d.namespace}/${d.name}`
     const ref = { namespace: d.namespace, name: d.name }
     let listener = this.listeners.get(key)
+    if (listener && this.listenerProtocol.get(key) !== d.share.protocol) {
+      // The share changed between TCP and UDP: the listener must change with it.
+      this.listeners.delete(key)
+      await listener.close().catch(() => {})
+      listener = undefined
+    }
     if (!listener) {
       try {
-        listener = await this.init.agent.openImport(d.peer, d.share.name)
+        listener = await this.init.agent.openImport(d.peer, d.share.name, d.share.protocol)
         this.listeners.set(key, listener)
+        this.listenerProtocol.set(key, d.share.protocol)
       } catch (e) {
         this.init.log?.(`imports: open ${d.peer}/${d.share.name}: ${String(e)}`)
         return
@@ -232,7 +244,7 @@ export class ImportsReconciler {
       [IMPORT_PEER_LABEL]: labelValue(d.peer),
       [IMPORT_SHARE_LABEL]: labelValue(d.share.name),
     }
-    const ports: k8s.V1ServicePort[] = [{ name: 'tcp', protocol: 'TCP', port: d.share.port ?? listener.port, targetPort: listener.port }]
+    const ports: k8s.V1ServicePort[] = [{ ...portOf(d.share), port: d.share.port ?? listener.port, targetPort: listener.port }]
     const svc = await this.ensureService(d, labels, ports)
     if (!svc) return
     await this.ensureSlice(d, labels, svc, listener)
@@ -289,7 +301,7 @@ export class ImportsReconciler {
       },
       addressType: this.init.podIp.includes(':') ? 'IPv6' : 'IPv4',
       endpoints: [{ addresses: [this.init.podIp], conditions: { ready: d.connected } }],
-      ports: [{ name: 'tcp', protocol: 'TCP', port: listener.port }],
+      ports: [{ ...portOf(d.share), port: listener.port }],
     }
     let cur: k8s.V1EndpointSlice | undefined
     try {
@@ -304,7 +316,7 @@ export class ImportsReconciler {
     if (cur.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE) return
     const same =
       JSON.stringify(cur.endpoints?.map((e) => [e.addresses, e.conditions?.ready])) === JSON.stringify((body.endpoints ?? []).map((e) => [e.addresses, e.conditions?.ready])) &&
-      JSON.stringify(cur.ports?.map((p) => [p.name, p.port])) === JSON.stringify(body.ports?.map((p) => [p.name, p.port])) &&
+      JSON.stringify(cur.ports?.map((p) => [p.name, p.protocol ?? 'TCP', p.port])) === JSON.stringify(body.ports?.map((p) => [p.name, p.protocol, p.port])) &&
       cur.addressType === body.addressType &&
       cur.metadata?.ownerReferences?.[0]?.uid === svc.metadata?.uid &&
       Object.entries(body.metadata?.labels ?? {}).every(([k, v]) => cur.metadata?.labels?.[k] === v)

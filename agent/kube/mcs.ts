@@ -5,7 +5,7 @@
  * `causeway.dev/share: "true"` annotation does (the other causeway annotations still apply).
  * Its `status.conditions` follow the KEP: `Valid` (True: the Service exists and can be
  * exported; False with reason `NoService`, `InvalidServiceType` for ExternalName, or
- * `NoTCPPort`) and `Conflict` (True with reason `NameConflict` when another Service already
+ * `NoTCPOrUDPPort`) and `Conflict` (True with reason `NameConflict` when another Service already
  * publishes the same share name — the older one wins, as the KEP's conflict resolution says;
  * else False, `NoConflicts`).
  *
@@ -63,12 +63,15 @@ export function mergeConditions(prev: Condition[] | undefined, next: Condition[]
 const sameConditions = (a: Condition[] | undefined, b: Condition[]): boolean =>
   JSON.stringify((a ?? []).map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration])) === JSON.stringify(b.map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration]))
 
+/** The export error of a Service without a TCP or UDP port to share (the ServiceExport condition `NoTCPOrUDPPort`). */
+export const NO_PORT = 'no TCP or UDP port to share'
+
 /** The KEP conditions of one ServiceExport. `service` undefined: no Service of that name. */
 export function exportConditions(service: k8s.V1Service | undefined, error: string | undefined, conflict: string | undefined): Condition[] {
   const valid: Condition =
     service === undefined ? { type: 'Valid', status: 'False', reason: 'NoService', message: 'no Service of this name in this namespace' }
     : service.spec?.type === 'ExternalName' ? { type: 'Valid', status: 'False', reason: 'InvalidServiceType', message: error ?? 'ExternalName Services are not exported' }
-    : error !== undefined && /no TCP port/.test(error) && !/named or numbered/.test(error) ? { type: 'Valid', status: 'False', reason: 'NoTCPPort', message: error }
+    : error === NO_PORT ? { type: 'Valid', status: 'False', reason: 'NoTCPOrUDPPort', message: error }
     : { type: 'Valid', status: 'True', reason: 'Valid', message: error ?? 'the Service is exported' }
   const conf: Condition = conflict !== undefined ? { type: 'Conflict', status: 'True', reason: 'NameConflict', message: conflict } : { type: 'Conflict', status: 'False', reason: 'NoConflicts', message: 'no conflicts' }
   return [valid, conf]

@@ -16,6 +16,8 @@ export interface LocalShare {
   peers?: string[]
   /** The exporting Service's namespace, advertised so importers can mirror it. */
   namespace?: string
+  /** `udp` for a UDP Service port (datagrams); absent: TCP. */
+  protocol?: 'udp'
 }
 
 /** One entry of a remote peer's catalog, as the controller needs it. */
@@ -25,6 +27,8 @@ export interface RemoteShare {
   port?: number
   /** The namespace of the exporting Service, when the peer advertises it. */
   namespace?: string
+  /** `udp`: imported as a UDP Service port; absent: TCP. */
+  protocol?: 'udp'
 }
 
 /** A local listener the agent opened for an import; connections to it tunnel to the share. */
@@ -46,8 +50,8 @@ export interface AgentPort {
    * Implementations call back at once for the catalogs already known.
    */
   onCatalog(cb: (peer: string, shares: RemoteShare[] | null) => void): () => void
-  /** Opens (or returns the already open) local listener for `peer`'s share `share`. */
-  openImport(peer: string, share: string): Promise<ImportListener>
+  /** Opens (or returns the already open) local listener for `peer`'s share `share` (a UDP socket for `protocol: 'udp'`). */
+  openImport(peer: string, share: string, protocol?: 'udp'): Promise<ImportListener>
   /** How the agent currently reaches `peer` (`direct`, `relay`, `turn`, ...), if connected. */
   peerPath(peer: string): string | undefined
   /** Does connected `peer` offer `share` to this agent (its catalog for us lists it)? */

@@ -131,6 +131,39 @@ describe('exports', () => {
   })
 })
 
+describe('UDP ports', () => {
+  it('an annotated Service\'s UDP ports become UDP shares; its TCP share keeps its name', async () => {
+    await core.createNamespacedService({ namespace: 'default', body: svc('dns', 'default', { 'causeway.dev/share': 'true' }, [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }, { name: 'sig', port: 5060, protocol: 'SCTP' }]) })
+    await core.createNamespacedService({ namespace: 'default', body: svc('syslog', 'default', { 'causeway.dev/share': 'true' }, [{ port: 514, protocol: 'UDP' }]) })
+    await start()
+    const shares = await until('catalog', async () => (agent.sources.get('kube')?.length === 3 ? agent.sources.get('kube') : undefined))
+    expect(shares).toEqual([
+      { name: 'dns', host: 'dns.default.svc', port: 53, namespace: 'default' },
+      { name: 'dns-dns', host: 'dns.default.svc', port: 53, namespace: 'default', protocol: 'udp' },
+      { name: 'syslog', host: 'syslog.default.svc', port: 514, namespace: 'default', protocol: 'udp' },
+    ])
+  })
+
+  it('a UDP share in a remote catalog becomes a Service and EndpointSlice with a UDP port', async () => {
+    await start()
+    agent.emit('east', [{ name: 'syslog', port: 514, protocol: 'udp' }])
+    const s = await until('imported Service', () => core.readNamespacedService({ namespace: 'default', name: 'syslog-east' }))
+    const listenerPort = Number(agent.opened[0]?.split(':')[1])
+    expect(s.spec?.ports).toEqual([{ name: 'udp', protocol: 'UDP', port: 514, targetPort: listenerPort }])
+    const slice = await until('EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'syslog-east-causeway' }))
+    expect(slice.ports).toEqual([{ name: 'udp', protocol: 'UDP', port: listenerPort }])
+    // The share turns into a TCP one: the import follows, with a new listener.
+    agent.emit('east', [{ name: 'syslog', port: 514 }])
+    await until('TCP port', async () => ((await core.readNamespacedService({ namespace: 'default', name: 'syslog-east' })).spec?.ports?.[0]?.protocol === 'TCP' ? true : undefined))
+    expect(agent.closed).toEqual([`east/syslog:${listenerPort}`])
+    const tcpSlice = await until('TCP slice', async () => {
+      const x = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'syslog-east-causeway' })
+      return x.ports?.[0]?.protocol === 'TCP' ? x : undefined
+    })
+    expect(tcpSlice.ports?.[0]?.name).toBe('tcp')
+  })
+})
+
 describe('exports refuse ExternalName Services', () => {
   it('an annotated ExternalName Service is not shared; its status and a Warning Event say why', async () => {
     await core.createNamespacedService({ namespace: 'default', body: { metadata: { name: 'evil', annotations: { 'causeway.dev/share': 'true' } }, spec: { type: 'ExternalName', externalName: 'localhost', ports: [{ port: 7777 }] } } })

@@ -7,6 +7,8 @@
  *     EndpointSlice; connecting to the slice's address:port reaches cluster-a's backend;
  *     removing the annotation removes the import. The cluster DNS name of the export target
  *     cannot resolve here, so the adapter's `resolve` option maps it to a local TCP server.
+ *     A Service's UDP port becomes a UDP share, imported in cluster-b as a Service with a UDP
+ *     port whose slice address:port echoes datagrams through the tunnel.
  * (b) `causeway kubeconfig`'s library functions + the real kubectl get/apply through the
  *     tunnel; the API server's audit shows only the identity the exporting agent configured
  *     (ServiceAccount token, then impersonation), never the Authorization / Impersonate-*
@@ -14,6 +16,7 @@
  *
  * Run: scripts/netns-run.sh npx vitest run test/kube/e2e.test.ts
  */
+import { createSocket, type Socket } from 'node:dgram'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, connect, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -42,6 +45,8 @@ let b: Agent
 let modeA: KubeMode
 let backend: Server
 let backendPort = 0
+let udpBackend: Socket
+let udpBackendPort = 0
 let status: Awaited<ReturnType<typeof startStatusServer>>
 let dir: string
 const ctl = new AbortController()
@@ -86,6 +91,10 @@ beforeAll(async () => {
     s.on('error', () => {})
   })
   backendPort = await listen(backend)
+  udpBackend = createSocket('udp4')
+  udpBackend.on('message', (msg, from) => udpBackend.send(Buffer.concat([Buffer.from('udp-backend-a got: '), msg]), from.port, from.address))
+  await new Promise<void>((resolve) => udpBackend.bind(0, '127.0.0.1', resolve))
+  udpBackendPort = udpBackend.address().port
   const masters = ['system:masters', 'system:authenticated']
   apiA = await startApiServer({
     tokens: {
@@ -107,7 +116,10 @@ beforeAll(async () => {
       podIp: '127.0.0.1',
       resyncMs: 2000,
       // Cluster DNS does not exist here: web.default.svc:8080 is the local backend.
-      resolve: (s) => (s.host === 'web.default.svc' && s.port === 8080 ? { host: '127.0.0.1', port: backendPort } : { host: s.host, port: s.port }),
+      resolve: (s) =>
+        s.host === 'web.default.svc' && s.port === 8080 ? { host: '127.0.0.1', port: backendPort }
+        : s.host === 'dns.default.svc' && s.port === 53 ? { host: '127.0.0.1', port: udpBackendPort }
+        : { host: s.host, port: s.port },
     },
     apiserver: { identity: { mode: 'token', token: tokenFromFile(join(dir, 'sa-token')) }, peers: ['cluster-b'] },
   })
@@ -123,6 +135,7 @@ afterAll(async () => {
   await apiA?.close()
   await apiB?.close()
   backend?.close()
+  udpBackend?.close()
   if (dir) rmSync(dir, { recursive: true, force: true })
 })
 
@@ -166,6 +179,38 @@ describe('Kubernetes end to end through the agents', () => {
     })
     await until(() => !b.status().imports.some((i) => i.share === 'web'), 10_000, 'import listener closed')
   }, 90_000)
+
+  it('(a) a UDP Service port in cluster-a becomes a UDP import in cluster-b that carries datagrams', async () => {
+    const coreA = coreOf(apiA)
+    const coreB = coreOf(apiB)
+    const discB = kcOf(apiB).makeApiClient(k8s.DiscoveryV1Api)
+    await coreA.createNamespacedService({
+      namespace: 'default',
+      body: { metadata: { name: 'dns', annotations: { 'causeway.dev/share': 'true' } }, spec: { selector: { app: 'dns' }, ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] } },
+    })
+    const svc = await eventually('UDP import Service in cluster-b', async () => await coreB.readNamespacedService({ namespace: 'default', name: 'dns-cluster-a' }))
+    expect(svc.spec?.ports?.[0]).toMatchObject({ name: 'udp', protocol: 'UDP', port: 53 })
+    const slice = await eventually('ready EndpointSlice', async () => {
+      const s = await discB.readNamespacedEndpointSlice({ namespace: 'default', name: 'dns-cluster-a-causeway' })
+      return s.endpoints?.[0]?.conditions?.ready === true ? s : undefined
+    })
+    expect(slice.ports?.[0]).toMatchObject({ name: 'udp', protocol: 'UDP' })
+    const port = slice.ports?.[0]?.port ?? 0
+    expect(b.status().connects).toContainEqual(expect.objectContaining({ share: 'dns', peer: 'cluster-a', protocol: 'udp' }))
+    const client = createSocket('udp4')
+    try {
+      const reply = await eventually('a datagram echoed through the UDP import', async () => await new Promise<string | undefined>((resolve) => {
+        const t = setTimeout(() => { client.removeAllListeners('message'); resolve(undefined) }, 1000)
+        client.once('message', (m) => { clearTimeout(t); resolve(m.toString()) })
+        client.send('ping from b', port, '127.0.0.1')
+      }))
+      expect(reply).toBe('udp-backend-a got: ping from b')
+    } finally {
+      client.close()
+    }
+    await coreA.deleteNamespacedService({ namespace: 'default', name: 'dns' })
+    await eventually('UDP import removed', async () => !b.status().connects.some((c) => c.share === 'dns') || undefined)
+  }, 60_000)
 
   it('(b) kubectl get/apply through the tunnel run as the configured ServiceAccount; client credentials are dropped', async () => {
     const shown = await eventually('kube-apiserver in cluster-b’s view of cluster-a', async () => (b.status().peers.find((p) => p.name === 'cluster-a')?.shares.some((s) => s.name === 'kube-apiserver') ? true : undefined))
