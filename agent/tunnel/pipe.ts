@@ -75,6 +75,7 @@ export class StreamPipe {
   /** Receive side: our window, bytes received, flushed bytes granted back, and everything we allowed the peer to send. */
   private window = STREAM_INITIAL_WINDOW
   private received = 0
+  private sent = 0
   private granted = 0
   private allowed = STREAM_INITIAL_WINDOW
   private reserved = 0
@@ -96,25 +97,40 @@ export class StreamPipe {
     this.hooks = hooks
   }
 
+  /** Bytes sent and received on this stream so far, and its half-close state (for logs). */
+  get counters (): { sent: number, received: number, localFin: boolean, remoteFin: boolean } {
+    return { sent: this.sent, received: this.received, localFin: this.localFin, remoteFin: this.remoteFin }
+  }
+
   /** This stream's current receive window, bytes. */
   get receiveWindow (): number { return this.window }
 
-  /** Starts moving bytes; the channel must be open and the handshake done. */
-  start (): void {
+  /**
+   * Starts moving bytes; the channel must be open and the handshake done. `early`: messages
+   * that arrived after the handshake's answer but before this (an engine may deliver several
+   * messages before the code awaiting the answer runs), processed first, in order.
+   */
+  start (early: readonly unknown[] = []): void {
     const { socket, dc } = this
     dc.binaryType = 'arraybuffer'
     dc.onmessage = (ev: MessageEvent) => this.onMessage(ev.data)
-    dc.onclose = () => {
+    const onClose = (): void => {
       clearTimeout(this.closeTimer)
       if (this.finished) return
       if (this.localFin && this.remoteFin) this.done(false)
       else this.finish('reset', 'CHANNEL_CLOSED')
     }
+    dc.onclose = onClose
     socket.on('data', (buf: Buffer) => this.onSocketData(buf))
     socket.on('end', () => this.onSocketEnd())
     socket.on('error', () => this.reset('SOCKET_ERROR'))
-    socket.on('close', () => { if (!this.finished && !(this.localFin && this.remoteFin)) this.reset('SOCKET_CLOSED') })
-    socket.resume()
+    // Both directions ended is a normal close, also while our fin still waits behind bytes
+    // that wait for credit (`finPending`): those go out when the credit comes.
+    socket.on('close', () => { if (!this.finished && !((this.localFin || this.finPending) && this.remoteFin)) this.reset('SOCKET_CLOSED') })
+    for (const data of early) this.onMessage(data)
+    // a close delivered with those early messages went to the handshake's handler
+    if (dc.readyState === 'closed') onClose()
+    if (!this.finished) socket.resume()
   }
 
   private onSocketData (buf: Buffer): void {
@@ -138,6 +154,7 @@ export class StreamPipe {
       return false
     }
     this.credit -= n
+    this.sent += n
     this.pending = n < buf.length ? buf.subarray(n) : undefined
     if (n > 0) this.hooks.onBytes?.('out', n)
     return true

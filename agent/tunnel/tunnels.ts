@@ -31,8 +31,14 @@ export interface TunnelOptions {
   maxStreamsPerPeer?: number
   /** Time to dial a share's target, ms. Default 10000. */
   dialTimeoutMs?: number
-  /** Time for the remote to answer a stream open, ms. Default 15000. */
+  /** Time for a stream's channel to open, ms. Default 15000. */
   openTimeoutMs?: number
+  /**
+   * Time for the remote to answer a stream open once asked, ms. Default 120000: the answer
+   * queues behind the data other streams already handed to the same association (up to each
+   * stream's window), which under load took more than 30 s with 200 busy streams.
+   */
+  answerTimeoutMs?: number
   /**
    * Receive memory one peer's streams may hold beyond each stream's 1 MiB initial window (the
    * sum of their window growth), bytes. Default 64 MiB. Per-peer bound on buffered receive
@@ -92,7 +98,7 @@ export class Tunnels {
 
   constructor (shares: ShareRegistry, opts: TunnelOptions, log: LogLike) {
     this.shares = shares
-    this.opts = { maxStreamsPerPeer: 500, dialTimeoutMs: 10_000, openTimeoutMs: 15_000, peerWindowBudget: 64 << 20, ...opts, pipe: opts.pipe ?? {} }
+    this.opts = { maxStreamsPerPeer: 500, dialTimeoutMs: 10_000, openTimeoutMs: 15_000, answerTimeoutMs: 120_000, peerWindowBudget: 64 << 20, ...opts, pipe: opts.pipe ?? {} }
     this.log = log
   }
 
@@ -172,7 +178,13 @@ export class Tunnels {
         this.totals.opened++
         dc.send('{"t":"ok"}')
         this.run(peer, socket, dc, release)
-      }).catch(() => { release(); socket.destroy() })
+      }).catch((err: unknown) => {
+        // tell the opener instead of leaving it waiting for an answer
+        release()
+        socket.resetAndDestroy()
+        try { dc.close() } catch { /* closed */ }
+        this.log.warn({ peer: peer.name, share: name, state: dc.readyState, err: err instanceof Error ? err.message : String(err) }, 'stream channel did not open')
+      })
     })
     socket.once('error', (err) => {
       clearTimeout(timer)
@@ -184,7 +196,7 @@ export class Tunnels {
     })
   }
 
-  private run (peer: RemotePeer, socket: Socket, dc: RTCDataChannel, release: () => void): void {
+  private run (peer: RemotePeer, socket: Socket, dc: RTCDataChannel, release: () => void, early: readonly unknown[] = []): void {
     const c = this.counter(peer.id)
     const pipe = new StreamPipe(socket, dc, this.opts.pipe, {
       onBytes: (dir, n) => {
@@ -197,13 +209,13 @@ export class Tunnels {
         if (code === 'FLOW_CONTROL_VIOLATION') {
           this.totals.flowViolations++
           this.log.warn({ peer: peer.name, label: dc.label.slice(0, 80), code }, 'stream reset: the peer sent past its credit')
-        } else if (reason !== 'done') this.log.debug({ peer: peer.name, label: dc.label, reason, code }, 'stream reset')
+        } else if (reason !== 'done') this.log.debug({ peer: peer.name, label: dc.label, reason, code, ...pipe.counters }, 'stream reset')
       },
       rttMs: () => peer.session?.rttMs,
       budget: c.budget,
     })
     this.live.add(pipe)
-    pipe.start()
+    pipe.start(early)
   }
 
   /**
@@ -224,12 +236,19 @@ export class Tunnels {
       throw err instanceof CausewayError ? err : new CausewayError('PEER_UNAVAILABLE', `cannot open a stream to ${peer.name}: ${err instanceof Error ? err.message : String(err)}`)
     }
     dc.binaryType = 'arraybuffer'
+    const early: unknown[] = []
     try {
       // The answer handler goes on before waiting for `open`: an engine may deliver the
       // acceptor's first message before the channel's own open event.
       const answered = new Promise<StreamControl>((resolve, reject) => {
-        const t = setTimeout(() => reject(new CausewayError('PEER_UNAVAILABLE', 'no answer to stream open')), 2 * this.opts.openTimeoutMs)
+        const t = setTimeout(() => reject(new CausewayError('PEER_UNAVAILABLE', 'no answer to stream open')), this.opts.answerTimeoutMs)
+        let first = true
         dc.onmessage = (ev: MessageEvent) => {
+          // The acceptor starts sending right after `ok`, and an engine may deliver those
+          // messages before this promise's continuation runs (wrtc dispatches on nextTick):
+          // keep them for the pipe, in order, bounded by the credit the pipe enforces.
+          if (!first) { early.push(ev.data); return }
+          first = false
           clearTimeout(t)
           const ctl = typeof ev.data === 'string' ? parseJson(StreamControl, ev.data) : null
           if (ctl === null) reject(new CausewayError('BAD_MESSAGE', 'unexpected first message on stream')); else resolve(ctl)
@@ -253,7 +272,7 @@ export class Tunnels {
     }
     c.opened++
     this.totals.opened++
-    this.run(peer, socket, dc, release)
+    this.run(peer, socket, dc, release, early)
   }
 
   /** Resets every live stream (shutdown after the drain period). */

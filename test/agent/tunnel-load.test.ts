@@ -20,10 +20,13 @@ describe('tunnel under load', () => {
     target?.server.close()
   })
 
-  // KNOWN BUG (open, since the flow-control window change): in about 1 of 3 loaded full-suite
-  // runs one of the 200 connections is reset (ECONNRESET). Retried so the suite stays usable;
-  // each failure prints both agents' stream totals (flowViolations, refused) to find it.
-  it('carries 200 concurrent connections, 1 MiB each way, every byte checked by hash', { retry: 2, timeout: 120_000 }, async () => {
+  // Found by this test under CPU load (load average ~10): a target's FIN arriving while its last
+  // bytes waited for credit reset the stream, data the acceptor sent right after `ok` was
+  // dropped, and answers queued behind 200 busy streams for over 30 s (see pipe.test.ts). One
+  // run in ~20 under load once saw a stream the acceptor never answered (not understood; the
+  // acceptor now logs 'stream channel did not open'): retried once, failures print both
+  // agents' stream totals.
+  it('carries 200 concurrent connections, 1 MiB each way, every byte checked by hash', { retry: 1, timeout: 150_000 }, async () => {
     const results = await Promise.all(Array.from({ length: Number(process.env.N ?? 200) }, async () => await exchange(listenPort, 1 << 20, 90_000)))
     const failures = results.filter(r => !r.ok)
     if (failures.length > 0) console.log('tunnel-load failures', JSON.stringify(failures), JSON.stringify(net.agents.map(a => a.tunnels.totals)))
