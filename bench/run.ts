@@ -4,11 +4,13 @@
  *   npm run bench -- tunnel       only the tunnel benchmark
  *   npm run bench -- signaling    only the signaling benchmark
  *   npm run bench -- wan          the WAN benchmark (root: emulated links between namespaces; < 10 min)
+ *   npm run bench -- udp          iperf3 UDP through a UDP share and without it (loss, jitter; ~1 min)
  * The NAT-lab benchmark needs root and runs separately: `node bench/natlab.ts`.
  */
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { tunnelBench } from './tunnel.ts'
+import { udpBench } from './udp.ts'
 import { wanBench } from './wan.ts'
 
 const which = new Set(process.argv.slice(2))
@@ -26,5 +28,9 @@ if (all || which.has('tunnel')) {
 if (which.has('wan')) {
   process.stdout.write('\n## WAN\n\n')
   process.stdout.write(`${await wanBench()}\n`)
+}
+if (which.has('udp')) {
+  process.stdout.write('\n## UDP share (iperf3)\n\n')
+  process.stdout.write(`${await udpBench()}\n`)
 }
 process.exit(0)
