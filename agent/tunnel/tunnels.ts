@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net'
 import { CausewayError, type ErrorCode } from '../../protocol/errors.ts'
 import { parseJson, STREAM_LABEL_PREFIX, StreamControl } from '../../protocol/peer.ts'
 import { UDP_LABEL_PREFIX } from '../../protocol/udp.ts'
-import { whenOpen } from '../../peer/channel.ts'
+import { onDrain, whenOpen } from '../../peer/channel.ts'
 import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 import { StreamPipe, WindowBudget, type PipeOptions } from './pipe.ts'
@@ -91,6 +91,8 @@ export class Tunnels {
   private readonly log: LogLike
   private readonly counters = new Map<string, PeerCounters>()
   private readonly live = new Set<StreamPipe>()
+  /** Called (and cleared) when the last live stream ends. */
+  private idleWaiters: Array<() => void> = []
   /** Serves accepted `udp:<share>` channels (after the share and grant checks); unset: refused. */
   udp?: (peer: RemotePeer, dc: RTCDataChannel, share: ShareSpec) => void
   /** Totals across peers, for metrics. */
@@ -136,7 +138,8 @@ export class Tunnels {
     this.log.warn({ peer: peer.name, label: dc.label.slice(0, 80), code }, 'stream refused')
     const send = (): void => {
       try { dc.send(JSON.stringify({ t: 'err', code, message })) } catch { /* closed */ }
-      setTimeout(() => { try { dc.close() } catch { /* closed */ } }, 50)
+      // close once the answer left our buffer: it goes out before the channel's reset
+      onDrain(dc, 0, () => { try { dc.close() } catch { /* closed */ } })
     }
     if (dc.readyState === 'open') send(); else whenOpen(dc).then(send, () => {})
   }
@@ -205,6 +208,7 @@ export class Tunnels {
       onClose: (reason, code) => {
         release()
         this.live.delete(pipe)
+        if (this.live.size === 0) for (const w of this.idleWaiters.splice(0)) w()
         this.totals.maxWindow = Math.max(this.totals.maxWindow, pipe.receiveWindow)
         if (code === 'FLOW_CONTROL_VIOLATION') {
           this.totals.flowViolations++
@@ -281,6 +285,16 @@ export class Tunnels {
   }
 
   get liveStreams (): number { return this.live.size }
+
+  /** Resolves when no stream is live, or after `ms` (drain on shutdown). */
+  async whenIdle (ms: number): Promise<void> {
+    if (this.live.size === 0) return
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms)
+      function done (): void { clearTimeout(t); resolve() }
+      this.idleWaiters.push(done)
+    })
+  }
 }
 
 function isCode (code: string): code is ErrorCode {
