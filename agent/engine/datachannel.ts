@@ -11,6 +11,7 @@
  */
 import ndc from 'node-datachannel'
 import type { DataChannel as NativeChannel, IceServer as NativeIceServer, PeerConnection as NativePc, SctpSettings } from 'node-datachannel'
+import { parseIceUrl } from '../../protocol/ice-url.ts'
 
 /**
  * SCTP settings of every association in this process (usrsctp is global: they take effect
@@ -41,17 +42,14 @@ export function nativeIceServers (servers: RTCIceServer[]): NativeIceServer[] {
   const out: NativeIceServer[] = []
   for (const s of servers) {
     for (const url of Array.isArray(s.urls) ? s.urls : [s.urls]) {
-      const m = /^(stun|stuns|turn|turns):\[?([^\]?]+?)\]?(?::(\d+))?(?:\?transport=(udp|tcp))?$/i.exec(url.trim())
-      if (m === null) continue
-      const scheme = m[1]!.toLowerCase()
-      const transport = (m[4] ?? 'udp').toLowerCase()
-      if (scheme === 'turns' || (scheme === 'turn' && transport === 'tcp') || scheme === 'stuns') continue
-      const port = Number(m[3] ?? 3478)
-      if (scheme === 'stun') out.push({ hostname: m[2]!, port })
+      const u = parseIceUrl(url)
+      // libjuice has no TURN over TCP or TLS
+      if (u === null || u.transport !== 'udp') continue
+      if (u.scheme === 'stun') out.push({ hostname: u.host, port: u.port })
       else {
         out.push({
-          hostname: m[2]!,
-          port,
+          hostname: u.host,
+          port: u.port,
           relayType: 'TurnUdp',
           ...(s.username !== undefined ? { username: s.username } : {}),
           ...(typeof s.credential === 'string' ? { password: s.credential } : {}),

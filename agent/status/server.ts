@@ -37,6 +37,7 @@ import { networkInterfaces } from 'node:os'
 import * as z from 'zod'
 import { ERRORS, publicError, type ErrorCode } from '../../protocol/errors.ts'
 import { PeerName, ShareName } from '../../protocol/peer.ts'
+import { parseHostPort } from '../../protocol/host-port.ts'
 import type { Agent } from '../agent.ts'
 import { agentMetrics } from './metrics.ts'
 
@@ -76,10 +77,10 @@ export async function startStatusServer (agent: Agent, host: string, port: numbe
   app.post('/v1/connects', bodyLimit({ maxSize: MAX_BODY, onError: c => fail(c, 'MESSAGE_TOO_LARGE', `bodies are at most ${MAX_BODY} bytes`) }), async c => {
     const body = AddConnect.safeParse(await c.req.json().catch(() => null))
     if (!body.success) return fail(c, 'BAD_MESSAGE', 'expected {share, peer, listen?: "127.0.0.1:PORT"}')
-    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(body.data.listen)
-    const lhost = m?.[1] ?? m?.[2] ?? ''
-    const lport = Number(m?.[3] ?? -1)
-    if (!isLoopback(lhost) || lport > 65535) return fail(c, 'BAD_MESSAGE', 'listen must be a loopback HOST:PORT')
+    let lhost = ''
+    let lport = -1
+    try { ({ host: lhost, port: lport } = parseHostPort(body.data.listen, null)) } catch { /* refused below */ }
+    if (!isLoopback(lhost) || lport < 0) return fail(c, 'BAD_MESSAGE', 'listen must be a loopback HOST:PORT')
     const { share, peer } = body.data
     let l = agent.listeners.find(x => x.spec.share === share && x.spec.peer === peer && isLoopback(x.host) && (lport === 0 || x.port === lport))
     if (l === undefined) {
