@@ -22,6 +22,8 @@ import { UDP_CAP } from '../protocol/udp.ts'
 import type { RelayPath } from './relay-path/index.ts'
 import type { RelayStatus } from './relay-transport/index.ts'
 import { createPeerConnection, EngineSelector, engineOf, type EngineChoice, type EngineName } from './engine/index.ts'
+import { runNetcheck, summarize, viewerSummary, type NetcheckSummary } from './netcheck/index.ts'
+import { fromRelayStatus } from './netcheck/relay.ts'
 
 export interface AgentInit {
   token: MemberToken
@@ -56,6 +58,8 @@ export interface AgentInit {
   engine?: EngineChoice
   /** node-datachannel: gather host candidates on this address only. */
   bindAddress?: string
+  /** Run netcheck (agent/netcheck) in the background at start, bounded by this many ms; 0: never. Default 5000. */
+  netcheckMs?: number
 }
 
 export interface PeerView {
@@ -92,6 +96,8 @@ export interface AgentStatus {
   relay?: { peer: string, addrs: string[], relays: RelayStatus[] }
   /** Engine choice (--engine) and what new peer connections use now. */
   engine: ReturnType<EngineSelector['describe']>
+  /** The netcheck run at start: null while it runs (or when it is off or failed). */
+  netcheck: NetcheckSummary | null
 }
 
 /** How an agent reaches one peer now: the one computation behind status, metrics, the debug page and Kubernetes annotations. */
@@ -129,6 +135,7 @@ export class Agent {
   readonly listeners: Listener[] = []
   readonly events: Emitter<AgentEvents>
   imports: AgentStatus['imports'] = []
+  netcheck: NetcheckSummary | null = null
   private ice?: IceSource
   private readonly init: AgentInit
   private readonly log: LogLike
@@ -216,6 +223,7 @@ export class Agent {
     await this.ice.refresh()
     await this.engines.update(this.ice.servers())
     await this.startRelayPath()
+    this.startNetcheck()
     for (const spec of this.init.connects ?? []) this.listeners.push(await this.listen(spec))
     this.pathTimer = setInterval(() => { void this.refreshPaths() }, 2000)
     this.pathTimer.unref?.()
@@ -247,6 +255,18 @@ export class Agent {
     } catch (err) {
       this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'relay fallback unavailable')
     }
+  }
+
+  /** netcheck in the background (never delays start): the same probe as `causeway netcheck`, with this agent's ICE servers and relay client. */
+  private startNetcheck (): void {
+    const timeoutMs = this.init.netcheckMs ?? 5000
+    if (timeoutMs <= 0 || this.ice === undefined) return
+    const ice = { iceServers: this.ice.servers(), relays: [...new Set([...(this.init.relays ?? []), ...this.relays])] }
+    runNetcheck({ token: this.init.token, timeoutMs, ice, relayProber: fromRelayStatus(() => this.relayPath?.status().relays) }).then(report => {
+      if (this.stopped.signal.aborted) return
+      this.netcheck = summarize(report)
+      this.log.info({ netcheck: this.netcheck }, `netcheck: ${report.verdict}`)
+    }, (err: unknown) => { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'netcheck failed') })
   }
 
   /**
@@ -378,6 +398,7 @@ export class Agent {
       imports: this.imports,
       ...(this.relayPath !== undefined ? { relay: this.relayPath.status() } : {}),
       engine: this.engines.describe(),
+      netcheck: this.netcheck,
     }
   }
 
@@ -425,6 +446,7 @@ export class Agent {
       shares: this.shares.catalogFor(viewer).map(x => ({ name: x.name, protocol: x.protocol })),
       connects: all ? s.connects.map(({ protocol: _, ...c }) => c) : [],
       imports: all ? s.imports : [],
+      ...(this.netcheck !== null ? { netcheck: viewerSummary(this.netcheck, all) } : {}),
     }
   }
 

@@ -12,6 +12,39 @@ interface Status {
   peers: Array<{ name: string, role: string, state: string, path: string, pair?: string, rttMs: number | null, bytesIn: number, bytesOut: number, streams: number, engine?: string, associations?: number, goodput?: { in: number, out: number } }>
   shares: Array<{ name: string, target: string, peers: string[] | 'all' }>
   connects: Array<{ share: string, peer: string, listen: string }>
+  /** agent/netcheck summary (NetcheckView); null while it runs; absent from older agents. */
+  netcheck?: Netcheck | null
+}
+
+interface Netcheck {
+  verdict: string
+  udp: boolean | null
+  mapping: string
+  publicAddress?: string | null
+  hairpinning: boolean | null
+  ipv6: boolean
+  signalingMs: number | null
+  turn: Array<{ url?: string, transport: string, allocated: boolean, rttMs: number | null }>
+  relays: Array<{ addr?: string, transport: string, reserved: boolean }>
+  expect: Record<string, string>
+}
+
+/** Two lines: the verdict, then the findings (UDP, mapping, public address, hairpinning, IPv6, TURN, relays, signaling). */
+export function renderNetcheck (n: Netcheck | null | undefined): string[] {
+  if (n === undefined) return []
+  if (n === null) return ['network  (netcheck running)']
+  const tri = (v: boolean | null): string => v === null ? '?' : v ? 'yes' : 'no'
+  const facts = [
+    `UDP ${n.udp === null ? 'untested' : n.udp ? 'ok' : 'blocked'}`,
+    `mapping ${n.mapping}`,
+    `public ${n.publicAddress ?? '-'}`,
+    `hairpin ${tri(n.hairpinning)}`,
+    `IPv6 ${n.ipv6 ? 'yes' : 'no'}`,
+    `TURN ${n.turn.filter(t => t.allocated).length}/${n.turn.length} (${n.turn.map(t => `${t.transport}${t.allocated ? '' : ' ✗'}`).join(', ') || '-'})`,
+    `relays ${n.relays.filter(r => r.reserved).length}/${n.relays.length}`,
+    `signaling ${n.signalingMs === null ? '-' : `${n.signalingMs.toFixed(1)} ms`}`,
+  ]
+  return [`network  ${n.verdict}`, `         ${facts.join(' · ')}`]
 }
 
 function bytes (n: number): string {
@@ -28,7 +61,7 @@ export function table (rows: string[][]): string {
 }
 
 export function renderStatus (s: Status): string {
-  const out: string[] = [`agent ${s.name} — signaling ${s.signaling}`, '']
+  const out: string[] = [`agent ${s.name} — signaling ${s.signaling}`, ...renderNetcheck(s.netcheck), '']
   out.push(table([['PEER', 'ROLE', 'STATE', 'PATH', 'ENGINE', 'ASSOC', 'RTT', 'IN', 'OUT', 'GOODPUT IN/OUT', 'STREAMS', 'CANDIDATE PAIR'],
     ...s.peers.map(p => [p.name, p.role, p.state, p.path, p.engine ?? '-', String(p.associations ?? '-'), p.rttMs === null ? '-' : `${p.rttMs.toFixed(1)} ms`, bytes(p.bytesIn), bytes(p.bytesOut),
       p.goodput === undefined ? '-' : `${bytes(p.goodput.in)}/s ${bytes(p.goodput.out)}/s`, String(p.streams), p.pair ?? '-'])]))

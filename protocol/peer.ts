@@ -30,7 +30,9 @@
  *   description?, port?, namespace?; port and namespace tell a Kubernetes importer how to name
  *   and number the imported Service).
  * - `ping {id, t}` / `pong {id, t}`: health and RTT.
- * - `status {…}`: an agent's view of its own connections, for viewers (debug page).
+ * - `status {…}`: an agent's view of its own connections, for viewers (debug page); agents
+ *   that ran netcheck at start add `netcheck {…}` (`NetcheckView`: its verdict and findings;
+ *   addresses only for a viewer granted `*`).
  *
  * ## On a UDP share's data channel (label `udp:<share>`): see protocol/udp.ts.
  *
@@ -132,6 +134,25 @@ export const PeerStatus = z.object({
 })
 export type PeerStatus = z.infer<typeof PeerStatus>
 
+const ExpectedPath = z.enum(['direct', 'turn', 'relay', 'none'])
+/** An agent's netcheck summary (agent/netcheck): what its network allows and the path it expects to each kind of site. */
+export const NetcheckView = z.object({
+  ok: z.boolean(),
+  verdict: z.string().max(512),
+  site: z.enum(['eim', 'symmetric', 'udp', 'udpblock', 'tcp443', 'unknown', 'offline']),
+  at: z.string().max(40),
+  udp: z.boolean().nullable(),
+  mapping: z.enum(['endpoint-independent', 'endpoint-dependent', 'unknown']),
+  publicAddress: z.string().max(64).nullable().optional(),
+  hairpinning: z.boolean().nullable(),
+  ipv6: z.boolean(),
+  signalingMs: z.number().nullable(),
+  turn: z.array(z.object({ url: z.string().max(256).optional(), transport: z.enum(['udp', 'tcp', 'tls']), allocated: z.boolean(), rttMs: z.number().nullable() }).strict()).max(32),
+  relays: z.array(z.object({ addr: z.string().max(256).optional(), transport: z.enum(['tcp', 'ws', 'wss']), reserved: z.boolean() }).strict()).max(32),
+  expect: z.object({ eim: ExpectedPath, symmetric: ExpectedPath, udpblock: ExpectedPath, tcp443: ExpectedPath }).strict(),
+}).strict()
+export type NetcheckView = z.infer<typeof NetcheckView>
+
 const Catalog = z.object({ type: z.literal('catalog'), shares: z.array(ShareInfo).max(256) }).strict()
 const Ping = z.object({ type: z.literal('ping'), id: z.number().int(), t: z.number() }).strict()
 const Pong = z.object({ type: z.literal('pong'), id: z.number().int(), t: z.number() }).strict()
@@ -142,6 +163,7 @@ const Status = z.object({
   shares: z.array(ShareInfo).max(256),
   connects: z.array(z.object({ share: z.string().max(64), peer: z.string().max(64), listen: z.string().max(128) })).max(256),
   imports: z.array(z.object({ share: z.string().max(64), peer: z.string().max(64), service: z.string().max(256) })).max(1024).default([]),
+  netcheck: NetcheckView.optional(),
 }).strict()
 
 export const ControlMessage = z.discriminatedUnion('type', [Catalog, Ping, Pong, Status])

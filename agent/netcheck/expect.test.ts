@@ -60,5 +60,7 @@ describe('classify', () => {
     expect(classify({ udp: false, mapping: 'unknown', tcpOther: false, tcp443: true })).toBe('tcp443')
     expect(classify({ udp: false, mapping: 'unknown', tcpOther: null, tcp443: true })).toBe('udpblock')
     expect(classify({ udp: false, mapping: 'unknown', tcpOther: false, tcp443: false })).toBe('offline')
+    expect(classify({ udp: null, mapping: 'unknown', tcpOther: true, tcp443: null })).toBe('unknown') // no STUN server offered
+    expect(classify({ udp: null, mapping: 'unknown', tcpOther: false, tcp443: null })).toBe('offline')
   })
 })

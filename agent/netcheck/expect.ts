@@ -14,8 +14,11 @@ import type { IceTransport } from './turn.ts'
 /** The kinds of site the NAT lab builds, which netcheck predicts a path to. */
 export const SITE_KINDS = ['eim', 'symmetric', 'udpblock', 'tcp443'] as const
 export type SiteKind = typeof SITE_KINDS[number]
-/** How netcheck classifies this machine: a lab kind, `udp` (UDP works, mapping not measurable) or `offline`. */
-export type SiteClass = SiteKind | 'udp' | 'offline'
+/**
+ * How netcheck classifies this machine: a lab kind, `udp` (UDP works, mapping not measurable),
+ * `unknown` (no STUN server offered: UDP not tested) or `offline`.
+ */
+export type SiteClass = SiteKind | 'udp' | 'unknown' | 'offline'
 export type ExpectedPath = 'direct' | 'turn' | 'relay' | 'none'
 export type Mapping = 'endpoint-independent' | 'endpoint-dependent' | 'unknown'
 
@@ -75,7 +78,8 @@ export function expectations (me: SideFacts, offer: Offer): Record<SiteKind, Exp
  * 443 / to port 443 worked (null: none was tried). Without UDP, TCP that reached only 443 while
  * another port failed is `tcp443`; any other working TCP is `udpblock`.
  */
-export function classify (m: { udp: boolean, mapping: Mapping, tcpOther: boolean | null, tcp443: boolean | null }): SiteClass {
+export function classify (m: { udp: boolean | null, mapping: Mapping, tcpOther: boolean | null, tcp443: boolean | null }): SiteClass {
+  if (m.udp === null) return m.tcpOther === true || m.tcp443 === true ? 'unknown' : 'offline'
   if (m.udp) return m.mapping === 'endpoint-independent' ? 'eim' : m.mapping === 'endpoint-dependent' ? 'symmetric' : 'udp'
   if (m.tcpOther === true) return 'udpblock'
   if (m.tcp443 === true) return m.tcpOther === false ? 'tcp443' : 'udpblock'

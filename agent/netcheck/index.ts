@@ -13,9 +13,10 @@
 import { networkInterfaces } from 'node:os'
 import { isIP } from 'node:net'
 import { deriveRoomId, deriveRelayKey } from '../../protocol/keys.ts'
+import type { NetcheckView } from '../../protocol/peer.ts'
 import type { MemberToken } from '../../protocol/token.ts'
 import { fetchIceConfig } from '../ice.ts'
-import { classify, expectations, type ExpectedPath, type Mapping, type Offer, type SideFacts, type SiteClass, type SiteKind } from './expect.ts'
+import { classify, expectations, type ExpectedPath, type Offer, type SideFacts, type SiteClass, type SiteKind } from './expect.ts'
 import { relayProber, type RelayProber, type RelayResult } from './relay.ts'
 import { iceUrls, probeUdp, type UdpReport } from './probe-udp.ts'
 import { parseIceUrl, probeTurn, round, type TurnResult } from './turn.ts'
@@ -120,7 +121,7 @@ export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> 
     { port: portOfUrl(url), ok: sig.reachable },
   ]
   const some = (list: typeof tcpTried): boolean | null => list.length === 0 ? null : list.some(x => x.ok)
-  const site = classify({ udp: udp.udp.reachable === true, mapping: udp.nat.mapping, tcpOther: some(tcpTried.filter(x => x.port !== 443)), tcp443: some(tcpTried.filter(x => x.port === 443)) })
+  const site = classify({ udp: udp.udp.reachable, mapping: udp.nat.mapping, tcpOther: some(tcpTried.filter(x => x.port !== 443)), tcp443: some(tcpTried.filter(x => x.port === 443)) })
   const me: SideFacts = {
     udp: udp.udp.reachable === true,
     eim: udp.nat.mapping === 'endpoint-independent',
@@ -154,27 +155,13 @@ export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> 
   return report
 }
 
-/** The part of a report agents publish in /status and to the debug page. */
-export interface NetcheckSummary {
-  ok: boolean
-  verdict: string
-  site: SiteClass
-  at: string
-  udp: boolean | null
-  mapping: Mapping
-  publicAddress: string | null
-  hairpinning: boolean | null
-  ipv6: boolean
-  signalingMs: number | null
-  turn: Array<{ url: string, allocated: boolean, rttMs: number | null }>
-  relays: Array<{ addr: string, reserved: boolean }>
-  expect: Record<SiteKind, ExpectedPath>
-}
+/** The part of a report agents publish in /status and (addresses only to `*` viewers) to the debug page. */
+export type NetcheckSummary = NetcheckView
 
 export function summarize (r: NetcheckReport): NetcheckSummary {
   return {
     ok: r.ok,
-    verdict: r.verdict,
+    verdict: r.verdict.slice(0, 512),
     site: r.site,
     at: r.at,
     udp: r.udp.reachable,
@@ -183,8 +170,15 @@ export function summarize (r: NetcheckReport): NetcheckSummary {
     hairpinning: r.nat.hairpinning,
     ipv6: r.ipv6.address,
     signalingMs: r.signaling.latencyMs,
-    turn: r.turn.map(t => ({ url: t.url, allocated: t.allocated, rttMs: t.rttMs })),
-    relays: r.relays.map(x => ({ addr: x.addr, reserved: x.reserved })),
+    turn: r.turn.slice(0, 32).map(t => ({ url: t.url.slice(0, 256), transport: t.transport, allocated: t.allocated, rttMs: t.rttMs })),
+    relays: r.relays.slice(0, 32).map(x => ({ addr: x.addr.slice(0, 256), transport: x.transport, reserved: x.reserved })),
     expect: r.expect,
   }
+}
+
+/** What a viewer may see of a summary: without the `*` grant, no addresses (public address, server URLs). */
+export function viewerSummary (s: NetcheckSummary, all: boolean): NetcheckSummary {
+  if (all) return s
+  const { publicAddress: _p, ...rest } = s
+  return { ...rest, turn: s.turn.map(({ url: _u, ...t }) => t), relays: s.relays.map(({ addr: _a, ...x }) => x) }
 }

@@ -6,6 +6,7 @@ const SITE_TEXT: Record<SiteClass, string> = {
   eim: 'UDP works, endpoint-independent NAT mapping (hole punching works)',
   symmetric: 'UDP works, endpoint-dependent (symmetric) NAT mapping: no hole punching',
   udp: 'UDP works, NAT mapping not measurable (one STUN destination)',
+  unknown: 'no STUN server offered: UDP not tested',
   udpblock: 'UDP blocked, TCP works',
   tcp443: 'UDP blocked, TCP only to port 443',
   offline: 'nothing reachable',

@@ -20,6 +20,7 @@ export interface AgentStatusView {
   name: string
   peers: PeerStatusView[]
   relay?: { peer: string, addrs: string[], relays: Array<{ relay: string, reserved: boolean, lastError?: string }> }
+  netcheck?: { site: string, ok: boolean, verdict: string, udp: boolean | null, expect: Record<string, string>, relays: Array<{ addr?: string, reserved: boolean }> } | null
 }
 
 export interface LabAgent {

@@ -131,6 +131,10 @@ labDescribe('agents through real NAT', () => {
     expect(refused.value.relay?.addrs).toEqual([])
     expect((await a.status())?.peers.map(p => p.name)).toEqual(['b'])
     expect((await b.status())?.peers.map(p => p.name)).toEqual(['a'])
+    // The netcheck each agent ran at start, in /status (relays from its own relay client)
+    const nc = (await waitUntil(async () => (await a.status())?.netcheck ?? undefined, 15_000, "a's netcheck")).value
+    expect(nc).toMatchObject({ ok: true, site: 'eim', udp: true, expect: { eim: 'direct', symmetric: 'turn', udpblock: 'turn', tcp443: 'turn' } })
+    expect(nc.relays.some(r => r.reserved)).toBe(true)
   }, 120_000)
 
   for (const nat of ['udpblock', 'tcp443'] as const) {
@@ -144,6 +148,8 @@ labDescribe('agents through real NAT', () => {
       const r = await xfer(lab, 'a', 8 * MiB, 60_000)
       console.log(`natlab agents ${nat}/eim: 8 MiB echoed in ${r.ms} ms over ${((await a.status())?.peers[0]?.path) ?? '?'}`)
       expect(r).toMatchObject({ ok: true, intact: true })
+      const nc = (await waitUntil(async () => (await a.status())?.netcheck ?? undefined, 15_000, "a's netcheck")).value
+      expect(nc).toMatchObject({ ok: true, site: nat, udp: false })
     }, 120_000)
   }
 

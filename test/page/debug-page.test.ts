@@ -92,6 +92,15 @@ async function joinAndTunnel (url: string, member: MemberToken, shot: string): P
     // Each agent's own report of its link to the other, within two status rounds.
     await page.locator('[data-agent="site-a"] tr[data-peer="site-b"] .pill-direct').waitFor({ timeout: 15_000 })
     await page.locator('[data-agent="site-b"] tr[data-peer="site-a"] .pill-direct').waitFor({ timeout: 15_000 })
+    // Each agent's netcheck at start (loopback: no STUN/TURN/relay offered); a viewer without
+    // the `*` grant gets no addresses (no public address row).
+    for (const name of ['site-a', 'site-b']) {
+      const nc = page.locator(`[data-agent="${name}"] .netcheck`)
+      await nc.waitFor({ timeout: 15_000 })
+      expect(await nc.getAttribute('data-site')).toBe('unknown')
+      expect(await nc.textContent()).toMatch(/signaling ok; no STUN\/TURN servers or relays offered/)
+      expect(await nc.textContent()).not.toMatch(/public address/)
+    }
     // The picture: an agent-to-agent link and two browser links, all direct.
     await page.locator('svg.mesh line.edge-direct:not(.edge-viewer)').first().waitFor({ state: 'attached', timeout: 10_000 })
     expect(await page.locator('svg.mesh line.edge-viewer.edge-direct').count()).toBe(2)
@@ -192,6 +201,8 @@ describe('browser debug page, served by the Node signaling service', () => {
     await page.waitForFunction(() => [...document.querySelectorAll('#http-target optgroup[label^="granted"] option')].some(o => o.textContent?.startsWith('secret @ site-a') === true), undefined, { timeout: 10_000 })
     // …but not `private`, limited to site-b by peers=: a viewer grant never overrides that.
     expect(await page.locator('#http-target option', { hasText: 'private @ site-a' }).count()).toBe(0)
+    // With `*`, the netcheck findings include the public address (none here: no STUN server).
+    await page.locator('[data-agent="site-a"] .netcheck', { hasText: 'public address' }).waitFor({ timeout: 10_000 })
 
     // A token of another network: the page joins an empty room and says so after ~10 s.
     const other = encodeToken(await viewerTokenFor({ kind: 'member', signaling: signaling.url, secret: newSecret() }, ['web']))

@@ -105,13 +105,17 @@ const CONTROLS: unknown[] = [
   { type: 'ping', id: 1, t: 1.5 },
   { type: 'pong', id: 1, t: 1.5 },
   { type: 'status', name: 'x', peers: [{ peer: 'p', name: 'n', role: 'agent', state: 'connected', path: 'direct', rttMs: 1, bytesIn: 0, bytesOut: 0, streams: 0, shares: [] }], shares: [], connects: [], imports: [] },
+  {
+    type: 'status', name: 'x', peers: [], shares: [], connects: [], imports: [],
+    netcheck: { ok: true, verdict: 'eim', site: 'eim', at: '2026-12-01T00:00:00Z', udp: true, mapping: 'endpoint-independent', publicAddress: '203.0.113.2:1', hairpinning: false, ipv6: false, signalingMs: 1, turn: [{ url: 'turn:x', transport: 'udp', allocated: true, rttMs: 1 }], relays: [{ transport: 'ws', reserved: true }], expect: { eim: 'direct', symmetric: 'turn', udpblock: 'turn', tcp443: 'relay' } },
+  },
 ]
 
 const STREAM_CONTROLS: unknown[] = [{ t: 'ok' }, { t: 'err', code: 'STREAM_RESET', message: 'x' }, { t: 'fin' }, { t: 'rst', code: 'X' }, { t: 'credit', n: 65536 }]
 
 function controlFrame (g: Gen): string | Uint8Array<ArrayBuffer> {
   const k = g.int(10)
-  if (k < 4) return JSON.stringify(mutateValue(g, g.pick(CONTROLS), ['catalog', 'ping', 'pong', 'status', 'shares', 'peers']))
+  if (k < 4) return JSON.stringify(mutateValue(g, g.pick(CONTROLS), ['catalog', 'ping', 'pong', 'status', 'shares', 'peers', 'netcheck', 'turn', 'expect']))
   if (k < 7) return mutateText(g, JSON.stringify(g.pick(CONTROLS)))
   if (k < 8) return g.unicode(1 + g.int(200))
   if (k < 9) return g.bytes(g.int(300))

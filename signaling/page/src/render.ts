@@ -3,7 +3,7 @@
  * agent, and each agent's own view of its connections, shares, connects and imports), and the
  * share picker of the HTTP panel.
  */
-import type { PathKind, PeerStatus } from '../../../protocol/peer.ts'
+import type { NetcheckView, PathKind, PeerStatus } from '../../../protocol/peer.ts'
 import { ago, bytes, h, ms } from './dom.ts'
 import type { HttpResponse } from './http.ts'
 import { STALE_MS, type AgentView, type Notice, type OwnLink, type ViewerModel } from './viewer.ts'
@@ -67,6 +67,27 @@ function sharesList (a: AgentView): HTMLElement {
     h('strong', {}, s.name), h('span', { class: 'chip-proto' }, s.protocol), granted.has(s.name) ? '✓' : 'not granted')))
 }
 
+/** The agent's netcheck at start: verdict, findings, the path it expects to each kind of site. */
+function netcheckBlock (n: NetcheckView | undefined): HTMLElement {
+  if (n === undefined) return h('p', { class: 'muted small' }, 'No netcheck reported (yet).')
+  const tri = (v: boolean | null): string => v === null ? 'unknown' : v ? 'yes' : 'no'
+  const untested = n.udp === null && n.turn.length === 0 && n.relays.length === 0
+  const rows: Array<[string, string]> = [
+    ['UDP', n.udp === null ? 'untested' : n.udp ? 'works' : 'blocked'],
+    ['NAT mapping', n.mapping],
+    ...(n.publicAddress !== undefined ? [['public address', n.publicAddress ?? '—'] as [string, string]] : []),
+    ['hairpinning', tri(n.hairpinning)],
+    ['IPv6', n.ipv6 ? 'yes' : 'no'],
+    ['signaling', ms(n.signalingMs)],
+    ['TURN', n.turn.length === 0 ? 'none offered' : n.turn.map(t => `${t.url ?? t.transport} ${t.allocated ? '✓' : '✗'}`).join(', ')],
+    ['relays', n.relays.length === 0 ? 'none offered' : n.relays.map(r => `${r.addr ?? r.transport} ${r.reserved ? '✓' : '✗'}`).join(', ')],
+    ['expects', untested ? '— (nothing offered to test)' : Object.entries(n.expect).map(([k, v]) => `${v} to ${k}`).join(', ')],
+  ]
+  return h('div', { class: 'netcheck', 'data-site': n.site },
+    h('p', { class: `small${n.ok ? '' : ' bad'}` }, n.verdict),
+    h('table', { class: 'kvtable' }, h('tbody', {}, ...rows.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', { class: 'mono' }, v))))))
+}
+
 function agentCard (a: AgentView, now: number): HTMLElement {
   const st = a.status
   const stale = a.statusAt !== undefined && now - a.statusAt > STALE_MS
@@ -82,6 +103,8 @@ function agentCard (a: AgentView, now: number): HTMLElement {
         linkRow(a.link),
         h('h4', {}, 'Shares'),
         sharesList(a),
+        h('h4', {}, 'Its network (netcheck at start)'),
+        netcheckBlock(st?.netcheck),
         connects.length + imports.length > 0 ? h('h4', {}, 'Connects and imports') : null,
         connects.length + imports.length > 0
           ? h('ul', { class: 'plain' },
