@@ -134,7 +134,7 @@ export class Agent {
   readonly paths = new Map<string, PathInfo>()
   readonly listeners: Listener[] = []
   readonly events: Emitter<AgentEvents>
-  imports: AgentStatus['imports'] = []
+  private importList: AgentStatus['imports'] = []
   netcheck: NetcheckSummary | null = null
   private ice?: IceSource
   private readonly init: AgentInit
@@ -348,6 +348,14 @@ export class Agent {
   }
 
   /** Adds a connect listener at runtime (e.g. for a Kubernetes import). */
+  /** Imports the Kubernetes adapter made (shown in status); returns the function that removes it. */
+  addImport (entry: AgentStatus['imports'][number]): () => void {
+    this.importList = [...this.importList, entry]
+    return () => { this.importList = this.importList.filter(x => x !== entry) }
+  }
+
+  get imports (): AgentStatus['imports'] { return this.importList }
+
   async addConnect (spec: ConnectSpec): Promise<Listener> {
     const l = await this.listen(spec)
     this.listeners.push(l)
@@ -395,7 +403,7 @@ export class Agent {
       shares: this.shares.list().map(s => ({ name: s.name, target: `${s.host}:${s.port}`, peers: s.peers ?? 'all', protocol: s.protocol ?? 'tcp' })),
       connects: this.listeners.map(l => ({ share: l.spec.share, peer: l.spec.peer, listen: `${l.host}:${l.port}`, protocol: l.spec.protocol ?? 'tcp' })),
       udp: this.udpStatus(),
-      imports: this.imports,
+      imports: this.importList,
       ...(this.relayPath !== undefined ? { relay: this.relayPath.status() } : {}),
       engine: this.engines.describe(),
       netcheck: this.netcheck,

@@ -68,7 +68,7 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
       }
       const l = await agent.addConnect({ share, peer, host: init.listenHost ?? '0.0.0.0', port: 0, ...(protocol !== undefined ? { protocol } : {}) })
       const entry = { share, peer, service: init.describe?.(peer, share) ?? `${share}-${peer}` }
-      agent.imports = [...agent.imports, entry]
+      const removeImport = agent.addImport(entry)
       const listener: ImportListener = {
         host: l.host,
         port: l.port,
@@ -77,7 +77,7 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
           if (e === undefined) return
           if (--e.refs > 0) return
           open.delete(key)
-          agent.imports = agent.imports.filter((x) => x !== entry)
+          removeImport()
           await l.close()
         },
       }
