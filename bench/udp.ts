@@ -7,7 +7,7 @@
  * shares' 1152-byte payload limit (iperf3 would pick up to the control connection's MSS).
  *
  *   npm run bench -- udp     (inside an isolated network namespace; loopback only)
- *   BENCH_UDP_RATES=10M,50M,200M BENCH_UDP_SECONDS=10
+ *   BENCH_UDP_RATES=10M,50M,200M BENCH_UDP_SECONDS=10 BENCH_UDP_ENGINE=wrtc|datachannel (both agents)
  */
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -23,6 +23,7 @@ const CAUSEWAY = fileURLToPath(new URL('../bin/causeway', import.meta.url))
 const RATES = (process.env.BENCH_UDP_RATES ?? '10M,50M,200M').split(',')
 const SECONDS = Number(process.env.BENCH_UDP_SECONDS ?? 10)
 const LENGTH = 1100
+const ENGINE = process.env.BENCH_UDP_ENGINE ?? 'wrtc'
 
 interface Iperf { receivedMbps: number, sentMbps: number, lostPercent: number, jitterMs: number, packets: number }
 
@@ -52,9 +53,9 @@ export async function udpBench (): Promise<string> {
   const token = encodeToken({ kind: 'member', signaling: signaling.url, secret: newSecret() })
   const [server, listen, sa, sb] = [await freePort(), await freePort(), await freePort(), await freePort()]
   child('iperf3', ['-s', '-p', String(server)])
-  child(CAUSEWAY, ['agent', '--token', token, '--name', 'bench-a', '--status', `127.0.0.1:${sa}`, '--no-service-ice',
+  child(CAUSEWAY, ['agent', '--token', token, '--name', 'bench-a', '--status', `127.0.0.1:${sa}`, '--no-service-ice', '--engine', ENGINE,
     '--share', `iperf=127.0.0.1:${server},protocol=udp`, '--share', `iperf-ctl=127.0.0.1:${server}`], { CAUSEWAY_LOG_LEVEL: 'warn' })
-  child(CAUSEWAY, ['agent', '--token', token, '--name', 'bench-b', '--status', `127.0.0.1:${sb}`, '--no-service-ice',
+  child(CAUSEWAY, ['agent', '--token', token, '--name', 'bench-b', '--status', `127.0.0.1:${sb}`, '--no-service-ice', '--engine', ENGINE,
     '--connect', `iperf@bench-a=127.0.0.1:${listen},protocol=udp`, '--connect', `iperf-ctl@bench-a=127.0.0.1:${listen}`], { CAUSEWAY_LOG_LEVEL: 'warn' })
   try {
     await waitFor(async () => (await status(sb).catch(() => undefined))?.peers.some(p => p.name === 'bench-a' && p.state === 'connected') === true, 30_000, 'agents to connect')
@@ -62,14 +63,16 @@ export async function udpBench (): Promise<string> {
     await sleep(2000)
     const loadBefore = (await exec('uptime')).stdout.trim()
     const path = (await status(sb)).peers.find(p => p.name === 'bench-a')?.path ?? '?'
-    const rows: Array<Array<string | number>> = [['offered', 'path', 'sent Mbit/s', 'received Mbit/s', 'loss %', 'jitter ms', 'datagrams', 'agent drops (b out / a out)']]
+    const rows: Array<Array<string | number>> = [['offered', 'path', 'sent Mbit/s', 'received Mbit/s', 'loss %', 'jitter ms', 'datagrams', 'into tunnel (b)', 'out of tunnel (a)', 'agent drops (b / a)']]
     for (const rate of RATES) {
       const direct = await iperf(server, rate)
-      rows.push([rate, 'direct (no tunnel)', direct.sentMbps.toFixed(1), direct.receivedMbps.toFixed(1), direct.lostPercent.toFixed(2), direct.jitterMs.toFixed(3), direct.packets, '-'])
+      rows.push([rate, 'direct (no tunnel)', direct.sentMbps.toFixed(1), direct.receivedMbps.toFixed(1), direct.lostPercent.toFixed(2), direct.jitterMs.toFixed(3), direct.packets, '-', '-', '-'])
       const [b0, a0] = [await status(sb), await status(sa)]
       const tunnel = await iperf(listen, rate)
+      await sleep(1000) // the agents drain what their socket buffers still hold
       const [b1, a1] = [await status(sb), await status(sa)]
-      rows.push([rate, `UDP share (${path})`, tunnel.sentMbps.toFixed(1), tunnel.receivedMbps.toFixed(1), tunnel.lostPercent.toFixed(2), tunnel.jitterMs.toFixed(3), tunnel.packets, `${dropText(b0, b1)} / ${dropText(a0, a1)}`])
+      rows.push([rate, `UDP share (${path}, ${ENGINE})`, tunnel.sentMbps.toFixed(1), tunnel.receivedMbps.toFixed(1), tunnel.lostPercent.toFixed(2), tunnel.jitterMs.toFixed(3), tunnel.packets,
+        b1.udp.datagramsOut - b0.udp.datagramsOut, a1.udp.datagramsIn - a0.udp.datagramsIn, `${dropText(b0, b1)} / ${dropText(a0, a1)}`])
     }
     out.push(table(rows))
     out.push('', `iperf3 -c 127.0.0.1 -p PORT -u -b RATE -l ${LENGTH} -t ${SECONDS} --json\n\nuptime before: ${loadBefore}\nuptime after: ${(await exec('uptime')).stdout.trim()}`)

@@ -13,7 +13,7 @@ import { decodeDatagram, encodeDatagram, UDP_LABEL_PREFIX, UDP_MAX_PAYLOAD } fro
 import { whenOpen } from '../../peer/channel.ts'
 import type { LogLike } from '../../peer/peer-session.ts'
 import type { ConnectSpec, Listener } from './connects.ts'
-import { FlowTable, UDP_DEFAULTS, type UdpOptions, type UdpStats } from './udp-flows.ts'
+import { FlowTable, UDP_DEFAULTS, UDP_SOCKET_BUFFER, type UdpOptions, type UdpStats } from './udp-flows.ts'
 
 /** Opens an unordered, unreliable channel with this label to the named peer (waits for the peer; throws CausewayError). */
 export type DatagramChannelOpener = (peerName: string, label: string) => Promise<RTCDataChannel>
@@ -27,7 +27,8 @@ interface ClientFlow { id: number, address: string, port: number }
 
 export async function listenUdpConnect (spec: ConnectSpec, open: DatagramChannelOpener, stats: UdpStats, options: UdpOptions, log: LogLike): Promise<Listener> {
   const opts = { ...UDP_DEFAULTS, ...options }
-  const socket: Socket = createSocket(isIP(spec.host) === 6 ? 'udp6' : 'udp4')
+  // A deep receive buffer rides out bursts while the event loop is busy (the kernel caps it at net.core.rmem_max).
+  const socket: Socket = createSocket({ type: isIP(spec.host) === 6 ? 'udp6' : 'udp4', recvBufferSize: UDP_SOCKET_BUFFER })
   const byId = new Map<number, ClientFlow>()
   const flows = new FlowTable<ClientFlow>(opts, (flow, why) => {
     byId.delete(flow.id)

@@ -23,6 +23,9 @@ export interface UdpOptions {
   sendBufferBytes?: number
 }
 
+/** SO_RCVBUF asked for the connect side's listener socket, bytes (Linux caps it at net.core.rmem_max). */
+export const UDP_SOCKET_BUFFER = 4 << 20
+
 export const UDP_DEFAULTS: Required<UdpOptions> = { maxFlowsPerPeer: 256, idleMs: 30_000, evictIdleMs: 2000, sendBufferBytes: 256 << 10 }
 
 /** Agent-wide UDP counters (read by agent/status/metrics.ts). `in`: received from a peer through a tunnel; `out`: sent to a peer. */
