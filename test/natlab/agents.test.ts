@@ -74,6 +74,8 @@ labDescribe('agents through real NAT', () => {
 
   it('netcheck in each kind of site: its JSON matches what the lab built; signaling down: says so, exits non-zero', async () => {
     const allTurn = { eim: 'turn', symmetric: 'turn', udpblock: 'turn', tcp443: 'turn' }
+    await signaling.proc.kill() // this case only: TURN over TLS offered too (agents' wrtc refuses the lab certificate)
+    signaling = await lab.startSignaling(relay.addrs, { turn: true, turns: true })
     for (const nat of NAT_TYPES) {
       await lab.setNat('a', nat)
       const { code, report: r, ms } = await netcheck(lab, 'a', token)
@@ -87,7 +89,8 @@ labDescribe('agents through real NAT', () => {
       else expect(r.nat).toEqual({ mapping: 'unknown', publicAddress: null, stable: null, hairpinning: null })
       // TURN: a real allocation per URL, where the site's firewall lets it through
       const allocated = Object.fromEntries(r.turn.map(t => [t.url.replace(/^turn:198\.51\.100\.1:/, ''), t.allocated]))
-      expect(allocated).toEqual({ '3478?transport=udp': udp, '3478?transport=tcp': nat !== 'tcp443', '443?transport=tcp': true })
+      expect(allocated).toEqual({ '3478?transport=udp': udp, '3478?transport=tcp': nat !== 'tcp443', '443?transport=tcp': true, 'turns:198.51.100.1:5349?transport=tcp': nat !== 'tcp443' })
+      expect(r.turn.map(t => t.transport)).toEqual(['udp', 'tcp', 'tcp', 'tls'])
       const reserved = Object.fromEntries(r.relays.map(x => [x.transport, x.reserved]))
       expect(reserved).toEqual({ tcp: nat !== 'tcp443', ws: true })
       expect(r.expect).toEqual(nat === 'eim' ? { ...allTurn, eim: 'direct' } : allTurn)

@@ -5,7 +5,8 @@
  * ```
  * [a] 10.0.1.2 ─lan─ [ra] 203.0.113.2/28  ─┐
  *                                          ├─ [pub] routes between the uplinks; ip_forward=1
- * [b] 10.0.2.2 ─lan─ [rb] 203.0.113.18/28 ─┘   198.51.100.1,.2 coturn (3478 udp+tcp; tcp 443 → 3478)
+ * [b] 10.0.2.2 ─lan─ [rb] 203.0.113.18/28 ─┘   198.51.100.1,.2 coturn (3478 udp+tcp; tcp 443 → 3478;
+ *                                               TLS on 5349 with a lab certificate: `lab.turnCert`)
  *                                               198.51.100.3:443 signaling, 198.51.100.4 relay
  *                                               (tcp 4001, ws on 443), private ranges → a sink
  * ```
@@ -85,7 +86,7 @@ export async function labAvailability (): Promise<{ ok: true } | { ok: false, re
   if (process.platform !== 'linux') return { ok: false, reason: `not Linux (${process.platform})` }
   if (process.getuid?.() !== 0) return { ok: false, reason: 'not root: network namespaces and iptables need root' }
   const missing = []
-  for (const [cmd, pkg] of [['ip', 'iproute2'], ['iptables', 'iptables'], ['turnserver', 'coturn'], ['turnutils_natdiscovery', 'coturn']] as const) {
+  for (const [cmd, pkg] of [['ip', 'iproute2'], ['iptables', 'iptables'], ['turnserver', 'coturn'], ['turnutils_natdiscovery', 'coturn'], ['openssl', 'openssl']] as const) {
     if (!(await hasCmd(cmd))) missing.push(pkg)
   }
   if (missing.length > 0) {
@@ -163,6 +164,12 @@ export class Lab {
 
   /** The namespace name of a lab node. */
   ns (node: LabNs): string { return `${this.prefix}${node}` }
+
+  /**
+   * coturn's TLS certificate (self-signed, for 198.51.100.1): clients trust it with
+   * NODE_EXTRA_CA_CERTS. Set by startTurn.
+   */
+  get turnCert (): string { return join(this.#dir, 'turn.pem') }
 
   /** A scratch directory that teardown removes. */
   get dir (): string { return this.#dir }
@@ -275,9 +282,13 @@ export class Lab {
     return proc
   }
 
-  /** Starts coturn on the fake Internet (STUN/TURN, use-auth-secret, RFC 5780 on two addresses). */
+  /** Starts coturn on the fake Internet (STUN/TURN, use-auth-secret, RFC 5780 on two addresses, TLS on 5349). */
   async startTurn (): Promise<LabProcess> {
-    const proc = this.spawn('pub', ['turnserver', '-n', '--no-cli', '--no-tls', '--no-dtls', '--log-file=stdout', '--simple-log',
+    const key = join(this.#dir, 'turn.key')
+    await must(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', this.turnCert,
+      '-days', '2', '-subj', `/CN=${LAB_ADDRS.turn}`, '-addext', `subjectAltName=IP:${LAB_ADDRS.turn}`])
+    const proc = this.spawn('pub', ['turnserver', '-n', '--no-cli', '--no-dtls', '--log-file=stdout', '--simple-log',
+      `--cert=${this.turnCert}`, `--pkey=${key}`, '--tls-listening-port=5349',
       `--listening-ip=${LAB_ADDRS.turn}`, `--listening-ip=${LAB_ADDRS.turnAlt}`, `--relay-ip=${LAB_ADDRS.turn}`,
       '--listening-port=3478', '--min-port=49152', '--max-port=65535', '--realm=causeway.lab',
       '--use-auth-secret', `--static-auth-secret=${this.options.turnSecret}`,
@@ -296,14 +307,16 @@ export class Lab {
 
   /**
    * Starts `causeway signaling` on 198.51.100.3:443, serving the lab's STUN/TURN and relays.
-   * `turn: false` hands out STUN only (no TURN credentials).
+   * `turn: false` hands out STUN only (no TURN credentials); `turns: true` adds TURN over TLS
+   * (`turns:198.51.100.1:5349`; @roamhq/wrtc refuses the lab's self-signed certificate).
    */
-  async startSignaling (relays: string[] = [], opts: { turn?: boolean } = {}): Promise<{ proc: LabProcess, url: string }> {
+  async startSignaling (relays: string[] = [], opts: { turn?: boolean, turns?: boolean } = {}): Promise<{ proc: LabProcess, url: string }> {
     const turn = opts.turn ?? true
     const proc = this.spawn('pub', [`${ROOT}bin/causeway`, 'signaling', '--listen', `${LAB_ADDRS.signaling}:443`], {
       CAUSEWAY_TURN_SECRET: turn ? this.options.turnSecret : '',
       CAUSEWAY_STUN_URLS: `stun:${LAB_ADDRS.turn}:3478`,
-      CAUSEWAY_TURN_URLS: !turn ? '' : [`turn:${LAB_ADDRS.turn}:3478?transport=udp`, `turn:${LAB_ADDRS.turn}:3478?transport=tcp`, `turn:${LAB_ADDRS.turn}:443?transport=tcp`].join(','),
+      CAUSEWAY_TURN_URLS: !turn ? '' : [`turn:${LAB_ADDRS.turn}:3478?transport=udp`, `turn:${LAB_ADDRS.turn}:3478?transport=tcp`, `turn:${LAB_ADDRS.turn}:443?transport=tcp`,
+        ...(opts.turns === true ? [`turns:${LAB_ADDRS.turn}:5349?transport=tcp`] : [])].join(','),
       CAUSEWAY_RELAYS: relays.join(','),
     })
     await proc.waitFor(/signaling listening on/, 20_000)
