@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net'
 import { CausewayError } from '../protocol/errors.ts'
-import { deriveRelayKey } from '../protocol/keys.ts'
+import { deriveMemberKeys, deriveRelayKey } from '../protocol/keys.ts'
 import type { PathKind, ShareInfo, StatusMessage } from '../protocol/peer.ts'
 import { parseCredential } from '../protocol/identity.ts'
 import type { MemberToken } from '../protocol/token.ts'
@@ -54,7 +54,7 @@ export interface AgentInit {
   relays?: string[]
   /** A pair whose WebRTC session is not connected this long uses the relay for new streams, ms. Default 5000. */
   directTimeoutMs?: number
-  /** WebRTC engine for new peer connections (agent/engine). Default wrtc (auto is opt-in: see bench/RESULTS.md). */
+  /** WebRTC engine for new peer connections (agent/engine). Default auto: node-datachannel where UDP reaches the STUN/TURN servers, else wrtc. */
   engine?: EngineChoice
   /** node-datachannel: gather host candidates on this address only. */
   bindAddress?: string
@@ -156,7 +156,7 @@ export class Agent {
     this.tunnels = new Tunnels(this.shares, init.tunnel ?? {}, this.log)
     this.udp = new UdpShares(new UdpStats(), init.udp ?? {}, this.log)
     this.tunnels.udp = (peer, dc, share) => { this.udp.accept(peer.id, peer.name, dc, share) }
-    this.engines = new EngineSelector(init.engine ?? 'wrtc')
+    this.engines = new EngineSelector(init.engine ?? 'auto')
     this.mesh = new Mesh({
       token: init.token,
       name: this.name,
@@ -215,13 +215,14 @@ export class Agent {
   }
 
   async start (): Promise<void> {
-    await this.mesh.start()
-    if (this.init.revocations !== undefined) await this.mesh.adoptRevocations(this.init.revocations)
-    const room = this.mesh.room
-    if (room === undefined) throw new Error('mesh did not derive a room')
+    // ICE servers and the engine probe first: with `auto`, no peer connection is made on a guess.
+    const { room } = await deriveMemberKeys(this.init.token.secret)
     this.ice = new IceSource({ token: this.init.token, room, extra: this.init.iceServers ?? [], useService: this.init.useServiceIce ?? true, log: this.log })
     await this.ice.refresh()
     await this.engines.update(this.ice.servers())
+    await this.mesh.start()
+    if (this.init.revocations !== undefined) await this.mesh.adoptRevocations(this.init.revocations)
+    if (this.mesh.room !== room) throw new Error('mesh derived another room')
     await this.startRelayPath()
     this.startNetcheck()
     for (const spec of this.init.connects ?? []) this.listeners.push(await this.listen(spec))

@@ -40,11 +40,11 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
   --direct-timeout MS            a peer not reached directly (WebRTC) this long is reached
                                  through the relay, while direct keeps being retried (default 5000)
   --drain MS                     on SIGTERM, let streams finish this long (default 5000)
-  --engine wrtc|datachannel|auto WebRTC engine for new peer connections (default wrtc, or env
-                                 CAUSEWAY_ENGINE): wrtc = @roamhq/wrtc (TURN over TCP/TLS);
+  --engine auto|datachannel|wrtc WebRTC engine for new peer connections (default auto, or env
+                                 CAUSEWAY_ENGINE): auto = datachannel where this host reaches its
+                                 STUN/TURN servers over UDP (or has none), else wrtc;
                                  datachannel = node-datachannel (faster across distance, no TURN
-                                 over TCP, no ICE restart); auto = datachannel where this host
-                                 reaches its STUN/TURN servers over UDP, else wrtc
+                                 over TCP, no ICE restart); wrtc = @roamhq/wrtc (TURN over TCP/TLS)
 ${KUBE_HELP}`
 
 export async function agentCommand (argv: string[], log: Logger, signal: AbortSignal): Promise<number> {
@@ -67,7 +67,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       drain: { type: 'string', default: '5000' },
       'udp-max-flows': { type: 'string', default: '256' },
       'udp-idle': { type: 'string', default: '30000' },
-      engine: { type: 'string', default: process.env.CAUSEWAY_ENGINE ?? 'wrtc' },
+      engine: { type: 'string', default: process.env.CAUSEWAY_ENGINE ?? 'auto' },
       ...KUBE_OPTIONS,
     },
     strict: true,

@@ -15,12 +15,13 @@ export const CONNECT_PORT = 7001
 export const ECHO_PORT = 7000
 const IO = join(ROOT, 'test/natlab/agent-io.ts')
 
-export interface PeerStatusView { name: string, state: string, path: string, pair?: string, bytesIn: number, bytesOut: number, streams: number }
+export interface PeerStatusView { name: string, state: string, path: string, pair?: string, bytesIn: number, bytesOut: number, streams: number, engine?: string }
 export interface AgentStatusView {
   name: string
   peers: PeerStatusView[]
   relay?: { peer: string, addrs: string[], relays: Array<{ relay: string, reserved: boolean, lastError?: string }> }
   netcheck?: { site: string, ok: boolean, verdict: string, udp: boolean | null, expect: Record<string, string>, relays: Array<{ addr?: string, reserved: boolean }> } | null
+  engine?: { choice: string, engine: string, udp: boolean | null }
 }
 
 export interface LabAgent {

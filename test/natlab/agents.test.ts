@@ -2,7 +2,10 @@
  * Real agents through real NAT: `./bin/causeway agent` processes in the LAN namespaces of one
  * lab (coturn, signaling and the libp2p relay on the fake Internet), the site routers switched
  * between NAT types between cases. Every case asserts the path from the agents' status API
- * (`GET /status` peers[].path) and moves bytes through a tunnel, checked by hash:
+ * (`GET /status` peers[].path) and moves bytes through a tunnel, checked by hash. The agents
+ * run the default engine choice (`auto`, or CAUSEWAY_ENGINE): with `auto` each case also
+ * checks the engine picked (node-datachannel where UDP reaches the STUN/TURN servers, @roamhq/wrtc
+ * where only TURN over TCP can work), so the two engines meet across every NAT pair:
  * - eim/eim: direct (server-reflexive pair), 32 MiB intact; an agent with a wrong token gets
  *   neither a peer nor a relay reservation;
  * - udpblock/eim and tcp443/eim (TURN over TCP 443, relay over WebSockets on 443): connected;
@@ -31,6 +34,13 @@ const labDescribe = availability.ok ? describe : describe.skip
 if (!availability.ok) it.skip(`NAT lab agents SKIPPED — ${availability.reason}`, () => {})
 
 const MiB = 1024 * 1024
+/** The engine each agent should pick by itself when the choice is `auto` (the default). */
+const AUTO = (process.env.CAUSEWAY_ENGINE ?? 'auto') === 'auto'
+async function expectEngine (x: LabAgent, peer: string, engine: string): Promise<void> {
+  if (!AUTO) return
+  const s = await x.status()
+  expect({ agent: x.name, picked: s?.engine?.engine, session: s?.peers.find(p => p.name === peer)?.engine }).toEqual({ agent: x.name, picked: engine, session: engine })
+}
 /** Fast fallback and retries for the lab (defaults: 8 s and 20 s). */
 const TIMING = ['--direct-timeout', '4000', '--connect-timeout', '8000']
 
@@ -119,6 +129,8 @@ labDescribe('agents through real NAT', () => {
     const pb = await waitPath(b, 'a', ['direct'], 10_000)
     console.log(`natlab agents eim/eim: direct after ${Date.now() - t} ms: ${pa.value.pair ?? '?'} | ${pb.value.pair ?? '?'}`)
     expect(`${pa.value.pair ?? ''} ${pb.value.pair ?? ''}`).toMatch(/srflx|prflx/)
+    await expectEngine(a, 'b', 'datachannel')
+    await expectEngine(b, 'a', 'datachannel')
     const r = await xfer(lab, 'a', 32 * MiB, 60_000)
     console.log(`natlab agents eim/eim: 32 MiB echoed through the tunnel in ${r.ms} ms (${(64 / (r.ms / 1000)).toFixed(1)} MiB/s both ways)`)
     expect(r).toMatchObject({ ok: true, intact: true, got: 32 * MiB })
@@ -147,7 +159,12 @@ labDescribe('agents through real NAT', () => {
       const [a, b] = pairUp()
       const pa = await waitPath(a, 'b', ['turn', 'relay'], 45_000)
       const pb = await waitPath(b, 'a', ['turn', 'relay'], 15_000)
-      console.log(`natlab agents ${nat}/eim: ${pa.value.path} after ${Date.now() - t} ms (${pa.value.pair ?? '?'}); b sees ${pb.value.path}`)
+      console.log(`natlab agents ${nat}/eim: ${pa.value.path} after ${Date.now() - t} ms (${pa.value.pair ?? '?'}); b sees ${pb.value.path}; engines ${pa.value.engine ?? '?'} / ${pb.value.engine ?? '?'}`)
+      // a reaches its STUN/TURN servers only over TCP: wrtc (TURN over TCP); b keeps node-datachannel
+      if (pa.value.path === 'turn') {
+        await expectEngine(a, 'b', 'wrtc')
+        await expectEngine(b, 'a', 'datachannel')
+      }
       const r = await xfer(lab, 'a', 8 * MiB, 60_000)
       console.log(`natlab agents ${nat}/eim: 8 MiB echoed in ${r.ms} ms over ${((await a.status())?.peers[0]?.path) ?? '?'}`)
       expect(r).toMatchObject({ ok: true, intact: true })
@@ -164,6 +181,8 @@ labDescribe('agents through real NAT', () => {
     const pa = await waitPath(a, 'b', ['turn'], 45_000)
     await waitPath(b, 'a', ['turn'], 15_000)
     console.log(`natlab agents symmetric/symmetric + TURN: turn after ${Date.now() - t} ms (${pa.value.pair ?? '?'})`)
+    await expectEngine(a, 'b', 'datachannel')
+    await expectEngine(b, 'a', 'datachannel')
     const r = await xfer(lab, 'a', 8 * MiB, 60_000)
     console.log(`natlab agents symmetric/symmetric + TURN: 8 MiB echoed in ${r.ms} ms`)
     expect(r).toMatchObject({ ok: true, intact: true })
