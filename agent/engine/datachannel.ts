@@ -17,9 +17,28 @@ import { parseIceUrl } from '../../protocol/ice-url.ts'
  * SCTP settings of every association in this process (usrsctp is global: they take effect
  * for associations created after the call). Defaults: see DEFAULT_SCTP and bench/RESULTS.md.
  */
+const SCTP_KEYS = ['recvBufferSize', 'sendBufferSize', 'maxChunksOnQueue', 'initialCongestionWindow', 'congestionControlModule', 'delayedSackTime'] as const
+
 const SCTP_BUFFER = Number(process.env.CAUSEWAY_SCTP_BUFFER_BYTES ?? '') > 0 ? Number(process.env.CAUSEWAY_SCTP_BUFFER_BYTES) : 4 << 20
-/** usrsctp send/receive buffers (env CAUSEWAY_SCTP_BUFFER_BYTES overrides, for measurements). */
-export const DEFAULT_SCTP: SctpSettings = { sendBufferSize: SCTP_BUFFER, recvBufferSize: SCTP_BUFFER }
+/**
+ * usrsctp settings. Env for measurements (bench/engine-wan.ts): CAUSEWAY_SCTP_BUFFER_BYTES
+ * (send/receive buffers), CAUSEWAY_SCTP_SETTINGS (JSON object of node-datachannel's
+ * SctpSettings, merged over the defaults).
+ */
+export const DEFAULT_SCTP: SctpSettings = { sendBufferSize: SCTP_BUFFER, recvBufferSize: SCTP_BUFFER, ...sctpFromEnv() }
+
+function sctpFromEnv (): SctpSettings {
+  const raw = process.env.CAUSEWAY_SCTP_SETTINGS
+  if (raw === undefined || raw === '') return {}
+  const parsed: unknown = JSON.parse(raw)
+  if (typeof parsed !== 'object' || parsed === null) throw new Error('CAUSEWAY_SCTP_SETTINGS must be a JSON object')
+  const out: SctpSettings = {}
+  for (const [k, v] of Object.entries(parsed)) {
+    if (!(SCTP_KEYS as readonly string[]).includes(k) || typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`CAUSEWAY_SCTP_SETTINGS: ${k} must be one of ${SCTP_KEYS.join(', ')} with a non-negative integer`)
+    out[k as typeof SCTP_KEYS[number]] = v
+  }
+  return out
+}
 
 let sctpApplied: SctpSettings | undefined
 
@@ -78,6 +97,12 @@ class DcDataChannel extends EventTarget {
   readonly maxPacketLifeTime: number | null
   readonly maxRetransmits: number | null
   binaryType: BinaryType = 'arraybuffer'
+  /**
+   * libdatachannel keeps one FIFO send queue per association for whatever usrsctp's send buffer
+   * does not take, shared by all channels: a stream's writer should keep at most this much
+   * there (agent/tunnel/pipe.ts), or it delays every other channel's messages.
+   */
+  readonly queueHighWater = 64 << 10
   readyState: RTCDataChannelState
   onopen: Handler<Event> = null
   onclose: Handler<Event> = null

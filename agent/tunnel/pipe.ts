@@ -94,6 +94,12 @@ export class StreamPipe {
     this.socket = socket
     this.dc = dc
     this.opts = { ...PIPE_DEFAULTS, ...opts }
+    // An engine whose channels share one FIFO send queue per association (node-datachannel:
+    // libdatachannel queues every stream's overflow in one queue in front of usrsctp) asks for
+    // lower water marks: bytes parked there delay every other stream's messages (credit, fin,
+    // a new channel's open), and usrsctp's own send buffer keeps the link busy meanwhile.
+    const cap = (dc as { queueHighWater?: number }).queueHighWater
+    if (cap !== undefined && this.opts.highWater > cap) this.opts = { ...this.opts, highWater: cap, lowWater: Math.min(this.opts.lowWater, cap >> 2) }
     this.hooks = hooks
   }
 

@@ -15,6 +15,7 @@ import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 import { StreamPipe, WindowBudget, type PipeOptions } from './pipe.ts'
 import { askerOf, type ShareRegistry, type ShareSpec } from './shares.ts'
 import { socketPair, type PairEnd } from './socket-pair.ts'
+import type { Associations } from './associations.ts'
 
 /** A stream to a share served in this process: connected at once, nothing listens anywhere. */
 function inProcess (serve: (end: PairEnd) => void): Socket {
@@ -58,13 +59,13 @@ export interface ChannelOpener {
   open: (label: string, init?: RTCDataChannelInit) => Promise<RTCDataChannel>
 }
 
-/** Opens data channels on a connected WebRTC session. */
-export function sessionOpener (peer: RemotePeer, session: PeerSession): ChannelOpener {
+/** Opens data channels on a connected WebRTC session (spread over its associations when given). */
+export function sessionOpener (peer: RemotePeer, session: PeerSession, assocs?: Associations): ChannelOpener {
   return {
     open: async (label, init = { ordered: true }) => {
       if (session.state !== 'connected') throw new CausewayError('PEER_UNAVAILABLE', `no connection to ${peer.name}`)
       try {
-        return session.pc.createDataChannel(label, init)
+        return assocs !== undefined ? assocs.createDataChannel(peer, session, label, init) : session.pc.createDataChannel(label, init)
       } catch (err) {
         throw new CausewayError('TOO_MANY_STREAMS', `cannot open another channel to ${peer.name}: ${err instanceof Error ? err.message : String(err)}`)
       }
