@@ -19,6 +19,7 @@ import { listenUdpConnect } from './tunnel/udp-connect.ts'
 import { UdpStats, type UdpOptions } from './tunnel/udp-flows.ts'
 import { UdpShares } from './tunnel/udp-share.ts'
 import { UDP_CAP } from '../protocol/udp.ts'
+import { Associations } from './tunnel/associations.ts'
 import type { RelayPath } from './relay-path/index.ts'
 import type { RelayStatus } from './relay-transport/index.ts'
 import { createPeerConnection, EngineSelector, engineOf, type EngineChoice, type EngineName } from './engine/index.ts'
@@ -54,6 +55,8 @@ export interface AgentInit {
   relays?: string[]
   /** A pair whose WebRTC session is not connected this long uses the relay for new streams, ms. Default 5000. */
   directTimeoutMs?: number
+  /** SCTP associations (peer connections) per peer pair that this agent's streams are spread across (agent/tunnel/associations.ts). Default 1. */
+  associations?: number
   /** WebRTC engine for new peer connections (agent/engine). Default auto: node-datachannel where UDP reaches the STUN/TURN servers, else wrtc. */
   engine?: EngineChoice
   /** node-datachannel: gather host candidates on this address only. */
@@ -145,6 +148,7 @@ export class Agent {
   private readonly notConnectedSince = new Map<string, { since: number, timer: ReturnType<typeof setTimeout> }>()
   private readonly stopped = new AbortController()
   readonly engines: EngineSelector
+  private readonly assocs: Associations
 
   constructor (init: AgentInit) {
     this.init = init
@@ -157,12 +161,19 @@ export class Agent {
     this.udp = new UdpShares(new UdpStats(), init.udp ?? {}, this.log)
     this.tunnels.udp = (peer, dc, share) => { this.udp.accept(peer.id, peer.name, dc, share) }
     this.engines = new EngineSelector(init.engine ?? 'auto')
+    const engineOpts = init.bindAddress !== undefined ? { bindAddress: init.bindAddress } : {}
+    this.assocs = new Associations({
+      total: init.associations ?? 1,
+      create: like => createPeerConnection(engineOf(like), { iceServers: this.ice?.servers() ?? init.iceServers ?? [] }, engineOpts),
+      onDataChannel: (peer, dc) => this.tunnels.accept(peer, dc),
+      log: this.log,
+    })
     this.mesh = new Mesh({
       token: init.token,
       name: this.name,
       createPeerConnection: (config) => {
         void this.engines.update(this.ice?.servers() ?? init.iceServers ?? [])
-        return createPeerConnection(this.engines.engine, config, init.bindAddress !== undefined ? { bindAddress: init.bindAddress } : {})
+        return createPeerConnection(this.engines.engine, config, engineOpts)
       },
       iceServers: () => this.ice?.servers() ?? init.iceServers ?? [],
       log: this.log,
@@ -175,8 +186,10 @@ export class Agent {
     events.on('session', (peer, session) => {
       this.notConnected(peer)
       this.tunnels.attach(peer, session)
+      this.assocs.attach(peer, session)
       session.onControlOpen = () => this.sendCatalog(peer)
       session.onControl = (msg) => {
+        if (msg.type === 'assoc' && peer.role === 'agent') { this.assocs.handle(peer, session, msg); return }
         if (msg.type === 'catalog' && peer.role === 'agent') {
           this.catalogs.set(peer.id, msg.shares)
           this.events.emit('catalog', peer.name, msg.shares)
@@ -188,7 +201,10 @@ export class Agent {
         this.connected(peer)
         // The path (direct/turn, candidate pair) is known once the pair is selected: read it now.
         void this.refreshPath(peer).then(() => this.events.emit('route', peer))
-      } else this.notConnected(peer)
+      } else {
+        this.notConnected(peer)
+        if (state === 'closed' || state === 'failed') this.assocs.sessionDown(peer)
+      }
       this.events.emit('route', peer)
     })
     events.on('hello', (peer) => { this.events.emit('route', peer) })
@@ -197,6 +213,7 @@ export class Agent {
       this.paths.delete(peer.id)
       this.tunnels.forget(peer.id)
       this.udp.forget(peer.id)
+      this.assocs.forget(peer.id)
       if (this.catalogs.delete(peer.id)) this.events.emit('catalog', peer.name, null)
     })
   }
@@ -327,7 +344,7 @@ export class Agent {
     if (this.stopped.signal.aborted) throw new CausewayError('SHUTTING_DOWN', 'agent is stopping')
     const peer = await this.peerByName(peerName)
     const route = this.route(peer)
-    if (route === 'webrtc' && peer.session !== undefined) return { peer, opener: sessionOpener(peer, peer.session) }
+    if (route === 'webrtc' && peer.session !== undefined) return { peer, opener: sessionOpener(peer, peer.session, this.assocs) }
     if (route === 'relay' && this.relayPath !== undefined) return { peer, opener: this.relayPath.opener(peer) }
     throw new CausewayError('PEER_UNAVAILABLE', `no connection to peer "${peerName}"`)
   }
@@ -431,7 +448,7 @@ export class Agent {
       bytesOut: c.bytesOut,
       streams: c.streams,
       engine: route === 'relay' ? 'relay' : p.session !== undefined ? engineOf(p.session.pc) : 'none',
-      associations: route === 'webrtc' && p.session?.state === 'connected' ? 1 : 0,
+      associations: route === 'webrtc' ? this.assocs.count(p) : 0,
       goodput: { in: c.goodputIn, out: c.goodputOut },
       shares: this.catalogs.get(p.id) ?? [],
     }
@@ -470,6 +487,7 @@ export class Agent {
     await this.tunnels.whenIdle(this.init.drainMs ?? 5000)
     this.tunnels.resetAll()
     this.udp.close()
+    this.assocs.close()
     await this.mesh.close()
     await this.relayPath?.close().catch(() => {})
   }

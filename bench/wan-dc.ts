@@ -9,12 +9,12 @@ const NODE = fileURLToPath(new URL('../node_modules/.bin/node', import.meta.url)
 
 export interface Transfer { bytes: number, seconds: number, complete: boolean }
 
-/** Sends up to `mib` MiB from left to right over one channel, for at most `seconds` after it opens. */
-export async function rawDcTransfer (link: WanLink, engine: EngineName, mib: number, seconds: number): Promise<Transfer> {
+/** Sends up to `mib` MiB from left to right over one channel (on each of `pcs` peer connections), for at most `seconds` after it opens. */
+export async function rawDcTransfer (link: WanLink, engine: EngineName, mib: number, seconds: number, pcs = 1): Promise<Transfer> {
   const start = (side: 'left' | 'right', args: string[]): ChildProcess =>
     spawn('ip', ['netns', 'exec', link.ns(side), NODE, '--disable-warning=ExperimentalWarning', PEER, ...args], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
-  const answer = start('right', [engine, 'answer'])
-  const offer = start('left', [engine, 'offer', String(mib << 20), String(seconds)])
+  const answer = start('right', [engine, 'answer', String(pcs)])
+  const offer = start('left', [engine, 'offer', String(mib << 20), String(seconds), String(pcs)])
   let err = ''
   for (const p of [answer, offer]) p.stderr?.on('data', (b: Buffer) => { err = (err + b.toString()).slice(-2000) })
   try {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
 import { decodeToken } from '../protocol/token.ts'
-import { PeerName } from '../protocol/peer.ts'
+import { MAX_ASSOCIATIONS, PeerName } from '../protocol/peer.ts'
 import { Agent } from '../agent/agent.ts'
 import { parseIceFlag } from '../agent/ice.ts'
 import { ENGINE_CHOICES, isEngineChoice } from '../agent/engine/index.ts'
@@ -45,7 +45,16 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
                                  STUN/TURN servers over UDP (or has none), else wrtc;
                                  datachannel = node-datachannel (faster across distance, no TURN
                                  over TCP, no ICE restart); wrtc = @roamhq/wrtc (TURN over TCP/TLS)
+  --associations N               SCTP associations (peer connections) per peer that the streams
+                                 this agent opens are spread over, 1-${MAX_ASSOCIATIONS} (default 1, or env
+                                 CAUSEWAY_ASSOCIATIONS); extras are made on the first stream
 ${KUBE_HELP}`
+
+function associationsFlag (v: string): number {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1 || n > MAX_ASSOCIATIONS) throw new Error(`--associations must be an integer from 1 to ${MAX_ASSOCIATIONS}`)
+  return n
+}
 
 export async function agentCommand (argv: string[], log: Logger, signal: AbortSignal): Promise<number> {
   const { values } = parseArgs({
@@ -68,6 +77,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       'udp-max-flows': { type: 'string', default: '256' },
       'udp-idle': { type: 'string', default: '30000' },
       engine: { type: 'string', default: process.env.CAUSEWAY_ENGINE ?? 'auto' },
+      associations: { type: 'string', default: process.env.CAUSEWAY_ASSOCIATIONS ?? '1' },
       ...KUBE_OPTIONS,
     },
     strict: true,
@@ -103,6 +113,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
     directTimeoutMs: positive(values['direct-timeout'], '--direct-timeout'),
     drainMs: positive(values.drain, '--drain'),
     engine,
+    associations: associationsFlag(values.associations),
   })
   await agent.start()
   const stopWatch = revocationsFile !== undefined ? watchRevocations(agent, revocationsFile, log) : undefined

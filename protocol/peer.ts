@@ -82,15 +82,17 @@ const Description = z.object({
   proof: Proof.optional(),
 }).strict()
 
+const IceCandidate = z.object({
+  candidate: z.string().max(2048),
+  sdpMid: z.string().max(64).nullable().optional(),
+  sdpMLineIndex: z.number().int().min(0).max(64).nullable().optional(),
+  usernameFragment: z.string().max(256).nullable().optional(),
+})
+
 const Candidate = z.object({
   type: z.literal('candidate'),
   sid: Sid,
-  candidate: z.object({
-    candidate: z.string().max(2048),
-    sdpMid: z.string().max(64).nullable().optional(),
-    sdpMLineIndex: z.number().int().min(0).max(64).nullable().optional(),
-    usernameFragment: z.string().max(256).nullable().optional(),
-  }).nullable(),
+  candidate: IceCandidate.nullable(),
 }).strict()
 
 const Bye = z.object({ type: z.literal('bye') }).strict()
@@ -166,7 +168,26 @@ const Status = z.object({
   netcheck: NetcheckView.optional(),
 }).strict()
 
-export const ControlMessage = z.discriminatedUnion('type', [Catalog, Ping, Pong, Status])
+/** Largest number of SCTP associations (peer connections) one peer pair may use, the session's own included. */
+export const MAX_ASSOCIATIONS = 8
+
+/**
+ * An extra SCTP association between two peers (agent/tunnel/associations.ts), negotiated in-band
+ * over the session's control channel (already end-to-end authenticated, so the DTLS fingerprint
+ * in the SDP is the peer's). `i` numbers the associations the *offerer* made; `of: 'mine'` is
+ * sent by the offerer (offer, its candidates), `of: 'yours'` by the answerer (answer, its
+ * candidates). `close` ends one.
+ */
+const Assoc = z.object({
+  type: z.literal('assoc'),
+  i: z.number().int().min(1).max(MAX_ASSOCIATIONS - 1),
+  of: z.enum(['mine', 'yours']),
+  description: z.object({ type: z.enum(['offer', 'answer']), sdp: z.string().max(60_000) }).strict().optional(),
+  candidate: IceCandidate.optional(),
+  close: z.literal(true).optional(),
+}).strict()
+
+export const ControlMessage = z.discriminatedUnion('type', [Catalog, Ping, Pong, Status, Assoc])
 export type ControlMessage = z.infer<typeof ControlMessage>
 export type StatusMessage = z.infer<typeof Status>
 

@@ -1,0 +1,215 @@
+/**
+ * Several SCTP associations (peer connections) per peer pair, tunnel streams spread across them.
+ *
+ * One association is one congestion window: across distance with random loss it sits at the
+ * Reno bound (~1.2 x MTU / (RTT x sqrt(p))) whatever carries it, and its receive window and
+ * usrsctp's per-association send path cap it without loss too (bench/RESULTS.md). Streams
+ * spread over N associations get N windows, like N TCP connections would.
+ *
+ * The session's own peer connection is association 0. Extra ones are made lazily, by the side
+ * that opens a stream (an idle agent makes none), and negotiated in-band over the session's
+ * control channel (`assoc` messages, protocol/peer.ts): that channel is already authenticated
+ * end to end, so the DTLS fingerprint in each SDP is the peer's. An extra association uses the
+ * primary's engine and the agent's ICE servers; both sides use every ready association for the
+ * streams they open (least-loaded first) and accept streams on all of them. They end with the
+ * session; one that fails alone is dropped (its streams reset, as on any association).
+ */
+import { MAX_ASSOCIATIONS, type ControlMessage } from '../../protocol/peer.ts'
+import type { RemotePeer } from '../../peer/mesh.ts'
+import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
+
+type AssocMessage = Extract<ControlMessage, { type: 'assoc' }>
+const READY_LABEL = 'assoc'
+const SETUP_TIMEOUT_MS = 20_000
+
+interface Association {
+  i: number
+  offered: boolean
+  pc: RTCPeerConnection
+  ready: boolean
+  streams: number
+  timer: ReturnType<typeof setTimeout>
+  /** Signals are applied in order (a candidate must not overtake the description). */
+  queue: Promise<void>
+}
+
+export interface AssociationsInit {
+  /** Associations per peer pair, the session's own included (1 = no extras). */
+  total: number
+  /** A new peer connection like the session's (same engine, the agent's ICE servers). */
+  create: (like: RTCPeerConnection) => RTCPeerConnection
+  /** A stream channel the remote opened on an extra association. */
+  onDataChannel: (peer: RemotePeer, dc: RTCDataChannel) => void
+  log: LogLike
+}
+
+/** The associations of one session (one peer). */
+class SessionAssociations {
+  private readonly mine = new Map<number, Association>()
+  private readonly theirs = new Map<number, Association>()
+  private readonly primary = { streams: 0 }
+  private closed = false
+
+  readonly peer: RemotePeer
+  readonly session: PeerSession
+  private readonly init: AssociationsInit
+
+  constructor (peer: RemotePeer, session: PeerSession, init: AssociationsInit) {
+    this.peer = peer
+    this.session = session
+    this.init = init
+  }
+
+  /** Ready associations, the session's own included. */
+  count (): number {
+    if (this.session.state !== 'connected') return 0
+    let n = 1
+    for (const a of [...this.mine.values(), ...this.theirs.values()]) if (a.ready) n++
+    return n
+  }
+
+  /** Offers extra associations up to the configured total (once; each side offers its own). */
+  ensure (): void {
+    if (this.closed || this.session.state !== 'connected') return
+    for (let i = 1; this.mine.size + this.theirs.size + 1 < this.init.total && i < MAX_ASSOCIATIONS; i++) {
+      if (!this.mine.has(i)) this.offer(i)
+    }
+  }
+
+  private offer (i: number): void {
+    const a = this.make(i, true)
+    a.queue = a.queue.then(async () => {
+      try {
+        await a.pc.setLocalDescription(await a.pc.createOffer())
+        const sdp = a.pc.localDescription?.sdp
+        if (sdp === undefined) throw new Error('no local offer')
+        this.send({ type: 'assoc', i, of: 'mine', description: { type: 'offer', sdp } })
+      } catch (err) { this.drop(a, err) }
+    })
+  }
+
+  private make (i: number, offered: boolean): Association {
+    const pc = this.init.create(this.session.pc)
+    const a: Association = { i, offered, pc, ready: false, streams: 0, timer: setTimeout(() => this.drop(a, new Error('not connected in time')), SETUP_TIMEOUT_MS), queue: Promise.resolve() }
+    a.timer.unref?.()
+    ;(offered ? this.mine : this.theirs).set(i, a)
+    const ready = pc.createDataChannel(READY_LABEL, { negotiated: true, id: 0, ordered: true })
+    ready.onopen = () => { clearTimeout(a.timer); a.ready = true; this.init.log.debug({ peer: this.peer.name, i, offered }, 'association ready') }
+    ready.onclose = () => this.drop(a)
+    pc.onicecandidate = (ev) => {
+      const c = ev.candidate
+      if (c !== null && c.candidate !== '') this.send({ type: 'assoc', i, of: offered ? 'mine' : 'yours', candidate: { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } })
+    }
+    pc.onconnectionstatechange = () => { if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.drop(a) }
+    pc.ondatachannel = (ev) => {
+      if (ev.channel.label === READY_LABEL && ev.channel.id === 0) return
+      ev.channel.binaryType = 'arraybuffer'
+      this.init.onDataChannel(this.peer, ev.channel)
+    }
+    return a
+  }
+
+  /** An `assoc` control message from the peer. */
+  handle (msg: AssocMessage): void {
+    if (this.closed) return
+    // `of` is the sender's view: its 'mine' are our 'theirs'
+    const table = msg.of === 'mine' ? this.theirs : this.mine
+    let a = table.get(msg.i)
+    if (msg.close === true) { if (a !== undefined) this.drop(a); return }
+    if (a === undefined) {
+      if (msg.of !== 'mine' || msg.description?.type !== 'offer') return
+      // the peer offers one: bounded by the protocol's maximum (i < MAX_ASSOCIATIONS)
+      a = this.make(msg.i, false)
+    }
+    const assoc = a
+    assoc.queue = assoc.queue.then(async () => {
+      try {
+        if (msg.description !== undefined) {
+          await assoc.pc.setRemoteDescription(msg.description)
+          if (msg.description.type === 'offer') {
+            await assoc.pc.setLocalDescription(await assoc.pc.createAnswer())
+            const sdp = assoc.pc.localDescription?.sdp
+            if (sdp === undefined) throw new Error('no local answer')
+            this.send({ type: 'assoc', i: msg.i, of: 'yours', description: { type: 'answer', sdp } })
+          }
+        } else if (msg.candidate !== undefined) {
+          await assoc.pc.addIceCandidate(msg.candidate)
+        }
+      } catch (err) { this.drop(assoc, err) }
+    })
+  }
+
+  /** Opens a stream channel on the least-loaded ready association. */
+  createDataChannel (label: string, init: RTCDataChannelInit): RTCDataChannel {
+    let best: { streams: number } = this.primary
+    let pc = this.session.pc
+    for (const a of [...this.mine.values(), ...this.theirs.values()]) {
+      if (a.ready && a.streams < best.streams) { best = a; pc = a.pc }
+    }
+    const dc = pc.createDataChannel(label, init)
+    const holder = best
+    holder.streams++
+    dc.addEventListener('close', () => { holder.streams-- }, { once: true })
+    return dc
+  }
+
+  private send (msg: AssocMessage): void { this.session.sendControl(msg) }
+
+  private drop (a: Association, err?: unknown): void {
+    const table = a.offered ? this.mine : this.theirs
+    if (table.get(a.i) !== a) return
+    table.delete(a.i)
+    clearTimeout(a.timer)
+    if (err !== undefined) this.init.log.warn({ peer: this.peer.name, i: a.i, err: err instanceof Error ? err.message : String(err) }, 'extra association failed')
+    if (!this.closed) this.send({ type: 'assoc', i: a.i, of: a.offered ? 'mine' : 'yours', close: true })
+    try { a.pc.close() } catch { /* closed */ }
+  }
+
+  close (): void {
+    this.closed = true
+    for (const a of [...this.mine.values(), ...this.theirs.values()]) this.drop(a)
+  }
+}
+
+/** Every peer's associations (the agent holds one). */
+export class Associations {
+  private readonly byPeer = new Map<string, SessionAssociations>()
+
+  private readonly init: AssociationsInit
+
+  constructor (init: AssociationsInit) { this.init = init }
+
+  /** A new session for `peer`: the previous one's extra associations end. */
+  attach (peer: RemotePeer, session: PeerSession): void {
+    this.byPeer.get(peer.id)?.close()
+    this.byPeer.set(peer.id, new SessionAssociations(peer, session, this.init))
+  }
+
+  private of (peer: RemotePeer, session: PeerSession): SessionAssociations | undefined {
+    const s = this.byPeer.get(peer.id)
+    return s?.session === session ? s : undefined
+  }
+
+  handle (peer: RemotePeer, session: PeerSession, msg: AssocMessage): void { this.of(peer, session)?.handle(msg) }
+
+  /** The session closed or failed: its extra associations end (a new session makes new ones). */
+  sessionDown (peer: RemotePeer): void { this.byPeer.get(peer.id)?.close() }
+
+  forget (peerId: string): void {
+    this.byPeer.get(peerId)?.close()
+    this.byPeer.delete(peerId)
+  }
+
+  /** Ready associations to `peer` (0 when its session is not connected). */
+  count (peer: RemotePeer): number { return peer.session === undefined ? 0 : this.of(peer, peer.session)?.count() ?? 0 }
+
+  /** Opens a stream channel to `peer` on one of its session's associations, offering extras first if configured. */
+  createDataChannel (peer: RemotePeer, session: PeerSession, label: string, init: RTCDataChannelInit = { ordered: true }): RTCDataChannel {
+    const s = this.of(peer, session)
+    if (s === undefined) return session.pc.createDataChannel(label, init)
+    if (this.init.total > 1) s.ensure()
+    return s.createDataChannel(label, init)
+  }
+
+  close (): void { for (const id of [...this.byPeer.keys()]) this.forget(id) }
+}

@@ -1,0 +1,64 @@
+/**
+ * Several SCTP associations per peer pair (agent/tunnel/associations.ts), across both engines:
+ * an agent on node-datachannel asking for 4 associations and one on @roamhq/wrtc asking for 2.
+ * Concurrent tunnelled connections both ways arrive intact by hash, both agents report the
+ * extra associations (each side's offers plus the other's), and stopping one agent's peer
+ * leaves the other with none.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Agent } from '../../agent/agent.ts'
+import { ControlMessage } from '../../protocol/peer.ts'
+import { exchange, hashServer, startNet, until, type Net } from '../agent/harness.ts'
+
+describe('several associations per peer pair', () => {
+  let net: Net
+  let onDc: Agent
+  let onWrtc: Agent
+  let target: Awaited<ReturnType<typeof hashServer>>
+
+  beforeAll(async () => {
+    target = await hashServer(1 << 20)
+    net = await startNet()
+    onDc = await net.agent('on-dc', { engine: 'datachannel', associations: 4, shares: [{ name: 'blob', host: '127.0.0.1', port: target.port }], connects: [{ share: 'blob', peer: 'on-wrtc', host: '127.0.0.1', port: 0 }] })
+    onWrtc = await net.agent('on-wrtc', { engine: 'wrtc', associations: 2, shares: [{ name: 'blob', host: '127.0.0.1', port: target.port }], connects: [{ share: 'blob', peer: 'on-dc', host: '127.0.0.1', port: 0 }] })
+    await until(() => onWrtc.status().peers.some(p => p.state === 'connected') && onDc.status().peers.some(p => p.state === 'connected'), 20_000, 'connected both ways')
+  }, 60_000)
+
+  afterAll(async () => {
+    await net?.close()
+    target?.server.close()
+  })
+
+  it('makes no extra association before a stream is opened', () => {
+    expect(onDc.status().peers[0]).toMatchObject({ name: 'on-wrtc', associations: 1 })
+    expect(onWrtc.status().peers[0]).toMatchObject({ name: 'on-dc', associations: 1 })
+  })
+
+  it('spreads concurrent connections both ways over the associations, intact', async () => {
+    const first = await exchange(onDc.listeners[0]!.port, 1 << 20)
+    expect(first).toEqual({ ok: true })
+    // the first stream triggered 3 offers from on-dc: wait for them before the concurrent batch
+    await until(() => onDc.status().peers[0]!.associations === 4, 20_000, 'on-dc to see 4 associations')
+    const results = await Promise.all([
+      ...Array.from({ length: 12 }, async () => await exchange(onDc.listeners[0]!.port, 1 << 20)),
+      ...Array.from({ length: 12 }, async () => await exchange(onWrtc.listeners[0]!.port, 1 << 20)),
+    ])
+    expect(results.filter(r => !r.ok)).toEqual([])
+    // on-wrtc answered on-dc's 3 and needs no more of its own (4 >= its 2)
+    expect(onWrtc.status().peers[0]).toMatchObject({ name: 'on-dc', engine: 'wrtc', associations: 4 })
+    expect(onDc.status().peers[0]).toMatchObject({ name: 'on-wrtc', engine: 'datachannel', associations: 4 })
+  }, 90_000)
+
+  it('bounds association numbers in the control protocol', () => {
+    const ok = { type: 'assoc', i: 7, of: 'mine', close: true }
+    expect(ControlMessage.safeParse(ok).success).toBe(true)
+    for (const bad of [{ ...ok, i: 0 }, { ...ok, i: 8 }, { ...ok, of: 'theirs' }, { ...ok, extra: 1 }, { type: 'assoc', i: 1, of: 'mine', description: { type: 'pranswer', sdp: '' } }]) {
+      expect(ControlMessage.safeParse(bad).success).toBe(false)
+    }
+  })
+
+  it('the extra associations end with the peer', async () => {
+    await onWrtc.stop()
+    await until(() => onDc.status().peers.every(p => p.associations === 0), 20_000, 'on-dc to drop the associations')
+  }, 30_000)
+})
