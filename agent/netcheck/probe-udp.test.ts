@@ -1,0 +1,86 @@
+/**
+ * The UDP half of netcheck against STUN servers on loopback that report chosen reflexive
+ * addresses: same address from two servers = endpoint-independent, different = dependent; the
+ * RFC 5780 OTHER-ADDRESS is a second destination; hairpinning is seen when the request sent to
+ * our own "public" address arrives; servers that answer only junk mean UDP blocked, junk counted.
+ */
+import { createSocket, type Socket } from 'node:dgram'
+import type { AddressInfo } from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
+import { ATTR, encodeStun, METHOD, parseStun } from './stun.ts'
+import { probeUdp } from './probe-udp.ts'
+
+const sockets: Socket[] = []
+afterEach(() => { for (const s of sockets.splice(0)) s.close() })
+
+function xorAddr (host: string, port: number): Buffer {
+  const b = Buffer.alloc(8)
+  b[1] = 1
+  b.writeUInt16BE(port ^ 0x2112, 2)
+  const ip = host.split('.').reduce((n, x) => (n << 8) | Number(x), 0) >>> 0
+  b.writeUInt32BE((ip ^ 0x2112a442) >>> 0, 4)
+  return b
+}
+function plainAddr (host: string, port: number): Buffer {
+  const b = Buffer.alloc(8)
+  b[1] = 1
+  b.writeUInt16BE(port, 2)
+  Buffer.from(host.split('.').map(Number)).copy(b, 4)
+  return b
+}
+
+/** A STUN server on 127.0.0.1: answers bindings with the sender's address (port shifted by `shift`), or junk only. */
+async function server (opts: { shift?: number, junk?: boolean, other?: () => number } = {}): Promise<number> {
+  const s = createSocket('udp4')
+  sockets.push(s)
+  s.on('message', (msg, from) => {
+    const req = parseStun(msg)
+    if (req === null || req.cls !== 'request') return
+    if (opts.junk === true) { s.send(Buffer.from('not stun at all'), from.port, from.address); return }
+    const attrs: Array<[number, Buffer]> = [[ATTR.XOR_MAPPED_ADDRESS, xorAddr(from.address, from.port + (opts.shift ?? 0))]]
+    if (opts.other !== undefined) attrs.push([ATTR.OTHER_ADDRESS, plainAddr('127.0.0.1', opts.other())])
+    s.send(encodeStun({ method: METHOD.binding, cls: 'success', tid: req.tid, attrs }), from.port, from.address)
+  })
+  await new Promise<void>(resolve => s.bind(0, '127.0.0.1', resolve))
+  return (s.address() as AddressInfo).port
+}
+const stun = (...ports: number[]): RTCIceServer[] => [{ urls: ports.map(p => `stun:127.0.0.1:${p}`) }]
+
+describe('probeUdp', () => {
+  it('two servers, one reflexive address: endpoint-independent, stable, hairpinning (loopback delivers to our own address)', async () => {
+    const r = await probeUdp(stun(await server(), await server()), 3000)
+    expect(r.udp.reachable).toBe(true)
+    expect(r.nat).toMatchObject({ mapping: 'endpoint-independent', stable: true, hairpinning: true })
+    expect(r.nat.publicAddress).toMatch(/^127\.0\.0\.1:\d+$/)
+    expect(r.udp.servers.every(s => s.mapped === r.nat.publicAddress)).toBe(true)
+  })
+
+  it('a second server that sees another port: endpoint-dependent; the address no longer delivers: no hairpinning', async () => {
+    const r = await probeUdp(stun(await server({ shift: 1 }), await server({ shift: 2 })), 3000)
+    expect(r.nat.mapping).toBe('endpoint-dependent')
+    expect(r.nat.hairpinning).toBe(false)
+  })
+
+  it('one server announcing an OTHER-ADDRESS: the other address is the second destination', async () => {
+    const other = await server({ shift: 7 })
+    const r = await probeUdp(stun(await server({ other: () => other })), 3000)
+    expect(r.udp.servers).toHaveLength(1)
+    expect(r.nat.mapping).toBe('endpoint-dependent')
+    const same = await server()
+    expect((await probeUdp(stun(await server({ other: () => same })), 3000)).nat.mapping).toBe('endpoint-independent')
+  })
+
+  it('one server, no other address: mapping unknown', async () => {
+    expect((await probeUdp(stun(await server()), 3000)).nat.mapping).toBe('unknown')
+  })
+
+  it('only junk comes back: UDP blocked, the junk counted; no server listed: not tested', async () => {
+    const started = Date.now()
+    const r = await probeUdp(stun(await server({ junk: true })), 2000)
+    expect(Date.now() - started).toBeLessThan(2500)
+    expect(r.udp.reachable).toBe(false)
+    expect(r.udp.ignored).toBeGreaterThan(0)
+    expect(r.nat).toEqual({ mapping: 'unknown', publicAddress: null, stable: null, hairpinning: null })
+    expect((await probeUdp([{ urls: 'turn:127.0.0.1:1?transport=tcp' }], 2000)).udp.reachable).toBeNull()
+  })
+})
