@@ -10,8 +10,8 @@ interface Status {
   name: string
   signaling: string
   peers: Array<{ name: string, role: string, state: string, path: string, pair?: string, rttMs: number | null, bytesIn: number, bytesOut: number, streams: number, engine?: string, associations?: number, goodput?: { in: number, out: number } }>
-  shares: Array<{ name: string, target: string, peers: string[] | 'all' }>
-  connects: Array<{ share: string, peer: string, listen: string }>
+  shares: Array<{ name: string, target: string, peers: string[] | 'all', protocol?: string }>
+  connects: Array<{ share: string, peer: string, listen: string, protocol?: string }>
   /** agent/netcheck summary (NetcheckView); null while it runs; absent from older agents. */
   netcheck?: Netcheck | null
 }
@@ -66,8 +66,8 @@ export function renderStatus (s: Status): string {
     ...s.peers.map(p => [p.name, p.role, p.state, p.path, p.engine ?? '-', String(p.associations ?? '-'), p.rttMs === null ? '-' : `${p.rttMs.toFixed(1)} ms`, bytes(p.bytesIn), bytes(p.bytesOut),
       p.goodput === undefined ? '-' : `${bytes(p.goodput.in)}/s ${bytes(p.goodput.out)}/s`, String(p.streams), p.pair ?? '-'])]))
   if (s.peers.length === 0) out.push('(no peers)')
-  out.push('', table([['SHARE', 'TARGET', 'PEERS'], ...s.shares.map(x => [x.name, x.target, x.peers === 'all' ? 'all' : x.peers.join(',')])]))
-  out.push('', table([['CONNECT', 'PEER', 'LISTEN'], ...s.connects.map(c => [c.share, c.peer, c.listen])]))
+  out.push('', table([['SHARE', 'PROTO', 'TARGET', 'PEERS'], ...s.shares.map(x => [x.name, x.protocol ?? 'tcp', x.target, x.peers === 'all' ? 'all' : x.peers.join(',')])]))
+  out.push('', table([['CONNECT', 'PROTO', 'PEER', 'LISTEN'], ...s.connects.map(c => [c.share, c.protocol ?? 'tcp', c.peer, c.listen])]))
   return out.join('\n')
 }
 

@@ -2,8 +2,10 @@
  * The relay path on loopback (in-process relay, two relay clients, real Tunnels and sockets):
  * a tunnel over a relayed stream carries 4 MiB both ways intact, share checks apply to the
  * identified peer, a stream from an unannounced PeerId is refused, and a dying relay resets
- * the tunnelled TCP connection instead of ending it cleanly.
+ * the tunnelled TCP connection instead of ending it cleanly. A UDP share works over it too
+ * (one datagram per message of the relayed stream).
  */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { createHash, randomBytes } from 'node:crypto'
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -16,6 +18,10 @@ import type { RemotePeer } from '../../peer/mesh.ts'
 import { silentLog } from '../../peer/peer-session.ts'
 import { ShareRegistry } from '../tunnel/shares.ts'
 import { Tunnels } from '../tunnel/tunnels.ts'
+import { listenUdpConnect } from '../tunnel/udp-connect.ts'
+import { UdpStats } from '../tunnel/udp-flows.ts'
+import { UdpShares } from '../tunnel/udp-share.ts'
+import { UDP_MAX_PAYLOAD } from '../../protocol/udp.ts'
 import { Emitter } from '../../peer/emitter.ts'
 import { RelayPath } from './index.ts'
 
@@ -25,6 +31,8 @@ const peer = (name: string, relay?: RemotePeer['relay']): RemotePeer => ({ id: `
 let relay: Relay
 let echo: Server
 let echoPort = 0
+let udpEcho: UdpSocket
+let udpEchoPort = 0
 const paths: RelayPath[] = []
 let relayKey: Uint8Array<ArrayBuffer>
 
@@ -34,11 +42,16 @@ beforeAll(async () => {
   echo = createServer({ allowHalfOpen: true }, s => { s.pipe(s) })
   await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
   echoPort = (echo.address() as AddressInfo).port
+  udpEcho = createSocket('udp4')
+  udpEcho.on('message', (m, from) => udpEcho.send(m, from.port, from.address))
+  await new Promise<void>(resolve => udpEcho.bind(0, '127.0.0.1', resolve))
+  udpEchoPort = udpEcho.address().port
 })
 afterAll(async () => {
   await Promise.all(paths.map(async p => { await p.close() }))
   await relay.close().catch(() => {})
   echo.close()
+  udpEcho.close()
 })
 
 /** A plain LogLike (not pino): the relay client's logs must reach it. */
@@ -52,9 +65,11 @@ const onHello = (fn: () => void): (() => void) => hellos.on('hello', fn)
 async function pair (allowed = true): Promise<{ a: RelayPath, b: RelayPath, tunnelsA: Tunnels, pa: RemotePeer, pb: RemotePeer }> {
   const addr = relay.multiaddrs[0]?.toString() ?? ''
   const shares = new ShareRegistry()
-  shares.set('test', [{ name: 'echo', host: '127.0.0.1', port: echoPort, ...(allowed ? {} : { peers: ['someone-else'] }) }])
+  shares.set('test', [{ name: 'echo', host: '127.0.0.1', port: echoPort, ...(allowed ? {} : { peers: ['someone-else'] }) }, { name: 'dgram', host: '127.0.0.1', port: udpEchoPort, protocol: 'udp' }])
   const tunnelsA = new Tunnels(new ShareRegistry(), {}, silentLog)
   const tunnelsB = new Tunnels(shares, {}, silentLog)
+  const udpB = new UdpShares(new UdpStats(), {}, silentLog)
+  tunnelsB.udp = (p, dc, share) => { udpB.accept(p.id, p.name, dc, share) }
   const pa = peer('a')
   const pb = peer('b')
   const a = await RelayPath.start({ relayKey, relays: [addr], log: capture, identify: () => undefined, onHello, accept: () => {}, onChange: () => {} })
@@ -100,6 +115,28 @@ describe('relay path', () => {
     expect(tunnelsA.counter(pb.id).bytesIn).toBe(data.length)
     // the relay client logs through the agent's logger, whatever its type
     expect(messages).toContain('relayed addresses changed')
+  })
+
+  it('carries a UDP share: datagrams up to the payload limit come back through the relayed stream', async () => {
+    const { a, pb } = await pair()
+    const stats = new UdpStats()
+    const l = await listenUdpConnect({ share: 'dgram', peer: 'b', host: '127.0.0.1', port: 0, protocol: 'udp' }, async (_peer, label) => await a.opener(pb).open(label, { ordered: false, maxRetransmits: 0 }), stats, {}, silentLog)
+    const client = createSocket('udp4')
+    try {
+      for (const payload of [Buffer.from('ping'), Buffer.alloc(UDP_MAX_PAYLOAD, 0x33)]) {
+        const back = await new Promise<Buffer | undefined>((resolve) => {
+          const t = setInterval(() => client.send(payload, l.port, '127.0.0.1'), 1000)
+          const got = (m: Buffer): void => { if (m.length === payload.length) { clearInterval(t); client.off('message', got); resolve(m) } }
+          client.on('message', got)
+          client.send(payload, l.port, '127.0.0.1')
+        })
+        expect(back?.equals(payload)).toBe(true)
+      }
+      expect(stats.flows.connect).toBe(1)
+    } finally {
+      client.close()
+      await l.close()
+    }
   })
 
   it('applies share checks to the identified peer', async () => {

@@ -146,6 +146,8 @@ describe('a UDP share carries DNS', () => {
     expect(b.udp.datagramsOut).toBeGreaterThan(300)
     const a = JSON.parse((await run(['status', '--status-addr', `127.0.0.1:${status['site-a']}`, '--json'])).stdout) as { shares: Array<{ name: string, protocol: string }>, peers: Array<{ name: string, shares: unknown[] }> }
     expect(a.shares).toContainEqual({ name: 'dns', target: `127.0.0.1:${dnsPort}`, peers: 'all', protocol: 'udp' })
+    const table = await run(['status', '--status-addr', `127.0.0.1:${status['site-b']}`])
+    expect(table.stdout).toMatch(new RegExp(`^dns +udp +site-a +127\\.0\\.0\\.1:${listen.dns}$`, 'm'))
     // site-b's catalog for site-a lists the UDP shares it may use, and not the one limited to site-c
     const bPeers = (JSON.parse((await run(['status', '--status-addr', `127.0.0.1:${status['site-b']}`, '--json'])).stdout) as { peers: Array<{ name: string, shares: Array<{ name: string, protocol: string }> }> }).peers
     expect(bPeers.find(p => p.name === 'site-a')?.shares.map(s => `${s.name}/${s.protocol}`).sort()).toEqual(['dns/udp', 'echo/udp'])
