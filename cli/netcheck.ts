@@ -19,8 +19,9 @@ the path to expect to each kind of site (eim, symmetric, udpblock, tcp443).
   --timeout MS    limit for the whole run (default 5000)
   --ice URL[,username=U,credential=C]   probe this STUN/TURN server too (repeatable)
 
-Exit code: 0 when some path is possible; 1 when none is (signaling unreachable, or neither
-hole punching, TURN nor a relay works from here); 2 on bad usage or a bad token.`
+Exit code: 0 when some path is possible; 1 when none is (signaling unreachable or refusing
+/v1/ice, or neither hole punching, TURN nor a relay works from here); 2 on bad usage or a bad
+token.`
 
 export async function netcheckCommand (argv: string[]): Promise<number> {
   let values

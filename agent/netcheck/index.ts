@@ -134,8 +134,9 @@ export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> 
     relays: relayResults.map(r => ({ port: r.port, alive: relayResults.some(x => x.reserved && relayPeer(x.addr) === relayPeer(r.addr)) })),
   }
   const expect = expectations(me, offer)
-  const nothingOffered = turnTargets.length === 0 && relays.length === 0 && udp.udp.reachable === null
-  const ok = sig.reachable && (nothingOffered || Object.values(expect).some(p => p !== 'none'))
+  const nothingOffered = ice.ok && turnTargets.length === 0 && relays.length === 0 && udp.udp.reachable === null
+  // Without /v1/ice (e.g. a refused ticket) agents cannot join either: no path.
+  const ok = sig.reachable && ice.ok && (nothingOffered || Object.values(expect).some(p => p !== 'none'))
   const report: NetcheckReport = {
     ok,
     verdict: '',

@@ -21,6 +21,7 @@ export function pathsText (expect: Record<SiteKind, ExpectedPath>): string {
 
 export function verdictOf (r: NetcheckReport, nothingOffered: boolean): string {
   if (!r.signaling.reachable) return `NO PATH: signaling service unreachable (${r.signaling.url}: ${r.signaling.error ?? 'no answer'})`
+  if (!r.signaling.ice) return `NO PATH: the signaling service answers, but /v1/ice failed (${r.signaling.error ?? 'no answer'})`
   if (nothingOffered) return 'signaling ok; no STUN/TURN servers or relays offered: only direct connections between hosts that reach each other\'s addresses'
   const head = `${r.site}: ${SITE_TEXT[r.site]}`
   return r.ok ? `${head}; expect ${pathsText(r.expect)}` : `NO PATH: ${head}; no TURN allocation or relay reservation works from here`
