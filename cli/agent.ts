@@ -28,7 +28,8 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
   --connect SHARE@PEER=HOST:PORT[,protocol=udp]  listen locally (TCP, or UDP with
                                  protocol=udp); each connection (UDP: each client address) is
                                  tunnelled to SHARE on PEER
-  --udp-max-flows N              UDP flows per peer, each side (default 256)
+  --udp-max-flows N              UDP flows per peer (share side) and per listener (connect
+                                 side) (default 256)
   --udp-idle MS                  close a UDP flow silent this long (default 30000)
   --ice URL[,username=U,credential=C]  extra STUN/TURN server (repeatable); the signaling
                                  service's /v1/ice is used too (disable with --no-service-ice)

@@ -13,7 +13,7 @@ export const UDP_DROP_REASONS = ['oversize', 'flow_limit', 'congestion', 'no_pat
 export type UdpDropReason = typeof UDP_DROP_REASONS[number]
 
 export interface UdpOptions {
-  /** Flows per peer on each side (share side: UDP sockets to the target; connect side: client addresses per listener). Default 256. */
+  /** Flows per table: per peer on the share side (UDP sockets to targets), per listener on the connect side (client addresses). Default 256. */
   maxFlowsPerPeer?: number
   /** A flow with no datagram either way for this long is closed, ms. Default 30000. */
   idleMs?: number

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest'
 import { CausewayError } from '../../protocol/errors.ts'
 import { decodeDatagram, encodeDatagram, UDP_MAX_PAYLOAD } from '../../protocol/udp.ts'
-import { parseConnectFlag, parseShareFlag } from './shares.ts'
+import { parseConnectFlag, parseShareFlag, ShareRegistry } from './shares.ts'
 import { FlowTable, UDP_DEFAULTS } from './udp-flows.ts'
 
 const code = (fn: () => unknown): string | undefined => { try { fn(); return undefined } catch (err) { return err instanceof CausewayError ? err.code : 'not a CausewayError' } }
@@ -23,6 +23,16 @@ describe('flags', () => {
     for (const bad of ['dns@site-a=5353,protocol=udp', 'dns@site-a=127.0.0.1:5353,protocol=http', 'dns=127.0.0.1:53', 'dns@=1.2.3.4:5', 'dns@a=h:99999']) {
       expect(code(() => parseConnectFlag(bad)), bad).toBe('BAD_CONFIG')
     }
+  })
+})
+
+describe('catalogs', () => {
+  it('list UDP shares only to agents announcing udp/1 (an older agent refuses a catalog with an unknown protocol), and to viewers', () => {
+    const r = new ShareRegistry()
+    r.set('flags', [{ name: 'web', host: '127.0.0.1', port: 80 }, { name: 'dns', host: '127.0.0.1', port: 53, protocol: 'udp' }])
+    expect(r.catalogFor({ name: 'old', role: 'agent', caps: ['tcp/1'] }).map(s => s.name)).toEqual(['web'])
+    expect(r.catalogFor({ name: 'new', role: 'agent', caps: ['tcp/1', 'udp/1'] }).map(s => `${s.name}/${s.protocol}`)).toEqual(['web/tcp', 'dns/udp'])
+    expect(r.catalogFor({ name: 'page', role: 'viewer', grants: ['*'] }).map(s => s.name)).toEqual(['web', 'dns'])
   })
 })
 

@@ -129,7 +129,7 @@ export function renderAgents (el: HTMLElement, model: ViewerModel, signaling: st
   el.replaceChildren(...agents.map(a => agentCard(a, now)))
 }
 
-/** Fills the share picker: granted shares first, then shares the agents list but did not grant. */
+/** Fills the share picker: granted shares first, then shares the agents list but did not grant. UDP shares carry no HTTP: not listed. */
 export function renderTargets (select: HTMLSelectElement, model: ViewerModel): void {
   const current = select.value
   const granted: HTMLOptionElement[] = []
@@ -137,9 +137,9 @@ export function renderTargets (select: HTMLSelectElement, model: ViewerModel): v
   for (const a of [...model.agents.values()].sort((p, q) => p.name.localeCompare(q.name))) {
     if (a.link.state !== 'connected') continue
     const ok = new Set(a.catalog.map(s => s.name))
-    for (const s of a.catalog) granted.push(h('option', { value: `${a.id}|${s.name}` }, `${s.name} @ ${a.name} (${s.protocol})`))
+    for (const s of a.catalog) if (s.protocol !== 'udp') granted.push(h('option', { value: `${a.id}|${s.name}` }, `${s.name} @ ${a.name} (${s.protocol})`))
     for (const s of a.status?.shares ?? []) {
-      if (!ok.has(s.name)) denied.push(h('option', { value: `${a.id}|${s.name}` }, `${s.name} @ ${a.name} (${s.protocol}) — not granted`))
+      if (!ok.has(s.name) && s.protocol !== 'udp') denied.push(h('option', { value: `${a.id}|${s.name}` }, `${s.name} @ ${a.name} (${s.protocol}) — not granted`))
     }
   }
   const sig = `${granted.length}/${denied.length}:${[...granted, ...denied].map(o => o.value + o.text).join(',')}`
