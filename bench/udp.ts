@@ -7,7 +7,7 @@
  * shares' 1152-byte payload limit (iperf3 would pick up to the control connection's MSS).
  *
  *   npm run bench -- udp     (inside an isolated network namespace; loopback only)
- *   BENCH_UDP_RATES=10M,50M,200M BENCH_UDP_SECONDS=10 BENCH_UDP_ENGINE=wrtc|datachannel (both agents)
+ *   BENCH_UDP_RATES=10M,50M,200M BENCH_UDP_SECONDS=10 BENCH_UDP_ENGINE=auto|wrtc|datachannel (both agents; default auto)
  */
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -23,7 +23,7 @@ const CAUSEWAY = fileURLToPath(new URL('../bin/causeway', import.meta.url))
 const RATES = (process.env.BENCH_UDP_RATES ?? '10M,50M,200M').split(',')
 const SECONDS = Number(process.env.BENCH_UDP_SECONDS ?? 10)
 const LENGTH = 1100
-const ENGINE = process.env.BENCH_UDP_ENGINE ?? 'wrtc'
+const ENGINE = process.env.BENCH_UDP_ENGINE ?? 'auto'
 
 interface Iperf { receivedMbps: number, sentMbps: number, lostPercent: number, jitterMs: number, packets: number }
 

@@ -5,8 +5,8 @@
  * (one socket each: one flow each). Then the limits under attack: oversize datagrams both ways
  * and a flood of new source ports against a share with a small flow cap, while a flow in use
  * keeps working; refusals (`peers=`, a TCP connect to a UDP share) and bad flags. site-b runs
- * the node-datachannel engine, site-a and site-c wrtc: channels are created unordered and
- * unreliable on both engines. Run inside scripts/netns-run.sh.
+ * @roamhq/wrtc (it creates the channels), site-a and site-c the default engine (auto: node-datachannel
+ * here, which accepts them); test/engine/unreliable.test.ts covers every engine pairing. Run inside scripts/netns-run.sh.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createSocket, type Socket } from 'node:dgram'
@@ -102,7 +102,7 @@ beforeAll(async () => {
     '--share', `private=127.0.0.1:${dnsPort},protocol=udp,peers=site-c`])
   start(['agent', '--token-file', join(dir, 'site-c.token'), '--status', `127.0.0.1:${status['site-c']}`, '--udp-max-flows', '8',
     '--share', `small=127.0.0.1:${dnsPort},protocol=udp`])
-  siteB = start(['agent', '--token-file', join(dir, 'site-b.token'), '--status', `127.0.0.1:${status['site-b']}`, '--udp-max-flows', '1024', '--engine', 'datachannel',
+  siteB = start(['agent', '--token-file', join(dir, 'site-b.token'), '--status', `127.0.0.1:${status['site-b']}`, '--udp-max-flows', '1024', '--engine', 'wrtc',
     '--connect', `dns@site-a=127.0.0.1:${listen.dns},protocol=udp`, '--connect', `echo@site-a=127.0.0.1:${listen.echo},protocol=udp`,
     '--connect', `private@site-a=127.0.0.1:${listen.private},protocol=udp`, '--connect', `dns@site-a=127.0.0.1:${listen.tcp}`,
     '--connect', `small@site-c=127.0.0.1:${listen.small},protocol=udp`])
