@@ -11,7 +11,6 @@
  * the limit counts as unreachable.
  */
 import { networkInterfaces } from 'node:os'
-import { isIP } from 'node:net'
 import { deriveRoomId, deriveRelayKey } from '../../protocol/keys.ts'
 import type { NetcheckView } from '../../protocol/peer.ts'
 import type { MemberToken } from '../../protocol/token.ts'
@@ -19,7 +18,7 @@ import { fetchIceConfig } from '../ice.ts'
 import { classify, expectations, type ExpectedPath, type Offer, type SideFacts, type SiteClass, type SiteKind } from './expect.ts'
 import { relayProber, type RelayProber, type RelayResult } from './relay.ts'
 import { iceUrls, probeUdp, type UdpReport } from './probe-udp.ts'
-import { parseIceUrl, probeTurn, round, type TurnResult } from './turn.ts'
+import { probeTurn, round, type TurnResult } from './turn.ts'
 import { verdictOf } from './render.ts'
 
 export { SITE_KINDS, type SiteKind, type SiteClass, type ExpectedPath } from './expect.ts'
@@ -111,8 +110,7 @@ export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> 
       relays.length > 0 ? prober(relays, budget) : Promise.resolve([]),
     ])
     : [await probeUdp([], 0), [], []]
-  const v6Hosts = [...new Set(servers.flatMap(iceUrls).map(parseIceUrl).filter(u => u !== null && isIP(u.host) === 6 && u.transport === 'udp'))]
-  const ipv6 = { address: hasIpv6Address(), reachable: v6Hosts.length === 0 ? null : udp.v6Reachable }
+  const ipv6 = { address: hasIpv6Address(), reachable: udp.v6Reachable }
 
   // What this machine can do, and what the network offers the other kinds of site.
   const tcpTried = [

@@ -70,6 +70,20 @@ describe('probeUdp', () => {
     expect((await probeUdp(stun(await server({ other: () => same })), 3000)).nat.mapping).toBe('endpoint-independent')
   })
 
+  it('a STUN server on ::1: IPv6 reachable (where IPv6 is off, as in scripts/netns-run.sh: not reachable); an IPv4-only list: not tested', async () => {
+    const s6 = createSocket({ type: 'udp6', ipv6Only: true })
+    s6.on('message', (msg, from) => {
+      const req = parseStun(msg)
+      if (req !== null) s6.send(encodeStun({ method: METHOD.binding, cls: 'success', tid: req.tid }), from.port, from.address)
+    })
+    const bound = await new Promise<boolean>(resolve => { s6.once('error', () => resolve(false)); s6.bind(0, '::1', () => resolve(true)) })
+    if (bound) sockets.push(s6)
+    const r = await probeUdp([{ urls: [`stun:[::1]:${bound ? (s6.address() as AddressInfo).port : 3478}`] }], 2000)
+    expect(r.v6Reachable).toBe(bound)
+    expect(r.udp.reachable).toBe(bound)
+    expect((await probeUdp(stun(await server()), 2000)).v6Reachable).toBeNull()
+  })
+
   it('one server, no other address: mapping unknown', async () => {
     expect((await probeUdp(stun(await server()), 3000)).nat.mapping).toBe('unknown')
   })

@@ -10,6 +10,7 @@
  * - hairpinning: a second socket sends a binding request to our own public address; it is on
  *   when the request arrives on the first socket.
  */
+import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import { ATTR, decodeAddress, attr, type TransportAddress } from './stun.ts'
 import { parseIceUrl, round } from './turn.ts'
@@ -30,7 +31,7 @@ export interface UdpReport {
     stable: boolean | null
     hairpinning: boolean | null
   }
-  /** A STUN server with an IPv6 literal address answered over IPv6 (null: none listed). */
+  /** A STUN server answered over IPv6 (its URL names an IPv6 address, or a host name with one); null: no such server. */
   v6Reachable: boolean | null
 }
 
@@ -51,13 +52,25 @@ export function udpEndpoints (servers: RTCIceServer[]): Endpoint[] {
   return [...seen.values()]
 }
 
+/** IPv6 endpoints: literal ones, and the IPv6 addresses of named ones (DNS bounded by `ms`). */
+async function v6Targets (all: Endpoint[], ms: number): Promise<Endpoint[]> {
+  const named = all.filter(e => isIP(e.host) === 0)
+  const resolve = Promise.all(named.map(async e => {
+    try { return (await lookup(e.host, { all: true, family: 6 })).map(a => ({ host: a.address, port: e.port })) } catch { return [] }
+  }))
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<Endpoint[][]>(resolve => { timer = setTimeout(() => resolve([]), ms) })
+  try {
+    return [...all.filter(e => isIP(e.host) === 6), ...(await Promise.race([resolve, late])).flat()]
+  } finally { clearTimeout(timer) }
+}
+
 const show = (a: TransportAddress): string => a.family === 6 ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`
 const showEp = (e: Endpoint): string => isIP(e.host) === 6 ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`
 
 export async function probeUdp (servers: RTCIceServer[], timeoutMs: number): Promise<UdpReport> {
   const all = udpEndpoints(servers)
   const v4 = all.filter(e => isIP(e.host) !== 6)
-  const v6 = all.filter(e => isIP(e.host) === 6)
   const none: UdpReport = { udp: { reachable: null, servers: [], ignored: 0 }, nat: { mapping: 'unknown', publicAddress: null, stable: null, hairpinning: null }, v6Reachable: null }
   if (all.length === 0 || timeoutMs <= 0) return none
   const started = performance.now()
@@ -65,11 +78,11 @@ export async function probeUdp (servers: RTCIceServer[], timeoutMs: number): Pro
   const sock = await StunSocket.open(4)
   const hair = await StunSocket.open(4)
   try {
-    const v6Check = v6.length === 0
-      ? Promise.resolve(null)
-      : StunSocket.open(6).then(async s => {
-        try { return (await Promise.all(v6.map(async e => await s.binding(e, Math.min(timeoutMs * 0.3, left()))))).some(r => r !== null) } finally { s.close() }
-      }, () => false)
+    const v6Check = v6Targets(all, timeoutMs * 0.1).then(async targets => targets.length === 0
+      ? null
+      : await StunSocket.open(6).then(async s => {
+        try { return (await Promise.all(targets.map(async e => await s.binding(e, Math.min(timeoutMs * 0.3, left()))))).some(r => r !== null) } finally { s.close() }
+      }, () => false))
     // Each step waits a share of the whole limit (under CPU load answers come late, not never).
     // First round: every endpoint (UDP may be blocked: then this is all).
     const first = await Promise.all(v4.map(async e => ({ e, r: await sock.binding(e, Math.min(timeoutMs * 0.3, left())) })))
@@ -106,7 +119,7 @@ export async function probeUdp (servers: RTCIceServer[], timeoutMs: number): Pro
       stable = again?.mapped != null ? show(again.mapped) === show(pub) && ips.size === 1 : null
     }
     return {
-      udp: { reachable: v4.length === 0 ? await v6Check : answered.length > 0, servers, ignored: sock.ignored + hair.ignored },
+      udp: { reachable: v4.length === 0 ? (await v6Check) ?? false : answered.length > 0, servers, ignored: sock.ignored + hair.ignored },
       nat: { mapping, publicAddress: head !== undefined ? show(head.r!.mapped!) : null, stable, hairpinning },
       v6Reachable: await v6Check,
     }
