@@ -19,7 +19,7 @@ import { listenUdpConnect } from './tunnel/udp-connect.ts'
 import { UdpStats, type UdpOptions } from './tunnel/udp-flows.ts'
 import { UdpShares } from './tunnel/udp-share.ts'
 import { UDP_CAP } from '../protocol/udp.ts'
-import { Associations } from './tunnel/associations.ts'
+import { Associations, DEFAULT_ASSOCIATIONS } from './tunnel/associations.ts'
 import type { RelayPath } from './relay-path/index.ts'
 import type { RelayStatus } from './relay-transport/index.ts'
 import { createPeerConnection, EngineSelector, engineOf, type EngineChoice, type EngineName } from './engine/index.ts'
@@ -55,7 +55,7 @@ export interface AgentInit {
   relays?: string[]
   /** A pair whose WebRTC session is not connected this long uses the relay for new streams, ms. Default 5000. */
   directTimeoutMs?: number
-  /** SCTP associations (peer connections) per peer pair that this agent's streams are spread across (agent/tunnel/associations.ts). Default 1. */
+  /** SCTP associations (peer connections) per peer pair that this agent's streams are spread across (agent/tunnel/associations.ts). Default DEFAULT_ASSOCIATIONS (1). */
   associations?: number
   /** WebRTC engine for new peer connections (agent/engine). Default auto: node-datachannel where UDP reaches the STUN/TURN servers, else wrtc. */
   engine?: EngineChoice
@@ -163,7 +163,7 @@ export class Agent {
     this.engines = new EngineSelector(init.engine ?? 'auto')
     const engineOpts = init.bindAddress !== undefined ? { bindAddress: init.bindAddress } : {}
     this.assocs = new Associations({
-      total: init.associations ?? 1,
+      total: init.associations ?? DEFAULT_ASSOCIATIONS,
       create: like => createPeerConnection(engineOf(like), { iceServers: this.ice?.servers() ?? init.iceServers ?? [] }, engineOpts),
       onDataChannel: (peer, dc) => this.tunnels.accept(peer, dc),
       log: this.log,

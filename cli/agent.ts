@@ -8,6 +8,7 @@ import { Agent } from '../agent/agent.ts'
 import { parseIceFlag } from '../agent/ice.ts'
 import { ENGINE_CHOICES, isEngineChoice } from '../agent/engine/index.ts'
 import { startStatusServer } from '../agent/status/server.ts'
+import { DEFAULT_ASSOCIATIONS } from '../agent/tunnel/associations.ts'
 import { parseConnectFlag, parseShareFlag } from '../agent/tunnel/shares.ts'
 import { parseHostPort } from './duration.ts'
 import { checkKubeFlags, KUBE_HELP, KUBE_OPTIONS, kubeModeFromFlags } from './agent-kube.ts'
@@ -47,7 +48,7 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
                                  datachannel = node-datachannel (faster across distance, no TURN
                                  over TCP, no ICE restart); wrtc = @roamhq/wrtc (TURN over TCP/TLS)
   --associations N               SCTP associations (peer connections) per peer that the streams
-                                 this agent opens are spread over, 1-${MAX_ASSOCIATIONS} (default 1, or env
+                                 this agent opens are spread over, 1-${MAX_ASSOCIATIONS} (default ${DEFAULT_ASSOCIATIONS}, or env
                                  CAUSEWAY_ASSOCIATIONS); extras are made on the first stream
 ${KUBE_HELP}`
 
@@ -78,7 +79,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       'udp-max-flows': { type: 'string', default: '256' },
       'udp-idle': { type: 'string', default: '30000' },
       engine: { type: 'string', default: process.env.CAUSEWAY_ENGINE ?? 'auto' },
-      associations: { type: 'string', default: process.env.CAUSEWAY_ASSOCIATIONS ?? '1' },
+      associations: { type: 'string', default: process.env.CAUSEWAY_ASSOCIATIONS ?? String(DEFAULT_ASSOCIATIONS) },
       ...KUBE_OPTIONS,
     },
     strict: true,

@@ -19,6 +19,14 @@ import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 
 type AssocMessage = Extract<ControlMessage, { type: 'assoc' }>
+/**
+ * Default associations per peer pair: 1 (opt-in). Measured (bench/RESULTS.md, 40 ms, 100 Mbit/s,
+ * 0.2 % loss): 8 connections moved 0.2 MiB/s over one association and 3.3 over four; without
+ * loss four were as fast as one. Not the default yet: with 4, the 100- and 200-connection
+ * tests (test/wan/tunnel.test.ts, test/agent/tunnel-load.test.ts) saw 4-13 streams reset
+ * (ECONNRESET) under load, cause not found.
+ */
+export const DEFAULT_ASSOCIATIONS = 1
 const READY_LABEL = 'assoc'
 const SETUP_TIMEOUT_MS = 20_000
 
