@@ -280,7 +280,7 @@ export class Agent {
     const timeoutMs = this.init.netcheckMs ?? 5000
     if (timeoutMs <= 0 || this.ice === undefined) return
     const ice = { iceServers: this.ice.servers(), relays: [...new Set([...(this.init.relays ?? []), ...this.relays])] }
-    runNetcheck({ token: this.init.token, timeoutMs, ice, relayProber: fromRelayStatus(() => this.relayPath?.status().relays) }).then(report => {
+    runNetcheck({ token: this.init.token, timeoutMs, ice, relayProber: fromRelayStatus(() => this.relayPath?.status().relays), signal: this.stopped.signal }).then(report => {
       if (this.stopped.signal.aborted) return
       this.netcheck = summarize(report)
       this.log.info({ netcheck: this.netcheck }, `netcheck: ${report.verdict}`)

@@ -33,6 +33,8 @@ export interface NetcheckInit {
   extraIce?: RTCIceServer[]
   /** How relays are probed. Default: a throw-away relay client per relay address. */
   relayProber?: RelayProber
+  /** Aborting it ends the run early (an agent that stops): open probes end as failed. */
+  signal?: AbortSignal
 }
 
 export interface NetcheckReport {
@@ -54,8 +56,8 @@ export interface NetcheckReport {
 }
 
 /** Two GETs of `/healthz`: reachable, and the round trip of the warm (second) one. */
-async function probeSignaling (url: string, timeoutMs: number): Promise<{ reachable: boolean, latencyMs: number | null, error?: string }> {
-  const signal = AbortSignal.timeout(timeoutMs)
+async function probeSignaling (url: string, timeoutMs: number, stop?: AbortSignal): Promise<{ reachable: boolean, latencyMs: number | null, error?: string }> {
+  const signal = stop !== undefined ? AbortSignal.any([stop, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs)
   const times: number[] = []
   try {
     for (let i = 0; i < 2; i++) {
@@ -92,7 +94,7 @@ export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> 
   const room = await deriveRoomId(init.token.secret)
   const sigBudget = Math.round(total * 0.4)
   const [sig, ice] = await Promise.all([
-    probeSignaling(url, sigBudget),
+    probeSignaling(url, sigBudget, init.signal),
     init.ice !== undefined
       ? Promise.resolve({ ok: true as const, cfg: init.ice })
       : fetchIceConfig(init.token, room, AbortSignal.timeout(sigBudget)).then(cfg => ({ ok: true as const, cfg }), (err: unknown) => ({ ok: false as const, err: err instanceof Error ? err.message : String(err) })),
@@ -105,9 +107,9 @@ export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> 
   const budget = left()
   const [udp, turn, relayResults] = sig.reachable
     ? await Promise.all([
-      probeUdp(servers, budget),
-      Promise.all(turnTargets.map(async t => await probeTurn(t.url, t, budget))),
-      relays.length > 0 ? prober(relays, budget) : Promise.resolve([]),
+      probeUdp(servers, budget, init.signal),
+      Promise.all(turnTargets.map(async t => await probeTurn(t.url, t, budget, init.signal))),
+      relays.length > 0 ? prober(relays, budget, init.signal) : Promise.resolve([]),
     ])
     : [await probeUdp([], 0), [], []]
   const ipv6 = { address: hasIpv6Address(), reachable: udp.v6Reachable }

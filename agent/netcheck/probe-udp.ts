@@ -68,19 +68,22 @@ async function v6Targets (all: Endpoint[], ms: number): Promise<Endpoint[]> {
 const show = (a: TransportAddress): string => a.family === 6 ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`
 const showEp = (e: Endpoint): string => isIP(e.host) === 6 ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`
 
-export async function probeUdp (servers: RTCIceServer[], timeoutMs: number): Promise<UdpReport> {
+const aborted = (signal?: AbortSignal): boolean => signal?.aborted === true
+
+/** Aborting `signal` ends every step at once (sockets closed, pending answers null). */
+export async function probeUdp (servers: RTCIceServer[], timeoutMs: number, signal?: AbortSignal): Promise<UdpReport> {
   const all = udpEndpoints(servers)
   const v4 = all.filter(e => isIP(e.host) !== 6)
   const none: UdpReport = { udp: { reachable: null, servers: [], ignored: 0 }, nat: { mapping: 'unknown', publicAddress: null, stable: null, hairpinning: null }, v6Reachable: null }
-  if (all.length === 0 || timeoutMs <= 0) return none
+  if (all.length === 0 || timeoutMs <= 0 || signal?.aborted === true) return none
   const started = performance.now()
   const left = (): number => Math.max(50, timeoutMs - (performance.now() - started))
-  const sock = await StunSocket.open(4)
-  const hair = await StunSocket.open(4)
+  const sock = await StunSocket.open(4, signal)
+  const hair = await StunSocket.open(4, signal)
   try {
     const v6Check = v6Targets(all, timeoutMs * 0.1).then(async targets => targets.length === 0
       ? null
-      : await StunSocket.open(6).then(async s => {
+      : await StunSocket.open(6, signal).then(async s => {
         try { return (await Promise.all(targets.map(async e => await s.binding(e, Math.min(timeoutMs * 0.3, left()))))).some(r => r !== null) } finally { s.close() }
       }, () => false))
     // Each step waits a share of the whole limit (under CPU load answers come late, not never).
@@ -108,7 +111,7 @@ export async function probeUdp (servers: RTCIceServer[], timeoutMs: number): Pro
       if (pub.family === 4) {
         const tid = hair.sendRequest({ host: pub.address, port: pub.port })
         const until = performance.now() + Math.min(timeoutMs * 0.1, left())
-        while (!sock.sawRequest(tid) && performance.now() < until) await new Promise(resolve => setTimeout(resolve, 25))
+        while (!sock.sawRequest(tid) && performance.now() < until && !aborted(signal)) await new Promise(resolve => setTimeout(resolve, 25))
         hairpinning = sock.sawRequest(tid)
       }
       const again = await sock.binding(head.e, Math.min(timeoutMs * 0.2, left()))

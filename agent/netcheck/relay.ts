@@ -25,7 +25,7 @@ export interface RelayResult {
   error?: string
 }
 
-export type RelayProber = (addrs: string[], timeoutMs: number) => Promise<RelayResult[]>
+export type RelayProber = (addrs: string[], timeoutMs: number, signal?: AbortSignal) => Promise<RelayResult[]>
 
 /** Host, port and transport of a relay multiaddr; null when it is not a TCP-based one. */
 export function relayEndpoint (addr: string): { host: string, port: number, transport: RelayResult['transport'] } | null {
@@ -55,7 +55,7 @@ async function tcpConnectMs (host: string, port: number, timeoutMs: number): Pro
  */
 export async function relayProber (relayKey: Uint8Array<ArrayBuffer>): Promise<RelayProber> {
   const { startRelayClient } = await import('../relay-transport/index.ts')
-  return async (addrs, timeoutMs) => await Promise.all(addrs.map(async (addr): Promise<RelayResult> => {
+  return async (addrs, timeoutMs, signal) => await Promise.all(addrs.map(async (addr): Promise<RelayResult> => {
     const ep = relayEndpoint(addr)
     const base: RelayResult = { addr, transport: ep?.transport ?? 'tcp', port: ep?.port ?? 0, reachable: false, reserved: false, connectMs: null, reserveMs: null }
     if (ep === null) return { ...base, error: 'not a TCP or WebSocket multiaddr' }
@@ -69,7 +69,7 @@ export async function relayProber (relayKey: Uint8Array<ArrayBuffer>): Promise<R
     const left = Math.round(Math.max(200, timeoutMs - (performance.now() - started)))
     const client = await startRelayClient({ relayKey, relays: [addr], log: silentLog, relayTimeoutMs: left, checkIntervalMs: 250 })
     try {
-      await client.waitForReservation({ signal: AbortSignal.timeout(left) })
+      await client.waitForReservation({ signal: signal !== undefined ? AbortSignal.any([signal, AbortSignal.timeout(left)]) : AbortSignal.timeout(left) })
       return { ...base, reserved: true, reserveMs: round(performance.now() - started) }
     } catch {
       return { ...base, error: client.status()[0]?.lastError ?? 'no reservation in time' }
@@ -84,10 +84,10 @@ export async function relayProber (relayKey: Uint8Array<ArrayBuffer>): Promise<R
  * reports them per relay address (no second reservation is made).
  */
 export function fromRelayStatus (status: () => RelayStatus[] | undefined): RelayProber {
-  return async (addrs, timeoutMs) => {
+  return async (addrs, timeoutMs, signal) => {
     const deadline = Date.now() + timeoutMs
     const read = (): RelayStatus[] => status() ?? []
-    while (Date.now() < deadline && !addrs.every(a => read().some(s => s.relay === a && (s.reserved || s.lastError !== undefined)))) {
+    while (Date.now() < deadline && signal?.aborted !== true && !addrs.every(a => read().some(s => s.relay === a && (s.reserved || s.lastError !== undefined)))) {
       await new Promise(resolve => setTimeout(resolve, 100))
     }
     return addrs.map(addr => {

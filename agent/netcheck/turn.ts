@@ -40,8 +40,8 @@ interface Channel {
   close: () => void
 }
 
-async function udpChannel (to: Endpoint): Promise<Channel> {
-  const s = await StunSocket.open(isIP(to.host) === 6 ? 6 : 4)
+async function udpChannel (to: Endpoint, signal?: AbortSignal): Promise<Channel> {
+  const s = await StunSocket.open(isIP(to.host) === 6 ? 6 : 4, signal)
   return {
     transact: async (bytes, tid, ms) => (await s.transact(to, bytes, ms, tid))?.msg ?? null,
     ignored: () => s.ignored,
@@ -49,10 +49,14 @@ async function udpChannel (to: Endpoint): Promise<Channel> {
   }
 }
 
-async function streamChannel (to: Endpoint, tls: boolean, timeoutMs: number): Promise<Channel> {
+async function streamChannel (to: Endpoint, tls: boolean, timeoutMs: number, signal?: AbortSignal): Promise<Channel> {
+  signal?.throwIfAborted()
   const sock: Socket = tls
     ? tlsConnect({ host: to.host, port: to.port, ...(isIP(to.host) === 0 ? { servername: to.host } : {}), ALPNProtocols: ['stun.turn'] })
     : tcpConnect({ host: to.host, port: to.port })
+  const onAbort = (): void => { sock.destroy(new Error('aborted')) }
+  signal?.addEventListener('abort', onAbort, { once: true })
+  sock.once('close', () => signal?.removeEventListener('abort', onAbort))
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => { reject(new Error(`${tls ? 'TLS' : 'TCP'} connect timed out`)) }, timeoutMs)
     sock.once(tls ? 'secureConnect' : 'connect', () => { clearTimeout(t); resolve() })
@@ -94,7 +98,7 @@ const REQUESTED_UDP = Buffer.from([17, 0, 0, 0])
 export const UNANSWERED_SHARE = 0.6
 
 /** Allocates on the TURN server of `url` with `username`/`credential`, then releases it; bounded by `timeoutMs`. */
-export async function probeTurn (url: string, cred: { username?: string, credential?: string }, timeoutMs: number): Promise<TurnResult> {
+export async function probeTurn (url: string, cred: { username?: string, credential?: string }, timeoutMs: number, signal?: AbortSignal): Promise<TurnResult> {
   const parsed = parseIceUrl(url)
   const base = { url, transport: parsed?.transport ?? 'udp' as const, host: parsed?.host ?? '', port: parsed?.port ?? 0, reachable: false, allocated: false, rttMs: null, ignored: 0 }
   if (parsed === null || parsed.scheme === 'stun') return { ...base, error: 'not a TURN URL' }
@@ -104,7 +108,7 @@ export async function probeTurn (url: string, cred: { username?: string, credent
   const firstLimit = (): number => Math.min(timeoutMs * UNANSWERED_SHARE, left())
   let ch: Channel
   try {
-    ch = parsed.transport === 'udp' ? await udpChannel(parsed) : await streamChannel(parsed, parsed.transport === 'tls', firstLimit())
+    ch = parsed.transport === 'udp' ? await udpChannel(parsed, signal) : await streamChannel(parsed, parsed.transport === 'tls', firstLimit(), signal)
   } catch (err) {
     return { ...base, error: err instanceof Error ? err.message : String(err) }
   }

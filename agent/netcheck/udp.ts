@@ -16,12 +16,16 @@ const RESENDS_MS = [0, 250, 650, 1250, 2050]
 export class StunSocket {
   readonly sock: Socket
   ignored = 0
-  private readonly pending = new Map<string, (a: StunAnswer) => void>()
+  private readonly pending = new Map<string, (a: StunAnswer | null) => void>()
   private readonly requestsSeen = new Set<string>()
   private closed = false
+  private readonly signal?: AbortSignal
+  private readonly onAbort = (): void => { this.close() }
 
-  private constructor (sock: Socket) {
+  private constructor (sock: Socket, signal?: AbortSignal) {
     this.sock = sock
+    this.signal = signal
+    signal?.addEventListener('abort', this.onAbort, { once: true })
     sock.on('error', () => {})
     sock.on('message', (buf, rinfo) => {
       const msg = parseStun(buf)
@@ -34,14 +38,15 @@ export class StunSocket {
     })
   }
 
-  /** Binds a socket (any port on every address of `family`). */
-  static async open (family: 4 | 6 = 4): Promise<StunSocket> {
+  /** Binds a socket (any port on every address of `family`); aborting `signal` closes it (pending transactions end with null). */
+  static async open (family: 4 | 6 = 4, signal?: AbortSignal): Promise<StunSocket> {
+    signal?.throwIfAborted()
     const sock = createSocket({ type: family === 4 ? 'udp4' : 'udp6', ...(family === 6 ? { ipv6Only: true } : {}) })
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject)
       sock.bind(0, () => { sock.off('error', reject); resolve() })
     })
-    return new StunSocket(sock)
+    return new StunSocket(sock, signal)
   }
 
   get port (): number { return this.sock.address().port }
@@ -55,7 +60,7 @@ export class StunSocket {
     const timers: Array<ReturnType<typeof setTimeout>> = []
     try {
       return await new Promise<StunAnswer | null>((resolve) => {
-        this.pending.set(key, (a) => resolve({ ...a, rttMs: performance.now() - started }))
+        this.pending.set(key, (a) => resolve(a === null ? null : { ...a, rttMs: performance.now() - started }))
         timers.push(setTimeout(() => resolve(null), timeoutMs))
         for (const at of RESENDS_MS) {
           if (at >= timeoutMs) break
@@ -88,6 +93,8 @@ export class StunSocket {
   close (): void {
     if (this.closed) return
     this.closed = true
+    this.signal?.removeEventListener('abort', this.onAbort)
+    for (const done of [...this.pending.values()]) done(null)
     this.sock.close()
   }
 }
