@@ -70,7 +70,7 @@ export async function listenUdpConnect (spec: ConnectSpec, open: DatagramChannel
       stats.received(d.payload.byteLength)
       const flow = byId.get(d.flow)
       if (flow === undefined || flows.touch(`${flow.address}|${flow.port}`) === undefined) { stats.drop('unknown_flow'); return }
-      socket.send(d.payload, flow.port, flow.address, () => {})
+      try { socket.send(d.payload, flow.port, flow.address, () => {}) } catch { stats.drop('no_path') } // listener closed meanwhile
     }
     ch.onclose = () => {
       if (dc === ch) dc = undefined
@@ -126,6 +126,7 @@ export async function listenUdpConnect (spec: ConnectSpec, open: DatagramChannel
     host: addr.address,
     port: addr.port,
     close: async () => {
+      if (closed) return
       closed = true
       flows.close()
       try { dc?.close() } catch { /* closed */ }

@@ -102,7 +102,12 @@ export class UdpShares {
   }
 
   private forward (flow: ShareFlow, payload: Uint8Array): void {
-    flow.socket.send(payload, (err) => { if (err !== null && err !== undefined) this.stats.drop('target_error') })
+    // A socket closed meanwhile (idle, evicted, peer gone) throws synchronously: count it, never crash.
+    try {
+      flow.socket.send(payload, (err) => { if (err !== null && err !== undefined) this.stats.drop('target_error') })
+    } catch {
+      this.stats.drop('no_path')
+    }
   }
 
   /** Closes a gone peer's flows. */

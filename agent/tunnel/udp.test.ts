@@ -1,9 +1,12 @@
 /** UDP share flags, datagram framing and the flow table's cap, eviction and idle timeout. */
+import { createSocket } from 'node:dgram'
 import { describe, expect, it } from 'vitest'
+import { silentLog } from '../../peer/peer-session.ts'
 import { CausewayError } from '../../protocol/errors.ts'
 import { decodeDatagram, encodeDatagram, UDP_MAX_PAYLOAD } from '../../protocol/udp.ts'
 import { parseConnectFlag, parseShareFlag, ShareRegistry } from './shares.ts'
-import { FlowTable, UDP_DEFAULTS } from './udp-flows.ts'
+import { FlowTable, UDP_DEFAULTS, UdpStats } from './udp-flows.ts'
+import { UdpShares } from './udp-share.ts'
 
 const code = (fn: () => unknown): string | undefined => { try { fn(); return undefined } catch (err) { return err instanceof CausewayError ? err.code : 'not a CausewayError' } }
 
@@ -66,6 +69,36 @@ describe('flow table', () => {
       expect(closed.slice(1).map(([, why]) => why)).toEqual(['idle', 'idle'])
     } finally {
       t.close()
+    }
+  })
+})
+
+describe('share side, fed by a hostile peer', () => {
+  it('counts short frames, oversize payloads and stray text, never crashes, and still serves a good flow', async () => {
+    const target = createSocket('udp4')
+    target.on('message', (m, from) => target.send(m, from.port, from.address))
+    await new Promise<void>(resolve => target.bind(0, '127.0.0.1', resolve))
+    const sent: Uint8Array[] = []
+    const dc = { label: 'udp:echo', readyState: 'open', bufferedAmount: 0, binaryType: 'arraybuffer', onmessage: null, onclose: null, send: (d: Uint8Array | string) => { if (typeof d !== 'string') sent.push(d) }, close: () => {}, addEventListener: () => {}, removeEventListener: () => {} } as unknown as RTCDataChannel
+    const stats = new UdpStats()
+    const shares = new UdpShares(stats, { maxFlowsPerPeer: 2 }, silentLog)
+    try {
+      shares.accept('p1', 'mallory', dc, { name: 'echo', host: '127.0.0.1', port: target.address().port, protocol: 'udp' })
+      const feed = (data: unknown): void => { (dc.onmessage as unknown as (ev: { data: unknown }) => void)({ data }) }
+      feed(new Uint8Array(3).buffer)
+      feed(encodeDatagram(1, new Uint8Array(UDP_MAX_PAYLOAD + 1)).buffer)
+      feed('{"t":"rst","code":"X"}')
+      feed('not json at all')
+      for (let id = 10; id < 20; id++) feed(encodeDatagram(id, new Uint8Array([id])).buffer) // 10 flows, cap 2
+      expect(stats.drops).toMatchObject({ bad_frame: 1, oversize: 1, flow_limit: 8 })
+      expect(stats.flows.share).toBe(2)
+      for (let i = 0; i < 100 && sent.length < 2; i++) await new Promise(resolve => setTimeout(resolve, 20))
+      expect(sent.map(f => decodeDatagram(f)).map(d => 'flow' in d ? d.flow : -1).sort()).toEqual([10, 11])
+      ;(dc.onclose as unknown as () => void)()
+      expect(stats.flows.share).toBe(0)
+    } finally {
+      shares.close()
+      target.close()
     }
   })
 })
