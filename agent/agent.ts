@@ -187,7 +187,11 @@ export class Agent {
       this.notConnected(peer)
       this.tunnels.attach(peer, session)
       this.assocs.attach(peer, session)
-      session.onControlOpen = () => this.sendCatalog(peer)
+      session.onControlOpen = () => {
+        this.sendCatalog(peer)
+        // extras are offered before any bulk data: their signaling shares the session's send queue
+        if (peer.role === 'agent') this.assocs.ensure(peer, session)
+      }
       session.onControl = (msg) => {
         if (msg.type === 'assoc' && peer.role === 'agent') { this.assocs.handle(peer, session, msg); return }
         if (msg.type === 'catalog' && peer.role === 'agent') {

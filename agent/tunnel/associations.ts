@@ -6,8 +6,10 @@
  * usrsctp's per-association send path cap it without loss too (bench/RESULTS.md). Streams
  * spread over N associations get N windows, like N TCP connections would.
  *
- * The session's own peer connection is association 0. Extra ones are made lazily, by the side
- * that opens a stream (an idle agent makes none), and negotiated in-band over the session's
+ * The session's own peer connection is association 0. Extra ones are offered by an agent
+ * configured for more than one, as soon as the session's control channel opens (before bulk
+ * data: with node-datachannel, control messages queue behind the association's bulk data, and
+ * offers made on the first stream took seconds), and negotiated in-band over the session's
  * control channel (`assoc` messages, protocol/peer.ts): that channel is already authenticated
  * end to end, so the DTLS fingerprint in each SDP is the peer's. An extra association uses the
  * primary's engine and the agent's ICE servers; both sides use every ready association for the
@@ -78,7 +80,7 @@ class SessionAssociations {
 
   /** Offers extra associations up to the configured total (once; each side offers its own). */
   ensure (): void {
-    if (this.closed || this.session.state !== 'connected') return
+    if (this.closed || this.session.control.readyState !== 'open') return
     for (let i = 1; this.mine.size + this.theirs.size + 1 < this.init.total && i < MAX_ASSOCIATIONS; i++) {
       if (!this.mine.has(i)) this.offer(i)
     }
@@ -210,6 +212,9 @@ export class Associations {
 
   /** Ready associations to `peer` (0 when its session is not connected). */
   count (peer: RemotePeer): number { return peer.session === undefined ? 0 : this.of(peer, peer.session)?.count() ?? 0 }
+
+  /** Offers the configured extra associations to `peer` now (when its control channel opens). */
+  ensure (peer: RemotePeer, session: PeerSession): void { if (this.init.total > 1) this.of(peer, session)?.ensure() }
 
   /** Opens a stream channel to `peer` on one of its session's associations, offering extras first if configured. */
   createDataChannel (peer: RemotePeer, session: PeerSession, label: string, init: RTCDataChannelInit = { ordered: true }): RTCDataChannel {

@@ -1,8 +1,8 @@
 /**
  * Several SCTP associations per peer pair (agent/tunnel/associations.ts), across both engines:
  * an agent on node-datachannel asking for 4 associations and one on @roamhq/wrtc asking for 2.
- * Concurrent tunnelled connections both ways arrive intact by hash, both agents report the
- * extra associations (each side's offers plus the other's), and stopping one agent's peer
+ * The extras come up with the session (on-dc offers 3, on-wrtc 1, at once),
+ * concurrent tunnelled connections both ways arrive intact by hash, and stopping one agent
  * leaves the other with none.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -29,24 +29,23 @@ describe('several associations per peer pair', () => {
     target?.server.close()
   })
 
-  it('makes no extra association before a stream is opened', () => {
-    expect(onDc.status().peers[0]).toMatchObject({ name: 'on-wrtc', associations: 1 })
-    expect(onWrtc.status().peers[0]).toMatchObject({ name: 'on-dc', associations: 1 })
-  })
+  it('offers the extra associations when the session comes up, before any stream', async () => {
+    // both offer at once when their sessions open: on-dc its 3, on-wrtc its 1 (each counts the other's too)
+    const seen = (a: Agent): number => a.status().peers[0]?.associations ?? 0
+    await until(() => seen(onDc) >= 4 && seen(onWrtc) >= 4, 20_000, 'both to see at least 4 associations')
+    expect(seen(onDc)).toBeLessThanOrEqual(5)
+    expect(seen(onDc)).toBe(seen(onWrtc))
+  }, 30_000)
 
   it('spreads concurrent connections both ways over the associations, intact', async () => {
-    const first = await exchange(onDc.listeners[0]!.port, 1 << 20)
-    expect(first).toEqual({ ok: true })
-    // the first stream triggered 3 offers from on-dc: wait for them before the concurrent batch
-    await until(() => onDc.status().peers[0]!.associations === 4, 20_000, 'on-dc to see 4 associations')
     const results = await Promise.all([
       ...Array.from({ length: 12 }, async () => await exchange(onDc.listeners[0]!.port, 1 << 20)),
       ...Array.from({ length: 12 }, async () => await exchange(onWrtc.listeners[0]!.port, 1 << 20)),
     ])
     expect(results.filter(r => !r.ok)).toEqual([])
-    // on-wrtc answered on-dc's 3 and needs no more of its own (4 >= its 2)
-    expect(onWrtc.status().peers[0]).toMatchObject({ name: 'on-dc', engine: 'wrtc', associations: 4 })
-    expect(onDc.status().peers[0]).toMatchObject({ name: 'on-wrtc', engine: 'datachannel', associations: 4 })
+    expect(onWrtc.status().peers[0]).toMatchObject({ name: 'on-dc', engine: 'wrtc' })
+    expect(onDc.status().peers[0]).toMatchObject({ name: 'on-wrtc', engine: 'datachannel' })
+    expect(onDc.status().peers[0]!.associations).toBeGreaterThanOrEqual(4)
   }, 90_000)
 
   it('bounds association numbers in the control protocol', () => {
