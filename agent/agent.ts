@@ -61,7 +61,7 @@ export interface AgentInit {
   engine?: EngineChoice
   /** node-datachannel: gather host candidates on this address only. */
   bindAddress?: string
-  /** Run netcheck (agent/netcheck) in the background at start, bounded by this many ms; 0: never. Default 5000. */
+  /** Run netcheck (agent/netcheck) in the background at start, bounded by this many ms; 0: never. Default 10000 (it never delays start; on a busy host 5 s lost probes). */
   netcheckMs?: number
 }
 
@@ -281,7 +281,7 @@ export class Agent {
 
   /** netcheck in the background (never delays start): the same probe as `causeway netcheck`, with this agent's ICE servers and relay client. */
   private startNetcheck (): void {
-    const timeoutMs = this.init.netcheckMs ?? 5000
+    const timeoutMs = this.init.netcheckMs ?? 10_000
     if (timeoutMs <= 0 || this.ice === undefined) return
     const ice = { iceServers: this.ice.servers(), relays: [...new Set([...(this.init.relays ?? []), ...this.relays])] }
     runNetcheck({ token: this.init.token, timeoutMs, ice, relayProber: fromRelayStatus(() => this.relayPath?.status().relays), signal: this.stopped.signal }).then(report => {
