@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net'
 import { CausewayError, type ErrorCode } from '../../protocol/errors.ts'
 import { parseJson, STREAM_LABEL_PREFIX, StreamControl } from '../../protocol/peer.ts'
 import { UDP_LABEL_PREFIX } from '../../protocol/udp.ts'
-import { whenOpen } from '../../peer/channel.ts'
+import { onDrain, whenOpen } from '../../peer/channel.ts'
 import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 import { StreamPipe, WindowBudget, type PipeOptions } from './pipe.ts'
@@ -27,8 +27,8 @@ function inProcess (serve: (end: PairEnd) => void): Socket {
   return socket
 }
 
-/** How long a refused stream's channel waits for the opener to close it, ms. */
-const REFUSED_CLOSE_MS = 10_000
+/** How long a refused stream's channel stays open after its answer left the buffer, ms. */
+const REFUSED_CLOSE_GRACE_MS = 100
 
 export interface TunnelOptions {
   /** Concurrent streams per peer, each direction counted. Default 500 (an SCTP association has 1024 stream ids, split by DTLS role). */
@@ -142,12 +142,13 @@ export class Tunnels {
     this.log.warn({ peer: peer.name, label: dc.label.slice(0, 80), code }, 'stream refused')
     const send = (): void => {
       try { dc.send(JSON.stringify({ t: 'err', code, message })) } catch { /* closed */ }
-      // The opener closes the channel once it read the answer. Closing here instead can reset
-      // the stream before the answer leaves (node-datachannel queues per association, below
-      // bufferedAmount): only close ourselves if the opener has not after REFUSED_CLOSE_MS.
-      const t = setTimeout(() => { try { dc.close() } catch { /* closed */ } }, REFUSED_CLOSE_MS)
-      t.unref?.()
-      dc.addEventListener('close', () => clearTimeout(t))
+      // Our opener closes the channel once it read the answer. Otherwise we close it, once the
+      // answer left the channel's buffer plus a grace period: node-datachannel keeps one queue
+      // per association below bufferedAmount, and closing at once reset the stream before the
+      // answer went out (semantics test: STREAM_RESET instead of SHARE_NOT_FOUND).
+      let t: ReturnType<typeof setTimeout> | undefined
+      const cancel = onDrain(dc, 0, () => { t = setTimeout(() => { try { dc.close() } catch { /* closed */ } }, REFUSED_CLOSE_GRACE_MS) })
+      dc.addEventListener('close', () => { cancel(); clearTimeout(t) })
     }
     if (dc.readyState === 'open') send(); else whenOpen(dc).then(send, () => {})
   }
