@@ -12,20 +12,12 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ENGINE_CAPS, ENGINE_NAMES, type EngineName } from '../../agent/engine/index.ts'
 import { onDrain, whenOpen } from '../../peer/channel.ts'
-import { connectPair, type Pair } from './pair.ts'
+import { connectPair, ENGINE_PAIRS, type Pair } from './pair.ts'
+import { until } from '../until.ts'
 
 const TURN_PORT = 3479
 const TURN_USER = 'cw'
 const TURN_PASS = 'compliance-secret'
-
-async function until (cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  for (let i = 0; i < 100_000; i++) {
-    if (cond()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-}
 
 async function selectedPairKind (pc: RTCPeerConnection): Promise<string> {
   const report = await pc.getStats()
@@ -43,9 +35,7 @@ async function selectedPairKind (pc: RTCPeerConnection): Promise<string> {
   return 'none'
 }
 
-const combos: Array<[EngineName, EngineName]> = [...ENGINE_NAMES.map(e => [e, e] as [EngineName, EngineName]), ['wrtc', 'datachannel'], ['datachannel', 'wrtc']]
-
-describe.each(combos)('engine %s <-> %s', (engineA, engineB) => {
+describe.each(ENGINE_PAIRS)('engine %s <-> %s', (engineA, engineB) => {
   let pair: Pair
 
   beforeAll(async () => { pair = await connectPair(engineA, engineB) }, 60_000)

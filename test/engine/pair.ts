@@ -1,7 +1,10 @@
 /** Two PeerSessions in one process wired to each other (signals delivered on the next tick), on any engines. */
-import { createPeerConnection, type EngineName } from '../../agent/engine/index.ts'
+import { createPeerConnection, ENGINE_NAMES, type EngineName } from '../../agent/engine/index.ts'
 import { whenOpen } from '../../peer/channel.ts'
 import { PeerSession } from '../../peer/peer-session.ts'
+
+/** Every engine with itself and each cross pairing, both ways round. */
+export const ENGINE_PAIRS: Array<[EngineName, EngineName]> = [...ENGINE_NAMES.map(e => [e, e] as [EngineName, EngineName]), ['wrtc', 'datachannel'], ['datachannel', 'wrtc']]
 
 export interface Pair { a: PeerSession, b: PeerSession, close: () => void, /** candidates `a` signalled */ candidates: string[] }
 

@@ -5,14 +5,11 @@
  * both ways on loopback.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ENGINE_NAMES, type EngineName } from '../../agent/engine/index.ts'
 import { whenOpen } from '../../peer/channel.ts'
 import { UDP_FLOW_HEADER, UDP_MAX_PAYLOAD } from '../../protocol/udp.ts'
-import { connectPair, type Pair } from './pair.ts'
+import { connectPair, ENGINE_PAIRS, type Pair } from './pair.ts'
 
-const combos: Array<[EngineName, EngineName]> = [...ENGINE_NAMES.map(e => [e, e] as [EngineName, EngineName]), ['wrtc', 'datachannel'], ['datachannel', 'wrtc']]
-
-describe.each(combos)('unreliable channels, %s <-> %s', (engineA, engineB) => {
+describe.each(ENGINE_PAIRS)('unreliable channels, %s <-> %s', (engineA, engineB) => {
   let pair: Pair
   beforeAll(async () => { pair = await connectPair(engineA, engineB) }, 60_000)
   afterAll(() => pair?.close())
