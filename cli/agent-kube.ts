@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import type * as k8s from '@kubernetes/client-node'
-import type { Logger } from 'pino'
+import { silentLog, type LogLike } from '../peer/log.ts'
 import type { Agent } from '../agent/agent.ts'
 import { agentPort, APISERVER_SHARE, type AgentPortInit } from '../agent/kube/agent-port.ts'
 import type { ApiserverIdentity, ApiserverProxy } from '../agent/kube/apiserver-share.ts'
@@ -59,7 +59,7 @@ export interface KubeModeInit {
   controller?: { podIp?: string; graceMs?: number; resolve?: AgentPortInit['resolve']; importNamespace?: string; resyncMs?: number }
   /** Export the API server share. */
   apiserver?: { identity: ApiserverIdentity; peers?: string[] }
-  log?: (msg: string) => void
+  log?: LogLike
 }
 
 export interface KubeMode {
@@ -69,7 +69,7 @@ export interface KubeMode {
 
 /** Starts what `--kube` / `--share-apiserver` ask for on a started agent (library entry point). */
 export async function startKubeMode(init: KubeModeInit): Promise<KubeMode> {
-  const log = init.log ?? (() => {})
+  const log = init.log ?? silentLog
   // Loaded only in Kubernetes mode: the client library is large, and host-mode agents never need it.
   const { startApiserverProxy } = await import('../agent/kube/apiserver-share.ts')
   const { startKubeController } = await import('../agent/kube/controller.ts')
@@ -88,7 +88,7 @@ export async function startKubeMode(init: KubeModeInit): Promise<KubeMode> {
       description: 'Kubernetes API server (plain HTTP inside the tunnel; use causeway kubeconfig)',
       ...(peers.length > 0 ? { peers } : {}),
     }])
-    log(`sharing the API server as ${APISERVER_SHARE} (${init.apiserver.identity.mode}, in-process: no local listener)`)
+    log.info({ share: APISERVER_SHARE, identity: init.apiserver.identity.mode }, 'sharing the API server in-process (no local listener)')
   }
   if (init.controller !== undefined) {
     const c = init.controller
@@ -139,7 +139,7 @@ export function checkKubeFlags(flags: KubeFlags): void {
 }
 
 /** From the agent command's flags: starts Kubernetes mode, or returns undefined when not asked. */
-export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: Logger, signal: AbortSignal): Promise<KubeMode | undefined> {
+export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: LogLike, signal: AbortSignal): Promise<KubeMode | undefined> {
   checkKubeFlags(flags)
   const share = flags['share-apiserver'] === true
   if (flags.kube !== true && !share) return undefined
@@ -165,8 +165,8 @@ export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: Log
     signal,
     ...(flags.kube === true ? { controller: { ...(grace ? { graceMs: parseDuration(grace) * 1000 } : {}) } } : {}),
     ...(apiserver !== undefined ? { apiserver } : {}),
-    log: (msg) => log.info(msg),
+    log,
   })
-  if (flags.kube === true) log.info('Kubernetes controller running')
+  if (flags.kube === true) log.info({}, 'Kubernetes controller running')
   return mode
 }

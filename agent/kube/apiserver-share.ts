@@ -29,6 +29,7 @@ import type { Duplex } from 'node:stream'
 import { CausewayError } from '../../protocol/errors.ts'
 import { readFile } from 'node:fs/promises'
 import type * as k8s from '@kubernetes/client-node'
+import { silentLog, type LogLike } from '../../peer/log.ts'
 
 export type ApiserverIdentity =
   | { mode: 'token'; token: () => Promise<string> }
@@ -38,7 +39,7 @@ export interface ApiserverProxyInit {
   /** Upstream API server, its CA and (impersonate mode) the agent's own credentials. */
   kubeConfig: k8s.KubeConfig
   identity: ApiserverIdentity
-  log?: (msg: string) => void
+  log?: LogLike
 }
 
 export interface ApiserverProxy {
@@ -126,7 +127,7 @@ export function tokenFromServiceAccount(core: k8s.CoreV1Api, namespace: string, 
 }
 
 export async function startApiserverProxy(init: ApiserverProxyInit): Promise<ApiserverProxy> {
-  const log = init.log ?? (() => {})
+  const log = init.log ?? silentLog
   checkIdentity(init.identity)
   const cluster = init.kubeConfig.getCurrentCluster()
   if (cluster === null) throw new Error('the kubeconfig has no current cluster')
@@ -210,14 +211,14 @@ export async function startApiserverProxy(init: ApiserverProxyInit): Promise<Api
           ur.on('error', () => res.destroy())
         })
         up.on('error', (e) => {
-          log(`apiserver share: upstream ${req.method} ${req.url}: ${e.message}`)
+          log.warn({ err: e.message, method: req.method, url: req.url }, 'apiserver share: upstream request failed')
           fail(res, 502, 'the API server cannot be reached from the exporting agent')
         })
         res.on('close', () => { if (!up.writableFinished || !res.writableFinished) up.destroy() })
         req.pipe(up)
       },
       (e: unknown) => {
-        log(`apiserver share: credentials: ${String(e)}`)
+        log.warn({ err: String(e) }, 'apiserver share: no credentials for the API server')
         fail(res, 503, 'the exporting agent has no credentials for the API server')
       },
     )

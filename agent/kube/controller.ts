@@ -4,6 +4,7 @@
  * KubeConfig (in-cluster in production) and an AgentPort, until `signal` aborts.
  */
 import * as k8s from '@kubernetes/client-node'
+import { silentLog, type LogLike } from '../../peer/log.ts'
 import { ExportsReconciler } from './exports.ts'
 import { ImportsReconciler, type ImportsInit } from './imports.ts'
 import type { AgentPort, LocalShare } from './ports.ts'
@@ -28,7 +29,7 @@ export interface KubeControllerInit {
   resyncMs?: number
   /** Write the status annotation and Events. Default true. */
   status?: boolean
-  log?: (msg: string) => void
+  log?: LogLike
 }
 
 export interface KubeController {
@@ -45,7 +46,7 @@ export class KubeControllerError extends Error {
 export async function startKubeController(init: KubeControllerInit): Promise<KubeController> {
   const podIp = init.podIp ?? process.env.POD_IP
   if (podIp === undefined || podIp === '') throw new KubeControllerError('the pod IP is unknown: set POD_IP (downward API status.podIP)')
-  const log = init.log ?? (() => {})
+  const log = init.log ?? silentLog
   const core = init.kubeConfig.makeApiClient(k8s.CoreV1Api)
   const status = init.status === false ? undefined : new StatusWriter({ core, log })
   const exportsRec = new ExportsReconciler({ kubeConfig: init.kubeConfig, agent: init.agent, status, namespace: init.exportNamespace, log })
@@ -64,12 +65,12 @@ export async function startKubeController(init: KubeControllerInit): Promise<Kub
   const remote = new RemoteManifestsController({ kubeConfig: init.kubeConfig, agent: init.agent, status, resyncMs: init.resyncMs, log })
   await exportsRec.start(init.signal)
   await importsRec.start(init.signal)
-  await remote.start(init.signal).catch((e: unknown) => log(`remotemanifests: ${String(e)}`))
+  await remote.start(init.signal).catch((e: unknown) => log.warn({ err: String(e) }, 'remotemanifests: start failed'))
   // Export status carries peer paths, which change without any Kubernetes event.
   // CRDs installed after start-up (ServiceExport, RemoteManifests) are picked up on this tick.
   const tick = setInterval(() => {
     void exportsRec.recheckCrds().then(() => exportsRec.schedule())
-    void remote.start(init.signal).catch((e: unknown) => log(`remotemanifests: ${String(e)}`))
+    void remote.start(init.signal).catch((e: unknown) => log.warn({ err: String(e) }, 'remotemanifests: start failed'))
   }, init.resyncMs ?? 30_000)
   tick.unref()
   init.signal.addEventListener('abort', () => clearInterval(tick), { once: true })

@@ -22,6 +22,7 @@
  * and name) wins; the other gets a Warning Event and the error in its status annotation.
  */
 import * as k8s from '@kubernetes/client-node'
+import { silentLog, type LogLike } from '../../peer/log.ts'
 import { NAME_ANNOTATION, PEERS_ANNOTATION, PORTS_ANNOTATION, SHARE_ANNOTATION, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
 import { runInformer } from './kubeutil.ts'
 import { exportConditions, NO_PORT, ServiceExportWatcher } from './mcs.ts'
@@ -81,7 +82,7 @@ export interface ExportsInit {
   status?: StatusWriter
   /** Watch only this namespace. Default: all namespaces. */
   namespace?: string
-  log?: (msg: string) => void
+  log?: LogLike
 }
 
 const keyOf = (svc: k8s.V1Service): string => `${svc.metadata?.namespace ?? ''}/${svc.metadata?.name ?? ''}`
@@ -98,10 +99,12 @@ export class ExportsReconciler {
   private readonly exported = new Set<string>()
   private pending: Promise<void> = Promise.resolve()
   readonly serviceExports: ServiceExportWatcher
+  private readonly log: LogLike
 
   constructor(init: ExportsInit) {
     this.init = init
-    this.serviceExports = new ServiceExportWatcher({ kubeConfig: init.kubeConfig, namespace: init.namespace, log: (m) => init.log?.(`exports: ${m}`), onChange: () => void this.schedule() })
+    this.log = init.log ?? silentLog
+    this.serviceExports = new ServiceExportWatcher({ kubeConfig: init.kubeConfig, namespace: init.namespace, log: init.log, onChange: () => void this.schedule() })
     const core = init.kubeConfig.makeApiClient(k8s.CoreV1Api)
     const ns = init.namespace
     this.informer = k8s.makeInformer(
@@ -118,8 +121,8 @@ export class ExportsReconciler {
   /** Starts the informer; resolves after the first list. */
   async start(signal: AbortSignal): Promise<void> {
     this.signal = signal
-    await runInformer(this.informer, signal, (m) => this.init.log?.(`exports: ${m}`))
-    await this.serviceExports.ensureStarted(signal).catch((e: unknown) => this.init.log?.(`exports: ServiceExport discovery: ${String(e)}`))
+    await runInformer(this.informer, signal, this.log, 'exports: Services')
+    await this.serviceExports.ensureStarted(signal).catch((e: unknown) => this.log.warn({ err: String(e) }, 'exports: ServiceExport discovery failed'))
     await this.schedule()
   }
 
@@ -127,7 +130,7 @@ export class ExportsReconciler {
 
   /** Picks up a ServiceExport CRD installed after start (called on the resync tick). */
   async recheckCrds(): Promise<void> {
-    if (this.signal !== undefined) await this.serviceExports.ensureStarted(this.signal).catch((e: unknown) => this.init.log?.(`exports: ServiceExport discovery: ${String(e)}`))
+    if (this.signal !== undefined) await this.serviceExports.ensureStarted(this.signal).catch((e: unknown) => this.log.warn({ err: String(e) }, 'exports: ServiceExport discovery failed'))
   }
 
   /** The shares currently published from Services. */
@@ -137,7 +140,7 @@ export class ExportsReconciler {
 
   /** Recomputes the catalog (serialized), e.g. on a resync tick to refresh peer paths. */
   schedule(): Promise<void> {
-    this.pending = this.pending.then(() => this.reconcile()).catch((e: unknown) => this.init.log?.(`exports: ${String(e)}`))
+    this.pending = this.pending.then(() => this.reconcile()).catch((e: unknown) => this.log.warn({ err: String(e) }, 'exports: reconcile failed'))
     return this.pending
   }
 

@@ -19,6 +19,7 @@
  * Managed imports found at start-up whose peer has not (yet) shown up get the same grace.
  */
 import * as k8s from '@kubernetes/client-node'
+import { silentLog, type LogLike } from '../../peer/log.ts'
 import { IMPORT_PEER_LABEL, IMPORT_SHARE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
 import { apiCode, dnsLabel, mergePatchOptions } from './kubeutil.ts'
 import { ServiceImportWriter } from './mcs.ts'
@@ -45,7 +46,7 @@ export interface ImportsInit {
   graceMs?: number
   /** Full reconcile period (repairs drift, refreshes paths). Default 30 s. */
   resyncMs?: number
-  log?: (msg: string) => void
+  log?: LogLike
   now?: () => number
 }
 
@@ -86,10 +87,12 @@ export class ImportsReconciler {
   private readonly reported = new Set<string>()
   private stopped = false
   private readonly serviceImports: ServiceImportWriter
+  private readonly log: LogLike
 
   constructor(init: ImportsInit) {
     this.init = init
-    this.serviceImports = new ServiceImportWriter(init.kubeConfig, init.log)
+    this.log = init.log ?? silentLog
+    this.serviceImports = new ServiceImportWriter(init.kubeConfig, this.log)
     this.core = init.kubeConfig.makeApiClient(k8s.CoreV1Api)
     this.discovery = init.kubeConfig.makeApiClient(k8s.DiscoveryV1Api)
     this.graceMs = init.graceMs ?? 5 * 60_000
@@ -150,7 +153,7 @@ export class ImportsReconciler {
 
   /** Runs one reconcile after the ones queued (serialized). */
   schedule(): Promise<void> {
-    this.pending = this.pending.then(() => (this.stopped ? undefined : this.reconcile())).catch((e: unknown) => this.init.log?.(`imports: ${String(e)}`))
+    this.pending = this.pending.then(() => (this.stopped ? undefined : this.reconcile())).catch((e: unknown) => this.log.warn({ err: String(e) }, 'imports: reconcile failed'))
     return this.pending
   }
 
@@ -195,7 +198,7 @@ export class ImportsReconciler {
         await this.ensure(d)
       } catch (e) {
         // One broken import (say, a quota) must not stop the others or the garbage collection.
-        this.init.log?.(`imports: ${d.namespace}/${d.name}: ${String(e)}`)
+        this.log.warn({ err: String(e), service: `${d.namespace}/${d.name}` }, 'imports: import failed')
       }
     }
     // Garbage: managed imports nobody wants any more.
@@ -209,7 +212,7 @@ export class ImportsReconciler {
       try {
         await this.remove(ns, name, peer)
       } catch (e) {
-        this.init.log?.(`imports: remove ${ns}/${name}: ${String(e)}`)
+        this.log.warn({ err: String(e), service: `${ns}/${name}` }, 'imports: removal failed')
       }
     }
     for (const [key, l] of this.listeners) {
@@ -235,7 +238,7 @@ export class ImportsReconciler {
         this.listeners.set(key, listener)
         this.listenerProtocol.set(key, d.share.protocol)
       } catch (e) {
-        this.init.log?.(`imports: open ${d.peer}/${d.share.name}: ${String(e)}`)
+        this.log.warn({ err: String(e), peer: d.peer, share: d.share.name }, 'imports: opening the import listener failed')
         return
       }
     }
@@ -280,7 +283,7 @@ export class ImportsReconciler {
       const key = `clash:${d.namespace}/${d.name}`
       if (!this.reported.has(key)) {
         this.reported.add(key)
-        this.init.log?.(`imports: Service ${d.namespace}/${d.name} exists and is not managed by causeway; not importing ${d.share.name} from ${d.peer}`)
+        this.log.warn({ service: `${d.namespace}/${d.name}`, peer: d.peer, share: d.share.name }, 'imports: the Service exists and is not managed by causeway; not importing')
       }
       return undefined
     }
@@ -340,7 +343,7 @@ export class ImportsReconciler {
     })
     this.reported.delete(`${namespace}/${name}`)
     this.init.status?.forget({ namespace, name })
-    this.init.log?.(`imports: removed ${namespace}/${name} (peer ${peer})`)
+    this.log.info({ service: `${namespace}/${name}`, peer }, 'imports: removed')
   }
 
   private async closeListeners(): Promise<void> {

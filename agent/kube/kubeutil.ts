@@ -1,5 +1,6 @@
 /** Small helpers shared by the reconcilers. */
 import * as k8s from '@kubernetes/client-node'
+import type { LogLike } from '../../peer/log.ts'
 
 /** The HTTP status of a failed client-node call, if it was an API error. */
 export function apiCode(e: unknown): number | undefined {
@@ -25,14 +26,14 @@ export const mergePatchOptions = (): ReturnType<typeof k8s.setHeaderOptions> => 
  * Runs an informer until `signal` aborts, restarting it after errors with capped exponential
  * backoff (client-node's ListWatch stops on any error other than 410 / a timeout).
  */
-export function runInformer<T extends k8s.KubernetesObject>(informer: k8s.Informer<T>, signal: AbortSignal, log: (msg: string) => void): Promise<void> {
+export function runInformer<T extends k8s.KubernetesObject>(informer: k8s.Informer<T>, signal: AbortSignal, log: LogLike, what: string): Promise<void> {
   let delay = 500
   let timer: NodeJS.Timeout | undefined
   informer.on('error', (err: unknown) => {
     if (signal.aborted) return
-    log(`informer error, restarting in ${delay} ms: ${String(err)}`)
+    log.warn({ err: String(err), retryMs: delay }, `${what}: watch failed, restarting`)
     timer = setTimeout(() => {
-      if (!signal.aborted) informer.start().catch((e: unknown) => log(`informer restart: ${String(e)}`))
+      if (!signal.aborted) informer.start().catch((e: unknown) => log.warn({ err: String(e) }, `${what}: watch restart failed`))
     }, delay)
     delay = Math.min(delay * 2, 30_000)
   })

@@ -17,6 +17,7 @@
  * Both CRDs are optional: the watcher checks discovery and starts when the group appears.
  */
 import * as k8s from '@kubernetes/client-node'
+import { silentLog, type LogLike } from '../../peer/log.ts'
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../../protocol/annotations.ts'
 import { apiCode, mergePatchOptions, runInformer } from './kubeutil.ts'
 
@@ -82,15 +83,15 @@ export class ServiceExportWatcher {
   private readonly kc: k8s.KubeConfig
   private readonly api: k8s.CustomObjectsApi
   private readonly namespace: string | undefined
-  private readonly log: (m: string) => void
+  private readonly log: LogLike
   private informer: (k8s.Informer<McsObject> & k8s.ObjectCache<McsObject>) | undefined
   private readonly changed: () => void
 
-  constructor(init: { kubeConfig: k8s.KubeConfig; namespace?: string; log?: (m: string) => void; onChange: () => void }) {
+  constructor(init: { kubeConfig: k8s.KubeConfig; namespace?: string; log?: LogLike | undefined; onChange: () => void }) {
     this.kc = init.kubeConfig
     this.api = init.kubeConfig.makeApiClient(k8s.CustomObjectsApi)
     this.namespace = init.namespace
-    this.log = init.log ?? (() => {})
+    this.log = init.log ?? silentLog
     this.changed = init.onChange
   }
 
@@ -107,8 +108,8 @@ export class ServiceExportWatcher {
     const informer = k8s.makeInformer<McsObject>(this.kc, path, list)
     for (const ev of ['add', 'update', 'delete'] as const) informer.on(ev, () => this.changed())
     this.informer = informer
-    await runInformer(informer, signal, (m) => this.log(`serviceexports: ${m}`))
-    this.log('watching ServiceExports (multicluster.x-k8s.io/v1alpha1)')
+    await runInformer(informer, signal, this.log, 'exports: ServiceExports')
+    this.log.info({}, 'exports: watching ServiceExports (multicluster.x-k8s.io/v1alpha1)')
     this.changed()
   }
 
@@ -131,7 +132,7 @@ export class ServiceExportWatcher {
         mergePatchOptions(),
       )
     } catch (e) {
-      if (apiCode(e) !== 404) this.log(`serviceexports ${se.metadata?.namespace ?? ''}/${se.metadata?.name ?? ''}: status: ${String(e)}`)
+      if (apiCode(e) !== 404) this.log.warn({ err: String(e), serviceExport: `${se.metadata?.namespace ?? ''}/${se.metadata?.name ?? ''}` }, 'exports: ServiceExport status write failed')
     }
   }
 }
@@ -140,13 +141,13 @@ export class ServiceExportWatcher {
 export class ServiceImportWriter {
   private readonly kc: k8s.KubeConfig
   private readonly api: k8s.CustomObjectsApi
-  private readonly log: (m: string) => void
+  private readonly log: LogLike
   private served: { value: boolean; at: number } | undefined
 
-  constructor(kc: k8s.KubeConfig, log?: (m: string) => void) {
+  constructor(kc: k8s.KubeConfig, log: LogLike) {
     this.kc = kc
     this.api = kc.makeApiClient(k8s.CustomObjectsApi)
-    this.log = log ?? (() => {})
+    this.log = log
   }
 
   private async enabled(): Promise<boolean> {
@@ -175,7 +176,7 @@ export class ServiceImportWriter {
       if (apiCode(e) !== 404) throw e
     }
     if (cur !== undefined && cur.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE) {
-      this.log(`imports: ServiceImport ${namespace}/${name} exists and is not managed by causeway; left alone`)
+      this.log.warn({ serviceImport: `${namespace}/${name}` }, 'imports: the ServiceImport exists and is not managed by causeway; left alone')
       return
     }
     const owner = [{ apiVersion: 'v1', kind: 'Service', name, uid: svc.metadata?.uid ?? '', controller: true, blockOwnerDeletion: true }]

@@ -17,6 +17,7 @@
  * The CRD is optional: the controller starts when discovery serves it.
  */
 import * as k8s from '@kubernetes/client-node'
+import { silentLog, type LogLike } from '../../peer/log.ts'
 import { apiCode, mergePatchOptions, runInformer } from './kubeutil.ts'
 import { APISERVER_SHARE } from './agent-port.ts'
 import { mergeConditions, serves, type Condition } from './mcs.ts'
@@ -56,7 +57,7 @@ export interface RemoteManifestsInit {
   agent: AgentPort
   status?: StatusWriter
   resyncMs?: number
-  log?: (m: string) => void
+  log?: LogLike
 }
 
 export class RemoteManifestsController {
@@ -74,7 +75,7 @@ export class RemoteManifestsController {
     this.api = init.kubeConfig.makeApiClient(k8s.CustomObjectsApi)
   }
 
-  private log(m: string): void { this.init.log?.(`remotemanifests: ${m}`) }
+  private get log(): LogLike { return this.init.log ?? silentLog }
 
   /** Starts when the CRD is served; call again (resync tick) to pick up a CRD installed later. */
   async start(signal: AbortSignal): Promise<void> {
@@ -96,8 +97,8 @@ export class RemoteManifestsController {
       clearInterval(tick)
       for (const r of this.retry.values()) clearTimeout(r.timer)
     }, { once: true })
-    await runInformer(informer, signal, (m) => this.log(m))
-    this.log('watching RemoteManifests (causeway.dev/v1alpha1)')
+    await runInformer(informer, signal, this.log, 'remotemanifests')
+    this.log.info({}, 'remotemanifests: watching RemoteManifests (causeway.dev/v1alpha1)')
   }
 
   private objects(): RemoteManifests[] { return [...(this.informer?.list() ?? [])] }
@@ -116,7 +117,7 @@ export class RemoteManifestsController {
     const next = (this.queues.get(key) ?? Promise.resolve()).then(async () => {
       if (this.signal?.aborted) return
       const cur = this.informer?.get(o.metadata?.name ?? '', o.metadata?.namespace) ?? o
-      const ok = await this.reconcile(cur).catch((e: unknown) => { this.log(`${key}: ${String(e)}`); return false })
+      const ok = await this.reconcile(cur).catch((e: unknown) => { this.log.warn({ err: String(e), remoteManifests: key }, 'remotemanifests: reconcile failed'); return false })
       this.backoff(key, cur, ok)
     })
     this.queues.set(key, next)

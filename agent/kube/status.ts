@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto'
 import * as k8s from '@kubernetes/client-node'
+import { silentLog, type LogLike } from '../../peer/log.ts'
 import { STATUS_ANNOTATION } from '../../protocol/annotations.ts'
 import { apiCode } from './kubeutil.ts'
 
@@ -39,14 +40,14 @@ export interface StatusWriterInit {
   component?: string
   /** Reporting instance (the pod name). Default `$POD_NAME` or `causeway-agent`. */
   instance?: string
-  log?: (msg: string) => void
+  log?: LogLike
 }
 
 export class StatusWriter {
   private readonly core: k8s.CoreV1Api
   private readonly component: string
   private readonly instance: string
-  private readonly log: (msg: string) => void
+  private readonly log: LogLike
   /** Last annotation written per Service, to skip no-op writes. */
   private readonly written = new Map<string, string>()
 
@@ -54,7 +55,7 @@ export class StatusWriter {
     this.core = init.core
     this.component = init.component ?? 'causeway-agent'
     this.instance = init.instance ?? process.env.POD_NAME ?? 'causeway-agent'
-    this.log = init.log ?? (() => {})
+    this.log = init.log ?? silentLog
   }
 
   /** Writes the status annotation when it differs from the last one written. */
@@ -72,7 +73,7 @@ export class StatusWriter {
       )
       this.written.set(key, value)
     } catch (e) {
-      if (apiCode(e) !== 404) this.log(`status ${key}: ${String(e)}`)
+      if (apiCode(e) !== 404) this.log.warn({ err: String(e), service: key }, 'status annotation write failed')
     }
   }
 
@@ -84,7 +85,7 @@ export class StatusWriter {
         k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
       )
     } catch (e) {
-      if (apiCode(e) !== 404) this.log(`status ${ref.namespace}/${ref.name}: ${String(e)}`)
+      if (apiCode(e) !== 404) this.log.warn({ err: String(e), service: `${ref.namespace}/${ref.name}` }, 'status annotation removal failed')
     }
     this.forget(ref)
   }
@@ -117,7 +118,7 @@ export class StatusWriter {
       })
     } catch (e) {
       if (apiCode(e) !== 409) {
-        this.log(`event ${ref.namespace}/${name}: ${String(e)}`)
+        this.log.warn({ err: String(e), event: `${ref.namespace}/${name}` }, 'event write failed')
         return
       }
       try {
@@ -127,7 +128,7 @@ export class StatusWriter {
           k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
         )
       } catch (e2) {
-        this.log(`event ${ref.namespace}/${name}: ${String(e2)}`)
+        this.log.warn({ err: String(e2), event: `${ref.namespace}/${name}` }, 'event update failed')
       }
     }
   }
