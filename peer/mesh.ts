@@ -72,6 +72,11 @@ export interface MeshEvents {
   hello: (peer: RemotePeer) => void
   /** A peer is gone for good (left and its connection is down, or replaced by a restart). */
   peerGone: (peer: RemotePeer) => void
+  /**
+   * Who is in the signaling room now that this peer may see (a viewer sees agents only), from
+   * welcome / peer-joined / peer-left: before any hello, so an empty room is known at once.
+   */
+  members: (ids: readonly string[]) => void
   /** A signaling error (UNAUTHORIZED, ROOM_FULL, …). */
   signalingError: (code: string, message: string) => void
   /** A peer's hello or description was refused (IDENTITY_REJECTED, CREDENTIAL_EXPIRED, …). */
@@ -165,9 +170,10 @@ export class Mesh {
       this.members.clear()
       this.helloSent.clear()
       for (const p of peers) { this.members.add(p); void this.sendHello(p) }
+      this.events.emit('members', [...this.members])
     })
-    sc.on('joined', p => { this.members.add(p); void this.sendHello(p) })
-    sc.on('left', p => { this.members.delete(p); this.helloSent.delete(p); this.onLeft(p) })
+    sc.on('joined', p => { this.members.add(p); void this.sendHello(p); this.events.emit('members', [...this.members]) })
+    sc.on('left', p => { this.members.delete(p); this.helloSent.delete(p); this.onLeft(p); this.events.emit('members', [...this.members]) })
     // Signals from one sender are handled strictly in order (opening is async: a hello must be
     // processed before the offer behind it). Bounded per sender; the oldest are dropped first.
     sc.on('signal', (from, sealed) => { this.enqueueSignal(from, sealed) })

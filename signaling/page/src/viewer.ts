@@ -12,8 +12,13 @@ import { IceConfig } from '../../../protocol/messages.ts'
 import type { PathKind, ShareInfo, StatusMessage } from '../../../protocol/peer.ts'
 import type { ViewerToken } from '../../../protocol/token.ts'
 
-/** How long to wait for a first agent before saying that none answers, ms. */
+/**
+ * How long agents that are in the room may take to connect before the page says none answers,
+ * ms. An empty room needs no timer: signaling's roster tells at once (EMPTY_ROOM).
+ */
 export const NO_AGENT_MS = 10_000
+/** The notice shown while the room holds no agent (from the roster, at once). */
+export const EMPTY_ROOM = 'No agent in the room'
 /** A status older than this is shown as stale, ms (agents send one every 2 s). */
 export const STALE_MS = 7000
 
@@ -175,6 +180,7 @@ export class Viewer {
       this.changed()
     })
     mesh.events.on('peerGone', (peer) => { this.model.agents.delete(peer.id); this.changed() })
+    mesh.events.on('members', (ids) => this.onMembers(ids))
     mesh.events.on('signalingError', (code, message) => {
       if (FATAL.has(code)) this.setFatal({ level: 'error', title: 'The signaling service refused to let this page join', code, detail: message })
       else this.notice({ level: code === 'UNKNOWN_PEER' ? 'info' : 'warn', title: `Signaling: ${code}`, code, detail: message })
@@ -198,11 +204,27 @@ export class Viewer {
 
   get signalingState (): string { return this.mesh?.signaling?.state ?? 'connecting' }
 
+  /** The room's roster from signaling (agents only, for a viewer): empty means no agent, now. */
+  private onMembers (ids: readonly string[]): void {
+    if (this.closed || this.model.fatal !== undefined) return
+    if (ids.length > 0) { this.clearNotice(EMPTY_ROOM); return }
+    this.notice({
+      level: 'error',
+      title: EMPTY_ROOM,
+      detail: 'The page joined the room, and no agent is in it. Are agents running with this network\'s token, and was this viewer token made from it? This notice goes away when an agent joins.',
+    })
+  }
+
   private checkAnyAgent (): void {
     const connected = [...this.model.agents.values()].some(a => a.link.state === 'connected')
     if (connected || this.closed || this.model.fatal !== undefined) return
     const seen = this.model.agents.size
     const joined = this.signalingState === 'joined'
+    // An empty room is the roster's to say (onMembers), not this timer's.
+    if (joined && this.model.notices.some(n => n.title === EMPTY_ROOM)) {
+      this.timers.push(setTimeout(() => this.checkAnyAgent(), NO_AGENT_MS))
+      return
+    }
     this.notice({
       level: 'error',
       title: `No agent answered within ${NO_AGENT_MS / 1000} s`,
@@ -210,7 +232,7 @@ export class Viewer {
         ? `The page could not join the signaling service at ${this.token.signaling}.`
         : seen > 0
           ? `${seen} agent(s) said hello but no peer connection came up: a firewall may block UDP between this browser and the agents, and no TURN server is configured.`
-          : 'The page joined the room, but no agent said hello. Are agents running with this network\'s token, and was this viewer token made from it? (Agents ignore viewers whose grant signature does not verify.)',
+          : 'Agents are in the room, but none said hello to this page: was this viewer token made from this network\'s token? (Agents ignore viewers whose grant signature does not verify.)',
     })
     // Keep watching: the notice goes away once an agent connects.
     this.timers.push(setTimeout(() => this.checkAnyAgent(), NO_AGENT_MS))
