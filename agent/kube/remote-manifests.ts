@@ -13,7 +13,10 @@
  * - condition `Ready` (`Applied`, `ApplyFailed`, `PeerUnavailable`) with `observedGeneration`;
  *   Events on the object for applies, failures, the peer going away and prunes;
  * - retries with back-off (1 s doubling to 60 s) while the peer is away or failing, at once
- *   when the peer's catalog comes back, on every spec change, and every `resyncMs`.
+ *   when the peer's catalog comes back, on every spec change, and every `resyncMs`;
+ * - a pass applies only what changed: an object whose manifest is the one last applied and
+ *   whose `resourceVersion` on the target is still the one that apply returned is left alone
+ *   (one GET, no write); an object edited or deleted on the target since (drift) is applied again.
  * The CRD is optional: the controller starts when discovery serves it.
  */
 import * as k8s from '@kubernetes/client-node'
@@ -42,6 +45,14 @@ export interface RemoteManifests extends k8s.KubernetesObject {
 
 const refKey = (r: ObjectRef): string => `${r.apiVersion}|${r.kind}|${r.namespace ?? ''}|${r.name}`
 
+/** `metadata.resourceVersion` of an API answer's object, if it has one. */
+function rvOf(body: unknown): string | undefined {
+  if (body === null || typeof body !== 'object' || !('metadata' in body)) return undefined
+  const md = body.metadata
+  if (md === null || typeof md !== 'object' || !('resourceVersion' in md)) return undefined
+  return typeof md.resourceVersion === 'string' && md.resourceVersion !== '' ? md.resourceVersion : undefined
+}
+
 /** The target reference of a manifest, or why it cannot be applied. Pure. */
 export function refOf(m: Manifest, namespaced = true): ObjectRef | string {
   if (typeof m.apiVersion !== 'string' || m.apiVersion === '') return 'apiVersion is required'
@@ -68,6 +79,8 @@ export class RemoteManifestsController {
   private readonly retry = new Map<string, { delay: number; timer?: NodeJS.Timeout }>()
   private readonly clients = new Map<string, RemoteApi>()
   private readonly lastReason = new Map<string, string>()
+  /** Per RemoteManifests, peer and target object: the body last applied and the resourceVersion it got. */
+  private readonly lastApplied = new Map<string, { body: string; rv: string }>()
   private signal: AbortSignal | undefined
 
   constructor(init: RemoteManifestsInit) {
@@ -193,6 +206,7 @@ export class RemoteManifestsController {
     }
     const api = this.client(peer)
     const remove = async (r: ObjectRef): Promise<string | undefined> => {
+      this.lastApplied.delete(`${this.keyOf(o)}|${peer}|${refKey(r)}`)
       try {
         const res = await api.request('DELETE', await api.path(r), { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' })
         return res.status < 300 || res.status === 404 ? undefined : res.message
@@ -228,8 +242,20 @@ export class RemoteManifestsController {
         const r2 = refOf(m, info.namespaced)
         if (typeof r2 !== 'string') ref = r2
         const body = { ...m, metadata: { ...m.metadata, ...(ref.namespace !== undefined ? { namespace: ref.namespace } : {}) } }
-        const res = await api.request('PATCH', `${await api.path(ref)}?fieldManager=${FIELD_MANAGER}&force=true`, body, 'application/apply-patch+yaml')
+        const path = await api.path(ref)
+        const memo = `${this.keyOf(o)}|${peer}|${refKey(ref)}`
+        const text = JSON.stringify(body)
+        const last = this.lastApplied.get(memo)
+        if (last !== undefined && last.body === text && rvOf((await api.request('GET', path)).body) === last.rv) {
+          objects.push({ ...ref, state: 'Applied' }) // unchanged here and there: nothing to write
+          now.set(refKey(ref), ref)
+          continue
+        }
+        this.lastApplied.delete(memo)
+        const res = await api.request('PATCH', `${path}?fieldManager=${FIELD_MANAGER}&force=true`, body, 'application/apply-patch+yaml')
         if (res.status >= 300) { objects.push({ ...ref, state: 'Failed', message: res.message }); continue }
+        const rv = rvOf(res.body)
+        if (rv !== undefined) this.lastApplied.set(memo, { body: text, rv })
         objects.push({ ...ref, state: 'Applied' })
         now.set(refKey(ref), ref)
       } catch (e) {

@@ -126,6 +126,20 @@ describe('RemoteManifests through a real tunnel', () => {
     expect(o.status?.applied).toEqual([{ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'default', name: 'settings' }])
   }, 60_000)
 
+  it('a resync writes nothing that has not changed, and repairs an object edited on the target', async () => {
+    const cmPath = '/api/v1/namespaces/default/configmaps/settings'
+    const reads = (): number => apiB.audit.filter((e) => e.verb === 'get' && e.user === SA_USER && e.path.startsWith(cmPath)).length
+    const applies = (): number => apiB.audit.filter((e) => e.verb === 'patch' && e.path.startsWith(`${cmPath}?fieldManager=causeway`)).length
+    // Resyncs run every second here: three of them check the ConfigMap (a read each) and write nothing.
+    const [reads0, applies0] = [reads(), applies()]
+    await eventually('three resyncs', async () => (reads() >= reads0 + 3 ? true : undefined))
+    expect(applies()).toBe(applies0)
+    // Someone edits it in cluster-b: the next resync applies the declared state again.
+    await coreB().patchNamespacedConfigMap({ namespace: 'default', name: 'settings', body: { data: { mode: 'edited' } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch))
+    await eventually('drift repaired', async () => ((await coreB().readNamespacedConfigMap({ namespace: 'default', name: 'settings' })).data?.mode === 'b' ? true : undefined))
+    expect(applies()).toBe(applies0 + 1)
+  }, 60_000)
+
   it('an object the share\'s identity may not create gets a failed condition with the API server\'s message', async () => {
     await kubectlA(['apply', '-f', '-'], rm([CM('b'), SECRET]))
     const o = await eventually('ApplyFailed', async () => { const x = await getRm(); return ready(x)?.reason === 'ApplyFailed' ? x : undefined })
