@@ -18,14 +18,21 @@
  * - `relayKey` is `deriveRelayKey(secret)` (`MemberKeys.relay`). The client derives the network's
  *   admission key from it and proves membership to each relay (`protocol/relay-admission.ts`) on every
  *   new connection, before it asks for a reservation. The relay sees only a signature.
- * - Reservations are supervised: every `checkIntervalMs` (default 1 s) each relay is checked and,
- *   when the reservation is gone (relay restarted, connection lost), the client redials, proves
- *   admission again and re-listens on `<relay>/p2p-circuit` itself (js-libp2p does not re-reserve
- *   on a configured relay after the connection drops). After a relay restart with the same
- *   identity and address, the reservation is back within ~1-2 s of the relay listening again.
- *   A relay that refuses the admission proof (wrong network) is asked again only after
- *   `refusedRetryMs` (default 30 s). Each re-listen leaves one idle circuit listener object
- *   behind inside libp2p (closing one would cancel every reservation); a few bytes per restart.
+ * - Reservations are repaired on libp2p's events: when the connection to a relay closes or our
+ *   addresses change (`self:peer:update`: the circuit transport withdrew a reservation), the
+ *   client redials, proves admission again and re-listens on `<relay>/p2p-circuit` itself
+ *   (js-libp2p does not re-reserve on a configured relay after the connection drops). Failed
+ *   attempts are retried with a bounded backoff (`retryMinMs` 250 ms doubling to `retryMaxMs`
+ *   4 s), so after a relay restart with the same identity and address the reservation is back
+ *   within `retryMaxMs` (plus one dial) of the relay listening again. A relay that refuses the
+ *   admission proof (wrong network) is asked again only after `refusedRetryMs` (default 30 s).
+ *   A slow safety check (`checkIntervalMs`, default 30 s) remains for one case the events can
+ *   miss: the circuit transport's reservation store is internal to libp2p, and we see its
+ *   changes only through `self:peer:update`, which the address manager sends only when the
+ *   announced set changes; a reservation dropped and re-made with the same address, or a
+ *   connection we admitted replaced without a close event reaching us, shows only in a check.
+ *   Each re-listen leaves one idle circuit listener object behind inside libp2p (closing one
+ *   would cancel every reservation); a few bytes per restart.
  * - `dial(target)`: `target` is a full circuit multiaddr (`…/p2p/<relay>/p2p-circuit/p2p/<peer>`)
  *   or a PeerId (string or object), in which case each configured relay is tried in turn.
  *   Failures throw `RelayDialError` (`code` `PEER_UNAVAILABLE`).
@@ -75,8 +82,12 @@ export interface RelayClientInit {
   signal?: AbortSignal
   /** The client's libp2p identity. Default: a new Ed25519 key per start. */
   privateKey?: PrivateKey
-  /** How often reservations are checked and repaired (ms). Default 1000. */
+  /** Safety check of every reservation (ms), for what events can miss (see above). Default 30000. */
   checkIntervalMs?: number
+  /** First retry after a failed reservation attempt (ms), doubling per failure. Default 250. */
+  retryMinMs?: number
+  /** Longest wait between attempts while a relay is unreachable (ms). Default 4000. */
+  retryMaxMs?: number
   /** Timeout of one dial or admission attempt to a relay (ms). Default 5000. */
   relayTimeoutMs?: number
   /** Most concurrent inbound / outbound streams per protocol per peer connection. Default 1024. */
@@ -119,16 +130,25 @@ interface RelayState {
   busy: boolean
   lastError?: string
   reserved: boolean
-  /** No attempt before this time (ms): set after a refusal, which retrying at once cannot fix. */
-  retryAt: number
+  /** The wait before the next attempt after a failure (ms): retryMinMs doubling to retryMaxMs. */
+  backoffMs: number
+  /** The scheduled next attempt, if any. */
+  timer?: ReturnType<typeof setTimeout>
+  /** When the last repair succeeded (ms): a relay lost again soon after is flapping and waits. */
+  okAt: number
 }
+
+/** A relay lost within this long of its last repair is flapping: its backoff keeps growing (ms). */
+const FLAP_MS = 10_000
 
 const isCircuit = (conn: Connection): boolean => conn.remoteAddr.toString().includes('/p2p-circuit')
 
 export async function startRelayClient (init: RelayClientInit): Promise<RelayClient> {
   const { log } = init
   const admissionKey = await admissionPrivateKey(init.relayKey)
-  const checkMs = init.checkIntervalMs ?? 1000
+  const checkMs = init.checkIntervalMs ?? 30_000
+  const retryMinMs = init.retryMinMs ?? 250
+  const retryMaxMs = init.retryMaxMs ?? 4000
   const timeoutMs = init.relayTimeoutMs ?? 5000
   const maxStreams = init.maxStreams ?? 1024
   const refusedRetryMs = init.refusedRetryMs ?? 30_000
@@ -137,7 +157,7 @@ export async function startRelayClient (init: RelayClientInit): Promise<RelayCli
     const addr = multiaddr(text)
     const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value
     if (id === undefined) throw new Error(`relay address needs /p2p/<PeerId>: ${text}`)
-    relays.set(id, { addr, peer: peerIdFromString(id), busy: false, reserved: false, retryAt: 0 })
+    relays.set(id, { addr, peer: peerIdFromString(id), busy: false, reserved: false, backoffMs: retryMinMs, okAt: 0 })
   }
   if (relays.size === 0) throw new Error('no relays configured')
 
@@ -189,34 +209,77 @@ export async function startRelayClient (init: RelayClientInit): Promise<RelayCli
     delete r.lastError
   }
 
+  /** Runs one repair of relay `id` after `delayMs` unless one is already running or scheduled. */
+  function schedule (id: string, r: RelayState, delayMs: number): void {
+    if (shutdown.signal.aborted || r.busy || r.timer !== undefined) return
+    r.timer = setTimeout(() => {
+      r.timer = undefined
+      if (shutdown.signal.aborted || healthy(r)) return
+      r.busy = true
+      repair(id, r).then(() => {
+        r.okAt = Date.now()
+        r.busy = false
+        refresh()
+      }, (err: unknown) => {
+        const message = err instanceof Error ? err.message : String(err)
+        const wait = err instanceof AdmissionRefusedError ? refusedRetryMs : backoff(r)
+        if (message !== r.lastError) log.warn({ relay: id, err: message, retryMs: wait }, 'relay reservation not (yet) possible')
+        r.lastError = message
+        r.busy = false
+        schedule(id, r, wait)
+      })
+    }, delayMs)
+  }
+
+  /** The next wait of a failing relay: retryMinMs doubling to retryMaxMs. */
+  function backoff (r: RelayState): number {
+    const wait = r.backoffMs
+    r.backoffMs = Math.min(wait * 2, retryMaxMs)
+    return wait
+  }
+
+  /** When to repair after an event: at once, unless the relay is flapping (lost soon after its last repair). */
+  function afterEvent (r: RelayState): number {
+    if (Date.now() - r.okAt < FLAP_MS) return backoff(r)
+    r.backoffMs = retryMinMs
+    return 0
+  }
+
+  /** Reserved over the connection we proved admission on. */
+  const healthy = (r: RelayState): boolean => reservedOn(r.peer.toString()) && node.getConnections(r.peer).some(c => !isCircuit(c) && c.id === r.admittedConn)
+
+  /** Repairs every relay that needs it; on events (soon, with its current backoff) and on the safety tick. */
   function check (): void {
     if (shutdown.signal.aborted) return
     refresh()
-    for (const [id, r] of relays) {
-      const connected = node.getConnections(r.peer).some(c => !isCircuit(c) && c.id === r.admittedConn)
-      if (r.busy || (r.reserved && connected) || Date.now() < r.retryAt) continue
-      r.busy = true
-      repair(id, r).then(refresh, (err: unknown) => {
-        const message = err instanceof Error ? err.message : String(err)
-        if (err instanceof AdmissionRefusedError) r.retryAt = Date.now() + refusedRetryMs
-        if (message !== r.lastError) log.warn({ relay: id, err: message }, 'relay reservation not (yet) possible')
-        r.lastError = message
-      }).finally(() => { r.busy = false })
-    }
+    for (const [id, r] of relays) if (!healthy(r) && !r.busy && r.timer === undefined) schedule(id, r, afterEvent(r))
   }
 
+  // The safety check only (see the module comment); events below do the work.
   const timer = setInterval(check, checkMs)
   node.addEventListener('connection:open', evt => {
     if (relays.has(evt.detail.remotePeer.toString()) && !isCircuit(evt.detail)) queueMicrotask(check)
   })
-  node.addEventListener('connection:close', () => { queueMicrotask(refresh) })
-  node.addEventListener('self:peer:update', () => { refresh() })
+  node.addEventListener('connection:close', evt => {
+    queueMicrotask(() => {
+      refresh()
+      const id = evt.detail.remotePeer.toString()
+      const r = relays.get(id)
+      // The relay went away (restart, network): redial at once, then back off while it stays away.
+      if (r !== undefined && !isCircuit(evt.detail) && !healthy(r) && !r.busy && r.timer === undefined) schedule(id, r, afterEvent(r))
+    })
+  })
+  node.addEventListener('self:peer:update', () => {
+    refresh()
+    for (const [id, r] of relays) if (!r.reserved && !r.busy && r.timer === undefined) schedule(id, r, afterEvent(r))
+  })
 
   let closed: Promise<void> | undefined
   const close = async (): Promise<void> => {
     closed ??= (async () => {
       shutdown.abort()
       clearInterval(timer)
+      for (const r of relays.values()) clearTimeout(r.timer)
       await node.stop()
     })()
     await closed
@@ -241,9 +304,9 @@ export async function startRelayClient (init: RelayClientInit): Promise<RelayCli
         refresh()
         if (ownAddrs().length >= want) return ownAddrs()
         signal.throwIfAborted()
+        // Woken by 'change' (refresh() runs on every libp2p address or connection event).
         await new Promise<void>(resolve => {
-          const done = (): void => { clearTimeout(t); events.removeEventListener('change', done); signal.removeEventListener('abort', done); resolve() }
-          const t = setTimeout(done, 200)
+          const done = (): void => { events.removeEventListener('change', done); signal.removeEventListener('abort', done); resolve() }
           events.addEventListener('change', done)
           signal.addEventListener('abort', done)
         })

@@ -23,8 +23,8 @@ let relayKey: Uint8Array<ArrayBuffer>
 let admitKey: string
 const clients: RelayClient[] = []
 
-async function client (relays: string[], key = relayKey): Promise<RelayClient> {
-  const c = await startRelayClient({ relayKey: key, relays, log })
+async function client (relays: string[], key = relayKey, checkIntervalMs?: number): Promise<RelayClient> {
+  const c = await startRelayClient({ relayKey: key, relays, log, ...(checkIntervalMs !== undefined ? { checkIntervalMs } : {}) })
   clients.push(c)
   return c
 }
@@ -114,12 +114,14 @@ describe('relay process restart and death', () => {
   afterAll(async () => { await proc?.stop(); await rm(dir, { recursive: true, force: true }) })
 
   it('re-establishes reservations within 10 s after a restart, and new streams work', async () => {
+    // Events drive the repair: a safety check every minute must not be what brings them back.
+    const slowCheck = 60_000
     const idFile = join(dir, 'identity')
     proc = await spawnRelay(['--listen', '/ip4/127.0.0.1/tcp/0', '--admit-key', admitKey, '--identity-file', idFile])
     const addr = proc.addrs[0] ?? ''
     const port = /\/tcp\/(\d+)\//.exec(addr)?.[1] ?? ''
-    const a = await client([addr])
-    const b = await client([addr])
+    const a = await client([addr], relayKey, slowCheck)
+    const b = await client([addr], relayKey, slowCheck)
     const [bAddr] = await b.waitForReservation({ signal: AbortSignal.timeout(10_000) })
     await a.waitForReservation({ signal: AbortSignal.timeout(10_000) })
     await b.handle(PROTO, async (stream: Stream) => { await sendAll(stream, new TextEncoder().encode('pong'), AbortSignal.timeout(5000)) })

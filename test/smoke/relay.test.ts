@@ -15,6 +15,13 @@ import { freePort, run, start, stopAll } from './causeway.ts'
 interface Status { peers: Array<{ name: string, state: string }>, relay?: { peer: string, addrs: string[] } }
 
 let dir = ''
+/** The relay's command line (same port and identity after a restart), its TCP address, the agents' status ports. */
+let relayArgs: string[] = []
+let relay: ReturnType<typeof start> | undefined
+let tcp = ''
+let statuses: number[] = []
+const reservedOn = (st: Status | undefined, addr: string): boolean => st?.relay?.addrs.some(a => a.startsWith(`${addr}/p2p-circuit`)) === true
+const statusOf = async (port: number): Promise<Status> => await (await fetch(`http://127.0.0.1:${port}/status`)).json() as Status
 afterAll(async () => {
   stopAll()
   if (dir !== '') await rm(dir, { recursive: true, force: true })
@@ -30,24 +37,37 @@ describe('causeway relay, as the README shows it', () => {
       expect(tok.code, tok.stderr).toBe(0)
     }
 
-    const relay = start(['relay', '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}/ws`, '--admit-token-file', join(dir, 'site-a.token')])
-    const tcp = (await relay.waitFor(/relay listening on (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\S+)/))[1] ?? ''
-    await relay.waitFor(/relay listening on \/ip4\/127\.0\.0\.1\/tcp\/\d+\/ws\/p2p\//)
+    relayArgs = ['relay', '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}/ws`, '--admit-token-file', join(dir, 'site-a.token'), '--identity-file', join(dir, 'relay.key')]
+    const first = relay = start(relayArgs)
+    tcp = (await first.waitFor(/relay listening on (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\S+)/))[1] ?? ''
+    await first.waitFor(/relay listening on \/ip4\/127\.0\.0\.1\/tcp\/\d+\/ws\/p2p\//)
 
     const signaling = start(['signaling', '--listen', `127.0.0.1:${sigPort}`], { CAUSEWAY_RELAYS: tcp })
     await signaling.waitFor(/signaling listening on/)
-    const statuses = [await freePort(), await freePort()]
+    statuses = [await freePort(), await freePort()]
     start(['agent', '--token-file', join(dir, 'site-a.token'), '--status', `127.0.0.1:${statuses[0]}`])
     start(['agent', '--token-file', join(dir, 'site-b.token'), '--status', `127.0.0.1:${statuses[1]}`])
     for (const [i, port] of statuses.entries()) {
-      const reserved = (st: Status | undefined): boolean => st?.relay?.addrs.some(a => a.startsWith(`${tcp}/p2p-circuit`)) === true && st.peers.some(p => p.state === 'connected')
-      await until(async () => reserved(await (await fetch(`http://127.0.0.1:${port}/status`)).json() as Status), 45_000,
-        () => `agent ${i} reserved on ${tcp} and connected (relay: ${relay.output().slice(-1500)})`)
+      const reserved = (st: Status | undefined): boolean => reservedOn(st, tcp) && st?.peers.some(p => p.state === 'connected') === true
+      await until(async () => reserved(await statusOf(port)), 45_000,
+        () => `agent ${i} reserved on ${tcp} and connected (relay: ${first.output().slice(-1500)})`)
       const r = await run(['status', '--status-addr', `127.0.0.1:${port}`, '--json'])
       expect(r.code, r.stderr).toBe(0)
       const st = JSON.parse(r.stdout) as Status
       expect(reserved(st)).toBe(true)
       expect(st.relay?.peer).toMatch(/^12D3Koo/)
     }
+  })
+
+  it('agents reserve again within 10 s of a killed relay listening again (same port and identity)', async () => {
+    if (relay === undefined) throw new Error('the first test did not start the relay')
+    relay.child.kill('SIGKILL')
+    await relay.stop()
+    for (const port of statuses) await until(async () => !reservedOn(await statusOf(port), tcp), 15_000, 'the reservation to be seen lost')
+    const again = relay = start(relayArgs)
+    await again.waitFor(/relay listening on \/ip4\/127\.0\.0\.1\/tcp\/\d+\/ws\/p2p\//)
+    const listening = Date.now()
+    for (const port of statuses) await until(async () => reservedOn(await statusOf(port), tcp), 10_000, () => `agent at ${port} reserved again on ${tcp} (relay: ${again.output().slice(-1500)})`)
+    console.log(`smoke relay: both agents reserved again ${Date.now() - listening} ms after the restarted relay listened`)
   })
 })
