@@ -22,7 +22,7 @@ import { UDP_CAP } from '../protocol/udp.ts'
 import { Associations, DEFAULT_ASSOCIATIONS } from './tunnel/associations.ts'
 import type { RelayPath } from './relay-path/index.ts'
 import type { RelayStatus } from './relay-transport/index.ts'
-import { createPeerConnection, EngineSelector, engineOf, type EngineChoice, type EngineName } from './engine/index.ts'
+import { createPeerConnection, EngineSelector, engineOf, UDP_PROBE_MS, type EngineChoice, type EngineName } from './engine/index.ts'
 import { runNetcheck, summarize, viewerSummary, type NetcheckSummary } from './netcheck/index.ts'
 import { fromRelayStatus } from './netcheck/relay.ts'
 
@@ -240,12 +240,17 @@ export class Agent {
     const { room } = await deriveMemberKeys(this.init.token.secret)
     this.ice = new IceSource({ token: this.init.token, room, extra: this.init.iceServers ?? [], useService: this.init.useServiceIce ?? true, log: this.log })
     await this.ice.refresh()
-    await this.engines.update(this.ice.servers())
+    // libp2p (the relay path) loads before netcheck's clock starts: loading it blocks the event loop.
+    if (this.relayAddrs().length > 0 && this.init.token.kind === 'member') await import('./relay-path/index.ts')
+    // One STUN probe at start: netcheck's first UDP round also decides the engine (as soon as an
+    // answer comes, bounded as the engine's own probe is); the engine probes by itself only
+    // when netcheck is off, and later when the ICE servers change.
+    const udp = this.startNetcheck()
+    await this.engines.update(this.ice.servers(), udp === undefined ? undefined : async () => await firstOf(udp, UDP_PROBE_MS, false))
     await this.mesh.start()
     if (this.init.revocations !== undefined) await this.mesh.adoptRevocations(this.init.revocations)
     if (this.mesh.room !== room) throw new Error('mesh derived another room')
     await this.startRelayPath()
-    this.startNetcheck()
     for (const spec of this.init.connects ?? []) this.listeners.push(await this.listen(spec))
     this.pathTimer = setInterval(() => { void this.refreshPaths() }, 2000)
     this.pathTimer.unref?.()
@@ -256,7 +261,7 @@ export class Agent {
    * later changes of the service's list are not followed). Failure leaves the agent direct-only.
    */
   private async startRelayPath (): Promise<void> {
-    const relays = [...new Set([...(this.init.relays ?? []), ...this.relays])]
+    const relays = this.relayAddrs()
     if (relays.length === 0 || this.init.token.kind !== 'member') return
     try {
       // Loaded only when relays are configured: an agent without them never loads libp2p.
@@ -279,16 +284,26 @@ export class Agent {
     }
   }
 
-  /** netcheck in the background (never delays start): the same probe as `causeway netcheck`, with this agent's ICE servers and relay client. */
-  private startNetcheck (): void {
+  /** Relays from the flags and the service's list at start. */
+  private relayAddrs (): string[] { return [...new Set([...(this.init.relays ?? []), ...this.relays])] }
+
+  /**
+   * netcheck in the background (never delays start): the same probe as `causeway netcheck`, with
+   * this agent's ICE servers and relay client. Resolves with whether UDP reaches a STUN server as
+   * soon as its first answer says so; undefined when netcheck is off.
+   */
+  private startNetcheck (): Promise<boolean> | undefined {
     const timeoutMs = this.init.netcheckMs ?? 10_000
-    if (timeoutMs <= 0 || this.ice === undefined) return
-    const ice = { iceServers: this.ice.servers(), relays: [...new Set([...(this.init.relays ?? []), ...this.relays])] }
-    runNetcheck({ token: this.init.token, timeoutMs, ice, relayProber: fromRelayStatus(() => this.relayPath?.status().relays), signal: this.stopped.signal }).then(report => {
+    if (timeoutMs <= 0 || this.ice === undefined) return undefined
+    const ice = { iceServers: this.ice.servers(), relays: this.relayAddrs() }
+    let onUdp: (reachable: boolean) => void = () => {}
+    const udp = new Promise<boolean>(resolve => { onUdp = resolve })
+    runNetcheck({ token: this.init.token, timeoutMs, ice, relayProber: fromRelayStatus(() => this.relayPath?.status().relays), signal: this.stopped.signal, onUdp }).then(report => {
       if (this.stopped.signal.aborted) return
       this.netcheck = summarize(report)
       this.log.info({ netcheck: this.netcheck }, `netcheck: ${report.verdict}`)
     }, (err: unknown) => { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'netcheck failed') })
+    return udp
   }
 
   /**
@@ -495,6 +510,14 @@ export class Agent {
     await this.mesh.close()
     await this.relayPath?.close().catch(() => {})
   }
+}
+
+/** `p`'s value, or `fallback` when it has not settled within `ms`. */
+async function firstOf<T> (p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([p, new Promise<T>(resolve => { timer = setTimeout(() => resolve(fallback), ms) })])
+  } finally { clearTimeout(timer) }
 }
 
 /** The agent's name: the credential's with an agent token (a different --name is refused). */

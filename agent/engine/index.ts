@@ -54,8 +54,11 @@ export function engineOf (pc: RTCPeerConnection): EngineName {
   return pc instanceof DcPeerConnection ? 'datachannel' : 'wrtc'
 }
 
+/** How long `auto` waits for a STUN answer before it decides UDP is blocked (ms). */
+export const UDP_PROBE_MS = 1500
+
 /** Sends STUN binding requests over UDP (netcheck's client); true when any endpoint answers within `timeoutMs`. */
-export async function udpReachable (endpoints: Endpoint[], timeoutMs = 1500): Promise<boolean> {
+export async function udpReachable (endpoints: Endpoint[], timeoutMs = UDP_PROBE_MS): Promise<boolean> {
   if (endpoints.length === 0) return false
   const sock = await StunSocket.open(4)
   try {
@@ -81,8 +84,12 @@ export class EngineSelector {
     this.current = choice === 'auto' ? 'wrtc' : choice
   }
 
-  /** Re-probes when the server list changed (auto only). */
-  async update (servers: RTCIceServer[]): Promise<void> {
+  /**
+   * Re-probes when the server list changed (auto only). `probe` answers whether UDP reaches any
+   * of the endpoints: by default its own STUN binding (udpReachable); an agent at start passes
+   * its netcheck's answer instead, so start-up sends one STUN probe, not two.
+   */
+  async update (servers: RTCIceServer[], probe: (endpoints: Endpoint[]) => Promise<boolean> = udpReachable): Promise<void> {
     if (this.choice !== 'auto') return
     const key = JSON.stringify(servers.map(s => s.urls))
     if (key === this.probedFor) return
@@ -90,7 +97,7 @@ export class EngineSelector {
     const tcpOnly = servers.some(s => (Array.isArray(s.urls) ? s.urls : [s.urls]).some(u => /^turns:|transport=tcp/i.test(u)))
     const endpoints = udpEndpoints(servers)
     if (endpoints.length === 0) { this.udp = null; this.current = tcpOnly ? 'wrtc' : 'datachannel'; return }
-    this.udp = await udpReachable(endpoints)
+    this.udp = await probe(endpoints)
     this.current = this.udp ? 'datachannel' : 'wrtc'
   }
 

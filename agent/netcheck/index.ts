@@ -35,6 +35,12 @@ export interface NetcheckInit {
   relayProber?: RelayProber
   /** Aborting it ends the run early (an agent that stops): open probes end as failed. */
   signal?: AbortSignal
+  /**
+   * Told whether UDP reaches a STUN server as soon as the first answer (or the first round's
+   * end) says so. With `ice` given, the UDP probe starts at once, beside the signaling probe:
+   * an agent decides its WebRTC engine from this instead of probing STUN a second time.
+   */
+  onUdp?: (reachable: boolean) => void
 }
 
 export interface NetcheckReport {
@@ -93,6 +99,11 @@ export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> 
   const url = init.token.signaling
   const room = await deriveRoomId(init.token.secret)
   const sigBudget = Math.round(total * 0.4)
+  // An agent knows its ICE servers: the UDP probe need not wait for the signaling probe.
+  const early = init.ice !== undefined
+    ? probeUdp([...(init.extraIce ?? []), ...init.ice.iceServers], left(), init.signal, init.onUdp)
+    : undefined
+  early?.catch(() => {}) // awaited below unless signaling is unreachable
   const [sig, ice] = await Promise.all([
     probeSignaling(url, sigBudget, init.signal),
     init.ice !== undefined
@@ -107,7 +118,7 @@ export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> 
   const budget = left()
   const [udp, turn, relayResults] = sig.reachable
     ? await Promise.all([
-      probeUdp(servers, budget, init.signal),
+      early ?? probeUdp(servers, budget, init.signal, init.onUdp),
       Promise.all(turnTargets.map(async t => await probeTurn(t.url, t, budget, init.signal))),
       relays.length > 0 ? prober(relays, budget, init.signal) : Promise.resolve([]),
     ])

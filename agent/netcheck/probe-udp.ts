@@ -70,8 +70,14 @@ const showEp = (e: Endpoint): string => isIP(e.host) === 6 ? `[${e.host}]:${e.po
 
 const aborted = (signal?: AbortSignal): boolean => signal?.aborted === true
 
-/** Aborting `signal` ends every step at once (sockets closed, pending answers null). */
-export async function probeUdp (servers: RTCIceServer[], timeoutMs: number, signal?: AbortSignal): Promise<UdpReport> {
+/**
+ * Aborting `signal` ends every step at once (sockets closed, pending answers null).
+ * `onReachable` hears whether UDP works as soon as that is known — at the first answer — long
+ * before the mapping steps end (an agent's engine choice waits on it; see agent.ts).
+ */
+export async function probeUdp (servers: RTCIceServer[], timeoutMs: number, signal?: AbortSignal, onReachable?: (reachable: boolean) => void): Promise<UdpReport> {
+  let told = false
+  const tell = (reachable: boolean): void => { if (!told) { told = true; onReachable?.(reachable) } }
   const all = udpEndpoints(servers)
   const v4 = all.filter(e => isIP(e.host) !== 6)
   const none: UdpReport = { udp: { reachable: null, servers: [], ignored: 0 }, nat: { mapping: 'unknown', publicAddress: null, stable: null, hairpinning: null }, v6Reachable: null }
@@ -88,8 +94,13 @@ export async function probeUdp (servers: RTCIceServer[], timeoutMs: number, sign
       }, () => false))
     // Each step waits a share of the whole limit (under CPU load answers come late, not never).
     // First round: every endpoint (UDP may be blocked: then this is all).
-    const first = await Promise.all(v4.map(async e => ({ e, r: await sock.binding(e, Math.min(timeoutMs * 0.3, left())) })))
+    const first = await Promise.all(v4.map(async e => {
+      const r = await sock.binding(e, Math.min(timeoutMs * 0.3, left()))
+      if (r?.mapped != null) tell(true)
+      return { e, r }
+    }))
     const answered = first.filter(x => x.r !== null && x.r.mapped !== null)
+    if (v4.length > 0) tell(answered.length > 0)
     const servers: UdpReport['udp']['servers'] = first.map(x => ({ server: showEp(x.e), mapped: x.r?.mapped != null ? show(x.r.mapped) : null, rttMs: x.r !== null ? round(x.r.answer.rttMs) : null }))
     const mapped: Array<{ dest: string, addr: TransportAddress }> = answered.map(x => ({ dest: showEp(x.e), addr: x.r!.mapped! }))
     const head = answered[0]
@@ -121,8 +132,10 @@ export async function probeUdp (servers: RTCIceServer[], timeoutMs: number, sign
       const ips = new Set(mapped.map(m => m.addr.address))
       stable = again?.mapped != null ? show(again.mapped) === show(pub) && ips.size === 1 : null
     }
+    const reachable = v4.length === 0 ? (await v6Check) ?? false : answered.length > 0
+    tell(reachable)
     return {
-      udp: { reachable: v4.length === 0 ? (await v6Check) ?? false : answered.length > 0, servers, ignored: sock.ignored + hair.ignored },
+      udp: { reachable, servers, ignored: sock.ignored + hair.ignored },
       nat: { mapping, publicAddress: head !== undefined ? show(head.r!.mapped!) : null, stable, hairpinning },
       v6Reachable: await v6Check,
     }

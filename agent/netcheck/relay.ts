@@ -67,7 +67,7 @@ export async function relayProber (relayKey: Uint8Array<ArrayBuffer>): Promise<R
       return { ...base, error: err instanceof Error ? err.message : String(err) }
     }
     const left = Math.round(Math.max(200, timeoutMs - (performance.now() - started)))
-    const client = await startRelayClient({ relayKey, relays: [addr], log: silentLog, relayTimeoutMs: left, checkIntervalMs: 250 })
+    const client = await startRelayClient({ relayKey, relays: [addr], log: silentLog, relayTimeoutMs: left })
     try {
       await client.waitForReservation({ signal: signal !== undefined ? AbortSignal.any([signal, AbortSignal.timeout(left)]) : AbortSignal.timeout(left) })
       return { ...base, reserved: true, reserveMs: round(performance.now() - started) }
