@@ -37,9 +37,9 @@ export class Client {
   }
 
   /** Opens a room socket, offering causeway.2 and the ticket subprotocol when a ticket is given. */
-  static async open (base: string, room: string, ticket?: string): Promise<Client> {
+  static async open (base: string, room: string, ticket?: string, timeoutMs = 5000): Promise<Client> {
     const c = new Client(`${base.replace(/^http/, 'ws')}/v1/rooms/${room}`, [SUBPROTOCOL, ...(ticket !== undefined ? [TICKET_SUBPROTOCOL_PREFIX + ticket] : [])])
-    await withTimeout(c.opened, 5000, 'websocket open')
+    await withTimeout(c.opened, timeoutMs, 'websocket open')
     return c
   }
 
