@@ -153,6 +153,8 @@ class FakeChannel extends EventTarget {
   readonly sent: unknown[] = []
   /** Delivered right after the acceptor answers `ok` (the first message of an accepted stream). */
   afterOk?: string | Uint8Array<ArrayBuffer>
+  /** True from `ok` until `afterOk` was handed to the acceptor's message handler. */
+  delivering = false
   readonly label: string
   constructor (label: string) { super(); this.label = label }
   send (data: unknown): void {
@@ -161,7 +163,11 @@ class FakeChannel extends EventTarget {
     const next = this.afterOk
     if (data === '{"t":"ok"}' && next !== undefined) {
       this.afterOk = undefined
-      setImmediate(() => { if (this.readyState === 'open') this.onmessage?.(new MessageEvent('message', { data: next })) })
+      this.delivering = true
+      setImmediate(() => {
+        if (this.readyState === 'open') this.onmessage?.(new MessageEvent('message', { data: next }))
+        this.delivering = false
+      })
     }
   }
   close (): void {
@@ -269,7 +275,7 @@ describe('agent-facing parsers under malformed input (issue 10, fuzz)', () => {
         frames.push(await sealFor(await proven(`/marker/${k}`)))
         const sent = frames.filter(f => sc.send(victim.mesh.id, f)).length
         expect(sent, `batch ${k}: ${events.join('; ')}`).toBe(frames.length)
-        await until(() => victim.mesh.peers.get(fuzzId)?.relay?.addrs[0] === `/marker/${k}`, 30_000, `marker ${k}`)
+        await until(() => victim.mesh.peers.get(fuzzId)?.relay?.addrs[0] === `/marker/${k}`, 30_000, `marker ${k}`, 5)
       }
       expect(sealedSent).toBe(COUNT)
       expect(garbageSent).toBe(GARBAGE)
@@ -371,11 +377,11 @@ describe('agent-facing parsers under malformed input (issue 10, fuzz)', () => {
 
 /**
  * Waits for fuzzed in-process channels to be answered and closed (those whose first message was
- * valid stay open: closed here, as a remote would); counts what each answered.
+ * valid stay open: closed here, as a remote would, once that message was handed to the
+ * acceptor, whose handler parses it synchronously); counts what each answered.
  */
 async function settle (channels: FakeChannel[], count: (key: string) => void): Promise<void> {
-  await until(() => channels.every(c => c.readyState === 'closed' || (c.afterOk === undefined && c.sent.length > 0)), 30_000, 'fuzzed channels answered')
-  await new Promise(resolve => setTimeout(resolve, 100))
+  await until(() => channels.every(c => c.readyState === 'closed' || (c.afterOk === undefined && c.sent.length > 0 && !c.delivering)), 30_000, 'fuzzed channels answered', 5)
   for (const c of channels) c.close()
   for (const c of channels) {
     const first = c.sent[0]
