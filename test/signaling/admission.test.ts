@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generatePeerKey } from '../../protocol/join-proof.ts'
 import { SignalingClient } from '../../peer/signaling-client.ts'
+import { until } from '../until.ts'
 import { newRoom, rawUpgrade } from './client.ts'
 import { startNode, type Target } from './servers.ts'
 import { SUITE_ENV, ticketFor } from './ws.suite.ts'
@@ -55,8 +56,7 @@ describe('pre-join flood (node)', () => {
     const full = await rawUpgrade(target.port, `/v1/rooms/${room}`, { localAddress: '127.0.0.6', protocols })
     expect(full.status).toBe(429)
     for (const h of [...held, ...more]) h.close()
-    await new Promise(resolve => setTimeout(resolve, 300))
-    expect(await gauge(target, 'causeway_signaling_prejoin_sockets')).toBe(0)
+    await until(async () => await gauge(target, 'causeway_signaling_prejoin_sockets') === 0, 5000, 'the held sockets to be released', 20)
 
     // 2. The flood: unauthenticated upgrades, each for its own room, from 127.0.0.7, while a real agent joins from 127.0.0.1.
     const started = Date.now()
@@ -78,8 +78,7 @@ describe('pre-join flood (node)', () => {
     try {
       a.start()
       b.start()
-      const deadline = Date.now() + 60_000
-      while ((a.state !== 'joined' || b.state !== 'joined') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+      await until(() => a.state === 'joined' && b.state === 'joined', 60_000, () => `both agents to join (a ${a.state}, b ${b.state})`, 20).catch(() => {})
       agentJoinedDuringFlood = [...statuses.values()].reduce((x, y) => x + y, 0) < sent || sent < FLOOD
       expect(a.state).toBe('joined')
       expect(b.state).toBe('joined')
@@ -94,12 +93,10 @@ describe('pre-join flood (node)', () => {
       expect((statuses.get(101) ?? 0) + (statuses.get(429) ?? 0)).toBeGreaterThan(sent * 0.8)
       // No room but the agents' one, no pre-join socket left.
       expect(await gauge(target, 'causeway_signaling_rooms')).toBe(1)
-      await new Promise(resolve => setTimeout(resolve, 300))
-      expect(await gauge(target, 'causeway_signaling_prejoin_sockets')).toBe(0)
+      await until(async () => await gauge(target, 'causeway_signaling_prejoin_sockets') === 0, 5000, 'no pre-join socket left', 20)
       // The agents still relay.
       expect(a.send(b.peer, 'YWZ0ZXItdGhlLWZsb29k')).toBe(true)
-      const until = Date.now() + 5000
-      while (got.length === 0 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
+      await until(() => got.length > 0, 5000, 'the signal after the flood', 20).catch(() => {})
       expect(got).toEqual(['YWZ0ZXItdGhlLWZsb29k'])
     } finally {
       a.close()
