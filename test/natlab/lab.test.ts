@@ -77,13 +77,14 @@ labDescribe('NAT lab: eim (a) and symmetric (b)', () => {
   afterAll(async () => { await lab.teardown() })
 
   it('comes up: LAN hosts reach STUN through their NAT, with the router WAN address as mapping', async () => {
-    expect(await stunMapped(lab, 'a')).toMatch(/^203\.0\.113\.2:\d+$/)
-    expect(await stunMapped(lab, 'b')).toMatch(/^203\.0\.113\.18:\d+$/)
+    const [a, b] = await Promise.all([stunMapped(lab, 'a'), stunMapped(lab, 'b')])
+    expect(a).toMatch(/^203\.0\.113\.2:\d+$/)
+    expect(b).toMatch(/^203\.0\.113\.18:\d+$/)
   })
 
   it('eim keeps one mapping for every destination; symmetric maps each destination anew', async () => {
-    const a = await lab.exec('a', ['timeout', '15', 'turnutils_natdiscovery', '-m', lab.addrs.turn], 20_000)
-    const b = await lab.exec('b', ['timeout', '15', 'turnutils_natdiscovery', '-m', lab.addrs.turn], 20_000)
+    const [a, b] = await Promise.all((['a', 'b'] as const).map(async ns => await lab.exec(ns, ['timeout', '15', 'turnutils_natdiscovery', '-m', lab.addrs.turn], 20_000)))
+    if (a === undefined || b === undefined) throw new Error('natdiscovery did not run')
     expect(a.stdout).toContain('NAT with Endpoint Independent Mapping')
     expect(b.stdout).toContain('NAT with Address and Port Dependent Mapping')
     // the same, seen as ports: two bindings from one local port to two server addresses
@@ -119,17 +120,20 @@ labDescribe('NAT lab: udpblock (a) and tcp443 (b)', () => {
   })
   afterAll(async () => { await lab.teardown() })
 
+  // The probes of one case run at once: the blocked ones end only at their timeouts.
   it('udpblock drops UDP but lets TCP out', async () => {
-    expect(await stunMapped(lab, 'a')).toBeUndefined()
-    expect(await tcpProbe(lab, 'a', lab.addrs.turn, 3478)).toBe('open')
-    expect(await tcpProbe(lab, 'a', lab.addrs.signaling, 443)).toBe('open')
+    const [stun, turnTcp, signaling] = await Promise.all([stunMapped(lab, 'a'), tcpProbe(lab, 'a', lab.addrs.turn, 3478), tcpProbe(lab, 'a', lab.addrs.signaling, 443)])
+    expect(stun).toBeUndefined()
+    expect(turnTcp).toBe('open')
+    expect(signaling).toBe('open')
   })
 
   it('tcp443 lets only TCP to port 443 out', async () => {
-    expect(await stunMapped(lab, 'b')).toBeUndefined()
-    expect(await tcpProbe(lab, 'b', lab.addrs.turn, 3478)).toBe('timeout')
-    expect(await tcpProbe(lab, 'b', lab.addrs.turn, 443)).toBe('open')
-    expect(await tcpProbe(lab, 'b', lab.addrs.signaling, 443)).toBe('open')
+    const [stun, turnTcp, turn443, signaling] = await Promise.all([stunMapped(lab, 'b'), tcpProbe(lab, 'b', lab.addrs.turn, 3478), tcpProbe(lab, 'b', lab.addrs.turn, 443), tcpProbe(lab, 'b', lab.addrs.signaling, 443)])
+    expect(stun).toBeUndefined()
+    expect(turnTcp).toBe('timeout')
+    expect(turn443).toBe('open')
+    expect(signaling).toBe('open')
   })
 
   it('WebRTC between them connects only through TURN over TCP 443', async () => {
@@ -161,11 +165,11 @@ labDescribe('NAT lab: WebRTC path selection', () => {
     lab = new Lab({ a: 'symmetric', b: 'symmetric' })
     await lab.setup()
     await lab.startTurn()
-    const [a1, b1] = await webrtc(lab, 'stun', 8000)
+    // Both attempts at once (separate peer connections): the STUN-only one fails only at its timeout.
+    const [[a1, b1], [a2, b2]] = await Promise.all([webrtc(lab, 'stun', 8000), webrtc(lab, 'turn', 15_000)])
     console.log(`natlab: symmetric<->symmetric STUN: ${a1.connected} / ${b1.connected}`)
     expect(a1.connected).toBe(false)
     expect(b1.connected).toBe(false)
-    const [a2, b2] = await webrtc(lab, 'turn', 15_000)
     console.log(`natlab: symmetric<->symmetric TURN: ${JSON.stringify(a2)} | ${JSON.stringify(b2)}`)
     expect(a2.connected).toBe(true)
     expect(b2.connected).toBe(true)
