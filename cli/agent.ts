@@ -49,7 +49,7 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
                                  over TCP, no ICE restart); wrtc = @roamhq/wrtc (TURN over TCP/TLS)
   --associations N               SCTP associations (peer connections) per peer that the streams
                                  this agent opens are spread over, 1-${MAX_ASSOCIATIONS} (default ${DEFAULT_ASSOCIATIONS}, or env
-                                 CAUSEWAY_ASSOCIATIONS); extras are made on the first stream
+                                 CAUSEWAY_ASSOCIATIONS); extras are made once the session is up
 ${KUBE_HELP}`
 
 function associationsFlag (v: string): number {

@@ -22,13 +22,15 @@ import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 
 type AssocMessage = Extract<ControlMessage, { type: 'assoc' }>
 /**
- * Default associations per peer pair: 1 (opt-in). Measured (bench/RESULTS.md, 40 ms, 100 Mbit/s,
- * 0.2 % loss): 8 connections moved 0.2 MiB/s over one association and 3.3 over four; without
- * loss four were as fast as one. Not the default yet: with 4, the 100- and 200-connection
- * tests (test/wan/tunnel.test.ts, test/agent/tunnel-load.test.ts) saw 4-13 streams reset
- * (ECONNRESET) under load, cause not found.
+ * Default associations per peer pair: 4. Measured (bench/RESULTS.md, 40 ms, 100 Mbit/s, 0.2 %
+ * loss): 8 connections moved 0.2 MiB/s over one association and 3.3-5.0 over four; and on
+ * node-datachannel one association that carried downloads cut off mid-transfer kept delivering
+ * their abandoned bytes for 20+ s while new connections got nothing, where with four the new
+ * connections went to an association that was not behind (1-1.7 MiB/s right away). Without
+ * loss four are about as fast as one. Cost: each extra is its own DTLS/ICE session (and TURN
+ * allocation on a relayed path), negotiated after the session is up, never delaying it.
  */
-export const DEFAULT_ASSOCIATIONS = 1
+export const DEFAULT_ASSOCIATIONS = 4
 const READY_LABEL = 'assoc'
 const SETUP_TIMEOUT_MS = 20_000
 

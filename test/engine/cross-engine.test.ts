@@ -15,8 +15,8 @@ describe('cross-engine tunnel', () => {
   beforeAll(async () => {
     target = await hashServer(8 << 20)
     net = await startNet()
-    onWrtc = await net.agent('on-wrtc', { engine: 'wrtc', shares: [{ name: 'blob', host: '127.0.0.1', port: target.port }], connects: [{ share: 'blob', peer: 'on-dc', host: '127.0.0.1', port: 0 }] })
-    onDc = await net.agent('on-dc', { engine: 'datachannel', shares: [{ name: 'blob', host: '127.0.0.1', port: target.port }], connects: [{ share: 'blob', peer: 'on-wrtc', host: '127.0.0.1', port: 0 }] })
+    onWrtc = await net.agent('on-wrtc', { engine: 'wrtc', associations: 1, shares: [{ name: 'blob', host: '127.0.0.1', port: target.port }], connects: [{ share: 'blob', peer: 'on-dc', host: '127.0.0.1', port: 0 }] })
+    onDc = await net.agent('on-dc', { engine: 'datachannel', associations: 1, shares: [{ name: 'blob', host: '127.0.0.1', port: target.port }], connects: [{ share: 'blob', peer: 'on-wrtc', host: '127.0.0.1', port: 0 }] })
     await onDc.peerByName('on-wrtc', 20_000)
     await until(() => onWrtc.status().peers.some(p => p.state === 'connected') && onDc.status().peers.some(p => p.state === 'connected'), 20_000, 'connected both ways')
   }, 60_000)
