@@ -55,10 +55,15 @@ describe.each(ENGINE_PAIRS)('engine %s <-> %s', (engineA, engineB) => {
     expect(got).toEqual(Array.from({ length: 20 }, (_, i) => `hello first-${i}`))
   })
 
-  // KNOWN BUG (open): datachannel sending to wrtc delivered a message out of place in 2 of ~10
-  // full-suite runs (never reproduced alone in 6 runs); the datachannel engine stays opt-in
-  // until it is found. Retried so the suite stays usable; the first break is reported.
-  const retry = engineA === 'datachannel' && engineB === 'wrtc' ? 2 : 0
+  // KNOWN BUG (open): a @roamhq/wrtc receiver delivered a message out of place right after the
+  // channel opened: datachannel -> wrtc in 2 of ~10 full-suite runs, wrtc -> wrtc once
+  // (2026-12-02, loaded machine: "at byte 0: message ... starts with 3, expected 0", every byte
+  // arrived). Suspected, not verified: messages that reach wrtc before the receiving side's
+  // channel object exists are handed over after one that arrives just after it. The tunnel
+  // does not hit it: the side that accepts a stream channel receives one message (the open
+  // request) and answers it before the opener sends data (agent/tunnel/tunnels.ts). Retried so
+  // the suite stays usable; the first break is reported.
+  const retry = engineB === 'wrtc' ? 2 : 0
   it('backpressure: bufferedAmount drains (event or poll) and 32 MiB arrive in order', { retry, timeout: 60_000 }, async () => {
     const total = 32 << 20
     const chunk = 64 << 10
