@@ -8,7 +8,8 @@
  * - the causeway tunnel (real `bin/causeway` signaling and agents), 1 and 8 concurrent
  *   connections, and the relay path (causeway relay; the right side drops UDP so the agents
  *   fall back to it);
- * - request/response round trips (64 bytes each way) on 8 concurrent connections.
+ * - request/response round trips (64 bytes each way) on 8 concurrent connections, on an idle
+ *   path and right after 8 downloads were cut off mid-transfer (abandoned bytes ahead of new ones).
  * Every transfer is bounded in time (BENCH_WAN_SECONDS, default 4 s): a collapsed path shows
  * as "timeout" with the bytes it moved, and the whole run stays under 10 minutes. Prints one
  * markdown table: rows are paths, columns are links.
@@ -26,6 +27,8 @@ import { ENGINE_NAMES, ENGINE_PACKAGES } from '../agent/engine/index.ts'
 const MIB = Number(process.env.BENCH_WAN_MIB ?? 48)
 const SECONDS = Number(process.env.BENCH_WAN_SECONDS ?? 4)
 const RR_MS = Number(process.env.BENCH_WAN_RR_MS ?? 1500)
+/** The 8 downloads before the "after cut downloads" round trips are cut off after this long, ms. */
+const CUT_MS = 1000
 /** Stop starting new measurements after this long (the run must end within 10 minutes). */
 const BUDGET_MS = Number(process.env.BENCH_WAN_BUDGET_S ?? 540) * 1000
 
@@ -48,7 +51,7 @@ const CCS: CongestionControl[] = ['cubic', 'bbr']
 interface Download { bytes: number, seconds: number, complete: boolean }
 interface RoundTrips { count: number, p50: number, p99: number, stalled: number }
 
-type Row = 'direct' | 'ssh' | 'wg' | 'dc' | 'cw1' | 'cw8' | 'relay' | 'rr'
+type Row = 'direct' | 'ssh' | 'wg' | 'dc' | 'cw1' | 'cw8' | 'relay' | 'rr' | 'rrcut'
 const started = Date.now()
 const step = (s: string): void => { process.stderr.write(`bench wan [${Math.round((Date.now() - started) / 1000)} s]: ${s}\n`) }
 const f = (x: number): string => x >= 100 ? x.toFixed(0) : x.toFixed(1)
@@ -76,6 +79,16 @@ async function roundTrips (link: WanLink, host: string, port: number): Promise<R
   return await wanIo<RoundTrips>(link, 'left', ['rr', host, String(port), '8', String(RR_MS)], RR_MS)
 }
 
+/**
+ * Round trips right after 8 downloads were cut off mid-transfer (their clients closed at
+ * CUT_MS): what a user's interactive session feels after cancelling bulk transfers, i.e. how
+ * long the path keeps carrying the abandoned bytes in front of new ones.
+ */
+async function afterCut (link: WanLink, port: number): Promise<RoundTrips> {
+  await wanIo<Download>(link, 'left', ['download', '127.0.0.1', String(port), String(Math.max(1, Math.floor(MIB / 8))), '8', String(CUT_MS)], CUT_MS)
+  return await roundTrips(link, '127.0.0.1', port)
+}
+
 /** One link: every row's cell for it. */
 async function benchLink (opts: LinkOptions, index: number): Promise<Map<string, string>> {
   const cells = new Map<string, string>()
@@ -99,10 +112,11 @@ async function benchLink (opts: LinkOptions, index: number): Promise<Map<string,
         set('ssh', cc, await measure(`ssh -L ${cc}`, async () => {
           const p = await ssh.forward(SERVE_PORT, SSH_PORT)
           try {
+            if (cc === 'cubic') set('rr', 'ssh', await measure('ssh -L round trips', async () => await roundTrips(link, '127.0.0.1', SSH_PORT), rrCell))
             const d = await download(link, '127.0.0.1', SSH_PORT)
             if (cc === 'cubic') {
               sshCubic = d
-              set('rr', 'ssh', await measure('ssh -L round trips', async () => await roundTrips(link, '127.0.0.1', SSH_PORT), rrCell))
+              set('rrcut', 'ssh', await measure('ssh -L round trips after cut downloads', async () => await afterCut(link, SSH_PORT), rrCell))
             }
             return d
           } finally { await p.kill() }
@@ -123,9 +137,10 @@ async function benchLink (opts: LinkOptions, index: number): Promise<Map<string,
         const started = await direct
         if ('err' in started) throw started.err
         cw = started.cw
+        set('rr', 'causeway', await measure('causeway round trips', async () => await roundTrips(link, '127.0.0.1', CONNECT_PORT), rrCell))
         set('cw1', '', await measure('causeway 1 conn', async () => await download(link, '127.0.0.1', CONNECT_PORT), d => cell(d) + ratio(d, sshCubic)))
         set('cw8', '', await measure('causeway 8 conns', async () => await download(link, '127.0.0.1', CONNECT_PORT, 8), d => cell(d) + ratio(d, sshCubic)))
-        set('rr', 'causeway', await measure('causeway round trips', async () => await roundTrips(link, '127.0.0.1', CONNECT_PORT), rrCell))
+        set('rrcut', 'causeway', await measure('causeway round trips after cut downloads', async () => await afterCut(link, CONNECT_PORT), rrCell))
       } catch (err) {
         set('cw1', '', `failed: ${err instanceof Error ? err.message.split('\n')[0]?.slice(0, 60) : String(err)}`)
       } finally { await cw?.close() }
@@ -171,6 +186,7 @@ export async function wanBench (): Promise<string> {
     ['causeway (--engine auto), 1 conn (x ssh -L cubic)', 'cw1:'], ['causeway (--engine auto), 8 conns (x ssh -L cubic)', 'cw8:'],
     ['causeway relay path, 1 conn (x ssh -L cubic)', 'relay:'],
     ['round trips p50 / p99 ms, 8 conns: direct', 'rr:direct'], ['… ssh -L', 'rr:ssh'], ['… causeway', 'rr:causeway'],
+    [`… ssh -L, right after 8 downloads cut at ${CUT_MS / 1000} s`, 'rrcut:ssh'], [`… causeway, right after 8 downloads cut at ${CUT_MS / 1000} s`, 'rrcut:causeway'],
   ]
   const head = ['MiB/s (left downloads from right)', ...links]
   const body = rows.map(([label, key]) => [label, ...results.map(r => r.get(key) ?? (overBudget() ? 'skipped (time budget)' : 'not run'))])
@@ -179,7 +195,8 @@ export async function wanBench (): Promise<string> {
     `bandwidth-delay product (at least 64 KiB) where rate-limited. Each cell: one download of up to ${MIB} MiB`,
     `(8 conns: ${MIB / 8} MiB each), bounded at ${SECONDS} s; "timeout" = the bound hit, with the bytes moved. causeway`,
     `rows run with cubic in both namespaces (only the relay path's TCP uses it). Round trips: 64-byte request/response`,
-    `for ${RR_MS / 1000} s on each of 8 connections. Load average ${load0.map(x => x.toFixed(2)).join(' ')} at the start,`,
+    `for ${RR_MS / 1000} s on each of 8 connections (idle path, and right after 8 downloads were cut off at ${CUT_MS / 1000} s;`,
+    `"stalled": no answer within 5 s after the measurement). Load average ${load0.map(x => x.toFixed(2)).join(' ')} at the start,`,
     `${load1.map(x => x.toFixed(2)).join(' ')} at the end; ${Math.round((Date.now() - started) / 1000)} s in all.`,
     '', table([head, ...body]),
   ].join('\n')
