@@ -19,13 +19,19 @@ import { parseIceUrl } from '../../protocol/ice-url.ts'
  */
 const SCTP_KEYS = ['recvBufferSize', 'sendBufferSize', 'maxChunksOnQueue', 'initialCongestionWindow', 'congestionControlModule', 'delayedSackTime'] as const
 
-const SCTP_BUFFER = Number(process.env.CAUSEWAY_SCTP_BUFFER_BYTES ?? '') > 0 ? Number(process.env.CAUSEWAY_SCTP_BUFFER_BYTES) : 4 << 20
+const SCTP_BUFFER = Number(process.env.CAUSEWAY_SCTP_BUFFER_BYTES ?? '') > 0 ? Number(process.env.CAUSEWAY_SCTP_BUFFER_BYTES) : undefined
 /**
- * usrsctp settings. Env for measurements (bench/engine-wan.ts): CAUSEWAY_SCTP_BUFFER_BYTES
- * (send/receive buffers), CAUSEWAY_SCTP_SETTINGS (JSON object of node-datachannel's
- * SctpSettings, merged over the defaults).
+ * usrsctp settings: a 4 MiB receive window, a 1 MiB send buffer. The send buffer is what an
+ * association has committed to deliver: usrsctp sends every byte queued on a stream before it
+ * resets it, so after a connection is cut its queued bytes still go out ahead of every other
+ * stream's. 1 MiB is above what one association keeps in flight here (0.4-0.55 MB at any RTT,
+ * bench/RESULTS.md): in the same WAN matrix, round trips right after 8 cut downloads went from
+ * 3.7 s to 1.6 s (p50, 40 ms / 0.2 % loss) and from 4.3 s to 24 ms (20 ms / 1 % loss); throughput
+ * stayed within the run-to-run spread (one run each, load 3-7). Env for measurements (bench/engine-wan.ts): CAUSEWAY_SCTP_BUFFER_BYTES (both
+ * buffers), CAUSEWAY_SCTP_SETTINGS (JSON object of node-datachannel's SctpSettings, merged over
+ * the defaults).
  */
-export const DEFAULT_SCTP: SctpSettings = { sendBufferSize: SCTP_BUFFER, recvBufferSize: SCTP_BUFFER, ...sctpFromEnv() }
+export const DEFAULT_SCTP: SctpSettings = { sendBufferSize: SCTP_BUFFER ?? 1 << 20, recvBufferSize: SCTP_BUFFER ?? 4 << 20, ...sctpFromEnv() }
 
 function sctpFromEnv (): SctpSettings {
   const raw = process.env.CAUSEWAY_SCTP_SETTINGS
