@@ -55,7 +55,7 @@ export interface AgentInit {
   relays?: string[]
   /** A pair whose WebRTC session is not connected this long uses the relay for new streams, ms. Default 5000. */
   directTimeoutMs?: number
-  /** SCTP associations (peer connections) per peer pair that this agent's streams are spread across (agent/tunnel/associations.ts). Default DEFAULT_ASSOCIATIONS (4). */
+  /** SCTP associations (peer connections) per peer pair that this agent's streams are spread across (agent/tunnel/associations.ts). Default DEFAULT_ASSOCIATIONS (1). */
   associations?: number
   /** WebRTC engine for new peer connections (agent/engine). Default auto: node-datachannel where UDP reaches the STUN/TURN servers, else wrtc. */
   engine?: EngineChoice

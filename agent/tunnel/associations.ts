@@ -22,15 +22,17 @@ import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 
 type AssocMessage = Extract<ControlMessage, { type: 'assoc' }>
 /**
- * Default associations per peer pair: 4. Measured (bench/RESULTS.md, 40 ms, 100 Mbit/s, 0.2 %
- * loss): 8 connections moved 0.2 MiB/s over one association and 3.3-5.0 over four; and on
- * node-datachannel one association that carried downloads cut off mid-transfer kept delivering
- * their abandoned bytes for 20+ s while new connections got nothing, where with four the new
- * connections went to an association that was not behind (1-1.7 MiB/s right away). Without
- * loss four are about as fast as one. Cost: each extra is its own DTLS/ICE session (and TURN
- * allocation on a relayed path), negotiated after the session is up, never delaying it.
+ * Default associations per peer pair: 1 (opt-in: `--associations 4`). Measured with four
+ * (bench/RESULTS.md, 2026-12-02): under 0.2 % loss 8 connections moved 5.3-5.7 MiB/s (0.2 on
+ * one), and after downloads were cut off on node-datachannel new connections went to an
+ * association that was not behind. Not the default: an extra association sometimes fails to
+ * set up ("libdatachannel error while adding remote description: Got a remote candidate without
+ * ICE transport") and a stream opened on one that was ready on our side then got no answer
+ * (test/agent/semantics.test.ts, TOO_MANY_STREAMS case, timed out in 1 of 2 full CI runs with
+ * four as the default); cause not found. Each extra is its own DTLS/ICE session (and TURN
+ * allocation on a relayed path), negotiated after the session is up.
  */
-export const DEFAULT_ASSOCIATIONS = 4
+export const DEFAULT_ASSOCIATIONS = 1
 const READY_LABEL = 'assoc'
 const SETUP_TIMEOUT_MS = 20_000
 
