@@ -7,27 +7,11 @@
 import { createSocket, type Socket } from 'node:dgram'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
-import { ATTR, encodeStun, METHOD, parseStun } from './stun.ts'
+import { ATTR, encodeAddress, encodeStun, METHOD, parseStun } from './stun.ts'
 import { probeUdp } from './probe-udp.ts'
 
 const sockets: Socket[] = []
 afterEach(() => { for (const s of sockets.splice(0)) s.close() })
-
-function xorAddr (host: string, port: number): Buffer {
-  const b = Buffer.alloc(8)
-  b[1] = 1
-  b.writeUInt16BE(port ^ 0x2112, 2)
-  const ip = host.split('.').reduce((n, x) => (n << 8) | Number(x), 0) >>> 0
-  b.writeUInt32BE((ip ^ 0x2112a442) >>> 0, 4)
-  return b
-}
-function plainAddr (host: string, port: number): Buffer {
-  const b = Buffer.alloc(8)
-  b[1] = 1
-  b.writeUInt16BE(port, 2)
-  Buffer.from(host.split('.').map(Number)).copy(b, 4)
-  return b
-}
 
 /** A STUN server on 127.0.0.1: answers bindings with the sender's address (port shifted by `shift`), or junk only. */
 async function server (opts: { shift?: number, junk?: boolean, other?: () => number } = {}): Promise<number> {
@@ -37,8 +21,8 @@ async function server (opts: { shift?: number, junk?: boolean, other?: () => num
     const req = parseStun(msg)
     if (req === null || req.cls !== 'request') return
     if (opts.junk === true) { s.send(Buffer.from('not stun at all'), from.port, from.address); return }
-    const attrs: Array<[number, Buffer]> = [[ATTR.XOR_MAPPED_ADDRESS, xorAddr(from.address, from.port + (opts.shift ?? 0))]]
-    if (opts.other !== undefined) attrs.push([ATTR.OTHER_ADDRESS, plainAddr('127.0.0.1', opts.other())])
+    const attrs: Array<[number, Buffer]> = [[ATTR.XOR_MAPPED_ADDRESS, encodeAddress(from.address, from.port + (opts.shift ?? 0), true)]]
+    if (opts.other !== undefined) attrs.push([ATTR.OTHER_ADDRESS, encodeAddress('127.0.0.1', opts.other(), false)])
     s.send(encodeStun({ method: METHOD.binding, cls: 'success', tid: req.tid, attrs }), from.port, from.address)
   })
   await new Promise<void>(resolve => s.bind(0, '127.0.0.1', resolve))

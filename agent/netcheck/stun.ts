@@ -105,6 +105,16 @@ export function decodeAddress (value: Buffer | undefined, xor: boolean, tid: Buf
   return null
 }
 
+/** Encodes an IPv4 (XOR-)MAPPED-ADDRESS style value (the inverse of decodeAddress; test STUN servers use it). */
+export function encodeAddress (host: string, port: number, xor: boolean): Buffer {
+  const b = Buffer.alloc(8)
+  b[1] = 0x01
+  b.writeUInt16BE(port ^ (xor ? MAGIC_COOKIE >>> 16 : 0), 2)
+  const ip = host.split('.').reduce((n, x) => (n << 8) | Number(x), 0) >>> 0
+  b.writeUInt32BE((ip ^ (xor ? MAGIC_COOKIE : 0)) >>> 0, 4)
+  return b
+}
+
 /** The reflexive address of a binding response: XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS. */
 export function mappedAddress (msg: StunMessage): TransportAddress | null {
   return decodeAddress(attr(msg, ATTR.XOR_MAPPED_ADDRESS), true, msg.tid) ?? decodeAddress(attr(msg, ATTR.MAPPED_ADDRESS), false, msg.tid)

@@ -15,13 +15,14 @@ import { loadUsrsctpDiag, usrsctpCounters, type UsrsctpDiag } from './index.ts'
 const sysctl = JSON.parse(process.env.CAUSEWAY_BENCH_USRSCTP_SYSCTL ?? '{}') as Record<string, number>
 const logDir = process.env.CAUSEWAY_BENCH_USRSCTP_LOG
 const t0 = Date.now()
+// compiled (first use) and loaded once; its calls throw until node-datachannel's binary is mapped
+const lib: UsrsctpDiag = loadUsrsctpDiag()
 let diag: UsrsctpDiag | undefined
 let ticks = 0
 const timer = setInterval(() => {
   try {
     if (diag === undefined) {
-      // the addon throws until node-datachannel's binary is mapped into the process
-      try { diag = loadUsrsctpDiag(); diag.stats() } catch { diag = undefined; return }
+      try { lib.stats(); diag = lib } catch { return }
     }
     for (const [k, v] of Object.entries(sysctl)) {
       if (diag.set(k, v) !== 0) throw new Error(`usrsctp sysctl ${k}=${v} refused`)

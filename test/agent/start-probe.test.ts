@@ -6,21 +6,12 @@
 import { createSocket, type Socket } from 'node:dgram'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ATTR, encodeStun, METHOD, parseStun } from '../../agent/netcheck/stun.ts'
+import { ATTR, encodeAddress, encodeStun, METHOD, parseStun } from '../../agent/netcheck/stun.ts'
 import { startNet, until, type Net } from './harness.ts'
 
 let net: Net
 let stun: Socket
 const requests: number[] = []
-
-function xorAddr (host: string, port: number): Buffer {
-  const b = Buffer.alloc(8)
-  b[1] = 1
-  b.writeUInt16BE(port ^ 0x2112, 2)
-  const ip = host.split('.').reduce((n, x) => (n << 8) | Number(x), 0) >>> 0
-  b.writeUInt32BE((ip ^ 0x2112a442) >>> 0, 4)
-  return b
-}
 
 beforeAll(async () => {
   stun = createSocket('udp4')
@@ -28,7 +19,7 @@ beforeAll(async () => {
     const req = parseStun(msg)
     if (req === null || req.cls !== 'request') return
     requests.push(from.port)
-    stun.send(encodeStun({ method: METHOD.binding, cls: 'success', tid: req.tid, attrs: [[ATTR.XOR_MAPPED_ADDRESS, xorAddr(from.address, from.port)]] }), from.port, from.address)
+    stun.send(encodeStun({ method: METHOD.binding, cls: 'success', tid: req.tid, attrs: [[ATTR.XOR_MAPPED_ADDRESS, encodeAddress(from.address, from.port, true)]] }), from.port, from.address)
   })
   await new Promise<void>(resolve => stun.bind(0, '127.0.0.1', resolve))
   net = await startNet()
