@@ -24,7 +24,7 @@ import { generatePeerKey } from '../../protocol/join-proof.ts'
 import { signHello } from '../../protocol/identity-proof.ts'
 import { deriveMemberKeys, type MemberKeys } from '../../protocol/keys.ts'
 import type { MemberToken } from '../../protocol/token.ts'
-import { SEAL_MAX_SKEW_MS } from '../../protocol/limits.ts'
+import { SEAL_MAX_SKEW_MS, SEAL_REPLAY_CACHE } from '../../protocol/limits.ts'
 import { Opener, seal } from '../../protocol/seal.ts'
 import { Gen, mutateText, mutateValue } from '../fuzz.ts'
 import { exchange, hashServer, startNet, until, type Net } from '../agent/harness.ts'
@@ -239,10 +239,13 @@ describe('agent-facing parsers under malformed input (issue 10, fuzz)', () => {
     sc.start()
     await welcomed
     try {
-      // Timestamps near the end of the window keep the victim's replay cache small (a hostile
-      // member may do the same); every envelope still opens.
-      const ts = (): number => Date.now() - SEAL_MAX_SKEW_MS + 15_000
-      const sealFor = async (body: unknown): Promise<string> => await seal(keys.seal, { room: keys.room, from: fuzzId, to: victim.mesh.id, body, now: ts() })
+      // Timestamps 5 s before the end of the window keep the victim's replay cache small (a hostile
+      // member may do the same): a nonce is held only until its envelope would be stale. The cache
+      // (SEAL_REPLAY_CACHE) refuses new envelopes while full, so batches are paced to keep fewer
+      // than half of it alive (PACE_MS); a starved victim refuses late fuzz frames as stale, which
+      // is one more refusal path. The marker is sealed fresh: it must open whatever the backlog.
+      const ts = (): number => Date.now() - SEAL_MAX_SKEW_MS + 5000
+      const sealFor = async (body: unknown, now = ts()): Promise<string> => await seal(keys.seal, { room: keys.room, from: fuzzId, to: victim.mesh.id, body, now })
       // A proven hello (credential + signature) for 'fuzz-signal', the name its token carries.
       const identity = fuzzToken.identity
       if (identity === undefined) throw new Error('the harness issued a token without identity')
@@ -253,12 +256,17 @@ describe('agent-facing parsers under malformed input (issue 10, fuzz)', () => {
         return { type: 'hello', name: 'fuzz-signal', role: 'agent', caps: [], relay: { peer: RELAY_PEER, addrs: [relayAddr] }, cred: identity.credential, proof: { ts: t, sig } }
       }
       const samples = [...SIGNALS('fuzz-signal'), await proven('/fuzz')]
-      const valid = await Promise.all(samples.map(sealFor))
+      const valid = await Promise.all(samples.map(async s => await sealFor(s)))
       const BATCH = 500 // with the marker, within the mesh's per-sender queue (512): nothing is dropped unparsed
+      const PACE_MS = Math.ceil(5000 / (SEAL_REPLAY_CACHE / 2 / BATCH))
       const GARBAGE = COUNT / 10 // the opener alone takes COUNT in-process above
       let sealedSent = 0
       let garbageSent = 0
+      let lastBatchAt = 0
       for (let k = 0; sealedSent < COUNT || garbageSent < GARBAGE; k++) {
+        const wait = lastBatchAt + PACE_MS - Date.now()
+        if (wait > 0) await new Promise(resolve => setTimeout(resolve, wait))
+        lastBatchAt = Date.now()
         const bodies: unknown[] = []
         const frames: string[] = []
         for (let i = 0; i < BATCH; i++) {
@@ -268,14 +276,23 @@ describe('agent-facing parsers under malformed input (issue 10, fuzz)', () => {
           bodies.push(g.r() < 0.7 ? mutateValue(g, base, ['hello', 'description', 'candidate', 'bye', 'agent', 'viewer', 'offer', 'answer', 'rollback', 'cred', 'proof', 'crl', identity.credential.slice(0, 40)]) : g.r() < 0.5 ? mutateText(g, JSON.stringify(base)) : g.unicode(g.int(64)))
           sealedSent++
         }
-        frames.push(...await Promise.all(bodies.map(sealFor)))
+        frames.push(...await Promise.all(bodies.map(async b => await sealFor(b))))
         // the marker: a valid, proven hello announcing relay address /marker/k; once the victim shows it
         // for the fuzz peer, every frame before it was opened and handled (signals from one
         // sender are handled in order)
-        frames.push(await sealFor(await proven(`/marker/${k}`)))
+        const marker = async (): Promise<string> => await sealFor(await proven(`/marker/${k}`), Date.now())
+        frames.push(await marker())
         const sent = frames.filter(f => sc.send(victim.mesh.id, f)).length
         expect(sent, `batch ${k}: ${events.join('; ')}`).toBe(frames.length)
-        await until(() => victim.mesh.peers.get(fuzzId)?.relay?.addrs[0] === `/marker/${k}`, 30_000, `marker ${k}`, 5)
+        // A starved victim may lose frames on the way (its signaling socket closed as a slow
+        // consumer, then rejoined): a fresh marker every 5 s, so one lost frame is not a hang.
+        const seen = (): boolean => victim.mesh.peers.get(fuzzId)?.relay?.addrs[0] === `/marker/${k}`
+        for (let tries = 0; tries < 12 && !seen(); tries++) {
+          if (tries > 0) sc.send(victim.mesh.id, await marker())
+          await until(seen, 5000, `marker ${k}`, 5).catch(() => {})
+        }
+        const peer = victim.mesh.peers.get(fuzzId)
+        expect(seen(), `marker ${k} not seen in 60 s: the victim has ${peer === undefined ? 'no entry for the fuzz peer' : `relay ${JSON.stringify(peer.relay)}`}; fuzz client: ${events.join('; ')}`).toBe(true)
       }
       expect(sealedSent).toBe(COUNT)
       expect(garbageSent).toBe(GARBAGE)
