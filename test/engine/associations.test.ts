@@ -5,6 +5,8 @@
  * concurrent tunnelled connections both ways arrive intact by hash, and stopping one agent
  * leaves the other with none.
  */
+import { Writable } from 'node:stream'
+import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Agent } from '../../agent/agent.ts'
 import { ControlMessage } from '../../protocol/peer.ts'
@@ -60,4 +62,32 @@ describe('several associations per peer pair', () => {
     await onWrtc.stop()
     await until(() => onDc.status().peers.every(p => p.associations === 0), 20_000, 'on-dc to drop the associations')
   }, 30_000)
+})
+
+describe('several associations between two node-datachannel agents', () => {
+  // Both sides offer 3 extras and answer the other's 3 (the test above pairs node-datachannel
+  // with @roamhq/wrtc). Every extra must come up on both sides, none may fail ("extra association
+  // failed", as seen under load in session 4), and streams both ways must arrive intact.
+  it('brings up all 7 associations on both sides with no extra failing, and carries streams both ways', async () => {
+    const warnings: string[] = []
+    const sink = new Writable({ write (chunk: Buffer, _enc, done) { for (const l of chunk.toString().split('\n')) if (l.includes('association')) warnings.push(l); done() } })
+    const logger = pino({ level: 'warn' }, sink)
+    const target = await hashServer(1 << 20)
+    const net = await startNet()
+    try {
+      const a = await net.agent('dc-a', { engine: 'datachannel', associations: 4, log: logger.child({ agent: 'dc-a' }), shares: [{ name: 'blob', host: '127.0.0.1', port: target.port }], connects: [{ share: 'blob', peer: 'dc-b', host: '127.0.0.1', port: 0 }] })
+      const b = await net.agent('dc-b', { engine: 'datachannel', associations: 4, log: logger.child({ agent: 'dc-b' }), shares: [{ name: 'blob', host: '127.0.0.1', port: target.port }], connects: [{ share: 'blob', peer: 'dc-a', host: '127.0.0.1', port: 0 }] })
+      const seen = (x: Agent): number => x.status().peers[0]?.associations ?? 0
+      await until(() => seen(a) === 7 && seen(b) === 7, 30_000, () => `7 associations on both: dc-a ${seen(a)}, dc-b ${seen(b)}; ${warnings.join(' ')}`)
+      const results = await Promise.all([
+        ...Array.from({ length: 12 }, async () => await exchange(a.listeners[0]!.port, 1 << 20)),
+        ...Array.from({ length: 12 }, async () => await exchange(b.listeners[0]!.port, 1 << 20)),
+      ])
+      expect(results.filter(r => !r.ok)).toEqual([])
+      expect(warnings).toEqual([])
+    } finally {
+      await net.close()
+      target.server.close()
+    }
+  }, 90_000)
 })
