@@ -206,6 +206,12 @@ describe.skipIf(!prerequisite('helm (test/kube/install-helm.sh)', helm !== undef
     expect(binding.roleRef.name).toBe('view')
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'causeway-apiserver-share', namespace: 'causeway' }])
     expect(docs.find((d) => d.kind === 'Secret')?.stringData?.token).toBe('cw1.test-token-value')
+    // the revocation list: a ConfigMap mounted as a directory (updates arrive), read-only
+    const dep = docs.find((d) => d.kind === 'Deployment') as Obj
+    const at = (c.args as string[]).indexOf('--revocations-file')
+    expect(c.args[at + 1]).toBe('/etc/causeway/revocations/revocations')
+    expect(c.volumeMounts.find((m: Obj) => m.name === 'revocations')).toEqual({ name: 'revocations', mountPath: '/etc/causeway/revocations', readOnly: true })
+    expect(dep.spec.template.spec.volumes.find((v: Obj) => v.name === 'revocations').configMap).toEqual({ name: 'causeway-revocations', items: [{ key: 'revocations', path: 'revocations' }] })
   })
 
   it('agent impersonation mode grants impersonation of exactly the configured user and groups', () => {
