@@ -3,7 +3,8 @@
 # engine runs). Two kind clusters, "east" and "west":
 #   1. build the causeway image and load it into both clusters;
 #   2. run the Node signaling service as a container on the kind Docker network;
-#   3. make one network token and `helm install` the agent in both clusters with it;
+#   3. make a network (owner file) and one agent token per cluster, and `helm install` the agent
+#      in each cluster with its own token;
 #   4. in east, run an HTTP server behind Service "web" and annotate it causeway.dev/share=true;
 #   5. in west, wait for the imported Service "web-east" and curl it from a pod.
 # Every wait is bounded. KEEP=1 keeps the clusters and the signaling container afterwards.
@@ -34,6 +35,7 @@ cleanup() {
     done
     docker logs --tail 50 "$signaling_name" 2>/dev/null || true
   fi
+  rm -rf "$work"
   if [ "$keep" != 1 ]; then
     docker rm -f "$signaling_name" >/dev/null 2>&1 || true
     kind delete cluster --name "$east" >/dev/null 2>&1 || true
@@ -42,6 +44,7 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+work="$(mktemp -d)" # the network's owner file and the agent tokens (never in a cluster)
 
 # wait_for DESCRIPTION TRIES SLEEP COMMAND... : runs COMMAND until it succeeds, at most TRIES times.
 wait_for() {
@@ -75,8 +78,14 @@ signaling_url="http://$signaling_ip:8787"
 wait_for "signaling /healthz" 30 1 docker run --rm --network kind --entrypoint node "$image" \
   -e "fetch('$signaling_url/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
 
-token="$(docker run --rm "$image" token --signaling "$signaling_url" | tail -n 1)"
-[ -n "$token" ] || die "empty token"
+# the network (owner file, kept here, never in a cluster), then one agent token per cluster
+token() { docker run --rm --user "$(id -u):$(id -g)" -v "$work:/work" -w /work "$image" token "$@" >/dev/null; }
+token --signaling "$signaling_url" --owner /work/owner.json
+for c in "$east" "$west"; do
+  name="${c#causeway-}"
+  token --name "$name" --owner /work/owner.json --out "/work/$name.token"
+  [ -s "$work/$name.token" ] || die "no agent token for $name"
+done
 
 for c in "$east" "$west"; do
   name="${c#causeway-}"
@@ -84,7 +93,7 @@ for c in "$east" "$west"; do
   helm upgrade --install "$name" "$root/charts/causeway-agent" \
     --kube-context "kind-$c" --namespace "$ns" --create-namespace \
     --set clusterName="$name" \
-    --set token.value="$token" \
+    --set-file token.value="$work/$name.token" \
     --set image.repository="${image%:*}" --set image.tag="${image##*:}" --set image.pullPolicy=Never \
     --wait --timeout 300s
 done
