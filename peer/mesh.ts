@@ -115,6 +115,8 @@ export class Mesh {
   private readonly helloSent = new Map<string, Hello>()
   /** Per recipient, the last send in flight: sealing is async, sends leave in call order. */
   private readonly outbox = new Map<string, Promise<boolean>>()
+  /** Per proven peer: the timer that drops it when its credential expires. */
+  private readonly expiries = new Map<string, ReturnType<typeof setTimeout>>()
   private crl?: Revocations
 
   constructor (init: MeshInit) {
@@ -244,7 +246,7 @@ export class Mesh {
     for (const p of [...this.peers.values()]) {
       if (p.proven !== undefined && this.crl.serials.has(p.proven.serial)) {
         this.events.emit('refused', p.id, 'CREDENTIAL_REVOKED', `credential of "${p.name}" revoked`)
-        this.dropPeer(p, 'revoked')
+        this.dismiss(p, 'revoked')
       }
     }
     if (keys.identity !== undefined) for (const p of this.peers.values()) void this.sendHello(p.id)
@@ -408,7 +410,7 @@ export class Mesh {
     } else {
       peer.present = true
     }
-    if (proven !== undefined) peer.proven = proven
+    if (proven !== undefined) { peer.proven = proven; this.armExpiry(peer) }
     peer.caps = hello.caps
     if (hello.role === 'agent') {
       if (hello.relay !== undefined) peer.relay = hello.relay; else delete peer.relay
@@ -456,8 +458,39 @@ export class Mesh {
     if (s === undefined || s.state === 'closed' || s.state === 'failed' || s.state === 'connecting') this.dropPeer(peer, 'left')
   }
 
+  /**
+   * A proven agent is accepted only while its credential is valid: when it expires mid-session,
+   * the peer is dropped (its sessions and tunnels end) until it hellos with a renewed one.
+   */
+  private armExpiry (peer: RemotePeer): void {
+    clearTimeout(this.expiries.get(peer.id))
+    const at = peer.proven?.expiresAt
+    if (at === undefined) return
+    // setTimeout holds at most ~24.8 days: re-armed until the day comes
+    const t = setTimeout(() => {
+      this.expiries.delete(peer.id)
+      if (this.closed || this.peers.get(peer.id) !== peer || peer.proven?.expiresAt !== at) return
+      if (Date.now() < at * 1000) { this.armExpiry(peer); return }
+      this.refuse(peer.id, new CausewayError('CREDENTIAL_EXPIRED', `credential of "${peer.name}" expired`), 'peer dropped')
+      this.dismiss(peer, 'credential expired')
+    }, Math.min(Math.max(0, at * 1000 - Date.now()), 2 ** 31 - 1))
+    t.unref?.()
+    this.expiries.set(peer.id, t)
+  }
+
+  /**
+   * Drops a peer we no longer accept and tells it (`bye`), so that its side of the sessions ends
+   * now rather than when the connection times out.
+   */
+  private dismiss (peer: RemotePeer, why: string): void {
+    void this.send(peer.id, { type: 'bye' })
+    this.dropPeer(peer, why)
+  }
+
   private dropPeer (peer: RemotePeer, why: string): void {
     if (this.peers.get(peer.id) !== peer) return
+    clearTimeout(this.expiries.get(peer.id))
+    this.expiries.delete(peer.id)
     this.peers.delete(peer.id)
     if (!this.members.has(peer.id)) this.helloSent.delete(peer.id)
     this.log.info({ peer: peer.name, why }, 'peer removed')
@@ -471,6 +504,8 @@ export class Mesh {
     this.closed = true
     await Promise.allSettled([...this.peers.values()].map(async p => await this.send(p.id, { type: 'bye' })))
     for (const p of this.peers.values()) p.session?.close()
+    for (const t of this.expiries.values()) clearTimeout(t)
+    this.expiries.clear()
     this.peers.clear()
     this.signaling?.close()
   }

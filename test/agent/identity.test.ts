@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { fromBase64Url } from '../../protocol/encoding.ts'
+import { parseCredential } from '../../protocol/identity.ts'
 import { revocationList, revoke, sharedToken } from '../../protocol/identity-owner.ts'
 import type { MemberToken } from '../../protocol/token.ts'
 import { Mesh } from '../../peer/mesh.ts'
@@ -90,6 +91,23 @@ describe('hostile member vs proven names', () => {
     await until(() => refusals.some(r => r.from === e.mesh.id && r.code === 'CREDENTIAL_EXPIRED'), 10_000, 'CREDENTIAL_EXPIRED')
     expect(a.mesh.peers.has(e.mesh.id)).toBe(false)
   }, 30_000)
+
+  it('a credential that expires during a session ends it: the agent is dropped and refused from then on', async () => {
+    const token = await net.issue('site-x', 6)
+    const expiresAt = parseCredential(token.identity!.credential).expiresAt
+    const x = await net.agent('site-x', { token })
+    await until(() => a.mesh.peers.get(x.mesh.id)?.session?.state === 'connected', 10_000, 'site-x connected to site-a while its credential is valid')
+    expect(Date.now()).toBeLessThan(expiresAt * 1000)
+    await until(() => refusals.some(r => r.from === x.mesh.id && r.code === 'CREDENTIAL_EXPIRED'), 15_000, 'site-a to drop site-x at expiry')
+    expect(Date.now()).toBeGreaterThanOrEqual(expiresAt * 1000)
+    expect(a.mesh.peers.has(x.mesh.id)).toBe(false)
+    // its session ended on both sides, and it is not let back in with the same credential
+    await until(() => x.status().peers.every(p => p.name !== 'site-a' || p.state !== 'connected'), 10_000, 'site-x to lose its session')
+    const refusedBefore = refusals.filter(r => r.from === x.mesh.id).length
+    x.mesh.setRelay(undefined) // hellos again to everyone
+    await until(() => refusals.filter(r => r.from === x.mesh.id).length > refusedBefore, 10_000, 'its next hello refused')
+    expect(a.mesh.peers.has(x.mesh.id)).toBe(false)
+  }, 40_000)
 
   it('a revoked agent is dropped, refused when it comes back, and the list reaches the others', async () => {
     const dToken = await net.issue('site-d')
