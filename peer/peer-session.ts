@@ -157,8 +157,18 @@ export class PeerSession {
     this.pendingCandidates = []
     for (const c of queued) await this.addCandidate(c)
     if (description.type === 'offer') {
-      const answer = await pc.createAnswer()
-      await pc.setLocalDescription(answer)
+      try {
+        const answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+      } catch (err) {
+        // The offer is applied and cannot be answered (seen on node-datachannel: the connection
+        // fell back to stable underneath): nothing can complete it, so fail now and let the mesh
+        // start a new session, instead of waiting for the connect timeout.
+        if ((this.state as SessionState) === 'closed') return // closed meanwhile (narrowed before the awaits)
+        this.init.log.warn({ peer: this.remote, signaling: pc.signalingState, err: err instanceof Error ? err.message : String(err) }, 'cannot answer the peer\'s offer: session failed')
+        this.setState('failed')
+        return
+      }
       const local = pc.localDescription
       if (local !== null) this.init.send({ type: 'description', sid: this.sid, description: { type: local.type, sdp: local.sdp } })
     }

@@ -260,9 +260,23 @@ export class DcPeerConnection extends EventTarget {
   }
 
   private async localDescriptionOf (type: 'offer' | 'answer'): Promise<RTCSessionDescriptionInit> {
+    if (this.isClosed) throw new DOMException('the peer connection is closed', 'InvalidStateError')
+    // libdatachannel throws a C++ exception for a description type the signaling state does not
+    // allow, and node-datachannel 0.33 does not catch it in setLocalDescription: the process
+    // would abort ("terminate called after throwing an instance of 'std::logic_error'").
+    const st = this.native.signalingState()
+    if (type === 'offer' && st === 'have-local-offer') {
+      const current = this.describe(this.native.localDescription())
+      if (current?.type === 'offer') return current
+    }
+    if (type === 'offer' ? st !== 'stable' : st !== 'have-remote-offer' && st !== 'have-local-pranswer') {
+      throw new DOMException(`cannot make a local ${type} in signaling state ${st}`, 'InvalidStateError')
+    }
     const got = new Promise<RTCSessionDescriptionInit>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no local ${type}`)), 10_000)
-      this.waiting.push({ type, resolve: (d) => { clearTimeout(t); resolve(d) } })
+      const w = { type, resolve: (d: RTCSessionDescriptionInit) => { clearTimeout(t); resolve(d) } }
+      // on timeout the waiter goes too: a late description must not resolve it instead of a newer one
+      const t = setTimeout(() => { const i = this.waiting.indexOf(w); if (i >= 0) this.waiting.splice(i, 1); reject(new Error(`no local ${type}`)) }, 10_000)
+      this.waiting.push(w)
     })
     this.native.setLocalDescription(type)
     return await got
