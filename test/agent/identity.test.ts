@@ -93,7 +93,7 @@ describe('hostile member vs proven names', () => {
   }, 30_000)
 
   it('a credential that expires during a session ends it: the agent is dropped and refused from then on', async () => {
-    const token = await net.issue('site-x', 6)
+    const token = await net.issue('site-x', 12)
     const expiresAt = parseCredential(token.identity!.credential).expiresAt
     const x = await net.agent('site-x', { token })
     await until(() => a.mesh.peers.get(x.mesh.id)?.session?.state === 'connected', 10_000, 'site-x connected to site-a while its credential is valid')
@@ -107,7 +107,7 @@ describe('hostile member vs proven names', () => {
     x.mesh.setRelay(undefined) // hellos again to everyone
     await until(() => refusals.filter(r => r.from === x.mesh.id).length > refusedBefore, 10_000, 'its next hello refused')
     expect(a.mesh.peers.has(x.mesh.id)).toBe(false)
-  }, 40_000)
+  }, 60_000)
 
   it('a revoked agent is dropped, refused when it comes back, and the list reaches the others', async () => {
     const dToken = await net.issue('site-d')
