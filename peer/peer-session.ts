@@ -29,6 +29,12 @@ export interface PeerSessionInit {
   disconnectGraceMs?: number
   /** Control-channel ping interval, ms. Default 2000. */
   pingIntervalMs?: number
+  /**
+   * Give up when ICE is connected but the control channel (DTLS, then SCTP) is not open this
+   * long after, ms. Default 10000 (the handshakes take a few round trips; DTLS retransmits
+   * after 1 s). An engine may fail a DTLS handshake without an event (@roamhq/wrtc).
+   */
+  handshakeTimeoutMs?: number
 }
 
 export interface PathInfo { kind: PathKind, pair?: string, rttMs?: number }
@@ -58,11 +64,12 @@ export class PeerSession {
   private pendingCandidates: Candidate[] = []
   private connectTimer?: ReturnType<typeof setTimeout>
   private graceTimer?: ReturnType<typeof setTimeout>
+  private handshakeTimer?: ReturnType<typeof setTimeout>
   private pinger?: ReturnType<typeof setInterval>
   private pingId = 0
 
   constructor (init: PeerSessionInit) {
-    this.init = { connectTimeoutMs: 20_000, disconnectGraceMs: 3000, pingIntervalMs: 2000, log: silentLog, ...init }
+    this.init = { connectTimeoutMs: 20_000, disconnectGraceMs: 3000, pingIntervalMs: 2000, handshakeTimeoutMs: 10_000, log: silentLog, ...init }
     this.remote = init.remote
     this.sid = randomId(9)
     const pc = this.pc = init.createPeerConnection({ iceServers: init.iceServers })
@@ -95,6 +102,7 @@ export class PeerSession {
   }
 
   private controlOpened (): void {
+    clearTimeout(this.handshakeTimer)
     if (this.pinger !== undefined) return
     this.pinger = setInterval(() => this.sendControl({ type: 'ping', id: ++this.pingId, t: performance.now() }), this.init.pingIntervalMs)
     this.sendControl({ type: 'ping', id: ++this.pingId, t: performance.now() })
@@ -125,6 +133,8 @@ export class PeerSession {
   private enqueue (fn: () => Promise<void>): void {
     this.queue = this.queue.then(fn).catch((err: unknown) => {
       this.init.log.debug({ peer: this.remote, err: err instanceof Error ? err.message : String(err) }, 'negotiation step failed')
+      // the step may have failed because the engine closed the connection underneath
+      this.onIceState()
     })
   }
 
@@ -205,12 +215,26 @@ export class PeerSession {
     if (this.state === 'closed' || this.state === 'failed') return
     const ice = this.pc.iceConnectionState
     const conn = this.pc.connectionState
+    // A connection we did not close is gone, or its DTLS handshake failed over a working ICE
+    // path: neither comes back by waiting or by an ICE restart. libdatachannel closes the
+    // connection itself when DTLS or ICE fails (by the time the event is read the state is
+    // `closed`, never `failed`) — e.g. when its DTLS handshake completes before its own
+    // setRemoteDescription has stored the peer's fingerprint (a race inside libdatachannel
+    // 0.24.5 that a loaded machine hits). Fail now: the mesh starts a new session in a second.
+    if (ice === 'closed' || conn === 'closed' || (conn === 'failed' && (ice === 'connected' || ice === 'completed'))) {
+      clearTimeout(this.connectTimer)
+      clearTimeout(this.graceTimer)
+      this.init.log.warn({ peer: this.remote, ice, connection: conn }, 'connection ended by the engine (DTLS or ICE failed): session failed')
+      this.setState('failed')
+      return
+    }
     if (ice === 'connected' || ice === 'completed' || conn === 'connected') {
       clearTimeout(this.connectTimer)
       clearTimeout(this.graceTimer)
       this.graceTimer = undefined
       this.setState('connected')
       if (this.control.readyState === 'open') this.controlOpened()
+      else this.armHandshakeTimer()
     } else if (ice === 'disconnected') {
       if (this.state === 'connected') this.setState('disconnected')
       if (this.graceTimer === undefined) {
@@ -222,6 +246,15 @@ export class PeerSession {
       if (this.state === 'connected') this.setState('disconnected')
       this.restartIce()
     }
+  }
+
+  private armHandshakeTimer (): void {
+    if (this.handshakeTimer !== undefined) return
+    this.handshakeTimer = setTimeout(() => {
+      if (this.state === 'closed' || this.state === 'failed' || this.control.readyState === 'open') return
+      this.init.log.warn({ peer: this.remote, ice: this.pc.iceConnectionState, connection: this.pc.connectionState }, 'ICE connected but the DTLS/SCTP handshake did not complete in time: session failed')
+      this.setState('failed')
+    }, this.init.handshakeTimeoutMs)
   }
 
   private setState (s: SessionState): void {
@@ -259,6 +292,7 @@ export class PeerSession {
     if (this.state === 'closed') return
     clearTimeout(this.connectTimer)
     clearTimeout(this.graceTimer)
+    clearTimeout(this.handshakeTimer)
     clearInterval(this.pinger)
     this.setState('closed')
     try { this.control.close() } catch { /* closing */ }
