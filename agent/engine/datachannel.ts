@@ -96,7 +96,6 @@ function emit (target: EventTarget, ev: Event): void {
 
 class DcDataChannel extends EventTarget {
   readonly label: string
-  readonly id: number | null
   readonly ordered: boolean
   readonly negotiated: boolean
   readonly protocol = ''
@@ -123,7 +122,6 @@ class DcDataChannel extends EventTarget {
     super()
     this.native = native
     this.label = native.getLabel()
-    this.id = native.getId()
     this.ordered = init.ordered ?? true
     this.negotiated = init.negotiated ?? false
     this.maxRetransmits = init.maxRetransmits ?? null
@@ -149,10 +147,25 @@ class DcDataChannel extends EventTarget {
 
   private emit (ev: Event): void { emit(this, ev) }
 
+  /** The SCTP stream id; null until assigned (libdatachannel assigns it once DTLS decided the roles, and says 65535 before). */
+  get id (): number | null {
+    try { const id = this.native.getId(); return id === 65535 ? null : id } catch { return null }
+  }
+
   private closed (): void {
     if (this.readyState === 'closed') return
     this.readyState = 'closed'
     this.emit(new Event('close'))
+  }
+
+  /**
+   * Its connection is gone. libdatachannel closes only the channels it assigned a stream: one
+   * created before SCTP was up (id 65535) never hears of it, and a stream waiting for its
+   * answer on it would wait forever (seen: the quickstart's first request hung 10 s).
+   */
+  connectionGone (): void {
+    try { this.native.close() } catch { /* closed */ }
+    this.closed()
   }
 
   get bufferedAmount (): number {
@@ -197,6 +210,8 @@ export class DcPeerConnection extends EventTarget {
   private isClosed = false
   /** An offer was created (libdatachannel applies it at once) but not yet "set": report stable meanwhile, as the standard does. */
   private offerUnset = false
+  /** Channels not closed yet: closed here when the connection goes (see DcDataChannel.connectionGone). */
+  private readonly channels = new Set<DcDataChannel>()
 
   constructor (config: DcConfig = {}) {
     super()
@@ -220,16 +235,29 @@ export class DcPeerConnection extends EventTarget {
     n.onGatheringStateChange((state) => {
       if (state === 'complete') this.emit(Object.assign(new Event('icecandidate'), { candidate: null }) as RTCPeerConnectionIceEvent)
     })
-    n.onStateChange(() => this.emit(new Event('connectionstatechange')))
+    n.onStateChange((state) => {
+      if (state === 'closed' || state === 'failed') this.dropChannels()
+      this.emit(new Event('connectionstatechange'))
+    })
     n.onIceStateChange(() => this.emit(new Event('iceconnectionstatechange')))
     n.onSignalingStateChange(() => this.emit(new Event('signalingstatechange')))
     n.onDataChannel((ch) => {
-      const dc = new DcDataChannel(ch)
+      const dc = this.track(new DcDataChannel(ch))
       this.emit(Object.assign(new Event('datachannel'), { channel: dc }) as unknown as RTCDataChannelEvent)
     })
   }
 
   private emit (ev: Event): void { emit(this, ev) }
+
+  private track (dc: DcDataChannel): DcDataChannel {
+    this.channels.add(dc)
+    dc.addEventListener('close', () => this.channels.delete(dc), { once: true })
+    return dc
+  }
+
+  private dropChannels (): void {
+    for (const dc of [...this.channels]) dc.connectionGone()
+  }
 
   get signalingState (): RTCSignalingState {
     if (this.isClosed) return 'closed'
@@ -256,7 +284,7 @@ export class DcPeerConnection extends EventTarget {
       this.negotiationAnnounced = true
       queueMicrotask(() => { if (!this.isClosed) this.emit(new Event('negotiationneeded')) })
     }
-    return new DcDataChannel(ch, init) as unknown as RTCDataChannel
+    return this.track(new DcDataChannel(ch, init)) as unknown as RTCDataChannel
   }
 
   private async localDescriptionOf (type: 'offer' | 'answer'): Promise<RTCSessionDescriptionInit> {
@@ -335,5 +363,6 @@ export class DcPeerConnection extends EventTarget {
     if (this.isClosed) return
     this.isClosed = true
     try { this.native.close() } catch { /* closed */ }
+    this.dropChannels()
   }
 }
