@@ -171,6 +171,7 @@ export class Tunnels {
     const c = this.counter(peer.id)
     if (c.streams >= this.opts.maxStreamsPerPeer) { this.refuse(dc, peer, 'TOO_MANY_STREAMS', `at most ${this.opts.maxStreamsPerPeer} streams per peer`); return }
     c.streams++
+    this.log.debug({ peer: peer.name, share: name, id: dc.id, state: dc.readyState }, 'stream announced by the peer')
     let released = false
     const release = (): void => { if (!released) { released = true; c.streams-- } }
     // Bytes must not arrive before `ok`; anything else is a protocol error.
@@ -249,6 +250,7 @@ export class Tunnels {
       throw err instanceof CausewayError ? err : new CausewayError('PEER_UNAVAILABLE', `cannot open a stream to ${peer.name}: ${err instanceof Error ? err.message : String(err)}`)
     }
     dc.binaryType = 'arraybuffer'
+    this.log.debug({ peer: peer.name, share, id: dc.id, state: dc.readyState }, 'stream opening')
     const early: unknown[] = []
     try {
       // The answer handler goes on before waiting for `open`: an engine may deliver the
@@ -285,6 +287,7 @@ export class Tunnels {
     }
     c.opened++
     this.totals.opened++
+    this.log.debug({ peer: peer.name, share, id: dc.id }, 'stream accepted by the peer')
     this.run(peer, socket, dc, release, early)
   }
 

@@ -80,9 +80,10 @@ describe('the README, command by command through bin/causeway', () => {
 
   it('3-4. one agent shares a TCP service, another reaches it on a local port', async () => {
     ;[statusA, statusB, local] = [await freePort(), await freePort(), await freePort()]
-    start(['agent', '--token-file', join(dir, 'site-a.token'), '--share', `web=127.0.0.1:${servicePort},protocol=http`, '--status', `127.0.0.1:${statusA}`])
-    start(['agent', '--token-file', join(dir, 'site-b.token'), '--connect', `web@site-a=127.0.0.1:${local}`, '--status', `127.0.0.1:${statusB}`])
-    const res = await until(async () => await get(local, '/hello').catch(() => undefined), 30_000, 'the tunnel to answer')
+    const a = start(['agent', '--token-file', join(dir, 'site-a.token'), '--share', `web=127.0.0.1:${servicePort},protocol=http`, '--status', `127.0.0.1:${statusA}`], { CAUSEWAY_LOG_LEVEL: 'debug' })
+    const b = start(['agent', '--token-file', join(dir, 'site-b.token'), '--connect', `web@site-a=127.0.0.1:${local}`, '--status', `127.0.0.1:${statusB}`], { CAUSEWAY_LOG_LEVEL: 'debug' })
+    const res = await until(async () => await get(local, '/hello'), 30_000,
+      () => `the tunnel to answer\n--- site-a:\n${a.output().slice(-6000)}\n--- site-b:\n${b.output().slice(-6000)}\n--- signaling:\n${signaling.output().slice(-3000)}`)
     expect(res).toEqual({ status: 200, body: BODY })
   })
 
