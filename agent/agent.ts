@@ -10,7 +10,7 @@ import { parseCredential } from '../protocol/identity.ts'
 import type { MemberToken } from '../protocol/token.ts'
 import { Emitter } from '../peer/emitter.ts'
 import { Mesh, type RemotePeer } from '../peer/mesh.ts'
-import { silentLog, type LogLike, type PathInfo } from '../peer/peer-session.ts'
+import { silentLog, type LogLike, type PathInfo, type PeerSession } from '../peer/peer-session.ts'
 import { IceSource } from './ice.ts'
 import { listenConnect, type ConnectSpec, type Listener } from './tunnel/connects.ts'
 import { askerOf, ShareRegistry, type Asker, type ShareSpec } from './tunnel/shares.ts'
@@ -25,6 +25,9 @@ import type { RelayStatus } from './relay-transport/index.ts'
 import { createPeerConnection, EngineSelector, engineOf, UDP_PROBE_MS, type EngineChoice, type EngineName } from './engine/index.ts'
 import { runNetcheck, summarize, viewerSummary, type NetcheckSummary } from './netcheck/index.ts'
 import { fromRelayStatus } from './netcheck/relay.ts'
+
+/** How long a stream reset on a still-connected session waits for that session to end before the reset counts (Agent.openStream). */
+const STREAM_RETRY_WAIT_MS = 1500
 
 export interface AgentInit {
   token: MemberToken
@@ -359,19 +362,36 @@ export class Agent {
   }
 
   /** The peer named `peerName` once reachable, and how to open channels to it now (WebRTC or relay). */
-  private async openerFor (peerName: string): Promise<{ peer: RemotePeer, opener: ChannelOpener }> {
+  private async openerFor (peerName: string): Promise<{ peer: RemotePeer, opener: ChannelOpener, session?: PeerSession }> {
     if (this.stopped.signal.aborted) throw new CausewayError('SHUTTING_DOWN', 'agent is stopping')
     const peer = await this.peerByName(peerName)
     const route = this.route(peer)
-    if (route === 'webrtc' && peer.session !== undefined) return { peer, opener: sessionOpener(peer, peer.session, this.assocs) }
+    if (route === 'webrtc' && peer.session !== undefined) return { peer, opener: sessionOpener(peer, peer.session, this.assocs), session: peer.session }
     if (route === 'relay' && this.relayPath !== undefined) return { peer, opener: this.relayPath.opener(peer) }
     throw new CausewayError('PEER_UNAVAILABLE', `no connection to peer "${peerName}"`)
   }
 
-  /** Pipes a local socket to `share` on `peerName`. */
+  /**
+   * Pipes a local socket to `share` on `peerName`. A stream whose WebRTC connection ended before
+   * the peer answered (a session that failed in its DTLS handshake, see PeerSession) is opened
+   * once more on the peer's next connection: nothing reached the share, and the client's bytes
+   * are still unread in the socket.
+   */
   async openStream (peerName: string, share: string, socket: Socket): Promise<void> {
-    const { peer, opener } = await this.openerFor(peerName)
-    await this.tunnels.open(peer, opener, share, socket)
+    for (let attempt = 1; ; attempt++) {
+      const { peer, opener, session } = await this.openerFor(peerName)
+      try {
+        await this.tunnels.open(peer, opener, share, socket)
+        return
+      } catch (err) {
+        if (attempt >= 2 || socket.destroyed || session === undefined || !(err instanceof CausewayError) || err.code !== 'STREAM_RESET') throw err
+        // the channel may hear of the end a moment before the session does (the peer closed it)
+        const gone = (): boolean => peer.session !== session || session.state !== 'connected'
+        if (!gone()) await this.mesh.events.until('sessionState', gone, AbortSignal.any([this.stopped.signal, AbortSignal.timeout(STREAM_RETRY_WAIT_MS)])).catch(() => {})
+        if (!gone() || socket.destroyed) throw err
+        this.log.info({ peer: peer.name, share, err: err.message }, 'the connection ended before the peer answered: opening the stream on the next one')
+      }
+    }
   }
 
   /** A TCP or UDP connect listener for `spec`. */

@@ -68,6 +68,29 @@ describe('agent lifecycle', () => {
     src.tcp.close()
   })
 
+  it('a stream whose connection ends before the peer answered is opened again on the next connection', async () => {
+    // What a DTLS handshake that fails under load does (PeerSession): the session was up (ICE),
+    // a client connected, its stream went out, and the connection died before any answer. Here
+    // the exporter drops its session when the first stream is announced, without answering.
+    const src = await slowSource(1, 100)
+    net = await startNet()
+    const exporter = await net.agent('exporter', { engine: 'datachannel', shares: [{ name: 'src', host: '127.0.0.1', port: src.port }] })
+    const importer = await net.agent('importer', { engine: 'datachannel', connects: [{ share: 'src', peer: 'exporter', host: '127.0.0.1', port: 0 }] })
+    const peer = await importer.peerByName('exporter')
+    const first = peer.session
+    const accept = exporter.tunnels.accept.bind(exporter.tunnels)
+    let dropped = 0
+    exporter.tunnels.accept = (p, dc) => {
+      if (dropped === 0) { dropped++; p.session?.close(); return }
+      accept(p, dc)
+    }
+    const got = await fetchAll(importer.listeners[0]!.port, 30_000)
+    expect(dropped).toBe(1)
+    expect(peer.session).not.toBe(first)
+    expect(got.hash).toBe(src.hash)
+    src.tcp.close()
+  })
+
   it('notices a peer restart, cleans up and reconnects', async () => {
     const src = await slowSource(1, 100)
     net = await startNet()
