@@ -175,8 +175,7 @@ export class PeerSession {
         // fell back to stable underneath): nothing can complete it, so fail now and let the mesh
         // start a new session, instead of waiting for the connect timeout.
         if ((this.state as SessionState) === 'closed') return // closed meanwhile (narrowed before the awaits)
-        this.init.log.warn({ peer: this.remote, signaling: pc.signalingState, err: err instanceof Error ? err.message : String(err) }, 'cannot answer the peer\'s offer: session failed')
-        this.setState('failed')
+        this.fail('cannot answer the peer\'s offer: session failed', { signaling: pc.signalingState, err: err instanceof Error ? err.message : String(err) })
         return
       }
       const local = pc.localDescription
@@ -204,10 +203,7 @@ export class PeerSession {
   private armConnectTimer (): void {
     clearTimeout(this.connectTimer)
     this.connectTimer = setTimeout(() => {
-      if (this.state !== 'connected' && this.state !== 'closed') {
-        this.init.log.warn({ peer: this.remote, ice: this.pc.iceConnectionState }, 'no connection in time')
-        this.setState('failed')
-      }
+      if (this.state !== 'connected' && this.state !== 'closed') this.fail('no connection in time', { ice: this.pc.iceConnectionState })
     }, this.init.connectTimeoutMs)
   }
 
@@ -222,10 +218,7 @@ export class PeerSession {
     // setRemoteDescription has stored the peer's fingerprint (a race inside libdatachannel
     // 0.24.5 that a loaded machine hits). Fail now: the mesh starts a new session in a second.
     if (ice === 'closed' || conn === 'closed' || (conn === 'failed' && (ice === 'connected' || ice === 'completed'))) {
-      clearTimeout(this.connectTimer)
-      clearTimeout(this.graceTimer)
-      this.init.log.warn({ peer: this.remote, ice, connection: conn }, 'connection ended by the engine (DTLS or ICE failed): session failed')
-      this.setState('failed')
+      this.fail('connection ended by the engine (DTLS or ICE failed): session failed', { ice, connection: conn })
       return
     }
     if (ice === 'connected' || ice === 'completed' || conn === 'connected') {
@@ -252,9 +245,17 @@ export class PeerSession {
     if (this.handshakeTimer !== undefined) return
     this.handshakeTimer = setTimeout(() => {
       if (this.state === 'closed' || this.state === 'failed' || this.control.readyState === 'open') return
-      this.init.log.warn({ peer: this.remote, ice: this.pc.iceConnectionState, connection: this.pc.connectionState }, 'ICE connected but the DTLS/SCTP handshake did not complete in time: session failed')
-      this.setState('failed')
+      this.fail('ICE connected but the DTLS/SCTP handshake did not complete in time: session failed', { ice: this.pc.iceConnectionState, connection: this.pc.connectionState })
     }, this.init.handshakeTimeoutMs)
+  }
+
+  /** Gives up on this session (the mesh replaces a failed one): timers off, one warning, state `failed`. */
+  private fail (message: string, fields: Record<string, unknown>): void {
+    clearTimeout(this.connectTimer)
+    clearTimeout(this.graceTimer)
+    clearTimeout(this.handshakeTimer)
+    this.init.log.warn({ peer: this.remote, ...fields }, message)
+    this.setState('failed')
   }
 
   private setState (s: SessionState): void {

@@ -12,8 +12,8 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createPeerConnection, ENGINE_CAPS, ENGINE_NAMES, type EngineName } from '../../agent/engine/index.ts'
 import { onDrain, whenOpen } from '../../peer/channel.ts'
-import { PeerSession } from '../../peer/peer-session.ts'
-import { connectPair, ENGINE_PAIRS, type Pair } from './pair.ts'
+import type { PeerSession } from '../../peer/peer-session.ts'
+import { connectPair, ENGINE_PAIRS, sessionPair, type Pair } from './pair.ts'
 import { until } from '../until.ts'
 
 const TURN_PORT = 3479
@@ -75,25 +75,15 @@ describe.each(ENGINE_PAIRS)('engine %s <-> %s: a DTLS handshake that fails', (en
   const connectTimeoutMs = wrtcOnly ? 8000 : 60_000
   it('fails the session within seconds, long before the connect timeout; none stays connected', async () => {
     const flip = (sdp: string): string => sdp.replace(/(a=fingerprint:sha-256 )([0-9A-F]{2})/i, (_m, p: string, h: string) => `${p}${((parseInt(h, 16) ^ 0xff) & 0xff).toString(16).toUpperCase().padStart(2, '0')}`)
-    let a: PeerSession | undefined
-    let b: PeerSession | undefined
     const states: Record<string, string[]> = { a: [], b: [] }
-    const factory = (engine: EngineName) => (c: RTCConfiguration) => createPeerConnection(engine, c)
-    a = new PeerSession({ remote: 'b', polite: false, createPeerConnection: factory(engineA), iceServers: [], connectTimeoutMs, handshakeTimeoutMs: 3000, send: s => setTimeout(() => b?.handleSignal(s), 1) })
-    b = new PeerSession({
-      remote: 'a',
-      polite: true,
-      createPeerConnection: factory(engineB),
-      iceServers: [],
+    const { a, b } = sessionPair(engineA, engineB, {
       connectTimeoutMs,
       handshakeTimeoutMs: 3000,
-      send: (s) => {
-        if (s.type === 'description') {
-          const sdp = flip(s.description.sdp)
-          expect(sdp).not.toBe(s.description.sdp)
-          s = { ...s, description: { ...s.description, sdp } }
-        }
-        setTimeout(() => a?.handleSignal(s), 1)
+      toA: (s) => {
+        if (s.type !== 'description') return s
+        const sdp = flip(s.description.sdp)
+        expect(sdp).not.toBe(s.description.sdp)
+        return { ...s, description: { ...s.description, sdp } }
       },
     })
     a.onState = st => states.a?.push(st)
@@ -101,8 +91,8 @@ describe.each(ENGINE_PAIRS)('engine %s <-> %s: a DTLS handshake that fails', (en
     // a stream opened before the connection is up (as a tunnel does when a client comes early)
     const early = [a.pc.createDataChannel('early-a'), b.pc.createDataChannel('early-b')]
     try {
-      const settled = (x: PeerSession | undefined): boolean => x?.state === 'failed' || (x?.state === 'connecting' && x.control.readyState !== 'open')
-      await until(() => (a?.state === 'failed' || b?.state === 'failed') && settled(a) && settled(b), wrtcOnly ? 12_000 : 10_000, () => `a session to fail and none to stay up (a: ${states.a?.join(' > ')} ice ${a?.pc.iceConnectionState} conn ${a?.pc.connectionState}; b: ${states.b?.join(' > ')} ice ${b?.pc.iceConnectionState} conn ${b?.pc.connectionState})`)
+      const settled = (x: PeerSession): boolean => x.state === 'failed' || (x.state === 'connecting' && x.control.readyState !== 'open')
+      await until(() => (a.state === 'failed' || b.state === 'failed') && settled(a) && settled(b), wrtcOnly ? 12_000 : 10_000, () => `a session to fail and none to stay up (a: ${states.a?.join(' > ')} ice ${a.pc.iceConnectionState} conn ${a.pc.connectionState}; b: ${states.b?.join(' > ')} ice ${b.pc.iceConnectionState} conn ${b.pc.connectionState})`)
       expect(a.control.readyState).not.toBe('open')
       expect(b.control.readyState).not.toBe('open')
       if (engineA === 'datachannel' && engineB === 'datachannel') expect([a.state, b.state]).toEqual(['failed', 'failed'])
