@@ -94,11 +94,11 @@ describe('flow control', () => {
   // The exporter's RTT to the bystander is pinned at 40 ms, as between distant sites: growth then
   // needs only 6.4 MiB/s, and the rule (not the machine) is what is tested.
   it('the window grows past its initial 1 MiB on a fast stream and returns to the budget', { timeout: 60_000 }, async () => {
-    const session = (await exporter.peerByName('bystander')).session!
-    Object.defineProperty(session, 'rttMs', { configurable: true, get: () => 40, set: () => {} })
+    const peer = await exporter.peerByName('bystander')
+    Object.defineProperty(peer.session!, 'rttMs', { configurable: true, get: () => 40, set: () => {} })
     const r = await exchange(bystander.listeners[0]!.port, 4 << 20)
     expect(r).toEqual({ ok: true })
-    const c = exporter.tunnels.counter(exporter.status().peers.find(p => p.name === 'bystander')!.peer)
+    const c = exporter.tunnels.counter(peer.id)
     // the stream closes on both agents shortly after the client saw its end
     await until(() => c.budget.used === 0 && exporter.tunnels.liveStreams === 0, 10_000, 'window growth returned to the budget')
     expect(exporter.tunnels.totals.maxWindow).toBeGreaterThan(1 << 20)
