@@ -13,6 +13,11 @@
  * connections between the same two processes; the variants' env applies to it too),
  * BENCH_VARIANTS: `;`-separated agent settings to compare, each `label=ENV=V,ENV=V` (the ENV go
  * to both agents, e.g. CAUSEWAY_SCTP_SETTINGS or CAUSEWAY_ASSOCIATIONS).
+ *
+ * The "drops" column says where packets were lost during the row's transfer: on the link
+ * (random loss, drop-tail queue full, delay-line ring full, both directions) and in each
+ * namespace's UDP receive buffers (`RcvbufErrors` of /proc/net/snmp: the receiving process did
+ * not read its socket fast enough).
  */
 import { loadavg } from 'node:os'
 import { WanLink } from '../scripts/wan/link.ts'
@@ -30,6 +35,25 @@ const CONNS = (process.env.BENCH_CONNS ?? '1,8').split(',').filter(x => x !== ''
 const SERVE_PORT = 7002
 const SSH_PORT = 7100
 interface Dl { bytes: number, seconds: number, complete: boolean }
+interface Drops { random: number, queue: number, ring: number, udpLeft: number, udpRight: number }
+
+/** The link's and both namespaces' drop counters so far. */
+async function drops (link: WanLink): Promise<Drops> {
+  const { ab, ba } = await link.stats()
+  const udp = async (side: 'left' | 'right'): Promise<number> => {
+    const lines = (await link.exec(side, ['cat', '/proc/net/snmp'])).stdout.split('\n').filter(l => l.startsWith('Udp:'))
+    const [names, values] = lines.map(l => l.trim().split(/\s+/))
+    const i = names?.indexOf('RcvbufErrors') ?? -1
+    return i > 0 ? Number(values?.[i] ?? 0) : 0
+  }
+  return { random: ab.lost + ba.lost, queue: ab.dropped + ba.dropped, ring: ab.overflow + ba.overflow, udpLeft: await udp('left'), udpRight: await udp('right') }
+}
+const dropsSince = (a: Drops, b: Drops): string => {
+  const d = (k: keyof Drops): number => b[k] - a[k]
+  const parts = [['random', d('random')], ['queue', d('queue')], ['ring', d('ring')], ['UDP rcvbuf left', d('udpLeft')], ['UDP rcvbuf right', d('udpRight')]] as const
+  const nonzero = parts.filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`)
+  return nonzero.length === 0 ? 'none' : nonzero.join(', ')
+}
 
 /** `label=K=V,K=V;label2=...` -> variants (env for both agents). */
 function variants (): Array<{ label: string, env: Record<string, string> }> {
@@ -56,7 +80,7 @@ const download = async (link: WanLink, host: string, port: number, conns: number
 
 const rtts = process.argv.slice(2).map(Number).filter(n => n > 0)
 const load0 = loadavg()
-const rows: string[] = ['| link | path | conns | MiB/s | x ssh -L |', '|---|---|---|---|---|']
+const rows: string[] = ['| link | path | conns | MiB/s | x ssh -L | drops |', '|---|---|---|---|---|---|']
 for (const rttMs of rtts.length > 0 ? rtts : [20, 40]) {
   const link = await WanLink.create({ rttMs, ...(RATE > 0 ? { rateMbit: RATE } : {}), ...(LOSS > 0 ? { lossPct: LOSS } : {}), ...(QUEUE_KB > 0 ? { queueBytes: QUEUE_KB * 1024 } : {}), cc: 'cubic' })
   const name = link.describe()
@@ -65,13 +89,14 @@ for (const rttMs of rtts.length > 0 ? rtts : [20, 40]) {
     if (process.env.BENCH_SSH !== '0') {
       const server = await startServer(link, 'right', SERVE_PORT)
       const ssh = await sshOnLink(link)
-      if (typeof ssh === 'string') rows.push(`| ${name} | ssh -L (cubic) | 1 | ${ssh} | |`)
+      if (typeof ssh === 'string') rows.push(`| ${name} | ssh -L (cubic) | 1 | ${ssh} | | |`)
       else {
         const fwd = await ssh.forward(SERVE_PORT, SSH_PORT)
         try {
+          const before = await drops(link)
           const d = await download(link, '127.0.0.1', SSH_PORT, 1)
           base = d.bytes / d.seconds
-          rows.push(`| ${name} | ssh -L (cubic) | 1 | ${rate(d)} | 1.00 |`)
+          rows.push(`| ${name} | ssh -L (cubic) | 1 | ${rate(d)} | 1.00 | ${dropsSince(before, await drops(link))} |`)
         } finally { await fwd.kill(); await ssh.close() }
       }
       await server.kill()
@@ -82,8 +107,9 @@ for (const rttMs of rtts.length > 0 ? rtts : [20, 40]) {
           const saved = { ...process.env }
           Object.assign(process.env, v.env)
           try {
+            const before = await drops(link)
             const d = await rawDcTransfer(link, engine as EngineName, MIB, SECONDS, pcs)
-            rows.push(`| ${name} | raw data channel ${engine} ${v.label}, ${pcs} peer connection(s) | ${pcs} | ${rate(d)} | ${base > 0 ? (d.bytes / d.seconds / base).toFixed(2) : ''} |`)
+            rows.push(`| ${name} | raw data channel ${engine} ${v.label}, ${pcs} peer connection(s) | ${pcs} | ${rate(d)} | ${base > 0 ? (d.bytes / d.seconds / base).toFixed(2) : ''} | ${dropsSince(before, await drops(link))} |`)
           } finally { process.env = saved }
           process.stderr.write(`${rows.at(-1) ?? ''}\n`)
         }
@@ -97,8 +123,9 @@ for (const rttMs of rtts.length > 0 ? rtts : [20, 40]) {
         } finally { process.env = saved }
         try {
           for (const conns of CONNS) {
+            const before = await drops(link)
             const d = await download(link, '127.0.0.1', CONNECT_PORT, conns)
-            rows.push(`| ${name} | causeway --engine ${engine} ${v.label} | ${conns} | ${rate(d)} | ${base > 0 ? (d.bytes / d.seconds / base).toFixed(2) : ''} |`)
+            rows.push(`| ${name} | causeway --engine ${engine} ${v.label} | ${conns} | ${rate(d)} | ${base > 0 ? (d.bytes / d.seconds / base).toFixed(2) : ''} | ${dropsSince(before, await drops(link))} |`)
           }
         } finally { await cw.close() }
         process.stderr.write(`${rows.at(-1) ?? ''}\n`)

@@ -16,12 +16,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin="$(readlink -f "$root/node_modules/@node-datachannel/linux-x64-gnu/node_datachannel.node")"
-T=/sys/kernel/tracing
-[ -f "$T/uprobe_events" ] || mount -t tracefs nodev "$T"
+# shellcheck source=bench/usrsctp/tracefs.sh
+. "$root/bench/usrsctp/tracefs.sh"
 cleanup () {
-  echo 0 > "$T/tracing_on" || true
-  [ -e "$T/events/cwdiag/enable" ] && echo 0 > "$T/events/cwdiag/enable"
-  sed -n 's/^[pr]:\(cwdiag\/[a-z_]*\).*/-:\1/p' "$T/uprobe_events" | while read -r l; do echo "$l" >> "$T/uprobe_events"; done
+  remove_probes cwdiag
   echo > "$T/trace"
 }
 trap cleanup EXIT
