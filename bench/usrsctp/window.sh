@@ -44,13 +44,17 @@ echo "p:cwwin/ssack $bin:0x25ca30 myrwnd=+0x5a8(%di):u32 reasm=+0x5e0(%di):u32 o
 # cut it (sctp_cwnd_update_after_timeout: only when the timer marked chunks for resending)
 echo "p:cwwin/gapsack $bin:0x29dfb0 flight=+0x5ec(%cx):u32 cwnd=+0x200(+0x330(%cx)):u32 ssth=+0x104(+0x330(%cx)):u32" >> "$T/uprobe_events"
 echo "p:cwwin/cut_fr $bin:0x2942d0 flight=+0x5ec(%di):u32 cwnd=+0x200($N):u32 ssth=+0x104($N):u32" >> "$T/uprobe_events"
+# every T3 expiry (sctp_t3rxt_timer): the path's RTO and smoothed RTT / variance in ms
+# (lastsa >> 3 = srtt, lastsv = 4 x rttvar: chunks sent more than lastsa/8 + lastsv ago get
+# marked for resending, sctp_mark_all_for_resend)
+echo "p:cwwin/t3 $bin:0x273da0 flight=+0x5ec(%si):u32 cwnd=+0x200(%dx):u32 rto=+0x128(%dx):u32 lastsa=+0x118(%dx):s32 lastsv=+0x11c(%dx):s32" >> "$T/uprobe_events"
 echo "p:cwwin/cut_t3 $bin:0x293cd0 flight=+0x5ec(%di):u32 cwnd=+0x200(%si):u32 ssth=+0x104(%si):u32" >> "$T/uprobe_events"
 echo 1 > "$T/events/cwwin/enable"
 echo 1 > "$T/tracing_on"
 "$@"
 echo 0 > "$T/tracing_on"
 cp "$T/trace" "$out"
-echo "window.sh: $(grep -c ' sack:' "$out") SACKs handled, $(grep -c ' ssack:' "$out") sent, $(grep -c ' gapsack:' "$out") with gap blocks, fast-recovery check $(grep -c ' cut_fr:' "$out") times, by T3 timeout $(grep -c ' cut_t3:' "$out") times; trace in $out"
+echo "window.sh: $(grep -c ' sack:' "$out") SACKs handled, $(grep -c ' ssack:' "$out") sent, $(grep -c ' gapsack:' "$out") with gap blocks, fast-recovery check $(grep -c ' cut_fr:' "$out") times, T3 timer expired $(grep -c ' t3:' "$out") times and cut the window $(grep -c ' cut_t3:' "$out") times; trace in $out"
 echo "| t s | SACKs | arwnd KB | in flight KB | send buffer used KB | unsent KB | cwnd KB | ssthresh KB |"
 echo "|---|---|---|---|---|---|---|---|"
 grep ' sack:' "$out" | sed -n 's/.* \([0-9.]*\): sack:.* arwnd=\([0-9]*\) prwnd=[0-9]* flight=\([0-9]*\) outq=\([0-9]*\) cwnd=\([0-9]*\) ssth=\([0-9]*\).*/\1 \2 \3 \4 \5 \6/p' |
