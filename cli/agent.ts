@@ -47,9 +47,10 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
                                  STUN/TURN servers over UDP (or has none), else wrtc;
                                  datachannel = node-datachannel (faster across distance, no TURN
                                  over TCP, no ICE restart); wrtc = @roamhq/wrtc (TURN over TCP/TLS)
-  --associations N               SCTP associations (peer connections) per peer that the streams
-                                 this agent opens are spread over, 1-${MAX_ASSOCIATIONS} (default ${DEFAULT_ASSOCIATIONS}, or env
-                                 CAUSEWAY_ASSOCIATIONS); extras are made once the session is up
+  --associations N               SCTP associations (peer connections) per peer pair that streams
+                                 are spread over, 1-${MAX_ASSOCIATIONS} (default ${DEFAULT_ASSOCIATIONS}, or env
+                                 CAUSEWAY_ASSOCIATIONS); the two agents each offer half of the
+                                 extras once the session is up (set it on both)
 ${KUBE_HELP}`
 
 function associationsFlag (v: string): number {

@@ -56,6 +56,8 @@ export class PeerSession {
   onDataChannel?: (dc: RTCDataChannel) => void
   onControl?: (msg: ControlMessage) => void
   onControlOpen?: () => void
+  /** Whether this side rolls back on glare (the lower agent id); the two sides of a pair disagree on it. */
+  get polite (): boolean { return this.init.polite }
   private readonly init: Required<Omit<PeerSessionInit, 'log'>> & { log: LogLike }
   private makingOffer = false
   private ignoreOffer = false

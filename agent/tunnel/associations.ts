@@ -6,8 +6,11 @@
  * usrsctp's per-association send path cap it without loss too (bench/RESULTS.md). Streams
  * spread over N associations get N windows, like N TCP connections would.
  *
- * The session's own peer connection is association 0. Extra ones are offered by an agent
- * configured for more than one, as soon as the session's control channel opens (before bulk
+ * The session's own peer connection is association 0. The extras of a pair configured for N
+ * are split between the two agents so that the pair has N in all: the session's polite side
+ * (the lower agent id) offers ceil((N-1)/2), the other floor((N-1)/2); each side offers its
+ * share by its own setting, so an agent configured for 4 facing one left at 1 gets 2 or 3.
+ * Extras are offered as soon as the session's control channel opens (before bulk
  * data: with node-datachannel, control messages queue behind the association's bulk data, and
  * offers made on the first stream took seconds), and negotiated in-band over the session's
  * control channel (`assoc` messages, protocol/peer.ts): that channel is already authenticated
@@ -22,17 +25,15 @@ import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 
 type AssocMessage = Extract<ControlMessage, { type: 'assoc' }>
 /**
- * Default associations per peer pair: 1 (opt-in: `--associations 4`). Measured with four
- * (bench/RESULTS.md, 2026-12-02): under 0.2 % loss 8 connections moved 5.3-5.7 MiB/s (0.2 on
- * one), and after downloads were cut off on node-datachannel new connections went to an
- * association that was not behind. Not the default: an extra association sometimes fails to
- * set up ("libdatachannel error while adding remote description: Got a remote candidate without
- * ICE transport") and a stream opened on one that was ready on our side then got no answer
- * (test/agent/semantics.test.ts, TOO_MANY_STREAMS case, timed out in 1 of 2 full CI runs with
- * four as the default); cause not found. Each extra is its own DTLS/ICE session (and TURN
- * allocation on a relayed path), negotiated after the session is up.
+ * Default associations per peer pair: 4 (two agents at the default offer 2 and 1 extras). One
+ * association holds at most 1 MiB in flight and loses half its window to usrsctp's timer or to
+ * random loss, regrowing by one MTU per RTT (bench/RESULTS.md, session 8): eight connections
+ * over four associations moved 5.0 MiB/s at 40 ms / 0.2 % loss against 0.6 over one (`ssh -L`
+ * 2.2), and new connections go to an association that is not behind cancelled downloads. Each
+ * extra is its own DTLS/ICE session (and TURN allocation on a relayed path), negotiated after
+ * the session is up; `--associations 1` turns them off.
  */
-export const DEFAULT_ASSOCIATIONS = 1
+export const DEFAULT_ASSOCIATIONS = 4
 const READY_LABEL = 'assoc'
 const SETUP_TIMEOUT_MS = 20_000
 
@@ -82,10 +83,12 @@ class SessionAssociations {
     return n
   }
 
-  /** Offers extra associations up to the configured total (once; each side offers its own). */
+  /** Offers this side's share of the extras (re-offers one that was dropped). */
   ensure (): void {
     if (this.closed || this.session.control.readyState !== 'open') return
-    for (let i = 1; this.mine.size + this.theirs.size + 1 < this.init.total && i < MAX_ASSOCIATIONS; i++) {
+    const extras = this.init.total - 1
+    const share = this.session.polite ? Math.ceil(extras / 2) : Math.floor(extras / 2)
+    for (let i = 1; this.mine.size < share && i < MAX_ASSOCIATIONS; i++) {
       if (!this.mine.has(i)) this.offer(i)
     }
   }
@@ -112,7 +115,12 @@ class SessionAssociations {
     ready.onclose = () => this.drop(a)
     pc.onicecandidate = (ev) => {
       const c = ev.candidate
-      if (c !== null && c.candidate !== '') this.send({ type: 'assoc', i, of: offered ? 'mine' : 'yours', candidate: { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } })
+      if (c === null || c.candidate === '') return
+      const candidate = { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex }
+      // behind the step that sends our description: engines may report a candidate before the
+      // description that carries its ICE credentials (node-datachannel delivers the two on
+      // separate native callbacks), and the peer can use a candidate only after the description
+      a.queue = a.queue.then(() => { if ((offered ? this.mine : this.theirs).get(i) === a) this.send({ type: 'assoc', i, of: offered ? 'mine' : 'yours', candidate }) })
     }
     pc.onconnectionstatechange = () => { if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.drop(a) }
     pc.ondatachannel = (ev) => {
@@ -131,7 +139,11 @@ class SessionAssociations {
     let a = table.get(msg.i)
     if (msg.close === true) { if (a !== undefined) this.drop(a); return }
     if (a === undefined) {
-      if (msg.of !== 'mine' || msg.description?.type !== 'offer') return
+      if (msg.of !== 'mine' || msg.description?.type !== 'offer') {
+        // a signal for an association we do not have: ended here already, or (a bug) sent ahead of its offer
+        this.init.log.debug({ peer: this.peer.name, i: msg.i, of: msg.of }, 'signal for an unknown association ignored')
+        return
+      }
       // the peer offers one: bounded by the protocol's maximum (i < MAX_ASSOCIATIONS)
       a = this.make(msg.i, false)
     }

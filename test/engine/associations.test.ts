@@ -1,7 +1,8 @@
 /**
  * Several SCTP associations per peer pair (agent/tunnel/associations.ts), across both engines:
  * an agent on node-datachannel asking for 4 associations and one on @roamhq/wrtc asking for 2.
- * The extras come up with the session (on-dc offers 3, on-wrtc 1, at once),
+ * The extras come up with the session, each side offering its share (the polite side
+ * ceil((N-1)/2) of its N, the other floor((N-1)/2): 3 associations in all whichever is polite),
  * concurrent tunnelled connections both ways arrive intact by hash, and stopping one agent
  * leaves the other with none.
  */
@@ -32,11 +33,12 @@ describe('several associations per peer pair', () => {
   })
 
   it('offers the extra associations when the session comes up, before any stream', async () => {
-    // both offer at once when their sessions open: on-dc its 3, on-wrtc its 1 (each counts the other's too)
+    // both offer at once when their sessions open: on-dc polite 2 + on-wrtc 0, or on-dc 1 + on-wrtc polite 1
     const seen = (a: Agent): number => a.status().peers[0]?.associations ?? 0
-    await until(() => seen(onDc) >= 4 && seen(onWrtc) >= 4, 20_000, 'both to see at least 4 associations')
-    expect(seen(onDc)).toBeLessThanOrEqual(5)
-    expect(seen(onDc)).toBe(seen(onWrtc))
+    await until(() => seen(onDc) === 3 && seen(onWrtc) === 3, 20_000, () => `both to see 3 associations: on-dc ${seen(onDc)}, on-wrtc ${seen(onWrtc)}`)
+    // and no more come: each side offers only its share
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    expect([seen(onDc), seen(onWrtc)]).toEqual([3, 3])
   }, 30_000)
 
   it('spreads concurrent connections both ways over the associations, intact', async () => {
@@ -47,7 +49,7 @@ describe('several associations per peer pair', () => {
     expect(results.filter(r => !r.ok)).toEqual([])
     expect(onWrtc.status().peers[0]).toMatchObject({ name: 'on-dc', engine: 'wrtc' })
     expect(onDc.status().peers[0]).toMatchObject({ name: 'on-wrtc', engine: 'datachannel' })
-    expect(onDc.status().peers[0]!.associations).toBeGreaterThanOrEqual(4)
+    expect(onDc.status().peers[0]!.associations).toBe(3)
   }, 90_000)
 
   it('bounds association numbers in the control protocol', () => {
@@ -65,20 +67,24 @@ describe('several associations per peer pair', () => {
 })
 
 describe('several associations between two node-datachannel agents', () => {
-  // Both sides offer 3 extras and answer the other's 3 (the test above pairs node-datachannel
+  // Both at 4: the polite side offers 2 extras, the other 1 (the test above pairs node-datachannel
   // with @roamhq/wrtc). Every extra must come up on both sides, none may fail ("extra association
   // failed", as seen under load in session 4), and streams both ways must arrive intact.
-  it('brings up all 7 associations on both sides with no extra failing, and carries streams both ways', async () => {
+  // Each side's candidates must reach the peer after the description they belong to:
+  // node-datachannel reports candidates and descriptions on separate native callbacks, so a
+  // candidate can come first; sent then, the answerer ignores it (no association yet) and the
+  // offerer fails the association (no remote description).
+  it('brings up all 4 associations on both sides with no extra failing and no signal ahead of its description, and carries streams both ways', async () => {
     const warnings: string[] = []
-    const sink = new Writable({ write (chunk: Buffer, _enc, done) { for (const l of chunk.toString().split('\n')) if (l.includes('association')) warnings.push(l); done() } })
-    const logger = pino({ level: 'warn' }, sink)
+    const sink = new Writable({ write (chunk: Buffer, _enc, done) { for (const l of chunk.toString().split('\n')) if (/"level":(?:[4-9]\d)|unknown association/.test(l) && l.includes('association')) warnings.push(l); done() } })
+    const logger = pino({ level: 'debug' }, sink)
     const target = await hashServer(1 << 20)
     const net = await startNet()
     try {
       const a = await net.agent('dc-a', { engine: 'datachannel', associations: 4, log: logger.child({ agent: 'dc-a' }), shares: [{ name: 'blob', host: '127.0.0.1', port: target.port }], connects: [{ share: 'blob', peer: 'dc-b', host: '127.0.0.1', port: 0 }] })
       const b = await net.agent('dc-b', { engine: 'datachannel', associations: 4, log: logger.child({ agent: 'dc-b' }), shares: [{ name: 'blob', host: '127.0.0.1', port: target.port }], connects: [{ share: 'blob', peer: 'dc-a', host: '127.0.0.1', port: 0 }] })
       const seen = (x: Agent): number => x.status().peers[0]?.associations ?? 0
-      await until(() => seen(a) === 7 && seen(b) === 7, 30_000, () => `7 associations on both: dc-a ${seen(a)}, dc-b ${seen(b)}; ${warnings.join(' ')}`)
+      await until(() => seen(a) === 4 && seen(b) === 4, 30_000, () => `4 associations on both: dc-a ${seen(a)}, dc-b ${seen(b)}; ${warnings.join(' ')}`)
       const results = await Promise.all([
         ...Array.from({ length: 12 }, async () => await exchange(a.listeners[0]!.port, 1 << 20)),
         ...Array.from({ length: 12 }, async () => await exchange(b.listeners[0]!.port, 1 << 20)),
