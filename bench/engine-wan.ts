@@ -14,16 +14,14 @@
  * BENCH_VARIANTS: `;`-separated agent settings to compare, each `label=ENV=V,ENV=V` (the ENV go
  * to both agents, e.g. CAUSEWAY_SCTP_SETTINGS or CAUSEWAY_ASSOCIATIONS).
  *
- * The "drops" column says where packets were lost during the row's transfer: on the link
- * (random loss, drop-tail queue full, delay-line ring full, both directions) and in each
- * namespace's UDP receive buffers (`RcvbufErrors` of /proc/net/snmp: the receiving process did
- * not read its socket fast enough).
+ * The "drops" column says where packets were lost during the row's transfer (bench/wan-drops.ts).
  */
 import { loadavg } from 'node:os'
 import { WanLink } from '../scripts/wan/link.ts'
 import { startCauseway, startServer, wanIo, CONNECT_PORT, type CausewayOnLink } from '../test/wan/causeway.ts'
 import { sshOnLink } from './wan-paths.ts'
 import { rawDcTransfer } from './wan-dc.ts'
+import { drops, dropsSince } from './wan-drops.ts'
 import type { EngineName } from '../agent/engine/index.ts'
 
 const MIB = Number(process.env.BENCH_MIB ?? 48)
@@ -35,26 +33,6 @@ const CONNS = (process.env.BENCH_CONNS ?? '1,8').split(',').filter(x => x !== ''
 const SERVE_PORT = 7002
 const SSH_PORT = 7100
 interface Dl { bytes: number, seconds: number, complete: boolean }
-interface Drops { random: number, queue: number, ring: number, udpLeft: number, udpRight: number }
-
-/** The link's and both namespaces' drop counters so far. */
-async function drops (link: WanLink): Promise<Drops> {
-  const { ab, ba } = await link.stats()
-  const udp = async (side: 'left' | 'right'): Promise<number> => {
-    const lines = (await link.exec(side, ['cat', '/proc/net/snmp'])).stdout.split('\n').filter(l => l.startsWith('Udp:'))
-    const [names, values] = lines.map(l => l.trim().split(/\s+/))
-    const i = names?.indexOf('RcvbufErrors') ?? -1
-    return i > 0 ? Number(values?.[i] ?? 0) : 0
-  }
-  return { random: ab.lost + ba.lost, queue: ab.dropped + ba.dropped, ring: ab.overflow + ba.overflow, udpLeft: await udp('left'), udpRight: await udp('right') }
-}
-const dropsSince = (a: Drops, b: Drops): string => {
-  const d = (k: keyof Drops): number => b[k] - a[k]
-  const parts = [['random', d('random')], ['queue', d('queue')], ['ring', d('ring')], ['UDP rcvbuf left', d('udpLeft')], ['UDP rcvbuf right', d('udpRight')]] as const
-  const nonzero = parts.filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`)
-  return nonzero.length === 0 ? 'none' : nonzero.join(', ')
-}
-
 /** `label=K=V,K=V;label2=...` -> variants (env for both agents). */
 function variants (): Array<{ label: string, env: Record<string, string> }> {
   const spec = process.env.BENCH_VARIANTS
