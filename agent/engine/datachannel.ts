@@ -24,10 +24,12 @@ const SCTP_BUFFER = Number(process.env.CAUSEWAY_SCTP_BUFFER_BYTES ?? '') > 0 ? N
  * usrsctp settings: a 4 MiB receive window, a 1 MiB send buffer. The send buffer is what an
  * association has committed to deliver: usrsctp sends every byte queued on a stream before it
  * resets it, so after a connection is cut its queued bytes still go out ahead of every other
- * stream's. 1 MiB is above what one association keeps in flight here (0.4-0.55 MB at any RTT,
- * bench/RESULTS.md): in the same WAN matrix, round trips right after 8 cut downloads went from
- * 3.7 s to 1.6 s (p50, 40 ms / 0.2 % loss) and from 4.3 s to 24 ms (20 ms / 1 % loss); throughput
- * stayed within the run-to-run spread (one run each, load 3-7). Env for measurements (bench/engine-wan.ts): CAUSEWAY_SCTP_BUFFER_BYTES (both
+ * stream's: in one WAN matrix, round trips right after 8 cut downloads went from 3.7 s to 1.6 s
+ * (p50, 40 ms / 0.2 % loss) and from 4.3 s to 24 ms (20 ms / 1 % loss) against 4 MiB. It also
+ * caps one association's bytes in flight (in flight + unsent <= SO_SNDBUF: ~10.5 MiB/s at 80 ms),
+ * but larger buffers were no faster through the tunnel: slow start overruns the receiver's UDP socket
+ * (libjuice's fixed 1 MiB) and each loss halves a window that regrows by one MTU per RTT
+ * (bench/RESULTS.md, sessions 7-8). Env for measurements (bench/engine-wan.ts): CAUSEWAY_SCTP_BUFFER_BYTES (both
  * buffers), CAUSEWAY_SCTP_SETTINGS (JSON object of node-datachannel's SctpSettings, merged over
  * the defaults).
  */
