@@ -21,7 +21,7 @@ import { WanLink } from '../scripts/wan/link.ts'
 import { startCauseway, startServer, wanIo, CONNECT_PORT, type CausewayOnLink } from '../test/wan/causeway.ts'
 import { sshOnLink } from './wan-paths.ts'
 import { rawDcTransfer } from './wan-dc.ts'
-import { drops, dropsSince } from './wan-drops.ts'
+import { withDrops } from './wan-drops.ts'
 import type { EngineName } from '../agent/engine/index.ts'
 
 const MIB = Number(process.env.BENCH_MIB ?? 48)
@@ -33,6 +33,7 @@ const CONNS = (process.env.BENCH_CONNS ?? '1,8').split(',').filter(x => x !== ''
 const SERVE_PORT = 7002
 const SSH_PORT = 7100
 interface Dl { bytes: number, seconds: number, complete: boolean }
+
 /** `label=K=V,K=V;label2=...` -> variants (env for both agents). */
 function variants (): Array<{ label: string, env: Record<string, string> }> {
   const spec = process.env.BENCH_VARIANTS
@@ -71,10 +72,9 @@ for (const rttMs of rtts.length > 0 ? rtts : [20, 40]) {
       else {
         const fwd = await ssh.forward(SERVE_PORT, SSH_PORT)
         try {
-          const before = await drops(link)
-          const d = await download(link, '127.0.0.1', SSH_PORT, 1)
+          const [d, dropped] = await withDrops(link, async () => await download(link, '127.0.0.1', SSH_PORT, 1))
           base = d.bytes / d.seconds
-          rows.push(`| ${name} | ssh -L (cubic) | 1 | ${rate(d)} | 1.00 | ${dropsSince(before, await drops(link))} |`)
+          rows.push(`| ${name} | ssh -L (cubic) | 1 | ${rate(d)} | 1.00 | ${dropped} |`)
         } finally { await fwd.kill(); await ssh.close() }
       }
       await server.kill()
@@ -85,9 +85,8 @@ for (const rttMs of rtts.length > 0 ? rtts : [20, 40]) {
           const saved = { ...process.env }
           Object.assign(process.env, v.env)
           try {
-            const before = await drops(link)
-            const d = await rawDcTransfer(link, engine as EngineName, MIB, SECONDS, pcs)
-            rows.push(`| ${name} | raw data channel ${engine} ${v.label}, ${pcs} peer connection(s) | ${pcs} | ${rate(d)} | ${base > 0 ? (d.bytes / d.seconds / base).toFixed(2) : ''} | ${dropsSince(before, await drops(link))} |`)
+            const [d, dropped] = await withDrops(link, async () => await rawDcTransfer(link, engine as EngineName, MIB, SECONDS, pcs))
+            rows.push(`| ${name} | raw data channel ${engine} ${v.label}, ${pcs} peer connection(s) | ${pcs} | ${rate(d)} | ${base > 0 ? (d.bytes / d.seconds / base).toFixed(2) : ''} | ${dropped} |`)
           } finally { process.env = saved }
           process.stderr.write(`${rows.at(-1) ?? ''}\n`)
         }
@@ -101,9 +100,8 @@ for (const rttMs of rtts.length > 0 ? rtts : [20, 40]) {
         } finally { process.env = saved }
         try {
           for (const conns of CONNS) {
-            const before = await drops(link)
-            const d = await download(link, '127.0.0.1', CONNECT_PORT, conns)
-            rows.push(`| ${name} | causeway --engine ${engine} ${v.label} | ${conns} | ${rate(d)} | ${base > 0 ? (d.bytes / d.seconds / base).toFixed(2) : ''} | ${dropsSince(before, await drops(link))} |`)
+            const [d, dropped] = await withDrops(link, async () => await download(link, '127.0.0.1', CONNECT_PORT, conns))
+            rows.push(`| ${name} | causeway --engine ${engine} ${v.label} | ${conns} | ${rate(d)} | ${base > 0 ? (d.bytes / d.seconds / base).toFixed(2) : ''} | ${dropped} |`)
           }
         } finally { await cw.close() }
         process.stderr.write(`${rows.at(-1) ?? ''}\n`)

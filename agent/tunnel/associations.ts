@@ -120,7 +120,7 @@ class SessionAssociations {
       // behind the step that sends our description: engines may report a candidate before the
       // description that carries its ICE credentials (node-datachannel delivers the two on
       // separate native callbacks), and the peer can use a candidate only after the description
-      a.queue = a.queue.then(() => { if ((offered ? this.mine : this.theirs).get(i) === a) this.send({ type: 'assoc', i, of: offered ? 'mine' : 'yours', candidate }) })
+      a.queue = a.queue.then(() => { if (this.current(a)) this.send({ type: 'assoc', i, of: offered ? 'mine' : 'yours', candidate }) })
     }
     pc.onconnectionstatechange = () => { if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.drop(a) }
     pc.ondatachannel = (ev) => {
@@ -181,10 +181,12 @@ class SessionAssociations {
 
   private send (msg: AssocMessage): void { this.session.sendControl(msg) }
 
+  /** Whether `a` is still in its table (not dropped, not replaced). */
+  private current (a: Association): boolean { return (a.offered ? this.mine : this.theirs).get(a.i) === a }
+
   private drop (a: Association, err?: unknown): void {
-    const table = a.offered ? this.mine : this.theirs
-    if (table.get(a.i) !== a) return
-    table.delete(a.i)
+    if (!this.current(a)) return
+    ;(a.offered ? this.mine : this.theirs).delete(a.i)
     clearTimeout(a.timer)
     if (err !== undefined) this.init.log.warn({ peer: this.peer.name, i: a.i, err: err instanceof Error ? err.message : String(err) }, 'extra association failed')
     if (!this.closed) this.send({ type: 'assoc', i: a.i, of: a.offered ? 'mine' : 'yours', close: true })

@@ -18,7 +18,7 @@ import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { WanLink } from '../../scripts/wan/link.ts'
-import { drops, dropsSince } from '../wan-drops.ts'
+import { withDrops } from '../wan-drops.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const HERE = fileURLToPath(new URL('./', import.meta.url))
@@ -43,21 +43,23 @@ function build (variant: string, patches: string[]): string {
   return bin
 }
 
-interface Run { mibs: number, t3: number, fast: number, retrans: number, data: number, drops: string }
+interface Run { mibs: number, t3: number, fast: number, drops: string }
 
 async function once (link: WanLink, bin: string): Promise<Run | string> {
   const server = link.spawn('right', [bin, '-D', '-S', String(1 << 20), '-R', String(4 << 20)])
   try {
     await new Promise(resolve => setTimeout(resolve, 500))
-    const before = await drops(link)
-    const client = link.spawn('left', [bin, '-D', '-S', String(1 << 20), '-l', '65536', '-T', String(SECONDS), '-U', '9899', link.addr('right')])
-    const done = await Promise.race([client.exited(), new Promise<'timeout'>(resolve => setTimeout(() => resolve('timeout'), (SECONDS + 30) * 1000))])
-    if (done === 'timeout') { await client.kill(); return 'timeout' }
-    const out = client.output()
+    const [out, dropped] = await withDrops(link, async () => {
+      const client = link.spawn('left', [bin, '-D', '-S', String(1 << 20), '-l', '65536', '-T', String(SECONDS), '-U', '9899', link.addr('right')])
+      const done = await Promise.race([client.exited(), new Promise<'timeout'>(resolve => setTimeout(() => resolve('timeout'), (SECONDS + 30) * 1000))])
+      if (done === 'timeout') { await client.kill(); return 'timeout' }
+      return client.output()
+    })
+    if (out === 'timeout') return out
     const tp = /Throughput was ([\d.]+) Byte\/sec/.exec(out)
-    const st = /stats t3 (\d+) fastretrans (\d+) retransdata (\d+) senddata (\d+)/.exec(out)
+    const st = /stats t3 (\d+) fastretrans (\d+)/.exec(out)
     if (tp === null || st === null) return `no result: ${out.slice(-300)}`
-    return { mibs: Number(tp[1]) / (1 << 20), t3: Number(st[1]), fast: Number(st[2]), retrans: Number(st[3]), data: Number(st[4]), drops: dropsSince(before, await drops(link)) }
+    return { mibs: Number(tp[1]) / (1 << 20), t3: Number(st[1]), fast: Number(st[2]), drops: dropped }
   } finally { await server.kill() }
 }
 
