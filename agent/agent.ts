@@ -3,6 +3,8 @@
  * TCP tunnels. Assembles the portable mesh with the Node pieces (WebRTC engine, sockets).
  */
 import type { Socket } from 'node:net'
+import { hostname } from 'node:os'
+import { randomId } from '../protocol/encoding.ts'
 import { CausewayError } from '../protocol/errors.ts'
 import { deriveMemberKeys, deriveRelayKey } from '../protocol/keys.ts'
 import type { PathKind, ShareInfo, StatusMessage } from '../protocol/peer.ts'
@@ -36,6 +38,13 @@ export interface AgentInit {
    * one). With an agent token it must be the name its credential carries (default).
    */
   name?: string
+  /**
+   * This process's instance name within its site (several agent processes may run under one
+   * agent credential, e.g. the replicas of the agent chart). Default `$CAUSEWAY_INSTANCE`, else
+   * the host name and a random suffix. Shown in status; peers tell instances apart by their
+   * signaling peer id, so two instances with the same name are still two instances.
+   */
+  instance?: string
   /** The network's signed revocation list (`causeway token --revoke`), if any. */
   revocations?: string
   shares?: ShareSpec[]
@@ -90,6 +99,10 @@ export interface PeerView {
 
 export interface AgentStatus {
   name: string
+  /** This process's instance name within its site. */
+  instance: string
+  /** Draining (SIGTERM received): not ready; peers open no new streams to it. */
+  draining: boolean
   id: string
   signaling: string
   peers: PeerView[]
@@ -128,12 +141,16 @@ export interface AgentEvents {
    * addresses), our relay reservation, or the direct timeout running out.
    */
   route: (peer: RemotePeer) => void
+  /** This instance started draining (SIGTERM): it is no longer ready; peers are told to open no new streams to it. */
+  draining: () => void
 }
 
 export class Agent {
   readonly mesh: Mesh
   readonly shares: ShareRegistry
   readonly name: string
+  /** This process's instance name within its site (AgentInit.instance). */
+  readonly instance: string
   readonly tunnels: Tunnels
   readonly udp: UdpShares
   readonly catalogs = new Map<string, ShareInfo[]>()
@@ -157,6 +174,7 @@ export class Agent {
     this.init = init
     this.log = init.log ?? silentLog
     this.name = agentName(init.token, init.name)
+    this.instance = init.instance ?? defaultInstance()
     this.shares = new ShareRegistry({ provenNames: init.token.identity !== undefined })
     if (init.token.identity === undefined) this.log.warn({}, 'shared token: agent names are not proven (any member can claim any name); issue per-agent tokens with `causeway token --name NAME`')
     this.events = new Emitter<AgentEvents>(err => { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'agent event listener failed') })
@@ -454,6 +472,8 @@ export class Agent {
   status (): AgentStatus {
     return {
       name: this.name,
+      instance: this.instance,
+      draining: this.draining,
       id: this.mesh.id,
       signaling: this.mesh.signaling?.state ?? 'disconnected',
       peers: [...this.mesh.peers.values()].map(p => this.peerView(p)),
@@ -515,9 +535,15 @@ export class Agent {
     }
   }
 
+  /** Whether this instance is draining (stop() began): not ready, announced to peers as draining. */
+  get draining (): boolean { return this.drainingSince !== undefined }
+  private drainingSince?: number
+
   /** Stops accepting, lets live streams finish for up to drainMs, then closes everything. */
   async stop (): Promise<void> {
     if (this.stopped.signal.aborted) return
+    this.drainingSince = Date.now()
+    this.events.emit('draining')
     this.stopped.abort()
     clearInterval(this.pathTimer)
     for (const { timer } of this.notConnectedSince.values()) clearTimeout(timer)
@@ -530,6 +556,13 @@ export class Agent {
     await this.mesh.close()
     await this.relayPath?.close().catch(() => {})
   }
+}
+
+/** The default instance name: `$CAUSEWAY_INSTANCE`, else host name + a random suffix (two processes on one host differ). */
+function defaultInstance (): string {
+  const env = process.env.CAUSEWAY_INSTANCE
+  if (env !== undefined && env !== '') return env
+  return `${hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 40) || 'agent'}-${randomId(3)}`
 }
 
 /** `p`'s value, or `fallback` when it has not settled within `ms`. */

@@ -20,6 +20,9 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
                                  works too. --token T also works but shows the secret in ps.
   --name NAME                    default: the name in the agent token's credential (a
                                  different name is refused); required with a shared token
+  --instance NAME                this process's instance name within its site (several agents
+                                 may run with one agent token: the chart's replicas); default
+                                 env CAUSEWAY_INSTANCE, else host name + random suffix
   --revocations-file F           the network's signed revocation list (causeway token
                                  --revoke); re-read when it changes, passed on to peers
 
@@ -66,6 +69,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       token: { type: 'string' },
       'token-file': { type: 'string' },
       name: { type: 'string' },
+      instance: { type: 'string' },
       'revocations-file': { type: 'string' },
       share: { type: 'string', multiple: true, default: [] },
       connect: { type: 'string', multiple: true, default: [] },
@@ -96,6 +100,9 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
   const nameText = values.name ?? process.env.CAUSEWAY_NAME
   const name = nameText !== undefined ? PeerName.safeParse(nameText) : undefined
   if (name?.success === false || (name === undefined && token.identity === undefined)) throw new Error('--name NAME is required with a shared token (letters, digits, . _ -; up to 64)')
+  const envInstance = process.env.CAUSEWAY_INSTANCE
+  const instance = values.instance ?? (envInstance !== '' ? envInstance : undefined)
+  if (instance !== undefined && !PeerName.safeParse(instance).success) throw new Error('--instance must be 1-64 letters, digits, . _ or -')
   const revocationsFile = values['revocations-file']
   const engine = values.engine
   if (!isEngineChoice(engine)) throw new Error(`--engine must be one of ${ENGINE_CHOICES.join(', ')}`)
@@ -103,6 +110,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
   const agent = new Agent({
     token,
     ...(name?.data !== undefined ? { name: name.data } : {}),
+    ...(instance !== undefined ? { instance } : {}),
     ...(revocationsFile !== undefined ? { revocations: readFileSync(revocationsFile, 'utf8') } : {}),
     shares: values.share.map(parseShareFlag),
     connects: values.connect.map(parseConnectFlag),

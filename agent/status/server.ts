@@ -4,7 +4,7 @@
  *   shares, connects, imports.
  * - `GET /metrics` — Prometheus text.
  * - `GET /healthz` — 200 while the process runs; `GET /readyz` — 200 once joined to signaling
- *   or holding at least one peer connection.
+ *   or holding at least one peer connection, 503 again once the instance drains (SIGTERM).
  * - `POST /v1/connects` `{share, peer, listen?}` — opens (or returns the open) connect listener
  *   for SHARE@PEER on a loopback address (default `127.0.0.1:0`); answers `{share, peer, listen}`.
  *   `causeway kubeconfig` uses it.
@@ -71,7 +71,8 @@ export async function startStatusServer (agent: Agent, host: string, port: numbe
   app.get('/healthz', c => c.json({ ok: true }))
   app.get('/readyz', c => {
     const s = agent.status()
-    const ready = s.signaling === 'joined' || s.peers.some(p => p.state === 'connected')
+    // joined the mesh (signaling, or a live peer connection while signaling is away) and not draining
+    const ready = !s.draining && (s.signaling === 'joined' || s.peers.some(p => p.state === 'connected'))
     return c.json({ ready }, ready ? 200 : 503)
   })
   app.post('/v1/connects', bodyLimit({ maxSize: MAX_BODY, onError: c => fail(c, 'MESSAGE_TOO_LARGE', `bodies are at most ${MAX_BODY} bytes`) }), async c => {
