@@ -7,7 +7,7 @@ import { hostname } from 'node:os'
 import { randomId } from '../protocol/encoding.ts'
 import { CausewayError } from '../protocol/errors.ts'
 import { deriveMemberKeys, deriveRelayKey } from '../protocol/keys.ts'
-import type { PathKind, ShareInfo, StatusMessage } from '../protocol/peer.ts'
+import { INSTANCES_CAP, type PathKind, type ShareInfo, type StatusMessage } from '../protocol/peer.ts'
 import { parseCredential } from '../protocol/identity.ts'
 import type { MemberToken } from '../protocol/token.ts'
 import { Emitter } from '../peer/emitter.ts'
@@ -22,6 +22,7 @@ import { UdpStats, type UdpOptions } from './tunnel/udp-flows.ts'
 import { UdpShares } from './tunnel/udp-share.ts'
 import { UDP_CAP } from '../protocol/udp.ts'
 import { Associations, DEFAULT_ASSOCIATIONS } from './tunnel/associations.ts'
+import { rankInstances, siteCatalog, type InstanceView } from './instances.ts'
 import type { RelayPath } from './relay-path/index.ts'
 import type { RelayStatus } from './relay-transport/index.ts'
 import { createPeerConnection, EngineSelector, engineOf, UDP_PROBE_MS, type EngineChoice, type EngineName } from './engine/index.ts'
@@ -30,6 +31,12 @@ import { fromRelayStatus } from './netcheck/relay.ts'
 
 /** How long a stream reset on a still-connected session waits for that session to end before the reset counts (Agent.openStream). */
 const STREAM_RETRY_WAIT_MS = 1500
+/** Instances a new stream is offered to before its open fails (the first and two others: Agent.openStream). */
+const STREAM_ATTEMPTS = 3
+/** Refusals after which the same stream may go to another instance of the site (nothing of the socket was read). */
+const RETRY_ELSEWHERE = new Set(['STREAM_RESET', 'PEER_UNAVAILABLE', 'SHUTTING_DOWN', 'TOO_MANY_STREAMS', 'TARGET_UNREACHABLE'])
+/** While draining, local listeners keep accepting until none accepted anything this long (their clients moved to another instance), ms. */
+const LISTENER_QUIET_MS = 1000
 
 export interface AgentInit {
   token: MemberToken
@@ -80,6 +87,12 @@ export interface AgentInit {
 export interface PeerView {
   peer: string
   name: string
+  /** The instance of its site (agents announcing instances). */
+  instance?: string
+  /** The instance is draining: no new streams go to it. */
+  draining: boolean
+  /** Heard from within the keepalive bound (always true over the relay path). */
+  responsive: boolean
   role: 'agent' | 'viewer'
   state: string
   path: PathKind
@@ -106,6 +119,8 @@ export interface AgentStatus {
   id: string
   signaling: string
   peers: PeerView[]
+  /** The other instances of this agent's own site in the room (no session is kept to them). */
+  siblings: Array<{ peer: string, instance?: string, draining: boolean }>
   shares: Array<{ name: string, target: string, peers: string[] | 'all', protocol: 'tcp' | 'http' | 'udp' }>
   connects: Array<{ share: string, peer: string, listen: string, protocol: 'tcp' | 'udp' }>
   /** UDP shares and connects: datagrams and payload bytes (in: from peers; out: to peers), drops by reason, live flows by side. */
@@ -169,6 +184,10 @@ export class Agent {
   private readonly stopped = new AbortController()
   readonly engines: EngineSelector
   private readonly assocs: Associations
+  /** Per session: aborted when the session stops answering or ends (pending stream opens on it are abandoned). */
+  private readonly liveness = new WeakMap<PeerSession, AbortController>()
+  /** Round-robin position, for `round-robin` balancing. */
+  private turn = 0
 
   constructor (init: AgentInit) {
     this.init = init
@@ -181,6 +200,7 @@ export class Agent {
     this.tunnels = new Tunnels(this.shares, init.tunnel ?? {}, this.log)
     this.udp = new UdpShares(new UdpStats(), init.udp ?? {}, this.log)
     this.tunnels.udp = (peer, dc, share) => { this.udp.accept(peer.id, peer.name, dc, share) }
+    this.tunnels.activity = (peer) => { peer.session?.touch() }
     this.engines = new EngineSelector(init.engine ?? 'auto')
     const engineOpts = init.bindAddress !== undefined ? { bindAddress: init.bindAddress } : {}
     this.assocs = new Associations({
@@ -198,7 +218,8 @@ export class Agent {
       },
       iceServers: () => this.ice?.servers() ?? init.iceServers ?? [],
       log: this.log,
-      caps: ['tcp/1', UDP_CAP],
+      caps: ['tcp/1', UDP_CAP, INSTANCES_CAP],
+      instance: this.instance,
       ...(init.connectTimeoutMs !== undefined ? { connectTimeoutMs: init.connectTimeoutMs } : {}),
     })
     if (init.shares !== undefined) this.shares.set('flags', init.shares)
@@ -208,8 +229,13 @@ export class Agent {
       this.notConnected(peer)
       this.tunnels.attach(peer, session)
       this.assocs.attach(peer, session)
+      session.onLiveness = (responsive) => {
+        if (!responsive) this.abandonOpens(session)
+        this.events.emit('route', peer)
+      }
       session.onControlOpen = () => {
         this.sendCatalog(peer)
+        if (this.draining) session.sendControl({ type: 'drain' })
         // extras are offered before any bulk data: their signaling shares the session's send queue
         if (peer.role === 'agent') this.assocs.ensure(peer, session)
       }
@@ -217,7 +243,12 @@ export class Agent {
         if (msg.type === 'assoc' && peer.role === 'agent') { this.assocs.handle(peer, session, msg); return }
         if (msg.type === 'catalog' && peer.role === 'agent') {
           this.catalogs.set(peer.id, msg.shares)
-          this.events.emit('catalog', peer.name, msg.shares)
+          this.events.emit('catalog', peer.name, this.siteCatalog(peer.name))
+        }
+        if (msg.type === 'drain' && peer.role === 'agent' && peer.draining !== true) {
+          peer.draining = true
+          this.log.info({ peer: peer.name, instance: peer.instance }, 'peer instance draining: new streams go to its other instances')
+          this.events.emit('route', peer)
         }
       }
     })
@@ -239,8 +270,52 @@ export class Agent {
       this.tunnels.forget(peer.id)
       this.udp.forget(peer.id)
       this.assocs.forget(peer.id)
-      if (this.catalogs.delete(peer.id)) this.events.emit('catalog', peer.name, null)
+      if (this.catalogs.delete(peer.id)) this.events.emit('catalog', peer.name, this.siteCatalog(peer.name))
     })
+  }
+
+  /** Aborts the stream opens waiting on `session` (it stopped answering or ended): they are opened on another instance. */
+  private abandonOpens (session: PeerSession): void {
+    this.liveness.get(session)?.abort()
+    this.liveness.delete(session)
+  }
+
+  /** The signal that abandons stream opens on `session` (a fresh one once it answers again). */
+  private livenessSignal (session: PeerSession): AbortSignal {
+    let c = this.liveness.get(session)
+    if (c === undefined) { c = new AbortController(); this.liveness.set(session, c) }
+    return c.signal
+  }
+
+  /** The instances of site `name` (agent peers of that name). */
+  instancesOf (name: string): RemotePeer[] {
+    return [...this.mesh.peers.values()].filter(p => p.role === 'agent' && p.name === name)
+  }
+
+  /** What site `name` offers: the union of its instances' catalogs (null when none has sent one). */
+  private siteCatalog (name: string): ShareInfo[] | null {
+    const cats = this.instancesOf(name).flatMap(p => { const c = this.catalogs.get(p.id); return c === undefined ? [] : [{ shares: c, draining: p.draining === true }] })
+    return siteCatalog(cats)
+  }
+
+  /** How an instance looks to the ranking (agent/instances.ts) for a stream to `share` (undefined: any). */
+  private viewOf (p: RemotePeer, share?: string): InstanceView<RemotePeer> {
+    const route = this.route(p)
+    const cat = this.catalogs.get(p.id)
+    return {
+      peer: p,
+      routable: route !== 'none',
+      responsive: route === 'relay' || p.session?.responsive === true,
+      draining: p.draining === true,
+      offers: share === undefined || cat === undefined ? undefined : cat.some(s => s.name === share),
+      streams: this.tunnels.counter(p.id).streams,
+      rttMs: p.session?.rttMs ?? null,
+    }
+  }
+
+  /** The instances of site `name` that may take a new stream to `share`, best first (agent/instances.ts). */
+  ranked (name: string, share?: string): RemotePeer[] {
+    return rankInstances(this.instancesOf(name).map(p => this.viewOf(p, share)), 'least-loaded', this.turn++)
   }
 
   /** The peer's WebRTC session is down: the direct timeout starts (once), and its end is a route change. */
@@ -351,22 +426,27 @@ export class Agent {
     for (const p of this.mesh.peers.values()) this.sendCatalog(p)
   }
 
-  /** Subscribes to catalogs: first the ones known now, then every change (`events` 'catalog'). */
+  /** Subscribes to site catalogs (the union of each site's instances'): first the ones known now, then every change (`events` 'catalog'; null: the site's last instance is gone). */
   onCatalog (fn: AgentEvents['catalog']): () => void {
     const off = this.events.on('catalog', fn)
-    for (const [id, shares] of this.catalogs) { const p = this.mesh.peers.get(id); if (p !== undefined) fn(p.name, shares) }
+    const sites = new Set<string>()
+    for (const id of this.catalogs.keys()) { const p = this.mesh.peers.get(id); if (p !== undefined) sites.add(p.name) }
+    for (const site of sites) { const c = this.siteCatalog(site); if (c !== null) fn(site, c) }
     return off
   }
 
-  /** The agent peer with this name, if it is known. */
+  /** The best instance of site `name` for a new stream (agent/instances.ts), else any known instance. */
   peerNamed (name: string): RemotePeer | undefined {
-    for (const p of this.mesh.peers.values()) if (p.name === name && p.role === 'agent') return p
-    return undefined
+    return this.ranked(name)[0] ?? this.instancesOf(name)[0]
   }
 
-  /** The agent peer with this name once new streams can reach it, waiting up to peerWaitMs (route events, no polling). */
-  async peerByName (name: string, waitMs = this.init.peerWaitMs ?? 10_000): Promise<RemotePeer> {
-    const reachable = (): RemotePeer | undefined => { const p = this.peerNamed(name); return p !== undefined && this.route(p) !== 'none' ? p : undefined }
+  /**
+   * The best instance of site `name` once new streams can reach one, waiting up to peerWaitMs
+   * (route events, no polling); `share`: only instances whose catalog does not rule it out;
+   * `skip`: instances already tried.
+   */
+  async peerByName (name: string, waitMs = this.init.peerWaitMs ?? 10_000, share?: string, skip?: ReadonlySet<string>): Promise<RemotePeer> {
+    const reachable = (): RemotePeer | undefined => this.ranked(name, share).find(p => skip?.has(p.id) !== true)
     const now = reachable()
     if (now !== undefined) return now
     if (!this.stopped.signal.aborted) {
@@ -379,10 +459,10 @@ export class Agent {
     return p
   }
 
-  /** The peer named `peerName` once reachable, and how to open channels to it now (WebRTC or relay). */
-  private async openerFor (peerName: string): Promise<{ peer: RemotePeer, opener: ChannelOpener, session?: PeerSession }> {
+  /** An instance of site `peerName` once reachable, and how to open channels to it now (WebRTC or relay). */
+  private async openerFor (peerName: string, share?: string, skip?: ReadonlySet<string>): Promise<{ peer: RemotePeer, opener: ChannelOpener, session?: PeerSession }> {
     if (this.stopped.signal.aborted) throw new CausewayError('SHUTTING_DOWN', 'agent is stopping')
-    const peer = await this.peerByName(peerName)
+    const peer = await this.peerByName(peerName, undefined, share, skip)
     const route = this.route(peer)
     if (route === 'webrtc' && peer.session !== undefined) return { peer, opener: sessionOpener(peer, peer.session, this.assocs), session: peer.session }
     if (route === 'relay' && this.relayPath !== undefined) return { peer, opener: this.relayPath.opener(peer) }
@@ -390,23 +470,32 @@ export class Agent {
   }
 
   /**
-   * Pipes a local socket to `share` on `peerName`. A stream whose WebRTC connection ended before
-   * the peer answered (a session that failed in its DTLS handshake, see PeerSession) is opened
-   * once more on the peer's next connection: nothing reached the share, and the client's bytes
-   * are still unread in the socket.
+   * Pipes a local socket to `share` on site `peerName`: to its best instance (agent/instances.ts).
+   * Until the stream is accepted nothing of the socket is read, so a stream refused or lost
+   * before its answer (the instance is stopping, died, stopped answering, or its WebRTC
+   * connection ended in its DTLS handshake) is opened again: on another instance of the site,
+   * or, when there is none, once more on the same instance's next connection.
    */
   async openStream (peerName: string, share: string, socket: Socket): Promise<void> {
+    const tried = new Set<string>()
     for (let attempt = 1; ; attempt++) {
-      const { peer, opener, session } = await this.openerFor(peerName)
+      const { peer, opener, session } = await this.openerFor(peerName, share, tried.size > 0 && this.ranked(peerName, share).some(p => !tried.has(p.id)) ? tried : undefined)
+      tried.add(peer.id)
       try {
-        await this.tunnels.open(peer, opener, share, socket)
+        await this.tunnels.open(peer, opener, share, socket, session !== undefined ? this.livenessSignal(session) : undefined)
         return
       } catch (err) {
-        if (attempt >= 2 || socket.destroyed || session === undefined || !(err instanceof CausewayError) || err.code !== 'STREAM_RESET') throw err
+        if (attempt >= STREAM_ATTEMPTS || socket.destroyed || !(err instanceof CausewayError) || !RETRY_ELSEWHERE.has(err.code)) throw err
+        if (this.ranked(peerName, share).some(p => !tried.has(p.id))) {
+          this.log.info({ peer: peer.name, instance: peer.instance, share, code: err.code, err: err.message }, 'stream not accepted: opening it on another instance')
+          continue
+        }
+        if (session === undefined || err.code !== 'STREAM_RESET' || attempt >= 2) throw err
         // the channel may hear of the end a moment before the session does (the peer closed it)
         const gone = (): boolean => peer.session !== session || session.state !== 'connected'
         if (!gone()) await this.mesh.events.until('sessionState', gone, AbortSignal.any([this.stopped.signal, AbortSignal.timeout(STREAM_RETRY_WAIT_MS)])).catch(() => {})
         if (!gone() || socket.destroyed) throw err
+        tried.delete(peer.id)
         this.log.info({ peer: peer.name, share, err: err.message }, 'the connection ended before the peer answered: opening the stream on the next one')
       }
     }
@@ -416,10 +505,37 @@ export class Agent {
   private async listen (spec: ConnectSpec): Promise<Listener> {
     if (spec.protocol === 'udp') {
       // Unordered and unreliable: one datagram per message, a lost one is not retransmitted (protocol/udp.ts).
-      const open = async (peerName: string, label: string): Promise<RTCDataChannel> => await (await this.openerFor(peerName)).opener.open(label, { ordered: false, maxRetransmits: 0 })
+      const open = async (peerName: string, label: string): Promise<RTCDataChannel> => {
+        const { peer, opener } = await this.openerFor(peerName, spec.share)
+        const dc = await opener.open(label, { ordered: false, maxRetransmits: 0 })
+        this.moveWhenUnusable(peer, dc)
+        return dc
+      }
       return await listenUdpConnect(spec, open, this.udp.stats, this.init.udp ?? {}, this.log)
     }
     return await listenConnect(spec, async (p, s, sock) => await this.openStream(p, s, sock), this.log)
+  }
+
+  /**
+   * A UDP connect's channel follows its site's instances: when the instance it went to drains,
+   * stops answering or is gone while another instance can take it, the channel is closed, and
+   * the listener opens a new one (to the best instance) on the next datagram. The flows' state
+   * on the share side (their sockets to the target) starts over there, as after a NAT rebinding.
+   */
+  private moveWhenUnusable (peer: RemotePeer, dc: RTCDataChannel): void {
+    const check = (): void => {
+      const best = this.ranked(peer.name)[0]
+      if (best === undefined || best === peer) return
+      const v = this.viewOf(peer)
+      if (!v.routable || v.draining || !v.responsive || this.mesh.peers.get(peer.id) !== peer) {
+        this.log.info({ peer: peer.name, instance: peer.instance, to: best.instance }, 'UDP connect moves to another instance')
+        off()
+        try { dc.close() } catch { /* closed */ }
+      }
+    }
+    const off = this.events.on('route', check)
+    const offGone = this.mesh.events.on('peerGone', check)
+    dc.addEventListener('close', () => { off(); offGone() }, { once: true })
   }
 
   /** Adds a connect listener at runtime (e.g. for a Kubernetes import). */
@@ -435,7 +551,7 @@ export class Agent {
     const l = await this.listen(spec)
     this.listeners.push(l)
     const close = l.close
-    l.close = async () => { const i = this.listeners.indexOf(l); if (i >= 0) this.listeners.splice(i, 1); await close() }
+    l.close = async (opts) => { const i = this.listeners.indexOf(l); if (i >= 0) this.listeners.splice(i, 1); await close(opts) }
     return l
   }
 
@@ -477,6 +593,7 @@ export class Agent {
       id: this.mesh.id,
       signaling: this.mesh.signaling?.state ?? 'disconnected',
       peers: [...this.mesh.peers.values()].map(p => this.peerView(p)),
+      siblings: [...this.mesh.siblings.values()].map(x => ({ peer: x.id, ...(x.instance !== undefined ? { instance: x.instance } : {}), draining: x.draining })),
       shares: this.shares.list().map(s => ({ name: s.name, target: `${s.host}:${s.port}`, peers: s.peers ?? 'all', protocol: s.protocol ?? 'tcp' })),
       connects: this.listeners.map(l => ({ share: l.spec.share, peer: l.spec.peer, listen: `${l.host}:${l.port}`, protocol: l.spec.protocol ?? 'tcp' })),
       udp: this.udpStatus(),
@@ -498,6 +615,9 @@ export class Agent {
     return {
       peer: p.id,
       name: p.name,
+      ...(p.instance !== undefined ? { instance: p.instance } : {}),
+      draining: p.draining === true,
+      responsive: route === 'relay' || p.session?.responsive === true,
       role: p.role,
       state,
       path,
@@ -535,21 +655,42 @@ export class Agent {
     }
   }
 
+  /** Resolves once no local listener accepted anything for LISTENER_QUIET_MS, or at `deadline` (ms since epoch). */
+  private async listenersQuiet (deadline: number): Promise<void> {
+    for (let i = 0; i < 1000; i++) {
+      const last = Math.max(0, ...this.listeners.map(l => l.lastAcceptAt ?? 0))
+      const wait = Math.min(last + LISTENER_QUIET_MS, deadline) - Date.now()
+      if (wait <= 0) return
+      await new Promise(resolve => setTimeout(resolve, wait))
+    }
+  }
+
   /** Whether this instance is draining (stop() began): not ready, announced to peers as draining. */
   get draining (): boolean { return this.drainingSince !== undefined }
   private drainingSince?: number
 
-  /** Stops accepting, lets live streams finish for up to drainMs, then closes everything. */
+  /**
+   * Drains, then closes everything: announces the drain (peers open no new streams to this
+   * instance; it still accepts the ones already on their way), keeps its local listeners
+   * accepting until they have been quiet for LISTENER_QUIET_MS (clients that balance across
+   * instances, e.g. kube-proxy once /readyz says 503, moved on) or half of drainMs, closes them,
+   * lets live streams finish until drainMs after the start, then resets what is left.
+   */
   async stop (): Promise<void> {
-    if (this.stopped.signal.aborted) return
-    this.drainingSince = Date.now()
+    if (this.drainingSince !== undefined) return
+    const started = this.drainingSince = Date.now()
+    const drainMs = this.init.drainMs ?? 5000
     this.events.emit('draining')
+    this.mesh.setDraining()
+    for (const p of this.mesh.peers.values()) p.session?.sendControl({ type: 'drain' })
+    await this.listenersQuiet(started + drainMs / 2)
+    // a copy: closing an added listener takes it out of this.listeners
+    await Promise.allSettled([...this.listeners].map(async l => await l.close({ drain: true })))
     this.stopped.abort()
     clearInterval(this.pathTimer)
     for (const { timer } of this.notConnectedSince.values()) clearTimeout(timer)
     this.ice?.close()
-    await Promise.allSettled(this.listeners.map(async l => await l.close()))
-    await this.tunnels.whenIdle(this.init.drainMs ?? 5000)
+    await this.tunnels.whenIdle(Math.max(0, started + drainMs - Date.now()))
     this.tunnels.resetAll()
     this.udp.close()
     this.assocs.close()

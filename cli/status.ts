@@ -8,8 +8,13 @@ path, candidate pair, RTT, bytes), shares and connects.`
 
 interface Status {
   name: string
+  /** This agent's instance within its site (absent from agents before instances). */
+  instance?: string
+  draining?: boolean
+  /** The other instances of its site. */
+  siblings?: Array<{ peer: string, instance?: string, draining: boolean }>
   signaling: string
-  peers: Array<{ name: string, role: string, state: string, path: string, pair?: string, rttMs: number | null, bytesIn: number, bytesOut: number, streams: number, engine?: string, associations?: number, goodput?: { in: number, out: number } }>
+  peers: Array<{ name: string, instance?: string, draining?: boolean, responsive?: boolean, role: string, state: string, path: string, pair?: string, rttMs: number | null, bytesIn: number, bytesOut: number, streams: number, engine?: string, associations?: number, goodput?: { in: number, out: number } }>
   shares: Array<{ name: string, target: string, peers: string[] | 'all', protocol?: string }>
   connects: Array<{ share: string, peer: string, listen: string, protocol?: string }>
   /** agent/netcheck summary (NetcheckView); null while it runs; absent from older agents. */
@@ -60,10 +65,21 @@ export function table (rows: string[][]): string {
   return rows.map(r => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n')
 }
 
+/** A peer's state as shown: the session's, marked when the instance drains or stopped answering. */
+function peerState (p: Status['peers'][number]): string {
+  if (p.draining === true) return `${p.state} (draining)`
+  if (p.state === 'connected' && p.responsive === false) return 'connected (silent)'
+  return p.state
+}
+
 export function renderStatus (s: Status): string {
-  const out: string[] = [`agent ${s.name} — signaling ${s.signaling}`, ...renderNetcheck(s.netcheck), '']
-  out.push(table([['PEER', 'ROLE', 'STATE', 'PATH', 'ENGINE', 'ASSOC', 'RTT', 'IN', 'OUT', 'GOODPUT IN/OUT', 'STREAMS', 'CANDIDATE PAIR'],
-    ...s.peers.map(p => [p.name, p.role, p.state, p.path, p.engine ?? '-', String(p.associations ?? '-'), p.rttMs === null ? '-' : `${p.rttMs.toFixed(1)} ms`, bytes(p.bytesIn), bytes(p.bytesOut),
+  const self = s.instance !== undefined ? `agent ${s.name} instance ${s.instance}${s.draining === true ? ' (draining)' : ''}` : `agent ${s.name}`
+  const siblings = (s.siblings ?? []).map(x => `${x.instance ?? x.peer}${x.draining ? ' (draining)' : ''}`)
+  const out: string[] = [`${self} — signaling ${s.signaling}`, ...(siblings.length > 0 ? [`site     other instances: ${siblings.join(', ')}`] : []), ...renderNetcheck(s.netcheck), '']
+  // grouped by site: a site's instances one under the other
+  const peers = [...s.peers].sort((a, b) => a.name.localeCompare(b.name) || (a.instance ?? '').localeCompare(b.instance ?? ''))
+  out.push(table([['PEER', 'INSTANCE', 'ROLE', 'STATE', 'PATH', 'ENGINE', 'ASSOC', 'RTT', 'IN', 'OUT', 'GOODPUT IN/OUT', 'STREAMS', 'CANDIDATE PAIR'],
+    ...peers.map(p => [p.name, p.instance ?? '-', p.role, peerState(p), p.path, p.engine ?? '-', String(p.associations ?? '-'), p.rttMs === null ? '-' : `${p.rttMs.toFixed(1)} ms`, bytes(p.bytesIn), bytes(p.bytesOut),
       p.goodput === undefined ? '-' : `${bytes(p.goodput.in)}/s ${bytes(p.goodput.out)}/s`, String(p.streams), p.pair ?? '-'])]))
   if (s.peers.length === 0) out.push('(no peers)')
   out.push('', table([['SHARE', 'PROTO', 'TARGET', 'PEERS'], ...s.shares.map(x => [x.name, x.protocol ?? 'tcp', x.target, x.peers === 'all' ? 'all' : x.peers.join(',')])]))

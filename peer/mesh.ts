@@ -44,7 +44,14 @@ export interface RemotePeer {
   proven?: { key: CryptoKey, serial: string, expiresAt: number }
   /** Capabilities from its latest hello (e.g. `tcp/1`, `udp/1`). */
   caps?: string[]
+  /** Agents: the instance of its site this peer is (from its hello); absent for agents before instances. */
+  instance?: string
+  /** Agents: the instance announced that it is draining (hello or `drain` on the control channel): no new streams. */
+  draining?: boolean
 }
+
+/** Another instance of this agent's own site (same name, another process): known, but no session. */
+export interface Sibling { id: string, instance?: string, draining: boolean }
 
 export interface MeshInit {
   token: NetworkToken
@@ -60,6 +67,8 @@ export interface MeshInit {
   /** Delay before replacing a failed session, ms. Default 1000. */
   retryDelayMs?: number
   caps?: string[]
+  /** This process's instance name within its site (agents; announced in hellos). */
+  instance?: string
 }
 
 /** What a Mesh tells its users (`mesh.events.on(name, fn)`; any number of subscribers). */
@@ -81,6 +90,8 @@ export interface MeshEvents {
   signalingError: (code: string, message: string) => void
   /** A peer's hello or description was refused (IDENTITY_REJECTED, CREDENTIAL_EXPIRED, …). */
   refused: (from: string, code: string, message: string) => void
+  /** The other instances of this agent's own site changed (`mesh.siblings`). */
+  siblings: () => void
 }
 
 interface Keys {
@@ -103,6 +114,8 @@ export class Mesh {
   id = ''
   readonly role: Role
   readonly peers = new Map<string, RemotePeer>()
+  /** The other instances of this agent's site in the room (proven like any agent; no session is set up to them). */
+  readonly siblings = new Map<string, Sibling>()
   readonly events: Emitter<MeshEvents>
   signaling?: SignalingClient
   private keys?: Keys
@@ -134,7 +147,13 @@ export class Mesh {
     // One key per mesh (process): reconnects keep the peer id, a restart gets a new one.
     const peerKey = await generatePeerKey()
     this.id = peerKey.id
-    const hello: Hello = { type: 'hello', name: this.init.name, role: this.role, caps: this.init.caps ?? [] }
+    const hello: Hello = {
+      type: 'hello',
+      name: this.init.name,
+      role: this.role,
+      caps: this.init.caps ?? [],
+      ...(this.role === 'agent' && this.init.instance !== undefined ? { instance: { name: this.init.instance } } : {}),
+    }
     if (t.kind === 'member') {
       const k = await deriveMemberKeys(t.secret)
       this.keys = {
@@ -175,7 +194,13 @@ export class Mesh {
       this.events.emit('members', [...this.members])
     })
     sc.on('joined', p => { this.members.add(p); void this.sendHello(p); this.events.emit('members', [...this.members]) })
-    sc.on('left', p => { this.members.delete(p); this.helloSent.delete(p); this.onLeft(p); this.events.emit('members', [...this.members]) })
+    sc.on('left', p => {
+      this.members.delete(p)
+      this.helloSent.delete(p)
+      if (this.siblings.delete(p)) this.events.emit('siblings')
+      this.onLeft(p)
+      this.events.emit('members', [...this.members])
+    })
     // Signals from one sender are handled strictly in order (opening is async: a hello must be
     // processed before the offer behind it). Bounded per sender; the oldest are dropped first.
     sc.on('signal', (from, sealed) => { this.enqueueSignal(from, sealed) })
@@ -255,6 +280,18 @@ export class Mesh {
 
   /** The sequence number of the revocation list in force (undefined: none). */
   get revocationSeq (): number | undefined { return this.crl?.seq }
+
+  /**
+   * Announces that this instance is draining: every peer in the room gets a hello with
+   * `instance.draining` (the agent also tells connected peers on each session's control
+   * channel, which does not depend on the signaling service).
+   */
+  setDraining (): void {
+    const keys = this.keys
+    if (keys === undefined || this.role !== 'agent' || keys.hello.instance === undefined || keys.hello.instance.draining === true) return
+    keys.hello = { ...keys.hello, instance: { ...keys.hello.instance, draining: true } }
+    for (const id of new Set([...this.members, ...this.peers.keys()])) void this.sendHello(id)
+  }
 
   /**
    * Announces (or withdraws) this agent's relay identity and addresses: hello again to everyone
@@ -392,10 +429,22 @@ export class Mesh {
       // Refused hellos change nothing: the agent known under that name stays.
       try { proven = await this.proveAgent(from, hello) } catch (err) { this.refuse(from, err, 'agent hello refused'); return }
     }
-    // A new incarnation of a known agent (restart): drop the old one.
+    // Another instance of our own site: known (status), no session (they serve the same shares).
+    if (hello.role === 'agent' && this.role === 'agent' && hello.name === this.init.name) {
+      const had = this.siblings.get(from)
+      const sib: Sibling = { id: from, draining: hello.instance?.draining === true, ...(hello.instance !== undefined ? { instance: hello.instance.name } : {}) }
+      this.siblings.set(from, sib)
+      if (had?.instance !== sib.instance || had?.draining !== sib.draining) this.events.emit('siblings')
+      if (this.keys !== undefined && this.helloSent.get(from) !== this.keys.hello) void this.sendHello(from)
+      return
+    }
+    // A new incarnation of a known agent (restart) replaces it: the same instance under a new
+    // peer id, or any agent of that name when either side predates instances. Other instances
+    // of the same site live side by side.
     if (hello.role === 'agent') {
       for (const p of this.peers.values()) {
-        if (p.id !== from && p.role === 'agent' && p.name === hello.name) this.dropPeer(p, 'restarted')
+        if (p.id === from || p.role !== 'agent' || p.name !== hello.name) continue
+        if (hello.instance === undefined || p.instance === undefined || p.instance === hello.instance.name) this.dropPeer(p, 'restarted')
       }
     }
     let peer = this.peers.get(from)
@@ -414,6 +463,9 @@ export class Mesh {
     peer.caps = hello.caps
     if (hello.role === 'agent') {
       if (hello.relay !== undefined) peer.relay = hello.relay; else delete peer.relay
+      if (hello.instance !== undefined) peer.instance = hello.instance.name; else delete peer.instance
+      // draining is one-way: a hello sealed before the drain never undoes it
+      if (hello.instance?.draining === true) peer.draining = true
     }
     if (peer.session === undefined || peer.session.state === 'closed') this.newSession(peer)
     this.events.emit('hello', peer)
@@ -507,6 +559,7 @@ export class Mesh {
     for (const t of this.expiries.values()) clearTimeout(t)
     this.expiries.clear()
     this.peers.clear()
+    this.siblings.clear()
     this.signaling?.close()
   }
 }

@@ -27,8 +27,16 @@ export interface PeerSessionInit {
   connectTimeoutMs?: number
   /** Restart ICE after this long in `disconnected`, ms. Default 3000. */
   disconnectGraceMs?: number
-  /** Control-channel ping interval, ms. Default 2000. */
+  /** Control-channel ping interval (keepalive), ms. Default 1000. */
   pingIntervalMs?: number
+  /**
+   * A connected session from which nothing was heard this long (no control message, no
+   * `touch()`) is *unresponsive* (`responsive` false, `onLiveness`): its peer may be dead
+   * (killed, cut off) while ICE still says connected, ms. Default 3000.
+   */
+  unresponsiveMs?: number
+  /** An unresponsive session fails after this long without a sign of life, ms. Default 15000. */
+  deadMs?: number
   /**
    * Give up when ICE is connected but the control channel (DTLS, then SCTP) is not open this
    * long after, ms. Default 10000 (the handshakes take a few round trips; DTLS retransmits
@@ -56,6 +64,12 @@ export class PeerSession {
   onDataChannel?: (dc: RTCDataChannel) => void
   onControl?: (msg: ControlMessage) => void
   onControlOpen?: () => void
+  /** The session became unresponsive (false) or responsive again (true); see PeerSessionInit.unresponsiveMs. */
+  onLiveness?: (responsive: boolean) => void
+  /** Whether the peer was heard from recently (always false unless connected with its control channel open). */
+  responsive = false
+  /** When anything was last heard from the peer (performance.now()). */
+  private heardAt = 0
   /** Whether this side rolls back on glare (the lower agent id); the two sides of a pair disagree on it. */
   get polite (): boolean { return this.init.polite }
   private readonly init: Required<Omit<PeerSessionInit, 'log'>> & { log: LogLike }
@@ -71,7 +85,7 @@ export class PeerSession {
   private pingId = 0
 
   constructor (init: PeerSessionInit) {
-    this.init = { connectTimeoutMs: 20_000, disconnectGraceMs: 3000, pingIntervalMs: 2000, handshakeTimeoutMs: 10_000, log: silentLog, ...init }
+    this.init = { connectTimeoutMs: 20_000, disconnectGraceMs: 3000, pingIntervalMs: 1000, unresponsiveMs: 3000, deadMs: 15_000, handshakeTimeoutMs: 10_000, log: silentLog, ...init }
     this.remote = init.remote
     this.sid = randomId(9)
     const pc = this.pc = init.createPeerConnection({ iceServers: init.iceServers })
@@ -92,6 +106,7 @@ export class PeerSession {
     this.control = pc.createDataChannel(CONTROL_LABEL, { negotiated: true, id: 0, ordered: true })
     this.control.binaryType = 'arraybuffer'
     this.control.onmessage = (ev: MessageEvent) => {
+      this.touch()
       if (typeof ev.data !== 'string' || ev.data.length > 1_000_000) return
       const msg = parseJson(ControlMessage, ev.data)
       if (msg === null) { this.init.log.debug({ peer: this.remote }, 'ignoring malformed control message'); return }
@@ -106,9 +121,38 @@ export class PeerSession {
   private controlOpened (): void {
     clearTimeout(this.handshakeTimer)
     if (this.pinger !== undefined) return
-    this.pinger = setInterval(() => this.sendControl({ type: 'ping', id: ++this.pingId, t: performance.now() }), this.init.pingIntervalMs)
+    this.touch()
+    this.pinger = setInterval(() => {
+      this.sendControl({ type: 'ping', id: ++this.pingId, t: performance.now() })
+      this.checkLiveness()
+    }, this.init.pingIntervalMs)
     this.sendControl({ type: 'ping', id: ++this.pingId, t: performance.now() })
     this.onControlOpen?.()
+  }
+
+  /** A sign of life from the peer (the agent calls it for stream messages; control messages count by themselves). */
+  touch (): void {
+    this.heardAt = performance.now()
+    if (!this.responsive && this.state === 'connected' && this.control.readyState === 'open') this.setLiveness(true)
+  }
+
+  /** Ms since the peer was last heard from (Infinity before the control channel opened). */
+  get silentMs (): number { return this.heardAt === 0 ? Infinity : performance.now() - this.heardAt }
+
+  private checkLiveness (): void {
+    if (this.state === 'closed' || this.state === 'failed') return
+    const silent = this.silentMs
+    if (this.responsive && silent > this.init.unresponsiveMs) {
+      this.init.log.info({ peer: this.remote, silentMs: Math.round(silent) }, 'peer unresponsive: new streams go elsewhere')
+      this.setLiveness(false)
+    }
+    if (silent > this.init.deadMs) this.fail('peer silent: session failed', { silentMs: Math.round(silent) })
+  }
+
+  private setLiveness (responsive: boolean): void {
+    if (this.responsive === responsive) return
+    this.responsive = responsive
+    this.onLiveness?.(responsive)
   }
 
   sendControl (msg: ControlMessage): boolean {
@@ -263,6 +307,8 @@ export class PeerSession {
   private setState (s: SessionState): void {
     if (this.state === s) return
     this.state = s
+    if (s !== 'connected') this.setLiveness(false)
+    else if (this.control.readyState === 'open' && this.silentMs <= this.init.unresponsiveMs) this.setLiveness(true)
     this.onState?.(s)
   }
 

@@ -15,6 +15,15 @@
  *   viewer token made from an agent token) accepts an agent only with a credential the issuer
  *   signed for that name, unexpired and unrevoked, and a fresh proof by its key; anything else
  *   is refused and never displaces the agent already known under that name.
+ *   Agents add `instance {name, draining?}` (cap `instances/1`): several agent processes may
+ *   run under one credential, each an *instance* of the site named by the credential, told
+ *   apart by their signaling peer id; `name` is the instance's label (e.g. the pod name).
+ *   A receiver keeps every instance of a site (a session to each; streams to `share@site` go
+ *   to one of them) and sets no session up to instances of its own site. A hello of an
+ *   instance whose name is already known under another peer id replaces that one (the same
+ *   instance restarted); a hello without `instance` (an agent before instances) replaces
+ *   every other agent of its name, as before. `draining: true`: the instance is shutting
+ *   down; peers open no new streams to it (its open streams finish).
  * - `description {sid, description: {type, sdp}}`: SDP offer/answer (perfect negotiation; the
  *   peer with the lower id is polite). `sid` names the sender's RTCPeerConnection instance: a
  *   new sid means the sender started over, and the receiver replaces its session too.
@@ -29,7 +38,11 @@
  * - `catalog {shares}`: the shares the sender exports that the receiver may use (name, protocol,
  *   description?, port?, namespace?; port and namespace tell a Kubernetes importer how to name
  *   and number the imported Service).
- * - `ping {id, t}` / `pong {id, t}`: health and RTT.
+ * - `ping {id, t}` / `pong {id, t}`: health, RTT and keepalive (every second; a peer not
+ *   heard from — no control message and no stream bytes — for 3 s is *unresponsive*: new
+ *   streams go to another instance of its site; after 15 s its session fails).
+ * - `drain`: the sender (an instance) is draining: open no new streams to it. Sent on the
+ *   direct session at once (the hello's `instance.draining` tells peers that connect later).
  * - `status {…}`: an agent's view of its own connections, for viewers (debug page); agents
  *   that ran netcheck at start add `netcheck {…}` (`NetcheckView`: its verdict and findings;
  *   addresses only for a viewer granted `*`).
@@ -71,7 +84,11 @@ const Hello = z.object({
   cred: z.string().max(MAX_CREDENTIAL_LENGTH).optional(),
   proof: Proof.optional(),
   crl: z.string().max(MAX_CRL_LENGTH).optional(),
+  instance: z.object({ name: PeerName, draining: z.boolean().optional() }).strict().optional(),
 }).strict()
+
+/** The capability of agents that run as several instances per site (hello `instance`, control `drain`). */
+export const INSTANCES_CAP = 'instances/1'
 
 const Sid = z.string().regex(/^[A-Za-z0-9_-]{4,32}$/)
 
@@ -118,6 +135,10 @@ export type PathKind = z.infer<typeof PathKind>
 export const PeerStatus = z.object({
   peer: z.string().max(64),
   name: z.string().max(64),
+  /** The instance of its site (agents with instances). */
+  instance: z.string().max(64).optional(),
+  /** The instance is draining: it gets no new streams. */
+  draining: z.boolean().optional(),
   role: z.enum(['agent', 'viewer']),
   state: z.string().max(32),
   path: PathKind,
@@ -187,7 +208,9 @@ const Assoc = z.object({
   close: z.literal(true).optional(),
 }).strict()
 
-export const ControlMessage = z.discriminatedUnion('type', [Catalog, Ping, Pong, Status, Assoc])
+const Drain = z.object({ type: z.literal('drain') }).strict()
+
+export const ControlMessage = z.discriminatedUnion('type', [Catalog, Ping, Pong, Status, Assoc, Drain])
 export type ControlMessage = z.infer<typeof ControlMessage>
 export type StatusMessage = z.infer<typeof Status>
 

@@ -14,54 +14,71 @@ export function agentMetrics (agent: Agent): Registry {
   collectDefaultMetrics({ register: registry, prefix: 'causeway_agent_' })
   new Gauge({
     name: 'causeway_agent_peer_connected',
-    help: 'Peer connections by peer and path (direct, turn, relay); 1 when connected',
-    labelNames: ['peer', 'path'],
+    help: 'Peer connections by peer (site), instance and path (direct, turn, relay); 1 when connected',
+    labelNames: ['peer', 'instance', 'path'],
     registers: [registry],
     collect () {
       this.reset()
-      for (const p of status().peers) this.set({ peer: p.name, path: p.path }, p.state === 'connected' ? 1 : 0)
+      for (const p of status().peers) this.set({ peer: p.name, instance: p.instance ?? '', path: p.path }, p.state === 'connected' ? 1 : 0)
     },
+  })
+  new Gauge({
+    name: 'causeway_agent_peer_instance_ready',
+    help: 'Instances of each peer site that new streams may go to (connected, answering keepalives, not draining): 1 ready, 0 not',
+    labelNames: ['peer', 'instance'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const p of status().peers) if (p.role === 'agent') this.set({ peer: p.name, instance: p.instance ?? '' }, p.state === 'connected' && p.responsive && !p.draining ? 1 : 0)
+    },
+  })
+  new Gauge({
+    name: 'causeway_agent_draining',
+    help: '1 while this instance drains (after SIGTERM)',
+    labelNames: ['instance'],
+    registers: [registry],
+    collect () { this.reset(); this.set({ instance: status().instance }, status().draining ? 1 : 0) },
   })
   new Gauge({
     name: 'causeway_agent_peer_rtt_seconds',
     help: 'Round-trip time to each peer over the control channel',
-    labelNames: ['peer'],
+    labelNames: ['peer', 'instance'],
     registers: [registry],
-    collect () { this.reset(); for (const p of status().peers) if (p.rttMs !== null) this.set({ peer: p.name }, p.rttMs / 1000) },
+    collect () { this.reset(); for (const p of status().peers) if (p.rttMs !== null) this.set({ peer: p.name, instance: p.instance ?? '' }, p.rttMs / 1000) },
   })
   new Gauge({
     name: 'causeway_agent_streams',
     help: 'Open tunnelled streams per peer',
-    labelNames: ['peer'],
+    labelNames: ['peer', 'instance'],
     registers: [registry],
-    collect () { this.reset(); for (const p of status().peers) this.set({ peer: p.name }, p.streams) },
+    collect () { this.reset(); for (const p of status().peers) this.set({ peer: p.name, instance: p.instance ?? '' }, p.streams) },
   })
   new Gauge({
     name: 'causeway_agent_peer_bytes',
     help: 'Bytes moved through tunnels per peer and direction since the peer connected',
-    labelNames: ['peer', 'direction'],
+    labelNames: ['peer', 'instance', 'direction'],
     registers: [registry],
     collect () {
       this.reset()
-      for (const p of status().peers) { this.set({ peer: p.name, direction: 'in' }, p.bytesIn); this.set({ peer: p.name, direction: 'out' }, p.bytesOut) }
+      for (const p of status().peers) { const i = p.instance ?? ''; this.set({ peer: p.name, instance: i, direction: 'in' }, p.bytesIn); this.set({ peer: p.name, instance: i, direction: 'out' }, p.bytesOut) }
     },
   })
   new Gauge({
     name: 'causeway_agent_peer_goodput_bytes_per_second',
     help: 'Tunnelled bytes per second per peer and direction, measured over the last 2 s',
-    labelNames: ['peer', 'direction'],
+    labelNames: ['peer', 'instance', 'direction'],
     registers: [registry],
     collect () {
       this.reset()
-      for (const p of status().peers) { this.set({ peer: p.name, direction: 'in' }, p.goodput.in); this.set({ peer: p.name, direction: 'out' }, p.goodput.out) }
+      for (const p of status().peers) { const i = p.instance ?? ''; this.set({ peer: p.name, instance: i, direction: 'in' }, p.goodput.in); this.set({ peer: p.name, instance: i, direction: 'out' }, p.goodput.out) }
     },
   })
   new Gauge({
     name: 'causeway_agent_peer_associations',
     help: 'SCTP associations (peer connections) per peer, by WebRTC engine (wrtc, datachannel; relay: libp2p relay path)',
-    labelNames: ['peer', 'engine'],
+    labelNames: ['peer', 'instance', 'engine'],
     registers: [registry],
-    collect () { this.reset(); for (const p of status().peers) this.set({ peer: p.name, engine: p.engine }, p.associations) },
+    collect () { this.reset(); for (const p of status().peers) this.set({ peer: p.name, instance: p.instance ?? '', engine: p.engine }, p.associations) },
   })
   new Gauge({
     name: 'causeway_agent_engine',

@@ -10,13 +10,30 @@ import type { LogLike } from '../../peer/peer-session.ts'
 /** `protocol: 'udp'`: a UDP listener (agent/tunnel/udp-connect.ts); default TCP. */
 export interface ConnectSpec { share: string, peer: string, host: string, port: number, protocol?: 'tcp' | 'udp' }
 
-export interface Listener { spec: ConnectSpec, host: string, port: number, close: () => Promise<void> }
+export interface Listener {
+  spec: ConnectSpec
+  host: string
+  port: number
+  /** Stops listening; `drain`: connections already accepted go on (the agent's drain ends them), else they are destroyed too. */
+  close: (opts?: { drain?: boolean }) => Promise<void>
+  /** When the listener last accepted a connection (UDP: a datagram), ms since epoch; undefined: never. */
+  lastAcceptAt?: number
+}
 
 export type StreamOpener = (peerName: string, share: string, socket: Socket) => Promise<void>
 
 export async function listenConnect (spec: ConnectSpec, open: StreamOpener, log: LogLike): Promise<Listener> {
   const sockets = new Set<Socket>()
+  const listener: Listener = {
+    spec,
+    host: spec.host,
+    port: spec.port,
+    close: async (opts) => {
+      await new Promise<void>(resolve => { server.close(() => resolve()); if (opts?.drain !== true) for (const s of sockets) s.destroy() })
+    },
+  }
   const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+    listener.lastAcceptAt = Date.now()
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
     socket.on('error', () => {})
@@ -32,12 +49,7 @@ export async function listenConnect (spec: ConnectSpec, open: StreamOpener, log:
     server.listen(spec.port, spec.host, () => { server.off('error', reject); resolve() })
   })
   const addr = server.address() as AddressInfo
-  return {
-    spec,
-    host: addr.address,
-    port: addr.port,
-    close: async () => {
-      await new Promise<void>(resolve => { server.close(() => resolve()); for (const s of sockets) s.destroy() })
-    },
-  }
+  listener.host = addr.address
+  listener.port = addr.port
+  return listener
 }

@@ -99,6 +99,8 @@ export class Tunnels {
   private idleWaiters: Array<() => void> = []
   /** Serves accepted `udp:<share>` channels (after the share and grant checks); unset: refused. */
   udp?: (peer: RemotePeer, dc: RTCDataChannel, share: ShareSpec) => void
+  /** Called for every message a stream receives from `peer` (a sign of life: keepalive). */
+  activity?: (peer: RemotePeer) => void
   /** Totals across peers, for metrics. */
   readonly totals = { bytesIn: 0, bytesOut: 0, opened: 0, refused: 0, flowViolations: 0, maxWindow: 0 }
 
@@ -229,14 +231,18 @@ export class Tunnels {
       budget: c.budget,
     })
     this.live.add(pipe)
+    const activity = this.activity
+    if (activity !== undefined) dc.addEventListener('message', () => activity(peer))
     pipe.start(early)
   }
 
   /**
    * Opens a stream to `share` on `peer` and pipes `socket` through it. Resolves once the remote
-   * accepted; rejects with CausewayError (the remote's code) when it refused.
+   * accepted; rejects with CausewayError (the remote's code) when it refused. `abandon` aborting
+   * before the answer (the peer stopped answering) rejects with STREAM_RESET: nothing of the
+   * socket was read yet, so the caller may open it elsewhere.
    */
-  async open (peer: RemotePeer, opener: ChannelOpener, share: string, socket: Socket): Promise<void> {
+  async open (peer: RemotePeer, opener: ChannelOpener, share: string, socket: Socket, abandon?: AbortSignal): Promise<void> {
     const c = this.counter(peer.id)
     if (c.streams >= this.opts.maxStreamsPerPeer) throw new CausewayError('TOO_MANY_STREAMS', `at most ${this.opts.maxStreamsPerPeer} streams per peer`)
     c.streams++
@@ -255,6 +261,7 @@ export class Tunnels {
     try {
       // The answer handler goes on before waiting for `open`: an engine may deliver the
       // acceptor's first message before the channel's own open event.
+      let abandoned: (() => void) | undefined
       const answered = new Promise<StreamControl>((resolve, reject) => {
         const t = setTimeout(() => reject(new CausewayError('PEER_UNAVAILABLE', 'no answer to stream open')), this.opts.answerTimeoutMs)
         let first = true
@@ -270,13 +277,14 @@ export class Tunnels {
         }
         dc.onclose = () => { clearTimeout(t); reject(new CausewayError('STREAM_RESET', 'stream closed before it was accepted')) }
         socket.once('close', () => { clearTimeout(t); reject(new CausewayError('STREAM_RESET', 'local connection closed first')) })
+        abandoned = (): void => { clearTimeout(t); reject(new CausewayError('STREAM_RESET', `${peer.name} stopped answering before it accepted the stream`)) }
+        if (abandon?.aborted === true) abandoned(); else abandon?.addEventListener('abort', abandoned, { once: true })
       })
       const opened = whenOpen(dc, undefined, this.opts.openTimeoutMs)
       // both are awaited below; these keep a rejection after the race is decided from going unhandled
       answered.catch(() => {})
       opened.catch(() => {})
-      await Promise.race([opened, answered])
-      const answer = await answered
+      const answer = await Promise.race([opened, answered]).then(async () => await answered).finally(() => { if (abandoned !== undefined) abandon?.removeEventListener('abort', abandoned) })
       if (answer.t === 'err') throw new CausewayError(isCode(answer.code) ? answer.code : 'STREAM_RESET', answer.message)
       if (answer.t !== 'ok') throw new CausewayError('BAD_MESSAGE', 'unexpected stream answer')
     } catch (err) {

@@ -41,6 +41,18 @@ export async function listenUdpConnect (spec: ConnectSpec, open: DatagramChannel
   let retryAt = 0
   let closed = false
   const queue: Array<Uint8Array<ArrayBuffer>> = []
+  const listener: Listener = {
+    spec,
+    host: spec.host,
+    port: spec.port,
+    close: async () => {
+      if (closed) return
+      closed = true
+      flows.close()
+      try { dc?.close() } catch { /* closed */ }
+      await new Promise<void>(resolve => socket.close(() => resolve()))
+    },
+  }
 
   const send = (frame: Uint8Array<ArrayBuffer>, bytes: number): void => {
     if (dc === undefined || dc.readyState !== 'open') { stats.drop('no_path'); return }
@@ -96,6 +108,7 @@ export async function listenUdpConnect (spec: ConnectSpec, open: DatagramChannel
   }
 
   socket.on('message', (msg: Buffer, from: RemoteInfo) => {
+    listener.lastAcceptAt = Date.now()
     if (msg.byteLength > UDP_MAX_PAYLOAD) { stats.drop('oversize'); return }
     const key = `${from.address}|${from.port}`
     let flow = flows.touch(key)
@@ -121,16 +134,7 @@ export async function listenUdpConnect (spec: ConnectSpec, open: DatagramChannel
     socket.bind(spec.port, spec.host, () => { socket.off('error', reject); resolve() })
   })
   const addr = socket.address()
-  return {
-    spec,
-    host: addr.address,
-    port: addr.port,
-    close: async () => {
-      if (closed) return
-      closed = true
-      flows.close()
-      try { dc?.close() } catch { /* closed */ }
-      await new Promise<void>(resolve => socket.close(() => resolve()))
-    },
-  }
+  listener.host = addr.address
+  listener.port = addr.port
+  return listener
 }

@@ -198,7 +198,7 @@ labDescribe('agents through real NAT', () => {
     const pa = await waitPath(a, 'b', ['relay'], 45_000)
     await waitPath(b, 'a', ['relay'], 15_000)
     console.log(`natlab agents symmetric/symmetric, STUN only: relay after ${Date.now() - t} ms (${pa.value.pair ?? '?'})`)
-    expect(await a.metrics()).toMatch(/causeway_agent_peer_connected\{peer="b",path="relay"\} 1/)
+    expect(await a.metrics()).toMatch(/causeway_agent_peer_connected\{peer="b",instance="[^"]*",path="relay"\} 1/)
     const r1 = await xfer(lab, 'a', 8 * MiB, 60_000)
     console.log(`natlab agents relay: 8 MiB echoed in ${r1.ms} ms`)
     expect(r1).toMatchObject({ ok: true, intact: true })

@@ -47,7 +47,7 @@ function peersTable (peers: PeerStatus[]): HTMLElement {
   return h('div', {}, h('table', { class: 'peers' },
     h('thead', {}, h('tr', {}, ...['peer', 'path', 'engine', 'candidate pair (local ↔ remote)', 'RTT', 'in', 'out', 'goodput in / out', 'streams'].map(t => h('th', {}, t)))),
     h('tbody', {}, ...peers.map(p => h('tr', { 'data-peer': p.name },
-      h('td', {}, h('strong', {}, p.name), h('div', { class: 'mono dim' }, p.peer)),
+      h('td', {}, h('strong', {}, p.name), p.instance !== undefined ? h('div', { class: 'mono' }, `instance ${p.instance}${p.draining === true ? ' (draining)' : ''}`) : null, h('div', { class: 'mono dim' }, p.peer)),
       h('td', {}, pathPill(p.path, p.state)),
       h('td', { class: 'mono' }, p.engine ?? '—', p.associations !== undefined && p.associations > 1 ? ` ×${p.associations}` : ''),
       h('td', { class: 'mono pair' }, ...pairLines(p.pair)),
@@ -93,9 +93,9 @@ function agentCard (a: AgentView, now: number): HTMLElement {
   const stale = a.statusAt !== undefined && now - a.statusAt > STALE_MS
   const imports = st?.imports ?? []
   const connects = st?.connects ?? []
-  return h('article', { class: 'card agent', 'data-agent': a.name },
+  return h('article', { class: 'card agent', 'data-agent': a.name, ...(a.instance !== undefined ? { 'data-instance': a.instance } : {}) },
     h('div', { class: 'agent-head' },
-      h('div', {}, h('h3', {}, a.name), h('div', { class: 'mono dim' }, a.id)),
+      h('div', {}, h('h3', {}, a.name, a.instance !== undefined ? h('span', { class: 'dim' }, ` · instance ${a.instance}`) : null, a.draining === true ? h('span', { class: 'pill pill-wait' }, 'draining') : null), h('div', { class: 'mono dim' }, a.id)),
       h('div', { class: 'agent-badges' }, statePill(a.link.state), h('span', { class: `updated${stale ? ' stale' : ''}` }, st === undefined ? 'no status yet' : `status ${ago(a.statusAt, now)}`))),
     h('div', { class: 'agent-body' },
       h('div', { class: 'agent-side' },
@@ -119,7 +119,8 @@ function agentCard (a: AgentView, now: number): HTMLElement {
 /** `signaling` is the signaling client state, or `refused` after a fatal error. */
 export function renderAgents (el: HTMLElement, model: ViewerModel, signaling: string): void {
   const now = Date.now()
-  const agents = [...model.agents.values()].sort((p, q) => p.name.localeCompare(q.name))
+  // a site's instances side by side
+  const agents = [...model.agents.values()].sort((p, q) => p.name.localeCompare(q.name) || (p.instance ?? '').localeCompare(q.instance ?? ''))
   if (agents.length === 0) {
     const refused = signaling === 'refused' || signaling === 'closed'
     const text = refused ? 'Not joined: see the error above, then leave and try another token.' : signaling === 'joined' ? 'Joined the room; waiting for agents to say hello…' : 'Connecting to the signaling service…'

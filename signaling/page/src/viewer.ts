@@ -34,6 +34,9 @@ export interface OwnLink {
 export interface AgentView {
   id: string
   name: string
+  /** The instance of its site (agents with instances: several may share a name). */
+  instance?: string
+  draining?: boolean
   link: OwnLink
   catalog: ShareInfo[]
   status?: StatusMessage
@@ -244,6 +247,8 @@ export class Viewer {
       a = { id: peer.id, name: peer.name, link: { state: 'new', path: 'none', rttMs: null, bytesIn: 0, bytesOut: 0 }, catalog: [] }
       this.model.agents.set(peer.id, a)
     }
+    if (peer.instance !== undefined) a.instance = peer.instance
+    a.draining = peer.draining === true
     return a
   }
 
@@ -252,7 +257,7 @@ export class Viewer {
     a.link.state = session.state
     session.onControl = (msg) => {
       if (msg.type === 'catalog') a.catalog = msg.shares
-      else if (msg.type === 'status') { a.status = msg; a.statusAt = Date.now() }
+      else if (msg.type === 'status') { a.status = msg; a.statusAt = Date.now() } else if (msg.type === 'drain') a.draining = true
       this.changed()
     }
     // The page opens no channel toward itself: refuse any the agent might open.
