@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net'
 import { hostname } from 'node:os'
-import { randomId } from '../protocol/encoding.ts'
+import { randomBytes } from 'node:crypto'
 import { CausewayError } from '../protocol/errors.ts'
 import { deriveMemberKeys, deriveRelayKey } from '../protocol/keys.ts'
 import { INSTANCES_CAP, type PathKind, type ShareInfo, type StatusMessage } from '../protocol/peer.ts'
@@ -315,7 +315,11 @@ export class Agent {
 
   /** The instances of site `name` that may take a new stream to `share`, best first (agent/instances.ts). */
   ranked (name: string, share?: string): RemotePeer[] {
-    return rankInstances(this.instancesOf(name).map(p => this.viewOf(p, share)), 'least-loaded', this.turn++)
+    const instances = this.instancesOf(name)
+    const turn = this.turn++
+    const offering = rankInstances(instances.map(p => this.viewOf(p, share)), 'least-loaded', turn)
+    // a share no instance lists still goes to one: its answer (SHARE_NOT_FOUND, …) is the caller's error
+    return offering.length > 0 || share === undefined ? offering : rankInstances(instances.map(p => this.viewOf(p)), 'least-loaded', turn)
   }
 
   /** The peer's WebRTC session is down: the direct timeout starts (once), and its end is a route change. */
@@ -703,7 +707,9 @@ export class Agent {
 function defaultInstance (): string {
   const env = process.env.CAUSEWAY_INSTANCE
   if (env !== undefined && env !== '') return env
-  return `${hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 40) || 'agent'}-${randomId(3)}`
+  // a peer name (protocol/peer.ts PeerName): letters, digits, . _ -, starting and ending with a letter or digit
+  const host = hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 40).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '')
+  return `${host !== '' ? host : 'agent'}-${randomBytes(3).toString('hex')}`
 }
 
 /** `p`'s value, or `fallback` when it has not settled within `ms`. */

@@ -48,6 +48,8 @@ describe('instances of one site', () => {
   let e1: Agent
   let e2: Agent
   let west: Agent
+  /** The instance left after the drain test. */
+  let survivor: Agent
   const targets: Array<Awaited<ReturnType<typeof labelled>>> = []
 
   beforeAll(async () => {
@@ -104,15 +106,17 @@ describe('instances of one site', () => {
     stop = true
     await loop
     net.agents.splice(net.agents.indexOf(onDraining), 1)
+    survivor = onDraining === e1 ? e2 : e1
     expect(results.filter(r => r.startsWith('error'))).toEqual([])
     expect(results.slice(mark).every(r => r === other)).toBe(true)
   }, 60_000)
 
   it('the same instance restarted (a new process under its name) replaces its old self', async () => {
-    const survivor = west.instancesOf('east')[0]!
+    await until(() => west.instancesOf('east').length === 1, 10_000, 'the drained instance gone')
     const again = await net.agent('east', { token: eastToken, instance: survivor.instance, shares: [{ name: 'web', host: '127.0.0.1', port: targets[0]!.port }] })
     await until(() => west.instancesOf('east').length === 1 && west.instancesOf('east')[0]!.id === again.mesh.id, 20_000, 'old incarnation replaced')
     expect(await request(west.listeners[0]!.port)).toBe('e1')
+
   }, 30_000)
 
   it('a member claiming the name east with its own key is refused and displaces no instance', async () => {

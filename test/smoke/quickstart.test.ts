@@ -94,7 +94,7 @@ describe('the README, command by command through bin/causeway', () => {
     expect(s.peers.find(p => p.name === 'site-a')).toMatchObject({ state: 'connected', path: 'direct' })
     const table = await run(['status', '--status-addr', `127.0.0.1:${statusB}`])
     expect(table.code, table.stderr).toBe(0)
-    expect(table.stdout).toMatch(/^site-a +agent +connected +direct /m)
+    expect(table.stdout).toMatch(/^site-a +\S+ +agent +connected +direct /m)
   })
 
   it('causeway token --viewer prints a viewer token and the page link; the page joins, sees both agents and fetches the share', async () => {
