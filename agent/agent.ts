@@ -37,6 +37,8 @@ const STREAM_ATTEMPTS = 3
 const RETRY_ELSEWHERE = new Set(['STREAM_RESET', 'PEER_UNAVAILABLE', 'SHUTTING_DOWN', 'TOO_MANY_STREAMS', 'TARGET_UNREACHABLE'])
 /** While draining, local listeners keep accepting until none accepted anything this long (their clients moved to another instance), ms. */
 const LISTENER_QUIET_MS = 1000
+/** A drain lasts at least this long (or two round trips to the farthest peer): streams opened before the peers heard of it arrive, ms. */
+const DRAIN_NOTICE_MS = 250
 
 export interface AgentInit {
   token: MemberToken
@@ -659,11 +661,11 @@ export class Agent {
     }
   }
 
-  /** Resolves once no local listener accepted anything for LISTENER_QUIET_MS, or at `deadline` (ms since epoch). */
-  private async listenersQuiet (deadline: number): Promise<void> {
+  /** Resolves once no local listener accepted anything for LISTENER_QUIET_MS, not before `notBefore` and at the latest at `deadline` (ms since epoch). */
+  private async listenersQuiet (deadline: number, notBefore: number): Promise<void> {
     for (let i = 0; i < 1000; i++) {
       const last = Math.max(0, ...this.listeners.map(l => l.lastAcceptAt ?? 0))
-      const wait = Math.min(last + LISTENER_QUIET_MS, deadline) - Date.now()
+      const wait = Math.min(Math.max(last + LISTENER_QUIET_MS, notBefore), deadline) - Date.now()
       if (wait <= 0) return
       await new Promise(resolve => setTimeout(resolve, wait))
     }
@@ -687,7 +689,10 @@ export class Agent {
     this.events.emit('draining')
     this.mesh.setDraining()
     for (const p of this.mesh.peers.values()) p.session?.sendControl({ type: 'drain' })
-    await this.listenersQuiet(started + drainMs / 2)
+    // streams the peers opened before they heard of the drain are still on their way: wait for
+    // them (two round trips, at least DRAIN_NOTICE_MS) before the drain can end for want of streams
+    const rtt = Math.max(0, ...[...this.mesh.peers.values()].map(p => p.session?.rttMs ?? 0))
+    await this.listenersQuiet(started + drainMs / 2, started + Math.min(drainMs / 2, Math.max(DRAIN_NOTICE_MS, 2 * rtt)))
     // a copy: closing an added listener takes it out of this.listeners
     await Promise.allSettled([...this.listeners].map(async l => await l.close({ drain: true })))
     this.stopped.abort()

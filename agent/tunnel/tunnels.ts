@@ -119,7 +119,7 @@ export class Tunnels {
     return c
   }
 
-  forget (peer: string): void { this.counters.delete(peer) }
+  forget (peer: string): void { this.counters.delete(peer); this.maybeIdle() }
 
   /** Measures each peer's goodput since the previous sample, at most once a second (the agent calls it every 2 s, and on events). */
   sampleGoodput (): void {
@@ -171,11 +171,12 @@ export class Tunnels {
       return
     }
     const c = this.counter(peer.id)
+    if (this.closing) { this.refuse(dc, peer, 'SHUTTING_DOWN', 'this agent is shutting down'); return }
     if (c.streams >= this.opts.maxStreamsPerPeer) { this.refuse(dc, peer, 'TOO_MANY_STREAMS', `at most ${this.opts.maxStreamsPerPeer} streams per peer`); return }
     c.streams++
     this.log.debug({ peer: peer.name, share: name, id: dc.id, state: dc.readyState }, 'stream announced by the peer')
     let released = false
-    const release = (): void => { if (!released) { released = true; c.streams-- } }
+    const release = (): void => { if (!released) { released = true; c.streams--; this.maybeIdle() } }
     // Bytes must not arrive before `ok`; anything else is a protocol error.
     dc.onmessage = () => { release(); try { dc.close() } catch { /* closed */ } }
     dc.onclose = () => { release(); socket.resetAndDestroy() }
@@ -220,7 +221,6 @@ export class Tunnels {
       onClose: (reason, code) => {
         release()
         this.live.delete(pipe)
-        if (this.live.size === 0) for (const w of this.idleWaiters.splice(0)) w()
         this.totals.maxWindow = Math.max(this.totals.maxWindow, pipe.receiveWindow)
         if (code === 'FLOW_CONTROL_VIOLATION') {
           this.totals.flowViolations++
@@ -247,7 +247,7 @@ export class Tunnels {
     if (c.streams >= this.opts.maxStreamsPerPeer) throw new CausewayError('TOO_MANY_STREAMS', `at most ${this.opts.maxStreamsPerPeer} streams per peer`)
     c.streams++
     let released = false
-    const release = (): void => { if (!released) { released = true; c.streams-- } }
+    const release = (): void => { if (!released) { released = true; c.streams--; this.maybeIdle() } }
     let dc: RTCDataChannel
     try {
       dc = await opener.open(`${STREAM_LABEL_PREFIX}${share}`)
@@ -299,16 +299,31 @@ export class Tunnels {
     this.run(peer, socket, dc, release, early)
   }
 
-  /** Resets every live stream (shutdown after the drain period). */
+  /** Set at the end of a drain: streams the peers open from then on are refused with SHUTTING_DOWN (an opener tries another instance). */
+  closing = false
+
+  /** Resets every live stream and refuses new ones (shutdown after the drain period). */
   resetAll (): void {
+    this.closing = true
     for (const p of this.live) p.reset('SHUTTING_DOWN')
   }
 
   get liveStreams (): number { return this.live.size }
 
-  /** Resolves when no stream is live, or after `ms` (drain on shutdown). */
+  /** Streams live or on their way (being opened, or accepted but not answered yet), over every peer. */
+  private get busy (): number {
+    let n = 0
+    for (const c of this.counters.values()) n += c.streams
+    return n
+  }
+
+  private maybeIdle (): void {
+    if (this.idleWaiters.length > 0 && this.busy === 0) for (const w of this.idleWaiters.splice(0)) w()
+  }
+
+  /** Resolves when no stream is live or on its way (opening, being accepted), or after `ms` (drain on shutdown). */
   async whenIdle (ms: number): Promise<void> {
-    if (this.live.size === 0) return
+    if (this.busy === 0) return
     await new Promise<void>((resolve) => {
       const t = setTimeout(done, ms)
       function done (): void { clearTimeout(t); resolve() }
