@@ -180,6 +180,8 @@ export async function startRelayClient (init: RelayClientInit): Promise<RelayCli
   const events = new EventTarget()
   const shutdown = new AbortController()
   let lastSeen = ''
+  /** The reservation request in flight (they run one at a time: see repair()). */
+  let listening: Promise<void> = Promise.resolve()
 
   const reservedOn = (id: string): boolean => node.getMultiaddrs().some(ma => ma.toString().includes(`/p2p/${id}/p2p-circuit`))
   const ownAddrs = (): string[] => [...relays.values()].filter(r => r.reserved).map(r => `${r.addr.toString()}/p2p-circuit/p2p/${node.peerId.toString()}`)
@@ -204,7 +206,14 @@ export async function startRelayClient (init: RelayClientInit): Promise<RelayCli
       log.debug({ relay: id }, 'admitted by relay')
     }
     if (!reservedOn(id)) {
-      await tm.listen([r.addr.encapsulate('/p2p-circuit')])
+      // One reservation request at a time, bounded: with two relays, a second listen started
+      // while the first relay's reservation was in flight never completed (js-libp2p 3.3,
+      // circuit-relay-v2 4.2: the second reservation was queued and never requested), which
+      // left that relay without a reservation for good.
+      const listen = listening.then(async () => { if (!reservedOn(id)) await tm.listen([r.addr.encapsulate('/p2p-circuit')]) })
+      const bounded = Promise.race([listen, new Promise<void>((_resolve, reject) => { signal.addEventListener('abort', () => reject(new Error('reservation timed out')), { once: true }) })])
+      listening = bounded.catch(() => {})
+      await bounded
     }
     delete r.lastError
   }

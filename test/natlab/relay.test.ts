@@ -170,3 +170,29 @@ describe('relay process restart and death', () => {
     expect(() => stream.send(new Uint8Array(1))).toThrow()
   })
 })
+
+describe('several relays side by side', () => {
+  const procs: RelayProcess[] = []
+  afterAll(async () => { await Promise.all(procs.map(async p => { await p.stop() })) })
+
+  it('a client holds a reservation on each; when one relay dies, the other keeps carrying new streams', async () => {
+    for (let i = 0; i < 2; i++) procs.push(await spawnRelay(['--listen', '/ip4/127.0.0.1/tcp/0', '--admit-key', admitKey]))
+    const relays = procs.map(p => p.addrs[0] ?? '')
+    const a = await client(relays)
+    const b = await client(relays)
+    await until(() => a.multiaddrs().length === 2 && b.multiaddrs().length === 2, 10_000, 'a reservation on each relay')
+    await b.handle(PROTO, async (stream: Stream) => { await sendAll(stream, new TextEncoder().encode('pong'), AbortSignal.timeout(5000)) })
+    const [dead, alive] = procs as [RelayProcess, RelayProcess]
+    const deadId = relays[0]!.split('/p2p/')[1] ?? ''
+    await dead.stop()
+    await until(() => b.multiaddrs().length === 1 && !b.multiaddrs()[0]!.includes(deadId), 10_000, 'the dead relay\'s reservation to go')
+    expect(b.multiaddrs()[0]).toContain(alive.addrs[0]!.split('/p2p/')[1] ?? '?')
+    // by the address b announces now, and by PeerId (every configured relay in turn, the dead one first)
+    for (const target of [b.multiaddrs()[0] ?? '', b.peerId.toString()]) {
+      const stream = await a.dial(target, PROTO, { signal: AbortSignal.timeout(10_000) })
+      const reading = hashAll(stream)
+      await stream.close()
+      expect(await reading).toEqual({ hash: sha256(new TextEncoder().encode('pong')), bytes: 4 })
+    }
+  })
+})
