@@ -5,10 +5,12 @@
  *   npm run bench -- signaling    only the signaling benchmark
  *   npm run bench -- wan          the WAN benchmark (root: emulated links between namespaces; < 10 min)
  *   npm run bench -- udp          iperf3 UDP through a UDP share and without it (loss, jitter; ~1 min)
+ *   npm run bench -- ha           failover between two instances of a site, 20 kills and 20 drains (~5 min)
  * The NAT-lab benchmark needs root and runs separately: `node bench/natlab.ts`.
  */
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { haBench } from './ha.ts'
 import { tunnelBench } from './tunnel.ts'
 import { udpBench } from './udp.ts'
 import { wanBench } from './wan.ts'
@@ -32,5 +34,9 @@ if (which.has('wan')) {
 if (which.has('udp')) {
   process.stdout.write('\n## UDP share (iperf3)\n\n')
   process.stdout.write(`${await udpBench()}\n`)
+}
+if (which.has('ha')) {
+  process.stdout.write('\n## High availability (failover between instances)\n\n')
+  process.stdout.write(`${await haBench()}\n`)
 }
 process.exit(0)
