@@ -96,7 +96,8 @@ export interface AgentStatus {
   /** The other instances of this agent's own site in the room (no session is kept to them). */
   siblings: Array<{ peer: string, instance?: string, draining: boolean }>
   shares: Array<{ name: string, target: string, peers: string[] | 'all', protocol: 'tcp' | 'http' | 'udp' }>
-  connects: Array<{ share: string, peer: string, listen: string, protocol: 'tcp' | 'udp' }>
+  /** `sites` for a `share@*` connect: each site exporting the share, whether it can take streams now, whether it is ejected, and the streams it got (since start, every connect of this share). */
+  connects: Array<{ share: string, peer: string, listen: string, protocol: 'tcp' | 'udp', sites?: Array<{ site: string, live: boolean, ejected: boolean, streams: number }> }>
   /** UDP shares and connects: datagrams and payload bytes (in: from peers; out: to peers), drops by reason, live flows by side. */
   udp: { datagramsIn: number, datagramsOut: number, bytesIn: number, bytesOut: number, drops: UdpStats['drops'], evicted: number, flows: UdpStats['flows'] }
   imports: Array<{ share: string, peer: string, service: string }>

@@ -14,7 +14,7 @@ import { Emitter } from '../peer/emitter.ts'
 import { Mesh, type RemotePeer } from '../peer/mesh.ts'
 import { silentLog, type LogLike, type PathInfo, type PeerSession } from '../peer/peer-session.ts'
 import { IceSource } from './ice.ts'
-import { listenConnect, type ConnectSpec, type Listener } from './tunnel/connects.ts'
+import { ANY_SITE, listenConnect, type ConnectSpec, type Listener } from './tunnel/connects.ts'
 import { askerOf, ShareRegistry, type Asker } from './tunnel/shares.ts'
 import { sessionOpener, Tunnels, type ChannelOpener } from './tunnel/tunnels.ts'
 import { listenUdpConnect } from './tunnel/udp-connect.ts'
@@ -22,7 +22,7 @@ import { UdpStats } from './tunnel/udp-flows.ts'
 import { UdpShares } from './tunnel/udp-share.ts'
 import { UDP_CAP } from '../protocol/udp.ts'
 import { Associations, DEFAULT_ASSOCIATIONS } from './tunnel/associations.ts'
-import { rankInstances, siteCatalog, type InstanceView } from './instances.ts'
+import { DEFAULT_SITE_POLICY, rankInstances, rankSites, RoundRobin, SiteHealth, siteCatalog, type InstanceView, type SitePolicy, type SiteView } from './instances.ts'
 import type { RelayPath } from './relay-path/index.ts'
 import { createPeerConnection, EngineSelector, engineOf, UDP_PROBE_MS } from './engine/index.ts'
 import { runNetcheck, summarize, viewerSummary, type NetcheckSummary } from './netcheck/index.ts'
@@ -35,6 +35,8 @@ const STREAM_RETRY_WAIT_MS = 1500
 const STREAM_ATTEMPTS = 3
 /** Refusals after which the same stream may go to another instance of the site (nothing of the socket was read). */
 const RETRY_ELSEWHERE = new Set(['STREAM_RESET', 'PEER_UNAVAILABLE', 'SHUTTING_DOWN', 'TOO_MANY_STREAMS', 'TARGET_UNREACHABLE'])
+/** Refusals that count towards ejecting a site from `share@*` balancing (SiteHealth). */
+const SITE_FAILURES = new Set(['STREAM_RESET', 'PEER_UNAVAILABLE', 'TARGET_UNREACHABLE'])
 /** While draining, local listeners keep accepting until none accepted anything this long (their clients moved to another instance), ms. */
 const LISTENER_QUIET_MS = 1000
 /** A drain lasts at least this long (or two round trips to the farthest peer): streams opened before the peers heard of it arrive, ms. */
@@ -70,6 +72,10 @@ export class Agent {
   private readonly liveness = new WeakMap<PeerSession, AbortController>()
   /** Round-robin position, for `round-robin` balancing. */
   private turn = 0
+  /** Between sites (`share@*`): outlier ejection, round-robin state per share, and the streams each site got per share. */
+  private readonly siteHealth = new SiteHealth()
+  private readonly roundRobin = new Map<string, RoundRobin>()
+  readonly splits = new Map<string, Map<string, number>>()
 
   constructor (init: AgentInit) {
     this.init = init
@@ -126,6 +132,7 @@ export class Agent {
         if (msg.type === 'catalog' && peer.role === 'agent') {
           this.catalogs.set(peer.id, msg.shares)
           this.events.emit('catalog', peer.name, this.siteCatalog(peer.name))
+          this.events.emit('route', peer) // it may offer a share a `share@*` connect waits for
         }
         if (msg.type === 'drain' && peer.role === 'agent' && peer.draining !== true) {
           peer.draining = true
@@ -145,7 +152,11 @@ export class Agent {
       }
       this.events.emit('route', peer)
     })
-    events.on('hello', (peer) => { this.events.emit('route', peer) })
+    events.on('hello', (peer) => {
+      // a site with a new instance gets another chance at once (instead of at the end of its ejection)
+      if (peer.role === 'agent' && !this.catalogs.has(peer.id)) this.siteHealth.ok(peer.name)
+      this.events.emit('route', peer)
+    })
     events.on('peerGone', (peer) => {
       this.connected(peer)
       this.paths.delete(peer.id)
@@ -362,7 +373,8 @@ export class Agent {
    * connection ended in its DTLS handshake) is opened again: on another instance of the site,
    * or, when there is none, once more on the same instance's next connection.
    */
-  async openStream (peerName: string, share: string, socket: Socket): Promise<void> {
+  async openStream (peerName: string, share: string, socket: Socket, policy?: Partial<SitePolicy>): Promise<void> {
+    if (peerName === ANY_SITE) { await this.openAnySite(share, socket, policy); return }
     const tried = new Set<string>()
     for (let attempt = 1; ; attempt++) {
       const { peer, opener, session } = await this.openerFor(peerName, share, tried.size > 0 && this.ranked(peerName, share).some(p => !tried.has(p.id)) ? tried : undefined)
@@ -387,19 +399,110 @@ export class Agent {
     }
   }
 
+  /** The sites whose instances list `share` in their catalogs. */
+  sitesOffering (share: string): string[] {
+    const out = new Set<string>()
+    for (const [id, cat] of this.catalogs) {
+      const p = this.mesh.peers.get(id)
+      if (p !== undefined && cat.some(s => s.name === share)) out.add(p.name)
+    }
+    return [...out].sort()
+  }
+
+  /** The policy between the sites exporting `share`: the importer's own options, else what the exporters announce in their catalogs. */
+  sitePolicy (share: string, own: Partial<SitePolicy> = {}): SitePolicy {
+    const weights: Record<string, number> = {}
+    const priorities: Record<string, number> = {}
+    let balance: SitePolicy['balance'] | undefined
+    for (const site of this.sitesOffering(share)) {
+      const info = this.siteCatalog(site)?.find(s => s.name === share)
+      if (info?.weight !== undefined) weights[site] = info.weight
+      if (info?.priority !== undefined) priorities[site] = info.priority
+      balance ??= info?.balance
+    }
+    return { balance: own.balance ?? balance ?? DEFAULT_SITE_POLICY.balance, weights: own.weights ?? weights, priorities: own.priorities ?? priorities }
+  }
+
+  /** The sites to try for a new stream to `share`, best first (agent/instances.ts rankSites); `skip`: sites already tried. */
+  rankedSites (share: string, own?: Partial<SitePolicy>, skip?: ReadonlySet<string>): string[] {
+    const views = this.siteViews(share).filter(v => skip?.has(v.site) !== true)
+    let rr = this.roundRobin.get(share)
+    if (rr === undefined) { rr = new RoundRobin(); this.roundRobin.set(share, rr) }
+    return rankSites(views, this.sitePolicy(share, own), rr)
+  }
+
+  /** How each site exporting `share` looks to rankSites (agent/instances.ts). */
+  private siteViews (share: string): SiteView[] {
+    return this.sitesOffering(share).map(site => {
+      const instances = this.instancesOf(site).map(p => this.viewOf(p, share))
+      const rtts = instances.flatMap(v => v.rttMs === null ? [] : [v.rttMs])
+      return { site, usable: rankInstances(instances).length > 0, ejected: this.siteHealth.ejected(site), streams: instances.reduce((n, v) => n + v.streams, 0), rttMs: rtts.length > 0 ? Math.min(...rtts) : null }
+    })
+  }
+
+  /** Per site exporting `share` (or that got streams of it): live (an instance can take a stream), ejected, streams it got (status, metrics). */
+  siteSplit (share: string): Array<{ site: string, live: boolean, ejected: boolean, streams: number }> {
+    const split = this.splits.get(share)
+    const views = new Map(this.siteViews(share).map(v => [v.site, v]))
+    const sites = new Set([...views.keys(), ...(split?.keys() ?? [])])
+    return [...sites].sort().map(site => ({ site, live: views.get(site)?.usable === true, ejected: this.siteHealth.ejected(site), streams: split?.get(site) ?? 0 }))
+  }
+
+  /** The best site for a new stream to `share` once one can take it, waiting up to peerWaitMs. */
+  private async pickSite (share: string, own?: Partial<SitePolicy>, skip?: ReadonlySet<string>): Promise<string> {
+    const first = (): string | undefined => this.rankedSites(share, own, skip)[0]
+    let site = first()
+    if (site === undefined && !this.stopped.signal.aborted) {
+      try {
+        await this.events.until('route', () => first() !== undefined, AbortSignal.any([this.stopped.signal, AbortSignal.timeout(this.init.peerWaitMs ?? 10_000)]))
+      } catch { /* timed out or stopping */ }
+      site = first()
+    }
+    if (site === undefined) throw new CausewayError('PEER_UNAVAILABLE', `no connected site exports "${share}"`)
+    return site
+  }
+
+  /**
+   * A stream to `share` on any site that exports it: to the site the policy picks, and, when
+   * that site refuses or loses it before any byte (after its own instances were tried), once
+   * more on the next site. Failures count towards ejecting a site (SiteHealth).
+   */
+  private async openAnySite (share: string, socket: Socket, own?: Partial<SitePolicy>): Promise<void> {
+    const tried = new Set<string>()
+    for (let attempt = 1; ; attempt++) {
+      const site = await this.pickSite(share, own, tried.size > 0 && this.rankedSites(share, own, tried).length > 0 ? tried : undefined)
+      tried.add(site)
+      try {
+        await this.openStream(site, share, socket)
+        this.siteHealth.ok(site)
+        let split = this.splits.get(share)
+        if (split === undefined) { split = new Map(); this.splits.set(share, split) }
+        if (split.size < 256 || split.has(site)) split.set(site, (split.get(site) ?? 0) + 1)
+        return
+      } catch (err) {
+        // a site shutting down is not failing; one that cannot reach its target or does not answer is
+        if (err instanceof CausewayError && SITE_FAILURES.has(err.code) && this.siteHealth.failed(site)) this.log.warn({ site, share }, 'site ejected for a while: its streams kept failing')
+        if (attempt >= 2 || socket.destroyed || !(err instanceof CausewayError) || !RETRY_ELSEWHERE.has(err.code)) throw err
+        this.log.info({ site, share, code: err.code, err: err.message }, 'stream not accepted: opening it on the next site')
+      }
+    }
+  }
+
   /** A TCP or UDP connect listener for `spec`. */
   private async listen (spec: ConnectSpec): Promise<Listener> {
     if (spec.protocol === 'udp') {
       // Unordered and unreliable: one datagram per message, a lost one is not retransmitted (protocol/udp.ts).
+      const best = (): RemotePeer | undefined => this.ranked(spec.peer === ANY_SITE ? this.rankedSites(spec.share, spec.policy)[0] ?? '' : spec.peer, spec.share)[0]
       const open = async (peerName: string, label: string): Promise<RTCDataChannel> => {
-        const { peer, opener } = await this.openerFor(peerName, spec.share)
+        const site = peerName === ANY_SITE ? await this.pickSite(spec.share, spec.policy) : peerName
+        const { peer, opener } = await this.openerFor(site, spec.share)
         const dc = await opener.open(label, { ordered: false, maxRetransmits: 0 })
-        this.moveWhenUnusable(peer, dc)
+        this.moveWhenUnusable(peer, dc, best)
         return dc
       }
       return await listenUdpConnect(spec, open, this.udp.stats, this.init.udp ?? {}, this.log)
     }
-    return await listenConnect(spec, async (p, s, sock) => await this.openStream(p, s, sock), this.log)
+    return await listenConnect(spec, async (p, s, sock) => await this.openStream(p, s, sock, spec.policy), this.log)
   }
 
   /**
@@ -408,13 +511,13 @@ export class Agent {
    * the listener opens a new one (to the best instance) on the next datagram. The flows' state
    * on the share side (their sockets to the target) starts over there, as after a NAT rebinding.
    */
-  private moveWhenUnusable (peer: RemotePeer, dc: RTCDataChannel): void {
+  private moveWhenUnusable (peer: RemotePeer, dc: RTCDataChannel, bestNow: () => RemotePeer | undefined): void {
     const check = (): void => {
-      const best = this.ranked(peer.name)[0]
+      const best = bestNow()
       if (best === undefined || best === peer) return
       const v = this.viewOf(peer)
       if (!v.routable || v.draining || !v.responsive || this.mesh.peers.get(peer.id) !== peer) {
-        this.log.info({ peer: peer.name, instance: peer.instance, to: best.instance }, 'UDP connect moves to another instance')
+        this.log.info({ peer: peer.name, instance: peer.instance, to: `${best.name}/${best.instance ?? '-'}` }, 'UDP connect moves to another instance')
         off()
         try { dc.close() } catch { /* closed */ }
       }
@@ -481,7 +584,7 @@ export class Agent {
       peers: [...this.mesh.peers.values()].map(p => this.peerView(p)),
       siblings: [...this.mesh.siblings.values()].map(x => ({ peer: x.id, ...(x.instance !== undefined ? { instance: x.instance } : {}), draining: x.draining })),
       shares: this.shares.list().map(s => ({ name: s.name, target: `${s.host}:${s.port}`, peers: s.peers ?? 'all', protocol: s.protocol ?? 'tcp' })),
-      connects: this.listeners.map(l => ({ share: l.spec.share, peer: l.spec.peer, listen: `${l.host}:${l.port}`, protocol: l.spec.protocol ?? 'tcp' })),
+      connects: this.listeners.map(l => ({ share: l.spec.share, peer: l.spec.peer, listen: `${l.host}:${l.port}`, protocol: l.spec.protocol ?? 'tcp', ...(l.spec.peer === ANY_SITE ? { sites: this.siteSplit(l.spec.share) } : {}) })),
       udp: this.udpStatus(),
       imports: this.importList,
       ...(this.relayPath !== undefined ? { relay: this.relayPath.status() } : {}),

@@ -73,3 +73,99 @@ export function siteCatalog (catalogs: ReadonlyArray<{ shares: readonly ShareInf
   }
   return [...byName.values()]
 }
+
+/**
+ * Across sites (`--connect share@*`, merged Kubernetes imports): one share exported by several
+ * sites. A stream goes to a site chosen by the policy, then to that site's best instance:
+ * - `priority` (lower first, default 0): only the sites of the best priority that can take a
+ *   stream are used; the next priority only when none of those can (failover order);
+ * - within a priority, `balance`: `round-robin` (smooth weighted round robin over `weight`,
+ *   default 1, as nginx does), `least-loaded` (fewest open streams per unit of weight), or
+ *   `nearest` (the lowest RTT of its instances);
+ * - an ejected site (it kept failing: SiteHealth) is used only when nothing else is left.
+ */
+export interface SitePolicy {
+  balance: Balance
+  /** Relative share of streams per site (round-robin, least-loaded), default 1. */
+  weights: Readonly<Record<string, number>>
+  /** Failover order per site: lower first, default 0. */
+  priorities: Readonly<Record<string, number>>
+}
+
+export const DEFAULT_SITE_POLICY: SitePolicy = { balance: 'round-robin', weights: {}, priorities: {} }
+
+export interface SiteView {
+  site: string
+  /** It has an instance that can take a stream to the share now. */
+  usable: boolean
+  ejected: boolean
+  streams: number
+  rttMs: number | null
+}
+
+/** Smooth weighted round robin state, per listener (nginx's algorithm: deterministic, interleaved). */
+export class RoundRobin {
+  private readonly current = new Map<string, number>()
+
+  /** The next of `sites` by weight; updates the state. */
+  next (sites: readonly string[], weight: (site: string) => number): string | undefined {
+    let total = 0
+    let best: string | undefined
+    let bestValue = -Infinity
+    for (const s of sites) {
+      const w = weight(s)
+      total += w
+      const v = (this.current.get(s) ?? 0) + w
+      this.current.set(s, v)
+      if (v > bestValue) { bestValue = v; best = s }
+    }
+    if (best !== undefined) this.current.set(best, (this.current.get(best) ?? 0) - total)
+    return best
+  }
+}
+
+/** The sites to try for a new stream, best first (see SitePolicy); `rr` holds the round-robin state. */
+export function rankSites (views: readonly SiteView[], policy: SitePolicy, rr: RoundRobin): string[] {
+  const weight = (s: string): number => Math.max(0, policy.weights[s] ?? 1)
+  const priority = (s: string): number => policy.priorities[s] ?? 0
+  const usable = views.filter(v => v.usable && !v.ejected && weight(v.site) > 0)
+  const byPriority = [...new Set(usable.map(v => priority(v.site)))].sort((a, b) => a - b)
+  const order: string[] = []
+  for (const p of byPriority) {
+    const tier = usable.filter(v => priority(v.site) === p)
+    let first: string | undefined
+    if (policy.balance === 'round-robin') first = rr.next(tier.map(v => v.site), weight)
+    const rest = [...tier].sort((a, b) => policy.balance === 'nearest'
+      ? (a.rttMs ?? Number.MAX_SAFE_INTEGER) - (b.rttMs ?? Number.MAX_SAFE_INTEGER) || a.streams / weight(a.site) - b.streams / weight(b.site)
+      : a.streams / weight(a.site) - b.streams / weight(b.site) || (a.rttMs ?? Number.MAX_SAFE_INTEGER) - (b.rttMs ?? Number.MAX_SAFE_INTEGER))
+    if (first !== undefined) order.push(first)
+    for (const v of rest) if (v.site !== first) order.push(v.site)
+  }
+  // last resorts: ejected sites, then sites weighted 0
+  for (const v of views) if (v.usable && !order.includes(v.site)) order.push(v.site)
+  return order
+}
+
+/**
+ * Outlier ejection per site (as Envoy's consecutive-errors detection): a site whose streams
+ * failed `failures` times in a row before any byte is ejected for `ejectMs`; a success resets
+ * the count. Bounded: one entry per site name seen.
+ */
+export class SiteHealth {
+  private readonly state = new Map<string, { failures: number, ejectedUntil: number }>()
+  readonly failures: number
+  readonly ejectMs: number
+  constructor (failures = 3, ejectMs = 30_000) { this.failures = failures; this.ejectMs = ejectMs }
+
+  ok (site: string): void { this.state.set(site, { failures: 0, ejectedUntil: 0 }) }
+
+  failed (site: string, now = Date.now()): boolean {
+    const s = this.state.get(site) ?? { failures: 0, ejectedUntil: 0 }
+    s.failures++
+    if (s.failures >= this.failures) { s.ejectedUntil = now + this.ejectMs; s.failures = 0 }
+    this.state.set(site, s)
+    return s.ejectedUntil > now
+  }
+
+  ejected (site: string, now = Date.now()): boolean { return (this.state.get(site)?.ejectedUntil ?? 0) > now }
+}

@@ -126,6 +126,14 @@ export const ShareInfo = z.object({
   port: z.number().int().min(1).max(65535).optional(),
   /** The exporting Service's namespace (imports go to the same namespace when it exists). */
   namespace: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/).optional(),
+  /**
+   * How the exporter asks importers to pick between the sites that export the same share name
+   * (agent/instances.ts SitePolicy): the balance mode, this site's weight (default 1) and
+   * priority (lower first, default 0). An importer's own `--connect …@*` options win.
+   */
+  balance: z.enum(['least-loaded', 'nearest', 'round-robin']).optional(),
+  weight: z.number().int().min(0).max(1000).optional(),
+  priority: z.number().int().min(0).max(100).optional(),
 })
 export type ShareInfo = z.infer<typeof ShareInfo>
 

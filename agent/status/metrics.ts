@@ -129,6 +129,23 @@ export function agentMetrics (agent: Agent): Registry {
     registers: [registry],
     collect () { this.set({ side: 'connect' }, udp.flows.connect); this.set({ side: 'share' }, udp.flows.share) },
   })
+  new Gauge({
+    name: 'causeway_agent_connect_site_streams',
+    help: 'Streams a share@* connect (or merged import) sent to each site exporting the share, since start; with live (1: can take streams) and ejected (1: kept failing) per site in causeway_agent_connect_site_state',
+    labelNames: ['share', 'site'],
+    registers: [registry],
+    collect () { this.reset(); for (const [share, split] of agent.splits) for (const [site, n] of split) this.set({ share, site }, n) },
+  })
+  new Gauge({
+    name: 'causeway_agent_connect_site_state',
+    help: 'Per share exported by several sites and site: 1 when it can take streams (state=live) / is ejected for failing (state=ejected)',
+    labelNames: ['share', 'site', 'state'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const share of agent.splits.keys()) for (const x of agent.siteSplit(share)) { this.set({ share, site: x.site, state: 'live' }, x.live ? 1 : 0); this.set({ share, site: x.site, state: 'ejected' }, x.ejected ? 1 : 0) }
+    },
+  })
   new Gauge({ name: 'causeway_agent_signaling_joined', help: '1 when joined to the signaling service', registers: [registry], collect () { this.set(status().signaling === 'joined' ? 1 : 0) } })
   return registry
 }

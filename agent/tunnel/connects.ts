@@ -6,9 +6,16 @@ import { createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { CausewayError } from '../../protocol/errors.ts'
 import type { LogLike } from '../../peer/peer-session.ts'
+import type { SitePolicy } from '../instances.ts'
 
-/** `protocol: 'udp'`: a UDP listener (agent/tunnel/udp-connect.ts); default TCP. */
-export interface ConnectSpec { share: string, peer: string, host: string, port: number, protocol?: 'tcp' | 'udp' }
+/** The peer of a connect that goes to any site exporting the share (`--connect web@*=…`). */
+export const ANY_SITE = '*'
+
+/**
+ * `protocol: 'udp'`: a UDP listener (agent/tunnel/udp-connect.ts); default TCP. `peer` is a
+ * site name or ANY_SITE; `policy` chooses between sites (ANY_SITE only; agent/instances.ts).
+ */
+export interface ConnectSpec { share: string, peer: string, host: string, port: number, protocol?: 'tcp' | 'udp', policy?: Partial<SitePolicy> }
 
 export interface Listener {
   spec: ConnectSpec

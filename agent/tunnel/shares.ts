@@ -16,6 +16,8 @@ import { parseHostPort } from '../../protocol/host-port.ts'
 import { SHARE_NAME, type ShareInfo } from '../../protocol/peer.ts'
 import { UDP_CAP } from '../../protocol/udp.ts'
 import type { PairEnd } from './socket-pair.ts'
+import { ANY_SITE, type ConnectSpec } from './connects.ts'
+import { BALANCES, type Balance, type SitePolicy } from '../instances.ts'
 
 export interface ShareSpec {
   name: string
@@ -30,6 +32,10 @@ export interface ShareSpec {
   advertisePort?: number
   /** Namespace advertised in the catalog (Kubernetes exports). */
   namespace?: string
+  /** Announced to importers choosing between the sites that export this name (protocol/peer.ts ShareInfo). */
+  balance?: Balance
+  weight?: number
+  priority?: number
   /**
    * Served inside the agent: each accepted stream is handed to this function as one end of an
    * in-memory pair, and `host:port` is never dialed (the API-server share: no listener exists).
@@ -107,13 +113,15 @@ export class ShareRegistry {
    */
   catalogFor (asker: Asker): ShareInfo[] {
     const udp = asker.role === 'viewer' || (asker.caps ?? []).includes(UDP_CAP)
-    return this.list().filter(s => this.allowed(s, asker) && (udp || s.protocol !== 'udp')).map(s => ({ name: s.name, protocol: s.protocol ?? 'tcp', ...(s.description !== undefined ? { description: s.description } : {}), port: s.advertisePort ?? s.port, ...(s.namespace !== undefined ? { namespace: s.namespace } : {}) }))
+    return this.list().filter(s => this.allowed(s, asker) && (udp || s.protocol !== 'udp')).map(s => ({ name: s.name, protocol: s.protocol ?? 'tcp', ...(s.description !== undefined ? { description: s.description } : {}), port: s.advertisePort ?? s.port, ...(s.namespace !== undefined ? { namespace: s.namespace } : {}), ...(s.balance !== undefined ? { balance: s.balance } : {}), ...(s.weight !== undefined ? { weight: s.weight } : {}), ...(s.priority !== undefined ? { priority: s.priority } : {}) }))
   }
 
   onChange (fn: () => void): void {
     this.listeners.push(fn)
   }
 }
+
+const isBalance = (v: string): v is Balance => (BALANCES as readonly string[]).includes(v)
 
 /** Flag errors carry BAD_CONFIG (the CLI prints `causeway: BAD_CONFIG: …` and exits 1). */
 function badFlag (message: string): CausewayError { return new CausewayError('BAD_CONFIG', message) }
@@ -134,8 +142,20 @@ function flagOptions (text: string, flag: string, usage: string): { head: string
   return { head, opts }
 }
 
-const SHARE_USAGE = 'NAME=HOST:PORT[,peers=a|b][,protocol=tcp|http|udp]'
-const CONNECT_USAGE = 'SHARE@PEER=LISTEN_HOST:PORT[,protocol=tcp|udp]'
+const SHARE_USAGE = 'NAME=HOST:PORT[,peers=a|b][,protocol=tcp|http|udp][,balance=round-robin|least-loaded|nearest][,weight=N][,priority=N]'
+const CONNECT_USAGE = 'SHARE@PEER=LISTEN_HOST:PORT[,protocol=tcp|udp] (PEER * = any site exporting SHARE, then [,balance=round-robin|least-loaded|nearest][,weight=SITE:N|...][,priority=SITE:N|...])'
+
+/** `a:3|b:1` → {a: 3, b: 1}: non-negative integers per peer name. */
+function perSite (text: string, key: string, max: number): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const part of text.split('|').filter(Boolean)) {
+    const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63}):(\d{1,4})$/.exec(part)
+    const n = Number(m?.[2])
+    if (m?.[1] === undefined || !Number.isInteger(n) || n > max) throw badFlag(`--connect ${key}= expects SITE:N|SITE:N with N from 0 to ${max}, got "${part}"`)
+    out[m[1]] = n
+  }
+  return out
+}
 
 /** Parses `NAME=HOST:PORT[,peers=a|b][,protocol=tcp|http|udp]` (the --share flag). */
 export function parseShareFlag (text: string): ShareSpec {
@@ -147,6 +167,8 @@ export function parseShareFlag (text: string): ShareSpec {
   for (const [k, v] of opts) {
     if (k === 'peers') spec.peers = v.split('|').filter(Boolean)
     else if (k === 'protocol' && (v === 'tcp' || v === 'http' || v === 'udp')) spec.protocol = v
+    else if (k === 'balance' && isBalance(v)) spec.balance = v
+    else if ((k === 'weight' || k === 'priority') && /^\d{1,4}$/.test(v) && Number(v) <= (k === 'weight' ? 1000 : 100)) spec[k] = Number(v)
     else throw badFlag(`unknown --share option "${k}=${v}" (${SHARE_USAGE})`)
   }
   if (!SHARE_NAME.test(spec.name)) throw badFlag(`invalid share name "${spec.name}": lowercase DNS label expected`)
@@ -155,15 +177,23 @@ export function parseShareFlag (text: string): ShareSpec {
 }
 
 /** Parses `SHARE@PEER=LISTEN_HOST:PORT[,protocol=tcp|udp]` (the --connect flag). */
-export function parseConnectFlag (text: string): { share: string, peer: string, host: string, port: number, protocol?: 'tcp' | 'udp' } {
+export function parseConnectFlag (text: string): ConnectSpec {
   const { head, opts } = flagOptions(text, '--connect', CONNECT_USAGE)
   const m = /^([^@=]+)@([^=]+)=(.+)$/.exec(head)
   if (m?.[1] === undefined || m[2] === undefined || m[3] === undefined) throw badFlag(`--connect expects ${CONNECT_USAGE}, got "${text}"`)
   const listen = hostPort(m[3], '--connect')
-  let protocol: 'tcp' | 'udp' | undefined
+  const spec: ConnectSpec = { share: m[1], peer: m[2], host: listen.host, port: listen.port }
+  const policy: Partial<SitePolicy> = {}
   for (const [k, v] of opts) {
-    if (k === 'protocol' && (v === 'tcp' || v === 'udp')) protocol = v
+    if (k === 'protocol' && (v === 'tcp' || v === 'udp')) spec.protocol = v
+    else if (k === 'balance' && isBalance(v)) policy.balance = v
+    else if (k === 'weight') policy.weights = perSite(v, k, 1000)
+    else if (k === 'priority') policy.priorities = perSite(v, k, 100)
     else throw badFlag(`unknown --connect option "${k}=${v}" (${CONNECT_USAGE})`)
   }
-  return { share: m[1], peer: m[2], host: listen.host, port: listen.port, ...(protocol !== undefined ? { protocol } : {}) }
+  if (Object.keys(policy).length > 0) {
+    if (spec.peer !== ANY_SITE) throw badFlag('--connect: balance=, weight= and priority= choose between sites: use SHARE@*')
+    spec.policy = policy
+  }
+  return spec
 }
