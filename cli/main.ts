@@ -31,8 +31,20 @@ async function main (argv: string[]): Promise<number> {
   return (await cmd.run(rest, { log, signal: shutdown.signal })) ?? 0
 }
 
-main(process.argv.slice(2)).then(code => { process.exitCode = code }, (err: unknown) => {
+/**
+ * Exits once stdout and stderr have flushed: a command that returned has closed what it opened,
+ * but a native engine may keep threads and handles up (node-datachannel), and the process must
+ * not wait for the event loop to drain.
+ */
+function exit (code: number): void {
+  let pending = 2
+  const done = (): void => { if (--pending === 0) process.exit(code) }
+  process.stdout.write('', done)
+  process.stderr.write('', done)
+}
+
+main(process.argv.slice(2)).then(exit, (err: unknown) => {
   const message = err instanceof CausewayError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
   process.stderr.write(`causeway: ${message}\n`)
-  process.exitCode = 1
+  exit(1)
 })
