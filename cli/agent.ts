@@ -26,12 +26,16 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
   --revocations-file F           the network's signed revocation list (causeway token
                                  --revoke); re-read when it changes, passed on to peers
 
-  --share NAME=HOST:PORT[,peers=a|b][,protocol=tcp|http|udp]   export a TCP (default) or UDP
-                                 service (repeatable); only this declared target is ever
-                                 dialed for NAME
+  --share NAME=HOST:PORT[,peers=a|b][,protocol=tcp|http|udp][,weight=N][,priority=N][,balance=B]
+                                 export a TCP (default) or UDP service (repeatable); only this
+                                 declared target is ever dialed for NAME; weight/priority/balance
+                                 are announced to importers that pick between sites (NAME@*)
   --connect SHARE@PEER=HOST:PORT[,protocol=udp]  listen locally (TCP, or UDP with
                                  protocol=udp); each connection (UDP: each client address) is
-                                 tunnelled to SHARE on PEER
+                                 tunnelled to SHARE on PEER (any instance of that site);
+                                 PEER * = any site exporting SHARE, with
+                                 [,balance=round-robin|least-loaded|nearest]
+                                 [,weight=SITE:N|SITE:N] [,priority=SITE:N|SITE:N] (lower first)
   --udp-max-flows N              UDP flows per peer (share side) and per listener (connect
                                  side) (default 256)
   --udp-idle MS                  close a UDP flow silent this long (default 30000)
