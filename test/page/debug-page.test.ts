@@ -8,6 +8,7 @@
  * (WebRTC host candidates then stay in the test's own namespace; mDNS is off so nothing is
  * multicast).
  */
+import { until } from '../until.ts'
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -57,17 +58,24 @@ interface Network { member: MemberToken, a: Agent, b: Agent, stop: () => Promise
  * Two agents with their own agent tokens on the signaling service at `url`: site-a shares
  * `web` (granted), `secret`, and `private` (peers=site-b: never offered to a viewer).
  */
+/** The card of each agent the network runs (site-a has two instances: a-1 and a-2). */
+const CARD: Record<string, string> = { 'site-a': '[data-agent="site-a"][data-instance="a-1"]', 'site-b': '[data-agent="site-b"][data-instance="b-1"]' }
+
 async function startNetwork (url: string): Promise<Network> {
   const owner = await newNetwork(url, 'page-test')
   const member = await issueAgentToken(owner, 'site-a', { ttlSeconds: 3600 })
   const port = servicePort
-  const a = new Agent({ token: member, shares: [{ name: 'web', host: '127.0.0.1', port, protocol: 'http' }, { name: 'secret', host: '127.0.0.1', port, protocol: 'http' }, { name: 'private', host: '127.0.0.1', port, protocol: 'http', peers: ['site-b'] }] })
-  const b = new Agent({ token: await issueAgentToken(owner, 'site-b', { ttlSeconds: 3600 }) })
-  const stop = async (): Promise<void> => { await b.stop(); await a.stop() }
+  const a = new Agent({ token: member, instance: 'a-1', shares: [{ name: 'web', host: '127.0.0.1', port, protocol: 'http' }, { name: 'secret', host: '127.0.0.1', port, protocol: 'http' }, { name: 'private', host: '127.0.0.1', port, protocol: 'http', peers: ['site-b'] }] })
+  const b = new Agent({ token: await issueAgentToken(owner, 'site-b', { ttlSeconds: 3600 }), instance: 'b-1' })
+  // a second instance of site-a (same token): the page shows both, site-b reports a link to each
+  const a2 = new Agent({ token: member, instance: 'a-2', shares: [{ name: 'web', host: '127.0.0.1', port, protocol: 'http' }] })
+  const stop = async (): Promise<void> => { await b.stop(); await a2.stop(); await a.stop() }
   try {
     await a.start()
+    await a2.start()
     await b.start()
     await a.peerByName('site-b', 20_000)
+    await until(() => b.instancesOf('site-a').filter(p => p.session?.state === 'connected').length === 2, 20_000, 'site-b connected to both instances of site-a')
   } catch (err) {
     await stop()
     throw err
@@ -85,26 +93,31 @@ async function joinAndTunnel (url: string, member: MemberToken, shot: string): P
     await page.waitForFunction(() => location.hash === '', undefined, { timeout: 5000 })
 
     for (const name of ['site-a', 'site-b']) {
-      const card = page.locator(`[data-agent="${name}"]`)
+      const card = page.locator(CARD[name]!)
       await card.locator('.own-link .pill-direct').waitFor({ timeout: 30_000 })
       await expect(card.locator('.own-link .mono').textContent()).resolves.toMatch(/^(host|prflx|srflx) \S+ +↔ +(host|prflx|srflx) \S+$/)
     }
     // Each agent's own report of its link to the other, within two status rounds.
-    await page.locator('[data-agent="site-a"] tr[data-peer="site-b"] .pill-direct').waitFor({ timeout: 15_000 })
-    await page.locator('[data-agent="site-b"] tr[data-peer="site-a"] .pill-direct').waitFor({ timeout: 15_000 })
+    await page.locator(`${CARD['site-a']!} tr[data-peer="site-b"] .pill-direct`).waitFor({ timeout: 15_000 })
+    await page.locator(`${CARD['site-b']!} tr[data-peer="site-a"] .pill-direct`).first().waitFor({ timeout: 15_000 })
+    // site → instances: a card per instance of site-a, and site-b's report lists both
+    await page.locator('[data-agent="site-a"][data-instance="a-2"] .own-link .pill-direct').waitFor({ timeout: 30_000 })
+    await page.locator(`${CARD['site-b']!} tr[data-peer="site-a"]`, { hasText: 'instance a-2' }).waitFor({ timeout: 15_000 })
+    expect(await page.locator(`${CARD['site-b']!} tr[data-peer="site-a"]`).count()).toBe(2)
     // Each agent's netcheck at start (loopback: no STUN/TURN/relay offered); a viewer without
     // the `*` grant gets no addresses (no public address row).
     for (const name of ['site-a', 'site-b']) {
-      const nc = page.locator(`[data-agent="${name}"] .netcheck`)
+      const nc = page.locator(`${CARD[name]!} .netcheck`)
       await nc.waitFor({ timeout: 15_000 })
       expect(await nc.getAttribute('data-site')).toBe('unknown')
       expect(await nc.textContent()).toMatch(/signaling ok; no STUN\/TURN servers or relays offered/)
       expect(await nc.textContent()).not.toMatch(/public address/)
     }
-    // The picture: an agent-to-agent link and two browser links, all direct.
+    // The picture: agent-to-agent links and three browser links, all direct; one node per instance.
     await page.locator('svg.mesh line.edge-direct:not(.edge-viewer)').first().waitFor({ state: 'attached', timeout: 10_000 })
-    expect(await page.locator('svg.mesh line.edge-viewer.edge-direct').count()).toBe(2)
-    expect(await page.locator('svg.mesh g.node[data-name="site-a"]').count()).toBe(1)
+    expect(await page.locator('svg.mesh line.edge-viewer.edge-direct').count()).toBe(3)
+    expect(await page.locator('svg.mesh g.node[data-name="site-a"]').count()).toBe(2)
+    expect(await page.locator('svg.mesh g.node[data-name="site-a"][data-instance="a-2"]').count()).toBe(1)
 
     // Only the granted share is offered as granted.
     const target = page.locator('#http-target')
@@ -113,7 +126,7 @@ async function joinAndTunnel (url: string, member: MemberToken, shot: string): P
     expect(grantedTexts.some(t => t.startsWith('web @ site-a'))).toBe(true)
     expect(grantedTexts.some(t => t.startsWith('secret'))).toBe(false)
 
-    const webValue = await target.locator('option', { hasText: 'web @ site-a' }).getAttribute('value')
+    const webValue = await target.locator('option', { hasText: 'web @ site-a' }).first().getAttribute('value')
     await target.selectOption(webValue ?? '')
     await page.fill('#http-path', '/hello')
     await page.click('#http-send')
@@ -196,13 +209,13 @@ describe('browser debug page, served by the Node signaling service', () => {
     const page = await newPage()
     await page.goto(`${signaling.url}/debug/#token=${encodeToken(member)}`, { timeout: 15_000 })
     await page.locator('.notice-info', { hasText: 'Member token given' }).waitFor({ timeout: 5000 })
-    await page.locator('[data-agent="site-a"] .own-link .pill-direct').waitFor({ timeout: 30_000 })
+    await page.locator(`${CARD['site-a']!} .own-link .pill-direct`).waitFor({ timeout: 30_000 })
     // With every share granted, `secret` is offered as granted too.
     await page.waitForFunction(() => [...document.querySelectorAll('#http-target optgroup[label^="granted"] option')].some(o => o.textContent?.startsWith('secret @ site-a') === true), undefined, { timeout: 10_000 })
     // …but not `private`, limited to site-b by peers=: a viewer grant never overrides that.
     expect(await page.locator('#http-target option', { hasText: 'private @ site-a' }).count()).toBe(0)
     // With `*`, the netcheck findings include the public address (none here: no STUN server).
-    await page.locator('[data-agent="site-a"] .netcheck', { hasText: 'public address' }).waitFor({ timeout: 10_000 })
+    await page.locator(`${CARD['site-a']!} .netcheck`, { hasText: 'public address' }).waitFor({ timeout: 10_000 })
 
     // A token of another network: the page joins an empty room and says so as soon as the
     // roster arrives (no timer: well under the 10 s an agent in the room gets to answer)…

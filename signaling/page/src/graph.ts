@@ -9,7 +9,8 @@ import type { ViewerModel } from './viewer.ts'
 
 export const PATH_COLORS: Record<PathKind, string> = { direct: '#3fb950', turn: '#d29922', relay: '#a371f7', none: '#6e7681' }
 
-interface GraphNode { id: string, name: string, reachable: boolean, shares: number, x: number, y: number }
+/** `instance`: agents with several instances per site are one node each, labelled site · instance. */
+interface GraphNode { id: string, name: string, instance?: string, reachable: boolean, shares: number, x: number, y: number }
 interface GraphEdge { a: string, b: string, path: PathKind, rttMs: number | null, viewer: boolean, state: string }
 
 const W = 640
@@ -19,12 +20,12 @@ const SELF = '__browser__'
 export function topology (model: ViewerModel): { nodes: Map<string, GraphNode>, edges: GraphEdge[] } {
   const nodes = new Map<string, GraphNode>()
   for (const a of model.agents.values()) {
-    nodes.set(a.id, { id: a.id, name: a.name, reachable: a.link.state === 'connected', shares: a.status?.shares.length ?? a.catalog.length, x: 0, y: 0 })
+    nodes.set(a.id, { id: a.id, name: a.name, ...(a.instance !== undefined ? { instance: a.instance } : {}), reachable: a.link.state === 'connected', shares: a.status?.shares.length ?? a.catalog.length, x: 0, y: 0 })
   }
   for (const a of model.agents.values()) {
     for (const p of a.status?.peers ?? []) {
       if (p.role !== 'agent' || nodes.has(p.peer)) continue
-      nodes.set(p.peer, { id: p.peer, name: p.name, reachable: false, shares: p.shares.length, x: 0, y: 0 })
+      nodes.set(p.peer, { id: p.peer, name: p.name, ...(p.instance !== undefined ? { instance: p.instance } : {}), reachable: false, shares: p.shares.length, x: 0, y: 0 })
     }
   }
   const edges = new Map<string, GraphEdge>()
@@ -49,7 +50,7 @@ function layout (nodes: GraphNode[]): void {
   const rx = W * 0.34
   const ry = H * 0.26
   const n = nodes.length
-  nodes.sort((p, q) => p.name.localeCompare(q.name))
+  nodes.sort((p, q) => p.name.localeCompare(q.name) || (p.instance ?? '').localeCompare(q.instance ?? ''))
   nodes.forEach((node, i) => {
     const angle = n === 1 ? -Math.PI / 2 : n === 2 ? Math.PI * (1 - i) : -Math.PI / 2 + (2 * Math.PI * i) / n
     node.x = cx + rx * Math.cos(angle)
@@ -106,10 +107,10 @@ export function meshSvg (model: ViewerModel, emptyText = 'waiting for agents…'
   }
   svg.append(edgeLayer, labelLayer)
   for (const node of list) {
-    svg.append(s('g', { class: `node${node.reachable ? '' : ' node-unreachable'}`, 'data-name': node.name },
+    svg.append(s('g', { class: `node${node.reachable ? '' : ' node-unreachable'}`, 'data-name': node.name, 'data-instance': node.instance },
       s('circle', { cx: node.x, cy: node.y, r: 30, fill: '#161b22', stroke: node.reachable ? '#58a6ff' : '#6e7681', 'stroke-width': 3 }),
       ...serverGlyph(node.x, node.y, node.reachable),
-      s('text', { x: node.x, y: node.y + 50, 'text-anchor': 'middle', class: 'node-name' }, node.name),
+      s('text', { x: node.x, y: node.y + 50, 'text-anchor': 'middle', class: 'node-name' }, node.instance !== undefined ? `${node.name} · ${node.instance}` : node.name),
       s('text', { x: node.x, y: node.y + 66, 'text-anchor': 'middle', class: 'node-sub' }, node.reachable ? `${node.shares} share${node.shares === 1 ? '' : 's'}` : 'not connected to this browser')))
   }
   svg.append(s('g', { class: 'node node-self' },
