@@ -3,7 +3,7 @@
 # iptables + iproute2 (NAT lab), chromium (debug page), openssh-server + socat (benchmark
 # baselines), gcc (the WAN emulator's delay line), iperf3 + wireguard-go + wireguard-tools (WAN
 # benchmark baselines), buildah + podman + runc (the container image, scripts/image/), dnsmasq-base + bind9-dnsutils
-# (the resolver and dig of the UDP share tests), openssl (the NAT lab's TURN-over-TLS certificate). Idempotent;
+# (the resolver and dig of the UDP share tests), openssl (the NAT lab's TURN-over-TLS certificate), iputils-ping (the WAN emulator's RTT check). Idempotent;
 # needs root and apt-get, otherwise it only reports what is missing (the suites that need a
 # missing tool then fail loudly rather than pass silently). Under CI=true a package it cannot
 # install fails it.
@@ -27,6 +27,7 @@ command -v podman >/dev/null 2>&1 || need+=(podman)
 [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-system: WARNING: missing ${need[*]} and cannot install (not root or no apt-get)" >&2
