@@ -1,8 +1,7 @@
 /** `causeway signaling`: runs the Node signaling service (the embedded default). */
 import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
-import { configFromEnv } from '../signaling/config.ts'
-import { redactUrl } from '../signaling/node/redis-store.ts'
+import { configFromEnv, redactUrl } from '../signaling/config.ts'
 import { startNodeSignaling } from '../signaling/node/server.ts'
 import { parseHostPort } from './duration.ts'
 

@@ -73,6 +73,16 @@ export interface SignalingConfig {
   limits: SignalingLimits
 }
 
+/** A store URL with any credentials removed (for logs and the startup line). */
+export function redactUrl (url: string): string {
+  try {
+    const u = new URL(url)
+    u.username = ''
+    u.password = ''
+    return u.toString()
+  } catch { return '(unparsable URL)' }
+}
+
 /** The store a CAUSEWAY_STORE value names (`memory` or a Redis URL). */
 export function storeConfig (value: string | undefined, opts: { password?: string, presenceTtlMs: number }): StoreConfig {
   if (value === undefined || value === '' || value === 'memory') return { kind: 'memory' }

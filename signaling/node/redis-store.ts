@@ -90,16 +90,6 @@ function membersOf (flat: string[]): Member[] {
   return out
 }
 
-/** The URL with any credentials removed (for logs and /healthz). */
-export function redactUrl (url: string): string {
-  try {
-    const u = new URL(url)
-    u.username = ''
-    u.password = ''
-    return u.toString()
-  } catch { return 'redis://(unparsable)' }
-}
-
 export class RedisRoomStore<C extends Conn = Conn> implements RoomStore<C> {
   /** This replica's id (one per process). */
   readonly node = randomId(9).replace(/[^A-Za-z0-9_-]/g, '_')

@@ -21,12 +21,12 @@ import { randomId } from '../../protocol/encoding.ts'
 import { CHALLENGE_BYTES } from '../../protocol/join-proof.ts'
 import { SUBPROTOCOL } from '../../protocol/messages.ts'
 import { createApp } from '../app.ts'
-import type { SignalingConfig } from '../config.ts'
+import { redactUrl, type SignalingConfig } from '../config.ts'
 import { refuseSocket, RoomHub, type Admission } from '../hub.ts'
 import { PrejoinLimiter } from '../prejoin.ts'
 import { MemoryRoomStore, type Conn, type RoomStore } from '../store.ts'
 import { pageAssets, pageDirectory } from './assets.ts'
-import { RedisRoomStore, redactUrl } from './redis-store.ts'
+import type { RedisRoomStore } from './redis-store.ts'
 
 /** Bytes a client's send buffer may hold before it is closed as SLOW_CONSUMER. Default 4 MiB. */
 const MAX_BUFFERED = 4 * 1024 * 1024
@@ -85,6 +85,8 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
   let redis: RedisRoomStore<NodeConn> | undefined
   let store: RoomStore<NodeConn>
   if (config.store.kind === 'redis') {
+    // Loaded only for a Redis store: the embedded default never loads the client.
+    const { RedisRoomStore } = await import('./redis-store.ts')
     redis = new RedisRoomStore<NodeConn>({
       url: config.store.url,
       ...(config.store.password !== undefined ? { password: config.store.password } : {}),
