@@ -101,7 +101,8 @@ export class RoomHub<C extends Conn = Conn> {
     try {
       await this.handle(conn, data)
     } catch (err) {
-      this.reject(conn, err)
+      // (A socket the store lost meanwhile was rejected already.)
+      if (!this.rejected.has(conn.id)) this.reject(conn, err)
     }
   }
 

@@ -122,12 +122,6 @@ export class LocalSockets<C extends Conn> {
     return [...(this.byRoom.get(room)?.values() ?? [])].map(e => ({ conn: e.conn, member: e.member }))
   }
 
-  /** The local socket of `peer` in `room`, if any. */
-  ofPeer (room: string, peer: string): LocalEntry<C> | undefined {
-    for (const e of this.byRoom.get(room)?.values() ?? []) if (e.member.peer === peer) return e
-    return undefined
-  }
-
   add (room: string, conn: C, member: Member): LocalEntry<C> {
     if (this.byConn.has(conn.id)) throw new CausewayError('BAD_MESSAGE', 'already joined')
     const e = { conn, room, member: { peer: member.peer, role: member.role } }

@@ -81,7 +81,8 @@ const ChannelMessage = z.discriminatedUnion('t', [
 const Strings = z.array(z.string())
 const LeaveReply = z.union([z.null(), z.tuple([RoleSchema, z.string()])])
 
-const unavailable = (why: string): CausewayError => new CausewayError('STORE_UNAVAILABLE', `the signaling service cannot reach its room store (${why}): try again shortly`)
+/** The error clients see (the reason, which may name internal addresses, stays in the log and in `cause`). */
+const unavailable = (why: string): CausewayError => new CausewayError('STORE_UNAVAILABLE', 'the signaling service cannot reach its room store: try again shortly', { cause: why })
 
 /** Pairs `[peer, role, peer, role, ...]` as members; throws on a malformed reply. */
 function membersOf (flat: string[]): Member[] {
@@ -108,8 +109,8 @@ export class RedisRoomStore<C extends Conn = Conn> implements RoomStore<C> {
   private closing = false
   private ticking: Promise<void> | undefined
   private lastError = 'not connected yet'
-  /** Replicas with a fresh heartbeat, as of this replica's last beat. */
-  replicas = 0
+  private loggedErrorAt = 0
+  private live = 0
 
   constructor (init: RedisRoomStoreInit) {
     this.prefix = init.prefix ?? 'causeway:'
@@ -136,7 +137,13 @@ export class RedisRoomStore<C extends Conn = Conn> implements RoomStore<C> {
     this.cmd = new Redis(init.url, options)
     this.sub = new Redis(init.url, { ...options, connectionName: `causeway-signaling-${this.node}-sub` })
     for (const [client, role] of [[this.cmd, 'commands'], [this.sub, 'subscriber']] as const) {
-      client.on('error', (err: Error) => { this.lastError = err.message })
+      client.on('error', (err: Error) => {
+        this.lastError = err.message
+        // ioredis reports every failed reconnect (one a second): logged at most every 30 s.
+        if (Date.now() - this.loggedErrorAt < 30_000) return
+        this.loggedErrorAt = Date.now()
+        this.log?.warn({ err: err.message, connection: role, replica: this.node }, 'room store: Redis connection error (retrying)')
+      })
       client.on('close', () => { if (this.up) this.markLost(`the ${role} connection closed`) })
       client.on('ready', () => { void this.tick() })
     }
@@ -148,8 +155,8 @@ export class RedisRoomStore<C extends Conn = Conn> implements RoomStore<C> {
   /** Whether joins and signals can go through Redis now. */
   get available (): boolean { return this.up }
 
-  /** Why the store is not available (the last connection error), for /healthz and logs. */
-  get reason (): string { return this.lastError }
+  /** Replicas with a fresh heartbeat, as of this replica's last beat. */
+  get replicas (): number { return this.live }
 
   /** Resolves once the store is available (bounded). */
   async ready (timeoutMs = 10_000): Promise<void> {
@@ -350,7 +357,7 @@ export class RedisRoomStore<C extends Conn = Conn> implements RoomStore<C> {
 
   /** Counts the live replicas and removes the dead ones a beat found. */
   private async afterBeat ([, live = '0', ...dead]: string[]): Promise<void> {
-    this.replicas = Number(live)
+    this.live = Number(live)
     for (const node of dead) {
       const [members = '0', published = '0'] = Strings.parse(await this.run('reap', REAP, [Id.parse(node)]))
       this.events.published?.(Number(published))

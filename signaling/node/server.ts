@@ -132,7 +132,7 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
     metrics: async () => await registry.metrics(),
     health: () => storeAvailable()
       ? { ok: true, store: storeKind }
-      : { ok: false, store: storeKind, error: new CausewayError('STORE_UNAVAILABLE', `no connection to the room store (${redis?.reason ?? 'unknown'})`) },
+      : { ok: false, store: storeKind, error: new CausewayError('STORE_UNAVAILABLE', 'no connection to the room store (the reason is in the service log)') },
     assets,
     rooms: async (c, roomId, admission) => {
       if (malformedUpgrade(c)) throw new CausewayError('BAD_MESSAGE', 'malformed WebSocket upgrade')

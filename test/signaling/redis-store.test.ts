@@ -109,8 +109,9 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
     }
   })
 
-  it('a replica whose presence expired (a stall past the TTL) notices at its next beat, closes its sockets and registers again', async () => {
-    const here = newStore('stall:')
+  /** One replica with a socket joined as peer-aaaa, its listener, and an admin connection to the same Redis. */
+  async function withJoinedReplica (prefix: string, body: (r: { here: RedisRoomStore<Conn>, heard: Heard<Conn>, admin: Redis, a: Conn }) => Promise<void>): Promise<void> {
+    const here = newStore(prefix)
     const heard = new Heard<Conn>()
     here.listen(heard)
     const admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 })
@@ -118,27 +119,26 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
       await Promise.all([here.ready(), admin.connect()])
       const a = newConn()
       await here.join(ROOM, a, { peer: 'peer-aaaa', role: 'agent' }, { maxPeers: 8 })
+      await body({ here, heard, admin, a })
+    } finally {
+      admin.disconnect()
+      await here.close()
+    }
+  }
+
+  it('a replica whose presence expired (a stall past the TTL) notices at its next beat, closes its sockets and registers again', async () => {
+    await withJoinedReplica('stall:', async ({ here, heard, admin, a }) => {
       // What another replica's REAP does to a replica that stopped beating.
       expect(await admin.zrem('stall:nodes', here.node)).toBe(1)
       await eventually(() => expect(heard.lostConns).toEqual([a.id]), 2000)
       await here.ready(3000)
       expect(await here.members(ROOM)).toEqual([])
       expect(await here.join(ROOM, newConn(), { peer: 'peer-aaaa', role: 'agent' }, { maxPeers: 8 })).toHaveLength(1)
-    } finally {
-      admin.disconnect()
-      await here.close()
-    }
+    })
   })
 
   it('garbage on a replica\'s channel is dropped; the replica keeps working', async () => {
-    const here = newStore('garbage:')
-    const heard = new Heard<Conn>()
-    here.listen(heard)
-    const admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 })
-    try {
-      await Promise.all([here.ready(), admin.connect()])
-      const a = newConn()
-      await here.join(ROOM, a, { peer: 'peer-aaaa', role: 'agent' }, { maxPeers: 8 })
+    await withJoinedReplica('garbage:', async ({ here, heard, admin, a }) => {
       const channel = `garbage:node:${here.node}`
       for (const junk of ['not json', '{"t":"s","c":"conn with spaces","x":"y"}', '{"t":"j","r":"r","p":"p","o":"root"}', '{"t":"r"}', `{"t":"s","c":"${a.id}","x":${JSON.stringify('A'.repeat(2 << 20))}}`]) {
         expect(await admin.publish(channel, junk)).toBe(1)
@@ -147,9 +147,6 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
       await eventually(() => expect(heard.delivered).toEqual([{ conn: a.id, text: 'still here' }]))
       expect(heard.replacedConns).toEqual([])
       expect(here.joinedAs(a)?.peer).toBe('peer-aaaa')
-    } finally {
-      admin.disconnect()
-      await here.close()
-    }
+    })
   })
 })
