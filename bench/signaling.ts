@@ -1,8 +1,13 @@
 /**
- * Signaling benchmark (not a test): the Node adapter (`causeway signaling`, child process) and
+ * Signaling benchmark (not a test): the Node adapter (`causeway signaling`, child process) with
+ * rooms in memory and on Redis (a real redis-server started here on a free loopback port), and
  * the Worker under workerd (`wrangler dev`, child process) side by side, loopback only.
  *
- *   node bench/signaling.ts [--seconds 5] [--pairs 100] [--window 16] [--samples 1000]
+ *   node bench/signaling.ts [--seconds 5] [--pairs 100] [--window 16] [--samples 1000] [--only node|redis|workerd]
+ *
+ * - Redis rows: one replica on Redis (every signal is a script in Redis and a pub/sub message
+ *   back to the same process), and two replicas with each pair split across them (every signal
+ *   crosses from one replica to the other through Redis).
  *
  * - relayed msgs/s: 200 clients in 100 rooms (one pair per room) play ping-pong with signals,
  *   each pair keeping `window` signals in flight (pipelined); counts signals delivered during
@@ -21,6 +26,7 @@ import { parseArgs } from 'node:util'
 import { performance } from 'node:perf_hooks'
 import { generatePeerKey, signJoin } from '../protocol/join-proof.ts'
 import { PROTOCOL_VERSION, SUBPROTOCOL } from '../protocol/messages.ts'
+import { startRedis } from '../test/signaling/redis.ts'
 import { freePort, ROOT, startWorkerd, type Target } from '../test/signaling/servers.ts'
 import { compatibilityOf, startBareWorkerd } from './signaling-bare.ts'
 import { directWorkerdUrl } from './signaling-direct.ts'
@@ -49,9 +55,9 @@ const ENV: Record<string, string> = {
 }
 const SEALED = 'c2VhbGVkLWJlbmNobWFyay1wYXlsb2FkLW9mLWFib3V0LTEwMC1ieXRlcy1saWtlLWFuLWljZS1jYW5kaWRhdGUtZW52ZWxvcGU'
 
-async function startNodeChild (env: Record<string, string>): Promise<Target> {
+async function startNodeChild (env: Record<string, string>, args: string[] = []): Promise<Target> {
   const port = await freePort()
-  const child: ChildProcess = spawn(`${ROOT}bin/causeway`, ['signaling', '--listen', `127.0.0.1:${port}`], {
+  const child: ChildProcess = spawn(`${ROOT}bin/causeway`, ['signaling', '--listen', `127.0.0.1:${port}`, ...args], {
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''
@@ -60,6 +66,11 @@ async function startNodeChild (env: Record<string, string>): Promise<Target> {
   const deadline = Date.now() + 20_000
   while (!out.includes('signaling listening on') && Date.now() < deadline && child.exitCode === null) await new Promise(resolve => setTimeout(resolve, 50))
   if (!out.includes('signaling listening on')) { child.kill('SIGKILL'); throw new Error(`causeway signaling did not start:\n${out}`) }
+  // On Redis: until the store is connected (/healthz 200).
+  for (let i = 0; i < 200; i++) {
+    if ((await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok === true) break
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
   return {
     name: 'node',
     url: `http://127.0.0.1:${port}`,
@@ -117,14 +128,15 @@ async function openPeer (url: string, room: string): Promise<Peer> {
 
 const send = (from: Peer, to: Peer): void => from.ws.send(`{"type":"signal","to":"${to.id}","sealed":"${SEALED}"}`)
 
-async function setup (url: string): Promise<Array<[Peer, Peer]>> {
+/** Opens the pairs; the second peer of each pair on `url2` when given (another replica). */
+async function setup (url: string, url2 = url): Promise<Array<[Peer, Peer]>> {
   const pairs: Array<[Peer, Peer]> = []
   const stamp = Date.now().toString(36)
   for (let i = 0; i < PAIRS; i += 20) {
     const batch = await Promise.all(Array.from({ length: Math.min(20, PAIRS - i) }, async (_, j) => {
       const room = `benchroom-${stamp}-${i + j}`.padEnd(20, 'x')
       const a = await openPeer(url, room)
-      const b = await openPeer(url, room)
+      const b = await openPeer(url2, room)
       return [a, b] as [Peer, Peer]
     }))
     pairs.push(...batch)
@@ -174,8 +186,9 @@ async function idleRtt (pairs: Array<[Peer, Peer]>): Promise<{ p50: number, p99:
 
 interface Row { name: string, rate: number, p50: number, p99: number }
 
-async function measureUrl (name: string, url: string): Promise<Row> {
-  const pairs = await setup(url)
+async function measureUrl (name: string, url: string, url2?: string): Promise<Row> {
+  console.error(`measuring: ${name}`)
+  const pairs = await setup(url, url2)
   await idleRtt(pairs) // warm-up pass; the measured pass follows
   const rtt = await idleRtt(pairs)
   const rate = await throughput(pairs)
@@ -201,7 +214,21 @@ async function measure (name: string, start: () => Promise<Target>, direct?: str
 }
 
 const rows: Row[] = []
-if (values.only === undefined || values.only === 'node') rows.push(...await measure('Node adapter (`causeway signaling`)', async () => await startNodeChild(ENV)))
+if (values.only === undefined || values.only === 'node') rows.push(...await measure('Node adapter (`causeway signaling`), rooms in memory', async () => await startNodeChild(ENV)))
+if (values.only === undefined || values.only === 'redis') {
+  const redis = await startRedis()
+  try {
+    rows.push(...await measure('Node adapter on Redis (`--store redis://…`), one replica', async () => await startNodeChild(ENV, ['--store', redis.url])))
+    const [r1, r2] = [await startNodeChild(ENV, ['--store', redis.url]), await startNodeChild(ENV, ['--store', redis.url])]
+    try {
+      rows.push(await measureUrl('Node adapter on Redis, two replicas, each pair split across them', r1.url, r2.url))
+    } finally {
+      await Promise.all([r1.close(), r2.close()])
+    }
+  } finally {
+    await redis.close()
+  }
+}
 if (values.only === undefined || values.only === 'workerd') {
   rows.push(...await measure('Worker + Durable Objects, `wrangler dev` (through its dev proxy)', async () => await startWorkerd(ENV),
     'Worker + Durable Objects, workerd direct (same `wrangler dev`, its proxy bypassed)'))

@@ -26,6 +26,7 @@
  * | UNKNOWN_PEER | — | — | a signal addressed to a peer not in the room (connection stays open) |
  * | REPLACED | 4001 | — | the same peer joined again on a newer connection; the older one is closed |
  * | SLOW_CONSUMER | 4008 | — | the socket's send buffer passed its bound (the client does not read) |
+ * | STORE_UNAVAILABLE | 4503 | 503 | the service cannot reach its room store (Node on Redis: the Redis connection is down): joins are refused and joined sockets are closed with it; clients reconnect with backoff (their tunnels are untouched) |
  * | SHUTTING_DOWN | 1001 | 503 | the service is stopping |
  * | INTERNAL | 1011 | 500 | an unexpected failure (details only in the server log) |
  *
@@ -79,6 +80,7 @@ export const ERRORS = {
   UNKNOWN_PEER: { close: 0, http: 404 },
   REPLACED: { close: 4001, http: 409 },
   SLOW_CONSUMER: { close: 4008, http: 503 },
+  STORE_UNAVAILABLE: { close: 4503, http: 503 },
   SHUTTING_DOWN: { close: 1001, http: 503 },
   INTERNAL: { close: 1011, http: 500 },
   SHARE_NOT_FOUND: { close: 0, http: 404 },

@@ -3,7 +3,9 @@
 # iptables + iproute2 (NAT lab), chromium (debug page), openssh-server + socat (benchmark
 # baselines), gcc (the WAN emulator's delay line), iperf3 + wireguard-go + wireguard-tools (WAN
 # benchmark baselines), buildah + podman + runc (the container image, scripts/image/), dnsmasq-base + bind9-dnsutils
-# (the resolver and dig of the UDP share tests), openssl (the NAT lab's TURN-over-TLS certificate), iputils-ping (the WAN emulator's RTT check). Idempotent;
+# (the resolver and dig of the UDP share tests), openssl (the NAT lab's TURN-over-TLS certificate), redis-server
+# (signaling replicas on Redis; the tests start their own on a free loopback port), iputils-ping
+# (the WAN emulator's RTT check). Idempotent;
 # needs root and apt-get, otherwise it only reports what is missing (the suites that need a
 # missing tool then fail loudly rather than pass silently). Under CI=true a package it cannot
 # install fails it.
@@ -28,6 +30,7 @@ command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-system: WARNING: missing ${need[*]} and cannot install (not root or no apt-get)" >&2
@@ -36,7 +39,7 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 echo "setup-system: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-# No package may start its service (sshd, coturn) during the install: the suites start their own.
+# No package may start its service (sshd, coturn, redis) during the install: the suites start their own.
 policy=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   policy=/usr/sbin/policy-rc.d
@@ -50,5 +53,5 @@ if [ $status -ne 0 ]; then
   [ "${CI:-}" = true ] && exit 1
 fi
 # coturn's package enables a system service on some images; the lab starts its own instances.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn >/dev/null 2>&1 || true; fi
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now coturn redis-server >/dev/null 2>&1 || true; fi
 exit 0

@@ -3,7 +3,11 @@
  * (WebSocket upgrade, metrics, static assets) come in through `AppDeps`.
  *
  * Routes:
- * - `GET /healthz` — liveness; `{ok, protocol}`.
+ * - `GET /healthz` — whether this instance can serve joins: `{ok, protocol}` (Node adds `store`:
+ *   `memory` or `redis`); HTTP 503 with `ok: false` and `error: {code: STORE_UNAVAILABLE}` while
+ *   a Node instance on Redis cannot reach it (a readiness probe or load balancer takes it out).
+ * - `GET /livez` — the process answers (`{ok: true}`), whatever its store: for liveness probes,
+ *   so that a Redis outage does not get every replica restarted.
  * - `GET /v1/ice?room=R` — ICE servers (STUN, TURN with short-lived REST credentials) and relay
  *   multiaddrs; needs `Authorization: Bearer <ticket>` when an access secret is set.
  * - `GET /v1/rooms/{room}` — the WebSocket of a room (protocol/messages.ts).
@@ -31,6 +35,8 @@ export interface AppDeps {
   rooms: (c: Context, room: string, admission: RoomAdmission) => Response | Promise<Response>
   /** Prometheus exposition text, where the runtime keeps metrics. */
   metrics?: () => Promise<string>
+  /** This instance's health for /healthz (fields added to the body; ok false answers 503). Default: always ok. */
+  health?: () => { ok: boolean, store?: string, error?: CausewayError }
   /** Static assets (debug page): returns undefined when there is no such asset. */
   assets?: (path: string) => Promise<Response | undefined> | Response | undefined
 }
@@ -69,7 +75,18 @@ export function createApp (deps: AppDeps): Hono {
   app.onError((err, c) => errorResponse(c, err))
   app.notFound(c => errorResponse(c, new CausewayError('NOT_FOUND', 'no such route')))
 
-  app.get('/healthz', c => c.json({ ok: true, protocol: PROTOCOL_VERSION }))
+  app.get('/healthz', c => {
+    const h = deps.health?.() ?? { ok: true }
+    const body = {
+      ok: h.ok,
+      protocol: PROTOCOL_VERSION,
+      ...(h.store !== undefined ? { store: h.store } : {}),
+      ...(h.error !== undefined ? { error: publicError(h.error) } : {}),
+    }
+    c.header('cache-control', 'no-store')
+    return c.json(body, h.ok ? 200 : 503)
+  })
+  app.get('/livez', c => c.json({ ok: true }))
 
   app.get('/v1/ice', async c => {
     if (config.accessSecret !== undefined) {

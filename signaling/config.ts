@@ -23,7 +23,35 @@ export const EnvConfig = z.object({
   CAUSEWAY_MAX_PREJOIN: int(DEFAULT_LIMITS.maxPrejoin),
   CAUSEWAY_MAX_PREJOIN_PER_ADDRESS: int(DEFAULT_LIMITS.maxPrejoinPerAddress),
   CAUSEWAY_CLIENT_IP_HEADER: z.string().regex(/^[A-Za-z0-9-]+$/, 'CAUSEWAY_CLIENT_IP_HEADER must be a header name').max(64).optional(),
+  CAUSEWAY_STORE: z.string().max(2048).refine(isStoreUrl, 'CAUSEWAY_STORE (--store) must be `memory` or redis://HOST:PORT[/DB] (rediss:// for TLS)').optional(),
+  CAUSEWAY_REDIS_PASSWORD: z.string().max(1024).optional(),
+  CAUSEWAY_PRESENCE_TTL_MS: z.coerce.number().int().min(1000).max(600_000).default(5000),
 })
+
+/** Whether `s` names a room store: `memory`, or a redis:// / rediss:// URL with a host. */
+export function isStoreUrl (s: string): boolean {
+  if (s === 'memory') return true
+  try {
+    const u = new URL(s)
+    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '' && /^(\/\d{0,2})?$/.test(u.pathname)
+  } catch { return false }
+}
+
+/**
+ * Where a Node instance keeps its rooms: in its own memory (one process, the default), or in
+ * Redis, shared by any number of replicas. (The Worker ignores it: its rooms are Durable Objects.)
+ */
+export type StoreConfig =
+  | { kind: 'memory' }
+  | {
+    kind: 'redis'
+    /** redis://HOST:PORT[/DB] or rediss:// (TLS). */
+    url: string
+    /** AUTH password (CAUSEWAY_REDIS_PASSWORD), kept out of the URL and so out of argv. */
+    password?: string
+    /** A replica silent this long is dead: its peers are announced gone. */
+    presenceTtlMs: number
+  }
 
 export interface SignalingConfig {
   /** Access secret; when set only tickets signed with it may join. Unset: open (development only). */
@@ -40,7 +68,26 @@ export interface SignalingConfig {
    * `x-forwarded-for`, whose last entry is used); unset: the socket's peer address.
    */
   clientIpHeader?: string
+  /** Node: the room store (CAUSEWAY_STORE, `--store`). Default memory. */
+  store: StoreConfig
   limits: SignalingLimits
+}
+
+/** A store URL with any credentials removed (for logs and the startup line). */
+export function redactUrl (url: string): string {
+  try {
+    const u = new URL(url)
+    u.username = ''
+    u.password = ''
+    return u.toString()
+  } catch { return '(unparsable URL)' }
+}
+
+/** The store a CAUSEWAY_STORE value names (`memory` or a Redis URL). */
+export function storeConfig (value: string | undefined, opts: { password?: string, presenceTtlMs: number }): StoreConfig {
+  if (value === undefined || value === '' || value === 'memory') return { kind: 'memory' }
+  if (!isStoreUrl(value)) throw new Error('invalid signaling configuration: the store must be `memory` or redis://HOST:PORT[/DB] (rediss:// for TLS)')
+  return { kind: 'redis', url: value, presenceTtlMs: opts.presenceTtlMs, ...(opts.password !== undefined ? { password: opts.password } : {}) }
 }
 
 const list = (s: string | undefined): string[] => (s ?? '').split(/[\s,]+/).filter(Boolean)
@@ -63,6 +110,7 @@ export function configFromEnv (env: Record<string, unknown>): SignalingConfig {
     turnTtlSeconds: e.CAUSEWAY_TURN_TTL,
     relays: list(e.CAUSEWAY_RELAYS),
     ...(e.CAUSEWAY_CLIENT_IP_HEADER !== undefined ? { clientIpHeader: e.CAUSEWAY_CLIENT_IP_HEADER.toLowerCase() } : {}),
+    store: storeConfig(e.CAUSEWAY_STORE, { presenceTtlMs: e.CAUSEWAY_PRESENCE_TTL_MS, ...(e.CAUSEWAY_REDIS_PASSWORD !== undefined ? { password: e.CAUSEWAY_REDIS_PASSWORD } : {}) }),
     limits: {
       maxMessageBytes: e.CAUSEWAY_MAX_MESSAGE_BYTES,
       maxPeersPerRoom: e.CAUSEWAY_MAX_PEERS_PER_ROOM,

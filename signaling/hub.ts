@@ -1,15 +1,23 @@
 /**
  * The room logic of the signaling service, independent of runtime: parses every frame, checks
  * join proofs, admits joins, forwards sealed signals, enforces limits. Adapters feed it socket
- * events and give it a RoomDirectory: the stores of the rooms that exist. A room is opened in
- * the directory only by a verified join and dropped when its last peer leaves, so sockets that
- * never join create nothing.
+ * events and give it a RoomStore (store.ts): the rooms' membership and the delivery of frames
+ * to whichever replica holds a peer's socket. The hub registers itself as the store's listener
+ * and turns what the store reports (a member joined or left, a signal for a local socket, a
+ * local socket replaced, the store lost) into protocol frames for this process's sockets; the
+ * visibility rule (viewers see only agents) is applied here and nowhere else. A room exists in
+ * the store only once a verified join is recorded, so sockets that never join create nothing.
+ *
+ * Per socket, frames are handled in arrival order; a signal is handed to the store before the
+ * next frame is looked at, so one sender's signals reach the store (and, through it, their
+ * recipient) in order. Frames the store hands over for a socket whose join is still being
+ * recorded are held (bounded) and sent right after its `welcome`.
  */
 import { CausewayError, publicError, type ErrorCode, ERRORS } from '../protocol/errors.ts'
 import { verifyJoinProof } from '../protocol/join-proof.ts'
 import type { SignalingLimits } from '../protocol/limits.ts'
 import { otherJoinVersion, parseClientMessage, PROTOCOL_VERSION, type ClientMessage } from '../protocol/messages.ts'
-import type { Conn, Role, RoomStore } from './store.ts'
+import type { Conn, Member, Role, RoomListener, RoomStore } from './store.ts'
 
 export interface HubEvents<C extends Conn = Conn> {
   relayed?: () => void
@@ -28,17 +36,9 @@ export interface Admission {
   ticketRole?: Role
 }
 
-/** The rooms that exist: one store per room id. */
-export interface RoomDirectory<C extends Conn> {
-  get: (room: string) => RoomStore<C> | undefined
-  /** The room's store, created if needed; throws CausewayError TOO_MANY_ROOMS. Only called for a verified join. */
-  open: (room: string) => RoomStore<C>
-  /** The room has no peers left. */
-  drop: (room: string) => void
-}
-
 export interface HubInit<C extends Conn> {
-  rooms: RoomDirectory<C>
+  /** The rooms (the hub becomes its listener). */
+  store: RoomStore<C>
   /** The admission of an accepted socket (undefined: not one of ours). */
   admissionOf: (conn: C) => Admission | undefined
   limits: SignalingLimits
@@ -51,20 +51,30 @@ export interface HubInit<C extends Conn> {
 interface Bucket { tokens: number, at: number }
 
 const encoder = new TextEncoder()
+/** Frames held for a socket whose join is being recorded, at most. */
+const MAX_HELD = 256
 
 /** Whether a peer of role `viewer` is told about a peer of role `other`: viewers see only agents. */
-const sees = (viewer: Role, other: Role | undefined): boolean => viewer === 'agent' || other === 'agent'
+const sees = (viewer: Role, other: Role): boolean => viewer === 'agent' || other === 'agent'
+/** The roles a peer of role `role` may signal. */
+const signalable = (role: Role): readonly Role[] => role === 'agent' ? ['agent', 'viewer'] : ['agent']
 
 export class RoomHub<C extends Conn = Conn> {
   private readonly init: HubInit<C>
+  private readonly store: RoomStore<C>
   private readonly buckets = new Map<string, Bucket>()
   private readonly timers = new Map<string, unknown>()
-  private readonly pending = new Set<string>()
+  /** Joins under way (proof check, then the store), by socket id. */
+  private readonly joining = new Map<string, Promise<void>>()
+  /** Frames for sockets whose join is being recorded, sent after their welcome. */
+  private readonly held = new Map<string, string[]>()
   /** Sockets already rejected: their remaining frames are dropped unread. */
   private readonly rejected = new Set<string>()
 
   constructor (init: HubInit<C>) {
     this.init = init
+    this.store = init.store
+    this.store.listen(this.listener())
   }
 
   /** Number of sockets the hub tracks (joined or not). */
@@ -80,7 +90,7 @@ export class RoomHub<C extends Conn = Conn> {
     const set = this.init.setTimer ?? ((fn, ms) => setTimeout(fn, ms))
     this.timers.set(conn.id, set(() => {
       this.timers.delete(conn.id)
-      if (this.storeOf(conn)?.peerOf(conn) === undefined) this.reject(conn, new CausewayError('JOIN_TIMEOUT', 'no join message in time'))
+      if (this.store.joinedAs(conn) === undefined && !this.joining.has(conn.id)) this.reject(conn, new CausewayError('JOIN_TIMEOUT', 'no join message in time'))
     }, this.init.limits.joinTimeoutMs))
     try { conn.send(JSON.stringify({ type: 'challenge', v: PROTOCOL_VERSION, nonce: admission.challenge })) } catch { /* closing */ }
   }
@@ -91,33 +101,40 @@ export class RoomHub<C extends Conn = Conn> {
     try {
       await this.handle(conn, data)
     } catch (err) {
-      this.reject(conn, err)
+      // (A socket the store lost meanwhile was rejected already.)
+      if (!this.rejected.has(conn.id)) this.reject(conn, err)
     }
   }
 
-  /** The socket closed (either side). */
-  closed (conn: C): void {
+  /** The socket closed (either side). Resolves once the store has forgotten it; never throws. */
+  async closed (conn: C): Promise<void> {
     this.clearJoinTimer(conn)
     this.buckets.delete(conn.id)
-    this.pending.delete(conn.id)
     this.rejected.delete(conn.id)
-    const admission = this.init.admissionOf(conn)
-    if (admission === undefined) return
-    const store = this.init.rooms.get(admission.room)
-    if (store === undefined) return
-    const joinedAs = store.peerOf(conn)
-    const role = joinedAs === undefined ? undefined : store.roleOf(joinedAs)
-    const peer = store.leave(conn)
-    if (peer !== undefined) {
-      this.init.events?.left?.()
-      this.broadcast(store, peer, role ?? 'agent', JSON.stringify({ type: 'peer-left', peer }))
-    }
-    if (store.size() === 0) this.init.rooms.drop(admission.room)
+    this.held.delete(conn.id)
+    // A join under way finishes first (it sees the socket gone and sends nothing), then the leave.
+    await this.joining.get(conn.id)?.catch(() => {})
+    try {
+      if (await this.store.leave(conn) !== undefined) this.init.events?.left?.()
+    } catch { /* the store forgets it locally whatever happens */ }
   }
 
-  private storeOf (conn: C): RoomStore<C> | undefined {
-    const admission = this.init.admissionOf(conn)
-    return admission === undefined ? undefined : this.init.rooms.get(admission.room)
+  private listener (): RoomListener<C> {
+    return {
+      joined: (room, member) => { this.announce(room, member, JSON.stringify({ type: 'peer-joined', peer: member.peer })) },
+      left: (room, member) => { this.announce(room, member, JSON.stringify({ type: 'peer-left', peer: member.peer })) },
+      deliver: (conn, text) => { this.push(conn, text) },
+      replaced: (conn) => {
+        this.buckets.delete(conn.id)
+        this.clearJoinTimer(conn)
+        this.rejected.add(conn.id)
+        this.held.delete(conn.id)
+        safeClose(conn, 'REPLACED', 'replaced by a newer connection of the same peer')
+      },
+      lost: (conns) => {
+        for (const conn of conns) this.reject(conn, new CausewayError('STORE_UNAVAILABLE', 'the signaling service lost its room store: reconnect'))
+      },
+    }
   }
 
   private async handle (conn: C, data: string | ArrayBuffer | ArrayBufferView): Promise<void> {
@@ -140,23 +157,27 @@ export class RoomHub<C extends Conn = Conn> {
 
   private async dispatch (conn: C, msg: ClientMessage): Promise<void> {
     switch (msg.type) {
-      case 'join': { await this.join(conn, msg); return }
+      case 'join': {
+        if (this.store.joinedAs(conn) !== undefined || this.joining.has(conn.id)) throw new CausewayError('BAD_MESSAGE', 'already joined')
+        const joining = this.join(conn, msg)
+        this.joining.set(conn.id, joining)
+        try { await joining } finally { this.joining.delete(conn.id) }
+        return
+      }
       case 'signal': {
-        const store = this.storeOf(conn)
-        const from = store?.peerOf(conn)
-        if (store === undefined || from === undefined) throw new CausewayError('NOT_JOINED', 'join first')
-        const target = store.get(msg.to)
-        if (target === undefined || !sees(store.roleOf(from) ?? 'agent', store.roleOf(msg.to))) {
+        const me = this.store.joinedAs(conn)
+        if (me === undefined || this.held.has(conn.id)) throw new CausewayError('NOT_JOINED', 'join first')
+        const delivered = await this.store.send(me.room, msg.to, signalable(me.role), JSON.stringify({ type: 'signal', from: me.peer, sealed: msg.sealed }))
+        if (!delivered) {
           this.init.events?.rejected?.('UNKNOWN_PEER')
-          conn.send(JSON.stringify({ type: 'error', code: 'UNKNOWN_PEER', message: `no peer ${msg.to} in this room` }))
+          this.push(conn, JSON.stringify({ type: 'error', code: 'UNKNOWN_PEER', message: `no peer ${msg.to} in this room` }))
           return
         }
-        target.send(JSON.stringify({ type: 'signal', from, sealed: msg.sealed }))
         this.init.events?.relayed?.()
         return
       }
       case 'ping':
-        conn.send(JSON.stringify({ type: 'pong', id: msg.id }))
+        this.push(conn, JSON.stringify({ type: 'pong', id: msg.id }))
         return
       default: {
         const never: never = msg
@@ -169,42 +190,38 @@ export class RoomHub<C extends Conn = Conn> {
     if (msg.v !== PROTOCOL_VERSION) throw new CausewayError('VERSION_MISMATCH', `this service speaks protocol version ${PROTOCOL_VERSION}`)
     const admission = this.init.admissionOf(conn)
     if (admission === undefined) throw new CausewayError('INTERNAL', 'socket without admission')
-    if (this.storeOf(conn)?.peerOf(conn) !== undefined || this.pending.has(conn.id)) throw new CausewayError('BAD_MESSAGE', 'already joined')
-    this.pending.add(conn.id)
-    let proven: boolean
-    try {
-      proven = await verifyJoinProof({ room: admission.room, peer: msg.peer, role: msg.role, challenge: admission.challenge, key: msg.key, sig: msg.sig })
-    } finally {
-      this.pending.delete(conn.id)
-    }
+    const proven = await verifyJoinProof({ room: admission.room, peer: msg.peer, role: msg.role, challenge: admission.challenge, key: msg.key, sig: msg.sig })
     if (!proven) throw new CausewayError('UNAUTHORIZED', 'join proof does not verify: the peer id must be the hash of `key` and `sig` its signature over this socket\'s challenge')
     if (admission.ticketRole === 'viewer' && msg.role !== 'viewer') throw new CausewayError('FORBIDDEN', `a ${admission.ticketRole} ticket cannot join as ${msg.role}`)
-    if (!this.buckets.has(conn.id) || this.rejected.has(conn.id)) return // closed while verifying
+    if (!this.isOpen(conn)) return // closed while verifying
     const { limits } = this.init
-    const existing = this.init.rooms.get(admission.room)
-    if (existing !== undefined && existing.get(msg.peer) === undefined && existing.size() >= limits.maxPeersPerRoom) {
-      throw new CausewayError('ROOM_FULL', `room holds ${limits.maxPeersPerRoom} peers`)
-    }
-    const store = existing ?? this.init.rooms.open(admission.room)
     this.clearJoinTimer(conn)
-    const replaced = store.join(msg.peer, conn, msg.role)
-    if (replaced !== undefined) {
-      this.buckets.delete(replaced.id)
-      this.clearJoinTimer(replaced)
-      this.rejected.add(replaced.id)
-      safeClose(replaced, 'REPLACED', 'replaced by a newer connection of the same peer')
+    this.held.set(conn.id, [])
+    let members: Member[]
+    try {
+      members = await this.store.join(admission.room, conn, { peer: msg.peer, role: msg.role }, { maxPeers: limits.maxPeersPerRoom })
+    } catch (err) {
+      this.held.delete(conn.id)
+      throw err
     }
+    const held = this.held.get(conn.id)
+    this.held.delete(conn.id)
+    if (!this.isOpen(conn) || held === undefined) return // closed or replaced meanwhile: closed() leaves
     this.init.events?.joined?.(conn)
     const { maxMessageBytes, maxPeersPerRoom, ratePerSecond, rateBurst } = limits
-    conn.send(JSON.stringify({
+    this.push(conn, JSON.stringify({
       type: 'welcome',
       v: PROTOCOL_VERSION,
       peer: msg.peer,
       role: msg.role,
-      peers: store.peers().filter(p => p !== msg.peer && sees(msg.role, store.roleOf(p))),
+      peers: members.filter(m => m.peer !== msg.peer && sees(msg.role, m.role)).map(m => m.peer),
       limits: { maxMessageBytes, maxPeersPerRoom, ratePerSecond, rateBurst },
     }))
-    this.broadcast(store, msg.peer, msg.role, JSON.stringify({ type: 'peer-joined', peer: msg.peer }))
+    for (const text of held) this.push(conn, text)
+  }
+
+  private isOpen (conn: C): boolean {
+    return this.buckets.has(conn.id) && !this.rejected.has(conn.id)
   }
 
   private take (conn: C): boolean {
@@ -219,13 +236,22 @@ export class RoomHub<C extends Conn = Conn> {
     return true
   }
 
-  /** Sends `text` to every peer of the room but `about` that may see a peer of `role`. */
-  private broadcast (store: RoomStore<C>, about: string, role: Role, text: string): void {
-    for (const peer of store.peers()) {
-      if (peer === about || !sees(store.roleOf(peer) ?? 'agent', role)) continue
-      const c = store.get(peer)
-      if (c === undefined) continue
-      try { c.send(text) } catch { /* a dying socket; its close event cleans up */ }
+  /** Sends `text` to a socket of this process, or holds it while the socket's join is being recorded. */
+  private push (conn: C, text: string): void {
+    if (this.rejected.has(conn.id)) return
+    const held = this.held.get(conn.id)
+    if (held !== undefined) {
+      if (held.length < MAX_HELD) held.push(text)
+      return
+    }
+    try { conn.send(text) } catch { /* a dying socket; its close event cleans up */ }
+  }
+
+  /** Sends `text` (about `about`) to every local socket of the room that may see it, but `about`'s own. */
+  private announce (room: string, about: Member, text: string): void {
+    for (const { conn, member } of this.store.local(room)) {
+      if (member.peer === about.peer || !sees(member.role, about.role)) continue
+      this.push(conn, text)
     }
   }
 
@@ -239,6 +265,7 @@ export class RoomHub<C extends Conn = Conn> {
   private reject (conn: C, err: unknown): void {
     const { code, message } = publicError(err)
     this.rejected.add(conn.id)
+    this.held.delete(conn.id)
     this.init.events?.rejected?.(code)
     try { conn.send(JSON.stringify({ type: 'error', code, message })) } catch { /* already closing */ }
     safeClose(conn, code, message)

@@ -4,9 +4,6 @@ import { MemoryRoomStore, type Conn } from './store.ts'
 let n = 0
 roomStoreContract<Conn>('MemoryRoomStore', async (body) => {
   const store = new MemoryRoomStore<Conn>()
-  await body({
-    store,
-    conn: () => ({ id: `conn-${++n}`, send () {}, close () {} }),
-    reload: () => store,
-  })
+  const replica = { store, conn: (): Conn => ({ id: `conn-${++n}`, send () {}, close () {} }) }
+  await body({ ...replica, other: replica, reload: () => store })
 })

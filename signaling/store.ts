@@ -1,8 +1,25 @@
 /**
- * Room state behind one interface (partyserver style). Two implementations: MemoryRoomStore
- * (Node adapter, here) and DurableObjectRoomStore (worker/store.ts). Both are checked by the
- * contract suite in store.contract.ts.
+ * Room state behind one interface (partyserver style), shaped for several replicas of the
+ * service. A store has two halves:
+ *
+ * - local: the sockets *this* process holds and the member each joined as (`joinedAs`,
+ *   `local`); synchronous, because only this process can know them;
+ * - shared: the rooms' membership and the delivery of signals and room events to whichever
+ *   replica holds the recipient's socket (`join`, `leave`, `send`, `members`); asynchronous,
+ *   because on Redis it is a round trip.
+ *
+ * What arrives for this process's sockets comes back through the RoomListener the hub
+ * registers (`listen`): room events (a member joined or left, on any replica), signals for a
+ * local socket, a local socket replaced by a newer socket of the same peer (on any replica),
+ * and the loss of the store (every local socket is then forgotten). The hub alone turns those
+ * into protocol frames, so the visibility rules (viewers see only agents) live in one place.
+ *
+ * Implementations: MemoryRoomStore (here; one process), DurableObjectRoomStore
+ * (worker/store.ts; one Durable Object per room, state in the sockets' attachments) and
+ * RedisRoomStore (node/redis-store.ts; any number of Node replicas on one Redis). All three are
+ * checked by the contract suite in store.contract.ts.
  */
+import { CausewayError } from '../protocol/errors.ts'
 
 /** A peer's role in a room (protocol/messages.ts). */
 export type Role = 'agent' | 'viewer'
@@ -15,57 +32,192 @@ export interface Conn {
   close (code: number, reason: string): void
 }
 
-export interface RoomStore<C extends Conn = Conn> {
-  /** The current connection of a joined peer. */
-  get (peer: string): C | undefined
-  /** The peer a connection joined as, if it has. */
-  peerOf (conn: C): string | undefined
-  /** Joined peer ids. */
-  peers (): string[]
-  size (): number
-  /** The role a joined peer joined with. */
-  roleOf (peer: string): Role | undefined
-  /** Records that `conn` joined as `peer` (with `role`, default agent); returns the connection it replaced, if any. */
-  join (peer: string, conn: C, role?: Role): C | undefined
-  /** Forgets `conn`; returns the peer it was joined as if it was still that peer's current connection. */
-  leave (conn: C): string | undefined
+/** A joined peer: its id and the role it joined with. */
+export interface Member { peer: string, role: Role }
+
+/** A local socket's membership: the room it joined and as whom. */
+export interface Joined extends Member { room: string }
+
+/**
+ * What a store tells the hub of this process. Callbacks run synchronously inside the store's
+ * own calls (memory, Durable Object) or when a message from the shared backend arrives (Redis);
+ * they must not throw.
+ */
+export interface RoomListener<C extends Conn> {
+  /** `member` joined `room`, or joined it again on a newer socket, through any replica. Heard by every replica holding a socket of that room. */
+  joined: (room: string, member: Member) => void
+  /** `member` left `room`: its current socket closed, or the replica that held it stopped and its presence expired. Never heard for a replaced socket. */
+  left: (room: string, member: Member) => void
+  /** Text (a whole protocol frame) for a socket of this process, handed over by `send` on any replica. */
+  deliver: (conn: C, text: string) => void
+  /** A socket of this process was replaced by a newer socket of the same peer, here or on another replica; the store has forgotten it already. */
+  replaced: (conn: C) => void
+  /** The store lost its shared backend and can no longer vouch for these sockets of this process; it has forgotten them all. */
+  lost: (conns: C[]) => void
 }
 
+export interface JoinLimits {
+  /** Peers the room may hold (across every replica); a new peer past it is ROOM_FULL. */
+  maxPeers: number
+}
+
+export interface RoomStore<C extends Conn = Conn> {
+  /** Registers the listener (the hub); a later call replaces it. */
+  listen (listener: RoomListener<C>): void
+  /** The room and member a socket of this process joined as; undefined before its join, after its leave and once replaced. */
+  joinedAs (conn: C): Joined | undefined
+  /** The sockets of this process joined in `room`, with their members (a socket whose join is under way included). */
+  local (room: string): Array<{ conn: C, member: Member }>
+  /**
+   * Records that `conn` joined `room` as `member`; resolves with the room's members after the
+   * join (itself included). Atomic against `limits.maxPeers` across replicas: a peer not yet in
+   * the room is refused with CausewayError ROOM_FULL when the room is full (a peer already in
+   * it may always join again). A previous socket of the same peer, on any replica, is replaced
+   * (its holder's listener hears `replaced`). Every replica holding a socket of the room hears
+   * `joined`. Throws BAD_MESSAGE for a socket that already joined, TOO_MANY_ROOMS when this
+   * process holds its limit of rooms, STORE_UNAVAILABLE when the shared backend is unreachable.
+   */
+  join (room: string, conn: C, member: Member, limits: JoinLimits): Promise<Member[]>
+  /**
+   * Forgets `conn`. Resolves with its member if it was still that peer's current socket (every
+   * replica holding a socket of the room then hears `left`), else undefined (never joined,
+   * already left, replaced). Never throws: a store that cannot reach its backend forgets the
+   * socket locally and lets the presence of this replica expire.
+   */
+  leave (conn: C): Promise<Member | undefined>
+  /**
+   * Hands `text` to the current socket of peer `to` in `room`, wherever it is held, if that
+   * peer's role is one of `roles`; false when there is no such peer. Texts sent from one
+   * process arrive in the order they were sent. Throws STORE_UNAVAILABLE.
+   */
+  send (room: string, to: string, roles: readonly Role[], text: string): Promise<boolean>
+  /** The room's members on every replica. Throws STORE_UNAVAILABLE. */
+  members (room: string): Promise<Member[]>
+  /** Rooms this process holds sockets in, and its joined sockets. */
+  counts (): { rooms: number, peers: number }
+}
+
+export interface LocalEntry<C extends Conn> { conn: C, room: string, member: Member }
+
+/**
+ * The local half shared by MemoryRoomStore and RedisRoomStore: this process's joined sockets,
+ * by socket id and by room.
+ */
+export class LocalSockets<C extends Conn> {
+  private readonly byConn = new Map<string, LocalEntry<C>>()
+  private readonly byRoom = new Map<string, Map<string, LocalEntry<C>>>()
+
+  get size (): number { return this.byConn.size }
+  get rooms (): number { return this.byRoom.size }
+  hasRoom (room: string): boolean { return this.byRoom.has(room) }
+
+  get (connId: string): LocalEntry<C> | undefined { return this.byConn.get(connId) }
+
+  joinedAs (conn: C): Joined | undefined {
+    const e = this.byConn.get(conn.id)
+    return e === undefined ? undefined : { room: e.room, ...e.member }
+  }
+
+  local (room: string): Array<{ conn: C, member: Member }> {
+    return [...(this.byRoom.get(room)?.values() ?? [])].map(e => ({ conn: e.conn, member: e.member }))
+  }
+
+  add (room: string, conn: C, member: Member): LocalEntry<C> {
+    if (this.byConn.has(conn.id)) throw new CausewayError('BAD_MESSAGE', 'already joined')
+    const e = { conn, room, member: { peer: member.peer, role: member.role } }
+    this.byConn.set(conn.id, e)
+    let r = this.byRoom.get(room)
+    if (r === undefined) { r = new Map(); this.byRoom.set(room, r) }
+    r.set(conn.id, e)
+    return e
+  }
+
+  remove (connId: string): LocalEntry<C> | undefined {
+    const e = this.byConn.get(connId)
+    if (e === undefined) return undefined
+    this.byConn.delete(connId)
+    const r = this.byRoom.get(e.room)
+    r?.delete(connId)
+    if (r?.size === 0) this.byRoom.delete(e.room)
+    return e
+  }
+
+  /** Forgets every socket; returns them. */
+  clear (): C[] {
+    const all = [...this.byConn.values()].map(e => e.conn)
+    this.byConn.clear()
+    this.byRoom.clear()
+    return all
+  }
+}
+
+/** A listener that drops everything (until the hub registers its own). */
+export function noListener<C extends Conn> (): RoomListener<C> {
+  return { joined () {}, left () {}, deliver () {}, replaced () {}, lost () {} }
+}
+
+export interface MemoryRoomStoreInit {
+  /** Rooms this process may hold at once (TOO_MANY_ROOMS past it). Default unlimited. */
+  maxRooms?: number
+}
+
+/** Every room in this process's memory: the embedded default (one replica). */
 export class MemoryRoomStore<C extends Conn = Conn> implements RoomStore<C> {
-  private readonly byPeer = new Map<string, C>()
-  private readonly byConn = new Map<string, string>()
-  private readonly roles = new Map<string, Role>()
+  private readonly sockets = new LocalSockets<C>()
+  /** room -> peer -> its current entry */
+  private readonly current = new Map<string, Map<string, LocalEntry<C>>>()
+  private listener: RoomListener<C> = noListener()
+  private readonly maxRooms: number
 
-  get (peer: string): C | undefined { return this.byPeer.get(peer) }
-
-  peerOf (conn: C): string | undefined { return this.byConn.get(conn.id) }
-
-  peers (): string[] { return [...this.byPeer.keys()] }
-
-  size (): number { return this.byPeer.size }
-
-  roleOf (peer: string): Role | undefined { return this.roles.get(peer) }
-
-  join (peer: string, conn: C, role: Role = 'agent'): C | undefined {
-    const old = this.byPeer.get(peer)
-    const previous = this.byConn.get(conn.id)
-    if (previous !== undefined && previous !== peer && this.byPeer.get(previous)?.id === conn.id) { this.byPeer.delete(previous); this.roles.delete(previous) }
-    if (old !== undefined && old.id !== conn.id) this.byConn.delete(old.id)
-    this.byPeer.set(peer, conn)
-    this.byConn.set(conn.id, peer)
-    this.roles.set(peer, role)
-    return old !== undefined && old.id !== conn.id ? old : undefined
+  constructor (init: MemoryRoomStoreInit = {}) {
+    this.maxRooms = init.maxRooms ?? Infinity
   }
 
-  leave (conn: C): string | undefined {
-    const peer = this.byConn.get(conn.id)
-    if (peer === undefined) return undefined
-    this.byConn.delete(conn.id)
-    if (this.byPeer.get(peer)?.id === conn.id) {
-      this.byPeer.delete(peer)
-      this.roles.delete(peer)
-      return peer
+  listen (listener: RoomListener<C>): void { this.listener = listener }
+
+  joinedAs (conn: C): Joined | undefined { return this.sockets.joinedAs(conn) }
+
+  local (room: string): Array<{ conn: C, member: Member }> { return this.sockets.local(room) }
+
+  async join (room: string, conn: C, member: Member, limits: JoinLimits): Promise<Member[]> {
+    if (this.sockets.get(conn.id) !== undefined) throw new CausewayError('BAD_MESSAGE', 'already joined')
+    const peers = this.current.get(room)
+    const old = peers?.get(member.peer)
+    if (old === undefined && (peers?.size ?? 0) >= limits.maxPeers) throw new CausewayError('ROOM_FULL', `room holds ${limits.maxPeers} peers`)
+    if (peers === undefined && this.current.size >= this.maxRooms) throw new CausewayError('TOO_MANY_ROOMS', `this instance holds ${this.maxRooms} rooms`)
+    const entry = this.sockets.add(room, conn, member)
+    const inRoom = peers ?? new Map<string, LocalEntry<C>>()
+    this.current.set(room, inRoom)
+    inRoom.set(member.peer, entry)
+    if (old !== undefined) {
+      this.sockets.remove(old.conn.id)
+      this.listener.replaced(old.conn)
     }
-    return undefined
+    this.listener.joined(room, entry.member)
+    return [...inRoom.values()].map(e => e.member)
   }
+
+  async leave (conn: C): Promise<Member | undefined> {
+    const e = this.sockets.remove(conn.id)
+    if (e === undefined) return undefined
+    const peers = this.current.get(e.room)
+    if (peers?.get(e.member.peer) !== e) return undefined
+    peers.delete(e.member.peer)
+    if (peers.size === 0) this.current.delete(e.room)
+    this.listener.left(e.room, e.member)
+    return e.member
+  }
+
+  async send (room: string, to: string, roles: readonly Role[], text: string): Promise<boolean> {
+    const target = this.current.get(room)?.get(to)
+    if (target === undefined || !roles.includes(target.member.role)) return false
+    this.listener.deliver(target.conn, text)
+    return true
+  }
+
+  async members (room: string): Promise<Member[]> {
+    return [...(this.current.get(room)?.values() ?? [])].map(e => e.member)
+  }
+
+  counts (): { rooms: number, peers: number } { return { rooms: this.sockets.rooms, peers: this.sockets.size } }
 }

@@ -1,10 +1,11 @@
 /**
- * Node adapter of the signaling service: @hono/node-server + @hono/node-ws, rooms in memory
- * (MemoryRoomStore), Prometheus metrics with prom-client. The embedded default.
+ * Node adapter of the signaling service: @hono/node-server + @hono/node-ws, Prometheus metrics
+ * with prom-client. Rooms in this process's memory (MemoryRoomStore, the embedded default) or
+ * in Redis (RedisRoomStore, `config.store`), where any number of replicas serve one network.
  *
  * Admission: the ticket is checked before the upgrade (app.ts); sockets that have not joined
- * yet are capped per client address and in total (prejoin.ts, HTTP 429 over a cap); a room is
- * created by the first verified join in it and removed with its last peer.
+ * yet are capped per client address and in total, per instance (prejoin.ts, HTTP 429 over a
+ * cap); a room is created by the first verified join in it and removed with its last peer.
  */
 import { serve, type ServerType } from '@hono/node-server'
 import { createNodeWebSocket } from '@hono/node-ws'
@@ -20,11 +21,12 @@ import { randomId } from '../../protocol/encoding.ts'
 import { CHALLENGE_BYTES } from '../../protocol/join-proof.ts'
 import { SUBPROTOCOL } from '../../protocol/messages.ts'
 import { createApp } from '../app.ts'
-import type { SignalingConfig } from '../config.ts'
+import { redactUrl, type SignalingConfig } from '../config.ts'
 import { refuseSocket, RoomHub, type Admission } from '../hub.ts'
 import { PrejoinLimiter } from '../prejoin.ts'
-import { MemoryRoomStore, type Conn } from '../store.ts'
+import { MemoryRoomStore, type Conn, type RoomStore } from '../store.ts'
 import { pageAssets, pageDirectory } from './assets.ts'
+import type { RedisRoomStore } from './redis-store.ts'
 
 /** Bytes a client's send buffer may hold before it is closed as SLOW_CONSUMER. Default 4 MiB. */
 const MAX_BUFFERED = 4 * 1024 * 1024
@@ -40,6 +42,8 @@ export interface NodeSignalingInit {
 export interface NodeSignaling {
   url: string
   port: number
+  /** Resolves once the room store can serve joins (at once in memory; Redis: connected), bounded. */
+  ready: (timeoutMs?: number) => Promise<void>
   close: () => Promise<void>
 }
 
@@ -69,30 +73,49 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
   const relayed = new Counter({ name: 'causeway_signaling_relayed_total', help: 'Signals forwarded between peers', registers: [registry] })
   const rejected = new Counter({ name: 'causeway_signaling_rejected_total', help: 'Rejections by error code', labelNames: ['code'], registers: [registry] })
   const joins = new Counter({ name: 'causeway_signaling_joins_total', help: 'Successful joins', registers: [registry] })
-  // Rooms exist only once a join in them was verified (the hub opens them), and go with their last peer.
-  const rooms = new Map<string, MemoryRoomStore<NodeConn>>()
   const prejoin = new PrejoinLimiter(config.limits)
   const releases = new Map<string, () => void>()
-  new Gauge({ name: 'causeway_signaling_rooms', help: 'Rooms open', registers: [registry], collect () { this.set(rooms.size) } })
-  new Gauge({ name: 'causeway_signaling_peers', help: 'Peers joined', registers: [registry], collect () { let n = 0; for (const r of rooms.values()) n += r.size(); this.set(n) } })
+  const storeKind = config.store.kind
+  new Gauge({ name: 'causeway_signaling_store_up', help: 'Whether the room store serves joins (memory: always 1; redis: connected and registered)', labelNames: ['store'], registers: [registry], collect () { this.set({ store: storeKind }, storeAvailable() ? 1 : 0) } })
+  const storeMessages = new Counter({ name: 'causeway_signaling_store_messages_total', help: 'Redis pub/sub messages this replica published (signals, room events, replace notices) or received', labelNames: ['direction'], registers: [registry] })
+  const storeErrors = new Counter({ name: 'causeway_signaling_store_errors_total', help: 'Failed Redis operations, by operation', labelNames: ['op'], registers: [registry] })
+  const storeLosses = new Counter({ name: 'causeway_signaling_store_losses_total', help: 'Times the replica lost its room store and closed its sockets with STORE_UNAVAILABLE', registers: [registry] })
+  const storeExpired = new Counter({ name: 'causeway_signaling_store_expired_peers_total', help: 'Peers of dead replicas whose presence this replica expired', registers: [registry] })
+  // Rooms exist only once a join in them was verified (the hub records it), and go with their last peer.
+  let redis: RedisRoomStore<NodeConn> | undefined
+  let store: RoomStore<NodeConn>
+  if (config.store.kind === 'redis') {
+    // Loaded only for a Redis store: the embedded default never loads the client.
+    const { RedisRoomStore } = await import('./redis-store.ts')
+    redis = new RedisRoomStore<NodeConn>({
+      url: config.store.url,
+      ...(config.store.password !== undefined ? { password: config.store.password } : {}),
+      presenceTtlMs: config.store.presenceTtlMs,
+      maxRooms: config.limits.maxRooms,
+      log,
+      events: {
+        published: n => storeMessages.inc({ direction: 'published' }, n),
+        received: () => storeMessages.inc({ direction: 'received' }),
+        error: op => storeErrors.inc({ op }),
+        lost: () => storeLosses.inc(),
+        expired: n => storeExpired.inc(n),
+      },
+    })
+    store = redis
+    const r = redis
+    new Gauge({ name: 'causeway_signaling_store_replicas', help: 'Replicas with a fresh heartbeat in Redis, as of this replica\'s last beat', registers: [registry], collect () { this.set(r.replicas) } })
+  } else {
+    store = new MemoryRoomStore<NodeConn>({ maxRooms: config.limits.maxRooms })
+  }
+  const storeAvailable = (): boolean => redis?.available ?? true
+  new Gauge({ name: 'causeway_signaling_rooms', help: 'Rooms this instance holds sockets in', registers: [registry], collect () { this.set(store.counts().rooms) } })
+  new Gauge({ name: 'causeway_signaling_peers', help: 'Peers joined through this instance', registers: [registry], collect () { this.set(store.counts().peers) } })
   new Gauge({ name: 'causeway_signaling_prejoin_sockets', help: 'Sockets that have not joined yet', registers: [registry], collect () { this.set(prejoin.size) } })
 
   const hub = new RoomHub<NodeConn>({
     limits: config.limits,
     admissionOf: conn => conn.admission,
-    rooms: {
-      get: id => rooms.get(id),
-      open: id => {
-        let store = rooms.get(id)
-        if (store === undefined) {
-          if (rooms.size >= config.limits.maxRooms) throw new CausewayError('TOO_MANY_ROOMS', `this instance holds ${config.limits.maxRooms} rooms`)
-          store = new MemoryRoomStore<NodeConn>()
-          rooms.set(id, store)
-        }
-        return store
-      },
-      drop: id => { rooms.delete(id) },
-    },
+    store,
     events: {
       relayed: () => relayed.inc(),
       rejected: (code: string) => rejected.inc({ code }),
@@ -107,6 +130,9 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
   const app = createApp({
     config,
     metrics: async () => await registry.metrics(),
+    health: () => storeAvailable()
+      ? { ok: true, store: storeKind }
+      : { ok: false, store: storeKind, error: new CausewayError('STORE_UNAVAILABLE', 'no connection to the room store (the reason is in the service log)') },
     assets,
     rooms: async (c, roomId, admission) => {
       if (malformedUpgrade(c)) throw new CausewayError('BAD_MESSAGE', 'malformed WebSocket upgrade')
@@ -123,7 +149,7 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
         if (closed) return
         closed = true
         done()
-        if (conn !== undefined) hub.closed(conn)
+        if (conn !== undefined) void hub.closed(conn)
       }
       const handler = nodeWs.upgradeWebSocket(() => ({
         onOpen (_evt, ws) {
@@ -182,14 +208,18 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
   const address = server.address() as AddressInfo
   const port = address.port
   const shownHost = host.includes(':') ? `[${host}]` : host
-  log.info({ port, host, access: config.accessSecret !== undefined ? 'ticket' : 'open' }, 'signaling listening')
+  log.info({ port, host, access: config.accessSecret !== undefined ? 'ticket' : 'open', store: config.store.kind === 'redis' ? redactUrl(config.store.url) : 'memory', ...(redis !== undefined ? { replica: redis.node } : {}) }, 'signaling listening')
   if (!existsSync(join(pageDir, 'index.html'))) log.warn({ dir: pageDir }, 'debug page not built (npm run build): /debug/ answers NOT_FOUND')
   if (config.accessSecret === undefined) log.warn('no CAUSEWAY_ACCESS_SECRET: any client may join any room (development only)')
 
   return {
     url: `http://${shownHost}:${port}`,
     port,
+    ready: async (timeoutMs) => { await redis?.ready(timeoutMs) },
     async close () {
+      // The store first: its sockets' closes below then leave nothing to announce (on Redis the
+      // replica's presence expires; its agents rejoin through another replica at once).
+      await redis?.close()
       for (const client of nodeWs.wss.clients) client.close(1001, 'SHUTTING_DOWN: service stopping')
       await new Promise<void>(resolve => {
         const t = setTimeout(() => { for (const client of nodeWs.wss.clients) client.terminate(); resolve() }, 1000)

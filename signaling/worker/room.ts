@@ -89,7 +89,7 @@ export class SignalingRoom extends DurableObject<WorkerEnv> {
       if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') {
         return Response.json({ error: { code: 'BAD_MESSAGE', message: 'expected a WebSocket upgrade' } }, { status: 426 })
       }
-      const hub = this.hubFor(room.data)
+      const hub = this.hubFor()
       const addr = addressKey(request.headers.get(ADDRESS_HEADER) ?? 'unknown')
       this.checkPrejoin(addr)
       const ticketRole = request.headers.get(TICKET_ROLE_HEADER)
@@ -154,17 +154,17 @@ export class SignalingRoom extends DurableObject<WorkerEnv> {
   }
 
   override async webSocketClose (ws: WebSocket, code: number, _reason: string, _wasClean: boolean): Promise<void> {
-    this.release(ws)
+    await this.release(ws)
     // Complete the closing handshake (a no-op where the runtime already replied).
     try { ws.close(code === 1005 || code === 1006 ? 1000 : code, 'closed') } catch { /* already closed */ }
   }
 
   override async webSocketError (ws: WebSocket, _error: unknown): Promise<void> {
-    this.release(ws)
+    await this.release(ws)
   }
 
-  private release (ws: WebSocket): void {
-    this.hubOf(ws)?.closed(this.store.conn(ws))
+  private async release (ws: WebSocket): Promise<void> {
+    await this.hubOf(ws)?.closed(this.store.conn(ws))
   }
 
   private settings (): SignalingConfig {
@@ -172,13 +172,12 @@ export class SignalingRoom extends DurableObject<WorkerEnv> {
     return this.config
   }
 
-  private hubFor (room: string): RoomHub<SocketConn> {
+  private hubFor (): RoomHub<SocketConn> {
     if (this.hub === undefined) {
       const config = this.settings()
-      const store = this.store
       this.hub = new RoomHub({
-        // One room per object: it "exists" as long as the object does; nothing to create or drop.
-        rooms: { get: id => id === room ? store : undefined, open: () => store, drop: () => {} },
+        // One room per object: every socket of the room is here (the hub becomes the store's listener).
+        store: this.store,
         admissionOf: conn => {
           const att = readAttachment(conn.ws)
           return att?.challenge === undefined ? undefined : { room: att.room, challenge: att.challenge, ...(att.ticketRole !== undefined ? { ticketRole: att.ticketRole } : {}) }
@@ -195,7 +194,6 @@ export class SignalingRoom extends DurableObject<WorkerEnv> {
   /** The hub of a socket's room, rebuilt from its attachment after hibernation. */
   private hubOf (ws: WebSocket): RoomHub<SocketConn> | undefined {
     if (this.hub !== undefined) return this.hub
-    const att = readAttachment(ws)
-    return att === undefined ? undefined : this.hubFor(att.room)
+    return readAttachment(ws) === undefined ? undefined : this.hubFor()
   }
 }

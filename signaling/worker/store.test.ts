@@ -7,7 +7,7 @@ import { env, exports } from 'cloudflare:workers'
 import { evictDurableObject, runInDurableObject } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
 import { generatePeerKey, signJoin } from '../../protocol/join-proof.ts'
-import { roomStoreContract } from '../store.contract.ts'
+import { CONTRACT_ROOM, roomStoreContract } from '../store.contract.ts'
 import type { WorkerEnv } from './env.ts'
 import { DurableObjectRoomStore, type SocketConn } from './store.ts'
 
@@ -16,21 +16,21 @@ let rooms = 0
 const freshRoom = (): string => `contract-room-${Date.now()}-${++rooms}`.padEnd(20, 'x')
 
 roomStoreContract<SocketConn>('DurableObjectRoomStore (workerd)', async (body) => {
-  const room = freshRoom()
-  const stub = testEnv.ROOMS.get(testEnv.ROOMS.idFromName(room))
+  const stub = testEnv.ROOMS.get(testEnv.ROOMS.idFromName(freshRoom()))
   await runInDurableObject(stub, async (_instance, state) => {
     const store = new DurableObjectRoomStore(state)
     let n = 0
-    await body({
+    const replica = {
       store,
       conn: () => {
         const pair = new WebSocketPair()
-        const conn = store.accept(pair[1], { id: `conn-${++n}`, room })
+        const conn = store.accept(pair[1], { id: `conn-${++n}`, room: CONTRACT_ROOM })
         pair[0].accept()
         return conn
       },
-      reload: () => new DurableObjectRoomStore(state),
-    })
+    }
+    // One object holds every socket of its room: one replica.
+    await body({ ...replica, other: replica, reload: () => new DurableObjectRoomStore(state) })
     for (const ws of state.getWebSockets()) ws.close(1000, 'test done')
   })
 })
@@ -91,8 +91,8 @@ describe('SignalingRoom across hibernation', () => {
 
     a.ws.send(JSON.stringify({ type: 'signal', to: pb, sealed: 'c2VhbGVk' }))
     expect(await b.next()).toEqual({ type: 'signal', from: pa, sealed: 'c2VhbGVk' })
-    await runInDurableObject(stub, (_i, state) => {
-      expect(new DurableObjectRoomStore(state).peers().sort()).toEqual([pa, pb].sort())
+    await runInDurableObject(stub, async (_i, state) => {
+      expect((await new DurableObjectRoomStore(state).members(room)).map(m => m.peer).sort()).toEqual([pa, pb].sort())
     })
     // A socket opened before the eviction joins after it: its challenge lives in its attachment.
     const c = await open(room)

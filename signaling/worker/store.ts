@@ -4,8 +4,14 @@
  * (`serializeAttachment`): its socket id, room and, once joined, its peer id. The maps in
  * memory are an index over `ctx.getWebSockets()`; after the object wakes from hibernation
  * they are rebuilt from the attachments on first use.
+ *
+ * Every socket of the room is in this one object, so the local and the shared halves of the
+ * RoomStore coincide: `local(room)` is every joined socket, events reach the listener
+ * synchronously inside the call that caused them, and the store is never lost. The object is
+ * one room: the `room` argument of the calls is the room its sockets were accepted for.
  */
-import type { Conn, Role, RoomStore } from '../store.ts'
+import { CausewayError } from '../../protocol/errors.ts'
+import { noListener, type Conn, type JoinLimits, type Joined, type Member, type Role, type RoomListener, type RoomStore } from '../store.ts'
 
 /** What each socket remembers across hibernation. */
 export interface SocketAttachment {
@@ -61,6 +67,7 @@ export class DurableObjectRoomStore implements RoomStore<SocketConn> {
   private readonly ctx: DurableObjectState
   private readonly conns = new WeakMap<WebSocket, SocketConn>()
   private index: { byPeer: Map<string, SocketConn>, byConn: Map<string, string> } | undefined
+  private listener: RoomListener<SocketConn> = noListener()
 
   constructor (ctx: DurableObjectState) {
     this.ctx = ctx
@@ -90,43 +97,70 @@ export class DurableObjectRoomStore implements RoomStore<SocketConn> {
     return c
   }
 
-  get (peer: string): SocketConn | undefined { return this.load().byPeer.get(peer) }
+  listen (listener: RoomListener<SocketConn>): void { this.listener = listener }
 
-  peerOf (conn: SocketConn): string | undefined { return this.load().byConn.get(conn.id) }
-
-  peers (): string[] { return [...this.load().byPeer.keys()] }
-
-  size (): number { return this.load().byPeer.size }
-
-  roleOf (peer: string): Role | undefined {
-    const conn = this.load().byPeer.get(peer)
-    return conn === undefined ? undefined : (readAttachment(conn.ws)?.role ?? 'agent')
-  }
-
-  join (peer: string, conn: SocketConn, role: Role = 'agent'): SocketConn | undefined {
-    const { byPeer, byConn } = this.load()
-    const old = byPeer.get(peer)
-    const previous = byConn.get(conn.id)
-    if (previous !== undefined && previous !== peer && byPeer.get(previous)?.id === conn.id) byPeer.delete(previous)
+  joinedAs (conn: SocketConn): Joined | undefined {
+    if (this.load().byConn.get(conn.id) === undefined) return undefined
     const att = readAttachment(conn.ws)
-    writeAttachment(conn.ws, { ...(att ?? { id: conn.id, room: '', opened: Date.now() }), peer, role })
-    byPeer.set(peer, conn)
-    byConn.set(conn.id, peer)
-    if (old === undefined || old.id === conn.id) return undefined
-    byConn.delete(old.id)
-    this.forget(old.ws)
-    return old
+    return att?.peer === undefined ? undefined : { room: att.room, peer: att.peer, role: att.role ?? 'agent' }
   }
 
-  leave (conn: SocketConn): string | undefined {
+  local (room: string): Array<{ conn: SocketConn, member: Member }> {
+    const out: Array<{ conn: SocketConn, member: Member }> = []
+    for (const [peer, conn] of this.load().byPeer) {
+      const att = readAttachment(conn.ws)
+      if (att?.room === room) out.push({ conn, member: { peer, role: att.role ?? 'agent' } })
+    }
+    return out
+  }
+
+  async join (room: string, conn: SocketConn, member: Member, limits: JoinLimits): Promise<Member[]> {
+    const { byPeer, byConn } = this.load()
+    if (byConn.has(conn.id)) throw new CausewayError('BAD_MESSAGE', 'already joined')
+    const old = byPeer.get(member.peer)
+    if (old === undefined && byPeer.size >= limits.maxPeers) throw new CausewayError('ROOM_FULL', `room holds ${limits.maxPeers} peers`)
+    const att = readAttachment(conn.ws)
+    writeAttachment(conn.ws, { ...(att ?? { id: conn.id, room, opened: Date.now() }), peer: member.peer, role: member.role })
+    byPeer.set(member.peer, conn)
+    byConn.set(conn.id, member.peer)
+    if (old !== undefined) {
+      byConn.delete(old.id)
+      this.forget(old.ws)
+      this.listener.replaced(old)
+    }
+    this.listener.joined(room, { peer: member.peer, role: member.role })
+    return this.local(room).map(e => e.member)
+  }
+
+  async leave (conn: SocketConn): Promise<Member | undefined> {
     const { byPeer, byConn } = this.load()
     const peer = byConn.get(conn.id)
     if (peer === undefined) return undefined
+    const att = readAttachment(conn.ws)
+    const member: Member = { peer, role: att?.role ?? 'agent' }
     byConn.delete(conn.id)
     this.forget(conn.ws)
     if (byPeer.get(peer)?.id !== conn.id) return undefined
     byPeer.delete(peer)
-    return peer
+    this.listener.left(att?.room ?? '', member)
+    return member
+  }
+
+  async send (room: string, to: string, roles: readonly Role[], text: string): Promise<boolean> {
+    const target = this.load().byPeer.get(to)
+    const att = target === undefined ? undefined : readAttachment(target.ws)
+    if (target === undefined || att?.room !== room || !roles.includes(att.role ?? 'agent')) return false
+    this.listener.deliver(target, text)
+    return true
+  }
+
+  async members (room: string): Promise<Member[]> {
+    return this.local(room).map(e => e.member)
+  }
+
+  counts (): { rooms: number, peers: number } {
+    const peers = this.load().byPeer.size
+    return { rooms: peers > 0 ? 1 : 0, peers }
   }
 
   /** Drops the peer from a socket's attachment so that a wake-up does not resurrect it. */

@@ -242,6 +242,21 @@ describe.skipIf(!prerequisite('helm (test/kube/install-helm.sh)', helm !== undef
     expect(unknown.stderr).toContain('unknown field "spec.manifest"')
   })
 
+  it('signaling: replicas only with redis.url (rooms would split); with it every replica gets the store, the password from its Secret, /livez for liveness', () => {
+    const split = spawnSync(helm ?? 'helm', ['template', 'east', join(charts, 'causeway-signaling'), '--set', 'replicaCount=2'], { encoding: 'utf8', timeout: 60_000 })
+    expect(split.status).not.toBe(0)
+    expect(split.stderr).toContain('replicaCount > 1 needs redis.url')
+    const dep = render('causeway-signaling', ['-f', join(charts, 'causeway-signaling/ci/redis-values.yaml')]).find((d) => d.kind === 'Deployment') as Obj
+    expect(dep.spec.replicas).toBe(3)
+    const c = dep.spec.template.spec.containers[0] as Obj
+    expect(c.env.find((e: Obj) => e.name === 'CAUSEWAY_STORE').value).toBe('rediss://redis.causeway.svc:6380/2')
+    expect(c.env.find((e: Obj) => e.name === 'CAUSEWAY_REDIS_PASSWORD').valueFrom.secretKeyRef).toEqual({ name: 'causeway-redis', key: 'redis-password' })
+    expect(c.livenessProbe.httpGet.path).toBe('/livez')
+    expect(c.readinessProbe.httpGet.path).toBe('/healthz')
+    const single = (render('causeway-signaling', []).find((d) => d.kind === 'Deployment') as Obj).spec.template.spec.containers[0] as Obj
+    expect((single.env ?? []).map((e: Obj) => e.name)).not.toContain('CAUSEWAY_STORE')
+  })
+
   it('agent refuses to render without a token', () => {
     const r = spawnSync(helm ?? 'helm', ['template', 'east', join(charts, 'causeway-agent')], { encoding: 'utf8', timeout: 60_000 })
     expect(r.status).not.toBe(0)

@@ -43,6 +43,7 @@ export async function freePort (): Promise<number> {
 
 export async function startNode (env: Record<string, string>): Promise<Target> {
   const s = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv(env) })
+  await s.ready()
   return { name: 'node', url: s.url, port: s.port, env, close: s.close, output: () => '' }
 }
 

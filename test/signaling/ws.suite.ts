@@ -59,10 +59,15 @@ export function signalingSuite (name: string, start: (env: Record<string, string
       expect(closed.reason.startsWith(code)).toBe(true)
     }
 
-    it('GET /healthz answers ok', async () => {
+    it('GET /healthz and /livez answer ok', async () => {
       const res = await fetch(`${target.url}/healthz`)
       expect(res.status).toBe(200)
-      expect(await res.json()).toEqual({ ok: true, protocol: 2 })
+      const body = await res.json() as Record<string, unknown>
+      expect(body).toMatchObject({ ok: true, protocol: 2 })
+      expect(Object.keys(body).filter(k => !['ok', 'protocol', 'store'].includes(k))).toEqual([])
+      const live = await fetch(`${target.url}/livez`)
+      expect(live.status).toBe(200)
+      expect(await live.json()).toEqual({ ok: true })
     })
 
     it('unknown routes answer 404 with a JSON error', async () => {
