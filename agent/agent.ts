@@ -148,7 +148,11 @@ export class Agent {
         void this.refreshPath(peer).then(() => this.events.emit('route', peer))
       } else {
         this.notConnected(peer)
-        if (state === 'closed' || state === 'failed') this.assocs.sessionDown(peer)
+        if (state === 'closed' || state === 'failed') {
+          this.assocs.sessionDown(peer)
+          // opens waiting on it: an unresponsive session aborted them already, unless it was picked while silent
+          if (peer.session !== undefined) this.abandonOpens(peer.session)
+        }
       }
       this.events.emit('route', peer)
     })
@@ -436,7 +440,8 @@ export class Agent {
     return this.sitesOffering(share).map(site => {
       const instances = this.instancesOf(site).map(p => this.viewOf(p, share))
       const rtts = instances.flatMap(v => v.rttMs === null ? [] : [v.rttMs])
-      return { site, usable: rankInstances(instances).length > 0, ejected: this.siteHealth.ejected(site), streams: instances.reduce((n, v) => n + v.streams, 0), rttMs: rtts.length > 0 ? Math.min(...rtts) : null }
+      const usable = rankInstances(instances.filter(v => v.offers !== false))
+      return { site, usable: usable.length > 0, responsive: instances.some(v => v.routable && v.responsive && v.offers !== false && !v.draining), ejected: this.siteHealth.ejected(site), streams: instances.reduce((n, v) => n + v.streams, 0), rttMs: rtts.length > 0 ? Math.min(...rtts) : null }
     })
   }
 

@@ -82,7 +82,9 @@ export function siteCatalog (catalogs: ReadonlyArray<{ shares: readonly ShareInf
  * - within a priority, `balance`: `round-robin` (smooth weighted round robin over `weight`,
  *   default 1, as nginx does), `least-loaded` (fewest open streams per unit of weight), or
  *   `nearest` (the lowest RTT of its instances);
- * - an ejected site (it kept failing: SiteHealth) is used only when nothing else is left.
+ * - a site none of whose instances answered its keepalives lately (all unresponsive: maybe
+ *   dead, not detected as such yet) comes after every answering site, an ejected one (it kept
+ *   failing: SiteHealth) after that: both are used only when nothing else is left.
  */
 export interface SitePolicy {
   balance: Balance
@@ -98,6 +100,8 @@ export interface SiteView {
   site: string
   /** It has an instance that can take a stream to the share now. */
   usable: boolean
+  /** One of its usable instances answered its keepalives lately. */
+  responsive: boolean
   ejected: boolean
   streams: number
   rttMs: number | null
@@ -128,7 +132,7 @@ export class RoundRobin {
 export function rankSites (views: readonly SiteView[], policy: SitePolicy, rr: RoundRobin): string[] {
   const weight = (s: string): number => Math.max(0, policy.weights[s] ?? 1)
   const priority = (s: string): number => policy.priorities[s] ?? 0
-  const usable = views.filter(v => v.usable && !v.ejected && weight(v.site) > 0)
+  const usable = views.filter(v => v.usable && v.responsive && !v.ejected && weight(v.site) > 0)
   const byPriority = [...new Set(usable.map(v => priority(v.site)))].sort((a, b) => a - b)
   const order: string[] = []
   for (const p of byPriority) {
@@ -141,8 +145,9 @@ export function rankSites (views: readonly SiteView[], policy: SitePolicy, rr: R
     if (first !== undefined) order.push(first)
     for (const v of rest) if (v.site !== first) order.push(v.site)
   }
-  // last resorts: ejected sites, then sites weighted 0
-  for (const v of views) if (v.usable && !order.includes(v.site)) order.push(v.site)
+  // last resorts: silent sites, then ejected ones, then sites weighted 0
+  const rest = views.filter(v => v.usable && !order.includes(v.site))
+  for (const v of [...rest.filter(v => !v.responsive && !v.ejected), ...rest.filter(v => v.ejected), ...rest.filter(v => v.responsive && !v.ejected)]) if (!order.includes(v.site)) order.push(v.site)
   return order
 }
 

@@ -10,6 +10,9 @@
  *   instance waits for the detection, then goes to the other one);
  * - lost: requests that failed, out of those started from 1 s before the kill to the end of the
  *   round (a request in flight on the killed instance is lost; nothing else should be).
+ * The `sites` rows do the same one level up: `east` and `west` are two sites (one agent each)
+ * exporting the same share, the importer connects to `web@*` (round-robin), and the killed
+ * agent is one site's only instance.
  */
 import { configFromEnv } from '../signaling/config.ts'
 import { startNodeSignaling } from '../signaling/node/server.ts'
@@ -24,18 +27,23 @@ interface Round { detectedMs: number, firstOkMs: number, worstMs: number, lost: 
 
 const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))] ?? NaN }
 
-async function rounds (signal: 'SIGKILL' | 'SIGTERM'): Promise<Round[]> {
+async function rounds (signal: 'SIGKILL' | 'SIGTERM', across: 'instances' | 'sites'): Promise<Round[]> {
   const signaling = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv({}), log })
   const net = await HaNetwork.create(signaling.url)
   const target = await echoTarget()
   try {
+    const sites = across === 'instances' ? ['east', 'east'] : ['east', 'west']
     const east: AgentProc[] = [
-      await net.start('east', 'east-1', ['--share', `web=127.0.0.1:${target.port}`]),
-      await net.start('east', 'east-2', ['--share', `web=127.0.0.1:${target.port}`]),
+      await net.start(sites[0]!, `${sites[0]!}-1`, ['--share', `web=127.0.0.1:${target.port}`]),
+      await net.start(sites[1]!, `${sites[1]!}-2`, ['--share', `web=127.0.0.1:${target.port}`]),
     ]
     const port = await freePort()
-    const west = await net.start('west', 'west-1', ['--connect', `web@east=127.0.0.1:${port}`])
-    await net.waitInstances(west, 'east', 2)
+    const west = await net.start('local', 'local-1', ['--connect', `web@${across === 'instances' ? 'east' : '*'}=127.0.0.1:${port}`])
+    const allReady = async (): Promise<void> => {
+      if (across === 'instances') await net.waitInstances(west, 'east', 2)
+      else for (const site of sites) await net.waitInstances(west, site, 1)
+    }
+    await allReady()
     const out: Round[] = []
     for (let r = 0; r < ROUNDS; r++) {
       const results: Array<Promise<RequestResult>> = []
@@ -52,7 +60,7 @@ async function rounds (signal: 'SIGKILL' | 'SIGTERM'): Promise<Round[]> {
       const stopped = net.stop(victim, signal)
       await until(async () => {
         const s = await net.status(west)
-        return s !== undefined && !s.peers.some(p => p.name === 'east' && p.instance === victim.instance && p.state === 'connected' && p.responsive && !p.draining)
+        return s !== undefined && !s.peers.some(p => p.name === victim.site && p.instance === victim.instance && p.state === 'connected' && p.responsive && !p.draining)
       }, 20_000, 'west to stop using the instance', 20)
       const detectedMs = Date.now() - killAt
       await stopped
@@ -61,7 +69,7 @@ async function rounds (signal: 'SIGKILL' | 'SIGTERM'): Promise<Round[]> {
       await loop
       const all = await Promise.all(results)
       east[r % 2] = await net.restart(victim)
-      await net.waitInstances(west, 'east', 2)
+      await allReady()
       const after = all.filter(x => x.start >= killAt)
       const firstOk = after.filter(x => x.ok).map(x => x.start + x.ms - killAt)
       out.push({
@@ -71,7 +79,7 @@ async function rounds (signal: 'SIGKILL' | 'SIGTERM'): Promise<Round[]> {
         lost: all.filter(x => x.start >= killAt - 1000 && !x.ok).length,
         requests: all.filter(x => x.start >= killAt - 1000).length,
       })
-      process.stderr.write(`ha ${signal} round ${r + 1}/${ROUNDS}: ${JSON.stringify(out.at(-1))}\n`)
+      process.stderr.write(`ha ${across} ${signal} round ${r + 1}/${ROUNDS}: ${JSON.stringify(out.at(-1))}\n`)
     }
     return out
   } finally {
@@ -83,16 +91,16 @@ async function rounds (signal: 'SIGKILL' | 'SIGTERM'): Promise<Round[]> {
 
 export async function haBench (): Promise<string> {
   const rows: string[] = []
-  for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
-    const rs = await rounds(signal)
+  for (const [across, signal] of [['instances', 'SIGKILL'], ['instances', 'SIGTERM'], ['sites', 'SIGKILL']] as const) {
+    const rs = await rounds(signal, across)
     const col = (f: (r: Round) => number): string => `${pct(rs.map(f), 50).toFixed(0)} / ${pct(rs.map(f), 99).toFixed(0)}`
-    rows.push(`| ${signal === 'SIGKILL' ? 'kill -9' : 'SIGTERM (drain)'} | ${rs.length} | ${col(r => r.detectedMs)} | ${col(r => r.firstOkMs)} | ${col(r => r.worstMs)} | ${rs.reduce((n, r) => n + r.lost, 0)} of ${rs.reduce((n, r) => n + r.requests, 0)} (max ${Math.max(...rs.map(r => r.lost))} per kill) |`)
+    rows.push(`| ${across === 'instances' ? 'two instances of one site' : 'two sites, web@*'} | ${signal === 'SIGKILL' ? 'kill -9' : 'SIGTERM (drain)'} | ${rs.length} | ${col(r => r.detectedMs)} | ${col(r => r.firstOkMs)} | ${col(r => r.worstMs)} | ${rs.reduce((n, r) => n + r.lost, 0)} of ${rs.reduce((n, r) => n + r.requests, 0)} (max ${Math.max(...rs.map(r => r.lost))} per kill) |`)
   }
   return [
-    `Two instances of one site, ${RATE} requests/s through one importer; one instance stopped per round, then started again (load ${(await import('node:fs')).readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}).`,
+    `${RATE} requests/s through one importer; one agent stopped per round, then started again (load ${(await import('node:fs')).readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}).`,
     '',
-    '| stop | rounds | detected ms p50 / p99 | first ok ms p50 / p99 | worst request ms p50 / p99 | requests lost |',
-    '|---|---|---|---|---|---|',
+    '| across | stop | rounds | detected ms p50 / p99 | first ok ms p50 / p99 | worst request ms p50 / p99 | requests lost |',
+    '|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n')
 }

@@ -5,7 +5,7 @@
  *   npm run bench -- signaling    only the signaling benchmark
  *   npm run bench -- wan          the WAN benchmark (root: emulated links between namespaces; < 10 min)
  *   npm run bench -- udp          iperf3 UDP through a UDP share and without it (loss, jitter; ~1 min)
- *   npm run bench -- ha           failover between two instances of a site, 20 kills and 20 drains (~5 min)
+ *   npm run bench -- ha           failover between two instances of a site (20 kills, 20 drains) and between two sites of web@* (20 kills); ~8 min
  * The NAT-lab benchmark needs root and runs separately: `node bench/natlab.ts`.
  */
 import { spawnSync } from 'node:child_process'
