@@ -27,6 +27,7 @@ import type { RelayStatus } from './relay-transport/index.ts'
 import { createPeerConnection, EngineSelector, engineOf, UDP_PROBE_MS, type EngineChoice, type EngineName } from './engine/index.ts'
 import { runNetcheck, summarize, viewerSummary, type NetcheckSummary } from './netcheck/index.ts'
 import { fromRelayStatus } from './netcheck/relay.ts'
+import { StateDir } from './state.ts'
 
 /** How long a stream reset on a still-connected session waits for that session to end before the reset counts (Agent.openStream). */
 const STREAM_RETRY_WAIT_MS = 1500
@@ -47,6 +48,10 @@ export interface AgentInit {
   instance?: string
   /** The network's signed revocation list (`causeway token --revoke`), if any. */
   revocations?: string
+  /** Directory kept across restarts (agent/state.ts): the newest revocation list seen is kept there and loaded at start. */
+  stateDir?: string
+  /** Unexpired envelope nonces remembered for replay detection (peer/mesh.ts). Default SEAL_REPLAY_CACHE. */
+  replayCache?: number
   shares?: ShareSpec[]
   connects?: ConnectSpec[]
   /** ICE servers from flags, added to those of the signaling service. */
@@ -169,12 +174,14 @@ export class Agent {
   private readonly stopped = new AbortController()
   readonly engines: EngineSelector
   private readonly assocs: Associations
+  private readonly state?: StateDir
 
   constructor (init: AgentInit) {
     this.init = init
     this.log = init.log ?? silentLog
     this.name = agentName(init.token, init.name)
     this.instance = init.instance ?? defaultInstance()
+    if (init.stateDir !== undefined) this.state = new StateDir(init.stateDir)
     this.shares = new ShareRegistry({ provenNames: init.token.identity !== undefined })
     if (init.token.identity === undefined) this.log.warn({}, 'shared token: agent names are not proven (any member can claim any name); issue per-agent tokens with `causeway token --name NAME`')
     this.events = new Emitter<AgentEvents>(err => { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'agent event listener failed') })
@@ -200,10 +207,15 @@ export class Agent {
       log: this.log,
       caps: ['tcp/1', UDP_CAP],
       ...(init.connectTimeoutMs !== undefined ? { connectTimeoutMs: init.connectTimeoutMs } : {}),
+      ...(init.replayCache !== undefined ? { replayCache: init.replayCache } : {}),
+      beforeJoin: async () => await this.adoptRevocationsAtStart(),
     })
     if (init.shares !== undefined) this.shares.set('flags', init.shares)
     this.shares.onChange(() => this.broadcastCatalogs())
     const events = this.mesh.events
+    events.on('revocations', (text) => {
+      try { this.state?.keepRevocations(text) } catch (err) { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not keep the revocation list in the state directory') }
+    })
     events.on('session', (peer, session) => {
       this.notConnected(peer)
       this.tunnels.attach(peer, session)
@@ -269,12 +281,24 @@ export class Agent {
     const udp = this.startNetcheck()
     await this.engines.update(this.ice.servers(), udp === undefined ? undefined : async () => await firstOf(udp, UDP_PROBE_MS, false))
     await this.mesh.start()
-    if (this.init.revocations !== undefined) await this.mesh.adoptRevocations(this.init.revocations)
     if (this.mesh.room !== room) throw new Error('mesh derived another room')
     await this.startRelayPath()
     for (const spec of this.init.connects ?? []) this.listeners.push(await this.listen(spec))
     this.pathTimer = setInterval(() => { void this.refreshPaths() }, 2000)
     this.pathTimer.unref?.()
+  }
+
+  /**
+   * Before joining the room: the revocation list kept in the state directory, then the one given
+   * (only a newer list is adopted, so the kept one is never replaced by an older one). A kept
+   * list that does not verify is ignored; a given one that does not verify is an error.
+   */
+  private async adoptRevocationsAtStart (): Promise<void> {
+    const kept = this.state?.revocations()
+    if (kept !== undefined) {
+      await this.mesh.adoptRevocations(kept).catch((err: unknown) => { this.log.warn({ dir: this.state?.dir, err: err instanceof Error ? err.message : String(err) }, 'kept revocation list refused') })
+    }
+    if (this.init.revocations !== undefined) await this.mesh.adoptRevocations(this.init.revocations)
   }
 
   /**

@@ -25,6 +25,10 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
                                  env CAUSEWAY_INSTANCE, else host name + random suffix
   --revocations-file F           the network's signed revocation list (causeway token
                                  --revoke); re-read when it changes, passed on to peers
+  --state-dir DIR                keep state across restarts here (created if missing): the
+                                 newest revocation list seen (from the file or a peer), loaded
+                                 at start; a list only moves forward (its seq); env
+                                 CAUSEWAY_STATE_DIR
 
   --share NAME=HOST:PORT[,peers=a|b][,protocol=tcp|http|udp]   export a TCP (default) or UDP
                                  service (repeatable); only this declared target is ever
@@ -71,6 +75,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       name: { type: 'string' },
       instance: { type: 'string' },
       'revocations-file': { type: 'string' },
+      'state-dir': { type: 'string' },
       share: { type: 'string', multiple: true, default: [] },
       connect: { type: 'string', multiple: true, default: [] },
       ice: { type: 'string', multiple: true, default: [] },
@@ -104,6 +109,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
   const instance = values.instance ?? (envInstance !== '' ? envInstance : undefined)
   if (instance !== undefined && !PeerName.safeParse(instance).success) throw new Error('--instance must be 1-64 letters, digits, . _ or -')
   const revocationsFile = values['revocations-file']
+  const stateDir = values['state-dir'] ?? (process.env.CAUSEWAY_STATE_DIR !== '' ? process.env.CAUSEWAY_STATE_DIR : undefined)
   const engine = values.engine
   if (!isEngineChoice(engine)) throw new Error(`--engine must be one of ${ENGINE_CHOICES.join(', ')}`)
   checkKubeFlags(values) // bad Kubernetes flags fail before the agent joins the network
@@ -112,6 +118,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
     ...(name?.data !== undefined ? { name: name.data } : {}),
     ...(instance !== undefined ? { instance } : {}),
     ...(revocationsFile !== undefined ? { revocations: readFileSync(revocationsFile, 'utf8') } : {}),
+    ...(stateDir !== undefined ? { stateDir } : {}),
     shares: values.share.map(parseShareFlag),
     connects: values.connect.map(parseConnectFlag),
     iceServers: values.ice.map(parseIceFlag),
