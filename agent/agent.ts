@@ -8,7 +8,7 @@ import { randomId } from '../protocol/encoding.ts'
 import { CausewayError } from '../protocol/errors.ts'
 import { deriveMemberKeys, deriveRelayKey } from '../protocol/keys.ts'
 import type { PathKind, ShareInfo, StatusMessage } from '../protocol/peer.ts'
-import { parseCredential } from '../protocol/identity.ts'
+import { importSigningKey, parseCredential } from '../protocol/identity.ts'
 import type { MemberToken } from '../protocol/token.ts'
 import { Emitter } from '../peer/emitter.ts'
 import { Mesh, type RemotePeer } from '../peer/mesh.ts'
@@ -215,6 +215,7 @@ export class Agent {
     const events = this.mesh.events
     events.on('revocations', (text) => {
       try { this.state?.keepRevocations(text) } catch (err) { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not keep the revocation list in the state directory') }
+      void this.relayPath?.client.pushRevocations() // relays drop the agents it revokes
     })
     events.on('session', (peer, session) => {
       this.notConnected(peer)
@@ -311,9 +312,11 @@ export class Agent {
     try {
       // Loaded only when relays are configured: an agent without them never loads libp2p.
       const { RelayPath } = await import('./relay-path/index.ts')
+      const id = this.init.token.identity
       this.relayPath = await RelayPath.start({
         relayKey: await deriveRelayKey(this.init.token.secret),
         relays,
+        ...(id !== undefined ? { identity: { key: await importSigningKey(id.key), credential: id.credential, crl: () => this.mesh.revocationList } } : {}),
         log: this.log,
         identify: (relayPeer) => [...this.mesh.peers.values()].find(p => p.role === 'agent' && p.relay?.peer === relayPeer),
         onHello: (fn) => this.mesh.events.on('hello', fn),

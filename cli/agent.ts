@@ -13,6 +13,7 @@ import { parseConnectFlag, parseShareFlag } from '../agent/tunnel/shares.ts'
 import { parseHostPort } from './duration.ts'
 import { checkKubeFlags, KUBE_HELP, KUBE_OPTIONS, kubeModeFromFlags } from './agent-kube.ts'
 import { readTokenText } from './token-input.ts'
+import { watchFile } from './watch-file.ts'
 
 export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) [--name NAME] [options]
 
@@ -159,16 +160,9 @@ function positive (text: string, flag: string): number {
 
 /** Re-reads the revocation list file every 5 s when its content changes. */
 function watchRevocations (agent: Agent, file: string, log: Logger): () => void {
-  let last = readFileSync(file, 'utf8')
-  const timer = setInterval(() => {
-    let text: string
-    try { text = readFileSync(file, 'utf8') } catch { return }
-    if (text === last) return
-    last = text
+  return watchFile(file, text => {
     agent.mesh.adoptRevocations(text).then(
       adopted => { if (!adopted) log.info({ file }, 'revocation list not newer than the one in force') },
       (err: unknown) => log.warn({ file, err: err instanceof Error ? err.message : String(err) }, 'revocation list refused'))
-  }, 5000)
-  timer.unref()
-  return () => clearInterval(timer)
+  })
 }

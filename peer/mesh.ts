@@ -290,6 +290,12 @@ export class Mesh {
   /** The sequence number of the revocation list in force (undefined: none). */
   get revocationSeq (): number | undefined { return this.crl?.seq }
 
+  /** Envelope nonces this peer remembers for replay detection: in total, and from one sender (peer id). */
+  remembered (from?: string): number {
+    const o = this.keys?.opener
+    return o === undefined ? 0 : from === undefined ? o.remembered : o.rememberedFrom(from)
+  }
+
   /** The signed revocation list in force (undefined: none), e.g. to hand to a relay. */
   get revocationList (): string | undefined { return this.crl?.text }
 

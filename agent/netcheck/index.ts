@@ -11,6 +11,7 @@
  * the limit counts as unreachable.
  */
 import { networkInterfaces } from 'node:os'
+import { importSigningKey } from '../../protocol/identity.ts'
 import { deriveRoomId, deriveRelayKey } from '../../protocol/keys.ts'
 import type { NetcheckView } from '../../protocol/peer.ts'
 import type { MemberToken } from '../../protocol/token.ts'
@@ -92,7 +93,8 @@ function portOfUrl (url: string): number {
 export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> {
   // libp2p (the relay probes) loads before the clock starts: loading it blocks the event loop,
   // which must not happen while probes time their answers.
-  const prober = init.relayProber ?? await relayProber(await deriveRelayKey(init.token.secret))
+  const id = init.token.identity
+  const prober = init.relayProber ?? await relayProber(await deriveRelayKey(init.token.secret), id !== undefined ? { key: await importSigningKey(id.key), credential: id.credential } : undefined)
   const started = performance.now()
   const total = init.timeoutMs ?? 5000
   const left = (): number => Math.max(100, total - (performance.now() - started) - 100)
