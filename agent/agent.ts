@@ -14,6 +14,7 @@ import { Emitter } from '../peer/emitter.ts'
 import { Mesh, type RemotePeer } from '../peer/mesh.ts'
 import { silentLog, type LogLike, type PathInfo, type PeerSession } from '../peer/peer-session.ts'
 import { IceSource } from './ice.ts'
+import type { IcePolicy } from './ice-policy.ts'
 import { listenConnect, type ConnectSpec, type Listener } from './tunnel/connects.ts'
 import { askerOf, ShareRegistry, type Asker, type ShareSpec } from './tunnel/shares.ts'
 import { sessionOpener, Tunnels, type ChannelOpener, type TunnelOptions } from './tunnel/tunnels.ts'
@@ -58,6 +59,8 @@ export interface AgentInit {
   iceServers?: RTCIceServer[]
   /** Fetch /v1/ice from the signaling service. Default true. */
   useServiceIce?: boolean
+  /** What of /v1/ice is used (agent/ice-policy.ts). Default: public addresses on the default ICE ports. */
+  icePolicy?: IcePolicy
   log?: LogLike
   tunnel?: TunnelOptions
   /** UDP shares and connects: flow cap, idle timeout (agent/tunnel/udp-flows.ts). */
@@ -272,7 +275,7 @@ export class Agent {
   async start (): Promise<void> {
     // ICE servers and the engine probe first: with `auto`, no peer connection is made on a guess.
     const { room } = await deriveMemberKeys(this.init.token.secret)
-    this.ice = new IceSource({ token: this.init.token, room, extra: this.init.iceServers ?? [], useService: this.init.useServiceIce ?? true, log: this.log })
+    this.ice = new IceSource({ token: this.init.token, room, extra: this.init.iceServers ?? [], useService: this.init.useServiceIce ?? true, log: this.log, ...(this.init.icePolicy !== undefined ? { policy: this.init.icePolicy } : {}) })
     await this.ice.refresh()
     // libp2p (the relay path) loads before netcheck's clock starts: loading it blocks the event loop.
     if (this.relayAddrs().length > 0 && this.init.token.kind === 'member') await import('./relay-path/index.ts')
@@ -343,10 +346,10 @@ export class Agent {
   private startNetcheck (): Promise<boolean> | undefined {
     const timeoutMs = this.init.netcheckMs ?? 10_000
     if (timeoutMs <= 0 || this.ice === undefined) return undefined
-    const ice = { iceServers: this.ice.servers(), relays: this.relayAddrs() }
+    const ice = { iceServers: this.ice.servers(), relays: this.relayAddrs(), refused: this.ice.refused }
     let onUdp: (reachable: boolean) => void = () => {}
     const udp = new Promise<boolean>(resolve => { onUdp = resolve })
-    runNetcheck({ token: this.init.token, timeoutMs, ice, relayProber: fromRelayStatus(() => this.relayPath?.status().relays), signal: this.stopped.signal, onUdp }).then(report => {
+    runNetcheck({ token: this.init.token, timeoutMs, ice, ...(this.init.icePolicy !== undefined ? { policy: this.init.icePolicy } : {}), relayProber: fromRelayStatus(() => this.relayPath?.status().relays), signal: this.stopped.signal, onUdp }).then(report => {
       if (this.stopped.signal.aborted) return
       this.netcheck = summarize(report)
       this.log.info({ netcheck: this.netcheck }, `netcheck: ${report.verdict}`)

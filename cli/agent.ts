@@ -14,6 +14,7 @@ import { parseHostPort } from './duration.ts'
 import { checkKubeFlags, KUBE_HELP, KUBE_OPTIONS, kubeModeFromFlags } from './agent-kube.ts'
 import { readTokenText } from './token-input.ts'
 import { watchFile } from './watch-file.ts'
+import { ICE_POLICY_HELP, ICE_POLICY_OPTIONS, icePolicyFromFlags } from './ice-flags.ts'
 
 export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) [--name NAME] [options]
 
@@ -42,6 +43,7 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
   --udp-idle MS                  close a UDP flow silent this long (default 30000)
   --ice URL[,username=U,credential=C]  extra STUN/TURN server (repeatable); the signaling
                                  service's /v1/ice is used too (disable with --no-service-ice)
+${ICE_POLICY_HELP}
   --status HOST:PORT             status API + /metrics (default 127.0.0.1:7777; "off" to disable)
   --max-streams N                concurrent streams per peer (default 500)
   --connect-timeout MS           peer connection timeout before retry (default 20000)
@@ -92,6 +94,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       engine: { type: 'string', default: process.env.CAUSEWAY_ENGINE ?? 'auto' },
       associations: { type: 'string', default: process.env.CAUSEWAY_ASSOCIATIONS ?? String(DEFAULT_ASSOCIATIONS) },
       ...KUBE_OPTIONS,
+      ...ICE_POLICY_OPTIONS,
     },
     strict: true,
   })
@@ -124,6 +127,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
     connects: values.connect.map(parseConnectFlag),
     iceServers: values.ice.map(parseIceFlag),
     useServiceIce: !values['no-service-ice'],
+    icePolicy: icePolicyFromFlags(values),
     log,
     tunnel: { maxStreamsPerPeer: positive(values['max-streams'], '--max-streams') },
     udp: { maxFlowsPerPeer: positive(values['udp-max-flows'], '--udp-max-flows'), idleMs: positive(values['udp-idle'], '--udp-idle') },

@@ -6,6 +6,7 @@ import { runNetcheck } from '../agent/netcheck/index.ts'
 import { renderReport } from '../agent/netcheck/render.ts'
 import { table } from './status.ts'
 import { readTokenText } from './token-input.ts'
+import { ICE_POLICY_HELP, ICE_POLICY_OPTIONS, icePolicyFromFlags } from './ice-flags.ts'
 
 export const NETCHECK_HELP = `causeway netcheck (--token-file F | env CAUSEWAY_TOKEN) [--json] [--timeout MS] [--ice URL…]
 
@@ -18,6 +19,10 @@ the path to expect to each kind of site (eim, symmetric, udpblock, tcp443).
   --json          the whole report as JSON (fields: README, "causeway netcheck")
   --timeout MS    limit for the whole run (default 5000)
   --ice URL[,username=U,credential=C]   probe this STUN/TURN server too (repeatable)
+${ICE_POLICY_HELP}
+
+Only /v1/ice entries within the ICE policy are probed (the agent uses the same policy); the
+report lists every destination probed and the entries refused, and why.
 
 Exit code: 0 when some path is possible; 1 when none is (signaling unreachable or refusing
 /v1/ice, or neither hole punching, TURN nor a relay works from here); 2 on bad usage or a bad
@@ -34,6 +39,7 @@ export async function netcheckCommand (argv: string[]): Promise<number> {
         json: { type: 'boolean', default: false },
         timeout: { type: 'string', default: '5000' },
         ice: { type: 'string', multiple: true, default: [] },
+        ...ICE_POLICY_OPTIONS,
       },
       strict: true,
     }).values
@@ -56,7 +62,9 @@ export async function netcheckCommand (argv: string[]): Promise<number> {
   if (override !== undefined && override !== '') token = { ...token, signaling: override.replace(/\/$/, '') }
   let extraIce
   try { extraIce = values.ice.map(parseIceFlag) } catch (err) { return usage(err instanceof Error ? err.message : String(err)) }
-  const report = await runNetcheck({ token, timeoutMs, extraIce })
+  let policy
+  try { policy = icePolicyFromFlags(values) } catch (err) { return usage(err instanceof Error ? err.message : String(err)) }
+  const report = await runNetcheck({ token, timeoutMs, extraIce, policy })
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderReport(report, table)}\n`)
   return report.ok ? 0 : 1
 }
