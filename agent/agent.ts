@@ -29,6 +29,7 @@ import { createPeerConnection, EngineSelector, engineOf, UDP_PROBE_MS, type Engi
 import { runNetcheck, summarize, viewerSummary, type NetcheckSummary } from './netcheck/index.ts'
 import { fromRelayStatus } from './netcheck/relay.ts'
 import { StateDir } from './state.ts'
+import { ShareAudit } from './audit.ts'
 
 /** How long a stream reset on a still-connected session waits for that session to end before the reset counts (Agent.openStream). */
 const STREAM_RETRY_WAIT_MS = 1500
@@ -160,6 +161,8 @@ export class Agent {
   /** This process's instance name within its site (AgentInit.instance). */
   readonly instance: string
   readonly tunnels: Tunnels
+  /** The audit log of streams to our shares and its per-share counters (agent/audit.ts). */
+  readonly audit: ShareAudit
   readonly udp: UdpShares
   readonly catalogs = new Map<string, ShareInfo[]>()
   readonly paths = new Map<string, PathInfo>()
@@ -191,6 +194,8 @@ export class Agent {
     this.tunnels = new Tunnels(this.shares, init.tunnel ?? {}, this.log)
     this.udp = new UdpShares(new UdpStats(), init.udp ?? {}, this.log)
     this.tunnels.udp = (peer, dc, share) => { this.udp.accept(peer.id, peer.name, dc, share) }
+    this.audit = new ShareAudit(this.log, name => this.shares.get(name) !== undefined)
+    this.tunnels.onStream = r => { this.audit.record(r) }
     this.engines = new EngineSelector(init.engine ?? 'auto')
     const engineOpts = init.bindAddress !== undefined ? { bindAddress: init.bindAddress } : {}
     this.assocs = new Associations({
