@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
+import type { CommandContext } from './commands.ts'
 import { decodeToken } from '../protocol/token.ts'
 import { MAX_ASSOCIATIONS, PeerName } from '../protocol/peer.ts'
 import { Agent } from '../agent/agent.ts'
@@ -51,7 +52,9 @@ ${ICE_POLICY_HELP}
                                  added to the signaling service's relays
   --direct-timeout MS            a peer not reached directly (WebRTC) this long is reached
                                  through the relay, while direct keeps being retried (default 5000)
-  --drain MS                     on SIGTERM, let streams finish this long (default 5000)
+  --drain MS                     on SIGTERM, let streams finish this long (default 5000); the
+                                 process exits within MS + 2 s of the signal (a watchdog ends
+                                 it with code 1 if closing hangs)
   --engine auto|datachannel|wrtc WebRTC engine for new peer connections (default auto, or env
                                  CAUSEWAY_ENGINE): auto = datachannel where this host reaches its
                                  STUN/TURN servers over UDP (or has none), else wrtc;
@@ -69,7 +72,8 @@ function associationsFlag (v: string): number {
   return n
 }
 
-export async function agentCommand (argv: string[], log: Logger, signal: AbortSignal): Promise<number> {
+export async function agentCommand (argv: string[], ctx: CommandContext): Promise<number> {
+  const { log, signal } = ctx
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -117,6 +121,8 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
   const engine = values.engine
   if (!isEngineChoice(engine)) throw new Error(`--engine must be one of ${ENGINE_CHOICES.join(', ')}`)
   checkKubeFlags(values) // bad Kubernetes flags fail before the agent joins the network
+  const drainMs = positive(values.drain, '--drain')
+  ctx.shutdownBound.drainMs = drainMs // SIGTERM: exit within drain + 2 s (cli/main.ts)
   const agent = new Agent({
     token,
     ...(name?.data !== undefined ? { name: name.data } : {}),
@@ -134,7 +140,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
     connectTimeoutMs: positive(values['connect-timeout'], '--connect-timeout'),
     relays: values.relay,
     directTimeoutMs: positive(values['direct-timeout'], '--direct-timeout'),
-    drainMs: positive(values.drain, '--drain'),
+    drainMs,
     engine,
     associations: associationsFlag(values.associations),
   })

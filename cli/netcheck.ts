@@ -1,5 +1,6 @@
 /** `causeway netcheck`: what this machine's network allows, and the path to expect to each kind of site. */
 import { parseArgs } from 'node:util'
+import type { CommandContext } from './commands.ts'
 import { decodeToken } from '../protocol/token.ts'
 import { parseIceFlag } from '../agent/ice.ts'
 import { runNetcheck } from '../agent/netcheck/index.ts'
@@ -28,7 +29,7 @@ Exit code: 0 when some path is possible; 1 when none is (signaling unreachable o
 /v1/ice, or neither hole punching, TURN nor a relay works from here); 2 on bad usage or a bad
 token.`
 
-export async function netcheckCommand (argv: string[]): Promise<number> {
+export async function netcheckCommand (argv: string[], ctx: CommandContext): Promise<number> {
   let values
   try {
     values = parseArgs({
@@ -64,6 +65,8 @@ export async function netcheckCommand (argv: string[]): Promise<number> {
   try { extraIce = values.ice.map(parseIceFlag) } catch (err) { return usage(err instanceof Error ? err.message : String(err)) }
   let policy
   try { policy = icePolicyFromFlags(values) } catch (err) { return usage(err instanceof Error ? err.message : String(err)) }
+  // Every probe is bounded by the timeout; loading and closing the relay client are not: bound the whole run.
+  ctx.watchdog(timeoutMs + 10_000, `netcheck did not finish within --timeout + 10 s`)
   const report = await runNetcheck({ token, timeoutMs, extraIce, policy })
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderReport(report, table)}\n`)
   return report.ok ? 0 : 1

@@ -4,10 +4,11 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import type { PrivateKey } from '@libp2p/interface'
 import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
+import type { CommandContext } from './commands.ts'
 import { admitKeyFromToken, parseAdmitKey } from '../protocol/relay-admission.ts'
 import { serveMetrics } from '../relay/metrics.ts'
 import { startRelay, type RelayLimits } from '../relay/server.ts'
-import { parseDuration, parseHostPort } from './duration.ts'
+import { drainFlag, parseDuration, parseHostPort } from './duration.ts'
 import { watchFile } from './watch-file.ts'
 
 export const RELAY_HELP = `causeway relay [options]
@@ -42,6 +43,8 @@ given admit keys (public keys derived from tokens), never the network secret.
   --reservation-ttl DURATION  reservation lifetime before refresh (default 2h)
   --limit-duration DURATION   limit each relayed connection to DURATION (default: unlimited)
   --limit-data BYTES          limit each relayed connection to BYTES per direction (default: unlimited)
+  --drain MS                  on SIGTERM, time to close relayed connections; the process exits
+                              within MS + 2 s (default 5000; a watchdog ends it with code 1)
 
 Prints one "relay listening on <multiaddr>" line per address; give those to the signaling
 service (CAUSEWAY_RELAYS) so that agents learn them.`
@@ -58,7 +61,8 @@ async function loadIdentity (file: string, log: Logger): Promise<PrivateKey> {
   return key
 }
 
-export async function relayCommand (argv: string[], log: Logger, signal: AbortSignal): Promise<number> {
+export async function relayCommand (argv: string[], ctx: CommandContext): Promise<number> {
+  const { log, signal } = ctx
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -77,8 +81,10 @@ export async function relayCommand (argv: string[], log: Logger, signal: AbortSi
       'reservation-ttl': { type: 'string' },
       'limit-duration': { type: 'string' },
       'limit-data': { type: 'string' },
+      drain: { type: 'string', default: '5000' },
     },
   })
+  ctx.shutdownBound.drainMs = drainFlag(values.drain)
   const fromTokens: string[] = []
   for (const file of values['admit-token-file'] ?? []) fromTokens.push(await admitKeyFromToken(await readFile(file, 'utf8')))
   if (values['print-admit-key'] === true) {
