@@ -10,6 +10,7 @@ import type { UdpOptions, UdpStats } from './tunnel/udp-flows.ts'
 import type { RelayStatus } from './relay-transport/index.ts'
 import type { EngineChoice, EngineName, EngineSelector } from './engine/index.ts'
 import type { NetcheckSummary } from './netcheck/index.ts'
+import type { IcePolicy } from './ice-policy.ts'
 
 export interface AgentInit {
   token: MemberToken
@@ -28,12 +29,18 @@ export interface AgentInit {
   instance?: string
   /** The network's signed revocation list (`causeway token --revoke`), if any. */
   revocations?: string
+  /** Directory kept across restarts (agent/state.ts): the newest revocation list seen is kept there and loaded at start. */
+  stateDir?: string
+  /** Unexpired envelope nonces remembered for replay detection (peer/mesh.ts). Default SEAL_REPLAY_CACHE. */
+  replayCache?: number
   shares?: ShareSpec[]
   connects?: ConnectSpec[]
   /** ICE servers from flags, added to those of the signaling service. */
   iceServers?: RTCIceServer[]
   /** Fetch /v1/ice from the signaling service. Default true. */
   useServiceIce?: boolean
+  /** What of /v1/ice is used (agent/ice-policy.ts). Default: public addresses on the default ICE ports. */
+  icePolicy?: IcePolicy
   log?: LogLike
   tunnel?: TunnelOptions
   /** UDP shares and connects: flow cap, idle timeout (agent/tunnel/udp-flows.ts). */

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { CausewayError } from '../protocol/errors.ts'
 import { deriveMemberKeys, deriveRelayKey } from '../protocol/keys.ts'
 import { INSTANCES_CAP, type ShareInfo, type StatusMessage } from '../protocol/peer.ts'
-import { parseCredential } from '../protocol/identity.ts'
+import { importSigningKey, parseCredential } from '../protocol/identity.ts'
 import type { MemberToken } from '../protocol/token.ts'
 import { Emitter } from '../peer/emitter.ts'
 import { Mesh, type RemotePeer } from '../peer/mesh.ts'
@@ -28,6 +28,8 @@ import { createPeerConnection, EngineSelector, engineOf, UDP_PROBE_MS } from './
 import { runNetcheck, summarize, viewerSummary, type NetcheckSummary } from './netcheck/index.ts'
 import { fromRelayStatus } from './netcheck/relay.ts'
 import type { AgentEvents, AgentInit, AgentStatus, PeerPath, PeerView } from './agent-types.ts'
+import { StateDir } from './state.ts'
+import { ShareAudit } from './audit.ts'
 
 /** How long a stream reset on a still-connected session waits for that session to end before the reset counts (Agent.openStream). */
 const STREAM_RETRY_WAIT_MS = 1500
@@ -51,6 +53,8 @@ export class Agent {
   /** This process's instance name within its site (AgentInit.instance). */
   readonly instance: string
   readonly tunnels: Tunnels
+  /** The audit log of streams to our shares and its per-share counters (agent/audit.ts). */
+  readonly audit: ShareAudit
   readonly udp: UdpShares
   readonly catalogs = new Map<string, ShareInfo[]>()
   readonly paths = new Map<string, PathInfo>()
@@ -76,12 +80,14 @@ export class Agent {
   private readonly siteHealth = new SiteHealth()
   private readonly roundRobin = new Map<string, RoundRobin>()
   readonly splits = new Map<string, Map<string, number>>()
+  private readonly state?: StateDir
 
   constructor (init: AgentInit) {
     this.init = init
     this.log = init.log ?? silentLog
     this.name = agentName(init.token, init.name)
     this.instance = init.instance ?? defaultInstance()
+    if (init.stateDir !== undefined) this.state = new StateDir(init.stateDir)
     this.shares = new ShareRegistry({ provenNames: init.token.identity !== undefined })
     if (init.token.identity === undefined) this.log.warn({}, 'shared token: agent names are not proven (any member can claim any name); issue per-agent tokens with `causeway token --name NAME`')
     this.events = new Emitter<AgentEvents>(err => { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'agent event listener failed') })
@@ -89,6 +95,8 @@ export class Agent {
     this.udp = new UdpShares(new UdpStats(), init.udp ?? {}, this.log)
     this.tunnels.udp = (peer, dc, share) => { this.udp.accept(peer.id, peer.name, dc, share) }
     this.tunnels.activity = (peer) => { peer.session?.touch() }
+    this.audit = new ShareAudit(this.log, name => this.shares.get(name) !== undefined)
+    this.tunnels.onStream = r => { this.audit.record(r) }
     this.engines = new EngineSelector(init.engine ?? 'auto')
     const engineOpts = init.bindAddress !== undefined ? { bindAddress: init.bindAddress } : {}
     this.assocs = new Associations({
@@ -109,10 +117,16 @@ export class Agent {
       caps: ['tcp/1', UDP_CAP, INSTANCES_CAP],
       instance: this.instance,
       ...(init.connectTimeoutMs !== undefined ? { connectTimeoutMs: init.connectTimeoutMs } : {}),
+      ...(init.replayCache !== undefined ? { replayCache: init.replayCache } : {}),
+      beforeJoin: async () => await this.adoptRevocationsAtStart(),
     })
     if (init.shares !== undefined) this.shares.set('flags', init.shares)
     this.shares.onChange(() => this.broadcastCatalogs())
     const events = this.mesh.events
+    events.on('revocations', (text) => {
+      try { this.state?.keepRevocations(text) } catch (err) { this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not keep the revocation list in the state directory') }
+      void this.relayPath?.client.pushRevocations() // relays drop the agents it revokes
+    })
     events.on('session', (peer, session) => {
       this.notConnected(peer)
       this.tunnels.attach(peer, session)
@@ -235,7 +249,7 @@ export class Agent {
   async start (): Promise<void> {
     // ICE servers and the engine probe first: with `auto`, no peer connection is made on a guess.
     const { room } = await deriveMemberKeys(this.init.token.secret)
-    this.ice = new IceSource({ token: this.init.token, room, extra: this.init.iceServers ?? [], useService: this.init.useServiceIce ?? true, log: this.log })
+    this.ice = new IceSource({ token: this.init.token, room, extra: this.init.iceServers ?? [], useService: this.init.useServiceIce ?? true, log: this.log, ...(this.init.icePolicy !== undefined ? { policy: this.init.icePolicy } : {}) })
     await this.ice.refresh()
     // libp2p (the relay path) loads before netcheck's clock starts: loading it blocks the event loop.
     if (this.relayAddrs().length > 0 && this.init.token.kind === 'member') await import('./relay-path/index.ts')
@@ -245,12 +259,24 @@ export class Agent {
     const udp = this.startNetcheck()
     await this.engines.update(this.ice.servers(), udp === undefined ? undefined : async () => await firstOf(udp, UDP_PROBE_MS, false))
     await this.mesh.start()
-    if (this.init.revocations !== undefined) await this.mesh.adoptRevocations(this.init.revocations)
     if (this.mesh.room !== room) throw new Error('mesh derived another room')
     await this.startRelayPath()
     for (const spec of this.init.connects ?? []) this.listeners.push(await this.listen(spec))
     this.pathTimer = setInterval(() => { void this.refreshPaths() }, 2000)
     this.pathTimer.unref?.()
+  }
+
+  /**
+   * Before joining the room: the revocation list kept in the state directory, then the one given
+   * (only a newer list is adopted, so the kept one is never replaced by an older one). A kept
+   * list that does not verify is ignored; a given one that does not verify is an error.
+   */
+  private async adoptRevocationsAtStart (): Promise<void> {
+    const kept = this.state?.revocations()
+    if (kept !== undefined) {
+      await this.mesh.adoptRevocations(kept).catch((err: unknown) => { this.log.warn({ dir: this.state?.dir, err: err instanceof Error ? err.message : String(err) }, 'kept revocation list refused') })
+    }
+    if (this.init.revocations !== undefined) await this.mesh.adoptRevocations(this.init.revocations)
   }
 
   /**
@@ -263,9 +289,11 @@ export class Agent {
     try {
       // Loaded only when relays are configured: an agent without them never loads libp2p.
       const { RelayPath } = await import('./relay-path/index.ts')
+      const id = this.init.token.identity
       this.relayPath = await RelayPath.start({
         relayKey: await deriveRelayKey(this.init.token.secret),
         relays,
+        ...(id !== undefined ? { identity: { key: await importSigningKey(id.key), credential: id.credential, crl: () => this.mesh.revocationList } } : {}),
         log: this.log,
         identify: (relayPeer) => [...this.mesh.peers.values()].find(p => p.role === 'agent' && p.relay?.peer === relayPeer),
         onHello: (fn) => this.mesh.events.on('hello', fn),
@@ -292,10 +320,10 @@ export class Agent {
   private startNetcheck (): Promise<boolean> | undefined {
     const timeoutMs = this.init.netcheckMs ?? 10_000
     if (timeoutMs <= 0 || this.ice === undefined) return undefined
-    const ice = { iceServers: this.ice.servers(), relays: this.relayAddrs() }
+    const ice = { iceServers: this.ice.servers(), relays: this.relayAddrs(), refused: this.ice.refused }
     let onUdp: (reachable: boolean) => void = () => {}
     const udp = new Promise<boolean>(resolve => { onUdp = resolve })
-    runNetcheck({ token: this.init.token, timeoutMs, ice, relayProber: fromRelayStatus(() => this.relayPath?.status().relays), signal: this.stopped.signal, onUdp }).then(report => {
+    runNetcheck({ token: this.init.token, timeoutMs, ice, ...(this.init.icePolicy !== undefined ? { policy: this.init.icePolicy } : {}), relayProber: fromRelayStatus(() => this.relayPath?.status().relays), signal: this.stopped.signal, onUdp }).then(report => {
       if (this.stopped.signal.aborted) return
       this.netcheck = summarize(report)
       this.log.info({ netcheck: this.netcheck }, `netcheck: ${report.verdict}`)

@@ -24,6 +24,9 @@ Kubernetes (in a cluster: see the causeway-agent Helm chart):
   --apiserver-token-file F       ... requests run with the bearer token in F (re-read every 30 s)
   --impersonate-user U           ... requests run as U via impersonation with the agent's own credentials
   --impersonate-group G          ... and group G (repeatable)
+  --impersonate-peers            ... requests run as the calling agent: user causeway:<its name>,
+                                 group causeway:peers, via impersonation with the agent's own
+                                 credentials (RBAC and the API server's audit tell clusters apart)
   --apiserver-peers a|b          peers allowed to use it (default all; env CAUSEWAY_APISERVER_PEERS)`
 
 /** parseArgs options of the Kubernetes flags (merged into the agent command's). */
@@ -36,6 +39,7 @@ export const KUBE_OPTIONS = {
   'apiserver-token-file': { type: 'string' },
   'impersonate-user': { type: 'string' },
   'impersonate-group': { type: 'string', multiple: true },
+  'impersonate-peers': { type: 'boolean' },
   'apiserver-peers': { type: 'string' },
 } as const
 
@@ -48,6 +52,7 @@ export interface KubeFlags {
   'apiserver-token-file'?: string
   'impersonate-user'?: string
   'impersonate-group'?: string[]
+  'impersonate-peers'?: boolean
   'apiserver-peers'?: string
 }
 
@@ -83,7 +88,7 @@ export async function startKubeMode(init: KubeModeInit): Promise<KubeMode> {
       // Served in memory: nothing listens, `host:port` only labels the share in the status API.
       host: 'in-process',
       port: proxy.upstreamPort,
-      serve: (end) => served.serve(end),
+      serve: (end, from) => served.serve(end, from),
       protocol: 'http',
       description: 'Kubernetes API server (plain HTTP inside the tunnel; use causeway kubeconfig)',
       ...(peers.length > 0 ? { peers } : {}),
@@ -133,9 +138,10 @@ export function checkKubeFlags(flags: KubeFlags): void {
   for (const g of flags['impersonate-group'] ?? []) if (g.trim() === '' || g.includes(',')) bad(`--impersonate-group ${JSON.stringify(g)} is empty or holds a comma: give one group per flag`)
   if (flags['apiserver-sa'] !== undefined && flags['apiserver-sa'].trim() === '') bad('--apiserver-sa is empty')
   if (flags['apiserver-token-file'] !== undefined && flags['apiserver-token-file'].trim() === '') bad('--apiserver-token-file is empty')
-  if (!share && (flags['apiserver-sa'] ?? flags['apiserver-token-file'] ?? flags['impersonate-user']) !== undefined) bad('--apiserver-sa, --apiserver-token-file and --impersonate-user need --share-apiserver')
+  const perPeer = flags['impersonate-peers'] === true ? true : undefined
+  if (!share && (flags['apiserver-sa'] ?? flags['apiserver-token-file'] ?? flags['impersonate-user'] ?? perPeer) !== undefined) bad('--apiserver-sa, --apiserver-token-file, --impersonate-user and --impersonate-peers need --share-apiserver')
   if (flags['impersonate-group'] !== undefined && (!share || user === undefined)) bad('--impersonate-group needs --share-apiserver and --impersonate-user')
-  if (share && [flags['apiserver-sa'], flags['apiserver-token-file'], user].filter((x) => x !== undefined).length !== 1) bad('--share-apiserver needs exactly one of --apiserver-sa NAME, --apiserver-token-file FILE, --impersonate-user USER')
+  if (share && [flags['apiserver-sa'], flags['apiserver-token-file'], user, perPeer].filter((x) => x !== undefined).length !== 1) bad('--share-apiserver needs exactly one of --apiserver-sa NAME, --apiserver-token-file FILE, --impersonate-user USER, --impersonate-peers')
 }
 
 /** From the agent command's flags: starts Kubernetes mode, or returns undefined when not asked. */
@@ -153,6 +159,7 @@ export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: Log
     let identity: ApiserverIdentity
     if (flags['apiserver-sa'] !== undefined) identity = { mode: 'token', token: tokenFromServiceAccount(kubeConfig.makeApiClient(k8s.CoreV1Api), ownNamespace(), flags['apiserver-sa']) }
     else if (flags['apiserver-token-file'] !== undefined) identity = { mode: 'token', token: tokenFromFile(flags['apiserver-token-file']) }
+    else if (flags['impersonate-peers'] === true) identity = { mode: 'impersonate-peer' }
     else identity = { mode: 'impersonate', user: flags['impersonate-user'] ?? '', groups: flags['impersonate-group'] ?? [] }
     checkIdentity(identity) // before anything starts: `--impersonate-user=` must not mean "the agent itself"
     const peers = (flags['apiserver-peers'] ?? process.env.CAUSEWAY_APISERVER_PEERS ?? '').split(/[|,]/).map((s) => s.trim()).filter((s) => s !== '')

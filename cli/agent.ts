@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
+import type { CommandContext } from './commands.ts'
 import { decodeToken } from '../protocol/token.ts'
 import { MAX_ASSOCIATIONS, PeerName } from '../protocol/peer.ts'
 import { Agent } from '../agent/agent.ts'
@@ -13,6 +14,8 @@ import { parseConnectFlag, parseShareFlag } from '../agent/tunnel/shares.ts'
 import { parseHostPort } from './duration.ts'
 import { checkKubeFlags, KUBE_HELP, KUBE_OPTIONS, kubeModeFromFlags } from './agent-kube.ts'
 import { readTokenText } from './token-input.ts'
+import { watchFile } from './watch-file.ts'
+import { ICE_POLICY_HELP, ICE_POLICY_OPTIONS, icePolicyFromFlags } from './ice-flags.ts'
 
 export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) [--name NAME] [options]
 
@@ -25,6 +28,10 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
                                  env CAUSEWAY_INSTANCE, else host name + random suffix
   --revocations-file F           the network's signed revocation list (causeway token
                                  --revoke); re-read when it changes, passed on to peers
+  --state-dir DIR                keep state across restarts here (created if missing): the
+                                 newest revocation list seen (from the file or a peer), loaded
+                                 at start; a list only moves forward (its seq); env
+                                 CAUSEWAY_STATE_DIR
 
   --share NAME=HOST:PORT[,peers=a|b][,protocol=tcp|http|udp][,weight=N][,priority=N][,balance=B]
                                  export a TCP (default) or UDP service (repeatable); only this
@@ -41,6 +48,7 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
   --udp-idle MS                  close a UDP flow silent this long (default 30000)
   --ice URL[,username=U,credential=C]  extra STUN/TURN server (repeatable); the signaling
                                  service's /v1/ice is used too (disable with --no-service-ice)
+${ICE_POLICY_HELP}
   --status HOST:PORT             status API + /metrics (default 127.0.0.1:7777; "off" to disable)
   --max-streams N                concurrent streams per peer (default 500)
   --connect-timeout MS           peer connection timeout before retry (default 20000)
@@ -48,7 +56,9 @@ export const AGENT_HELP = `causeway agent (--token-file F | env CAUSEWAY_TOKEN) 
                                  added to the signaling service's relays
   --direct-timeout MS            a peer not reached directly (WebRTC) this long is reached
                                  through the relay, while direct keeps being retried (default 5000)
-  --drain MS                     on SIGTERM, let streams finish this long (default 5000)
+  --drain MS                     on SIGTERM, let streams finish this long (default 5000); the
+                                 process exits within MS + 2 s of the signal (a watchdog ends
+                                 it with code 1 if closing hangs)
   --engine auto|datachannel|wrtc WebRTC engine for new peer connections (default auto, or env
                                  CAUSEWAY_ENGINE): auto = datachannel where this host reaches its
                                  STUN/TURN servers over UDP (or has none), else wrtc;
@@ -66,7 +76,8 @@ function associationsFlag (v: string): number {
   return n
 }
 
-export async function agentCommand (argv: string[], log: Logger, signal: AbortSignal): Promise<number> {
+export async function agentCommand (argv: string[], ctx: CommandContext): Promise<number> {
+  const { log, signal } = ctx
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -75,6 +86,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       name: { type: 'string' },
       instance: { type: 'string' },
       'revocations-file': { type: 'string' },
+      'state-dir': { type: 'string' },
       share: { type: 'string', multiple: true, default: [] },
       connect: { type: 'string', multiple: true, default: [] },
       ice: { type: 'string', multiple: true, default: [] },
@@ -90,6 +102,7 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
       engine: { type: 'string', default: process.env.CAUSEWAY_ENGINE ?? 'auto' },
       associations: { type: 'string', default: process.env.CAUSEWAY_ASSOCIATIONS ?? String(DEFAULT_ASSOCIATIONS) },
       ...KUBE_OPTIONS,
+      ...ICE_POLICY_OPTIONS,
     },
     strict: true,
   })
@@ -108,25 +121,30 @@ export async function agentCommand (argv: string[], log: Logger, signal: AbortSi
   const instance = values.instance ?? (envInstance !== '' ? envInstance : undefined)
   if (instance !== undefined && !PeerName.safeParse(instance).success) throw new Error('--instance must be 1-64 letters, digits, . _ or -')
   const revocationsFile = values['revocations-file']
+  const stateDir = values['state-dir'] ?? (process.env.CAUSEWAY_STATE_DIR !== '' ? process.env.CAUSEWAY_STATE_DIR : undefined)
   const engine = values.engine
   if (!isEngineChoice(engine)) throw new Error(`--engine must be one of ${ENGINE_CHOICES.join(', ')}`)
   checkKubeFlags(values) // bad Kubernetes flags fail before the agent joins the network
+  const drainMs = positive(values.drain, '--drain')
+  ctx.shutdownBound.drainMs = drainMs // SIGTERM: exit within drain + 2 s (cli/main.ts)
   const agent = new Agent({
     token,
     ...(name?.data !== undefined ? { name: name.data } : {}),
     ...(instance !== undefined ? { instance } : {}),
     ...(revocationsFile !== undefined ? { revocations: readFileSync(revocationsFile, 'utf8') } : {}),
+    ...(stateDir !== undefined ? { stateDir } : {}),
     shares: values.share.map(parseShareFlag),
     connects: values.connect.map(parseConnectFlag),
     iceServers: values.ice.map(parseIceFlag),
     useServiceIce: !values['no-service-ice'],
+    icePolicy: icePolicyFromFlags(values),
     log,
     tunnel: { maxStreamsPerPeer: positive(values['max-streams'], '--max-streams') },
     udp: { maxFlowsPerPeer: positive(values['udp-max-flows'], '--udp-max-flows'), idleMs: positive(values['udp-idle'], '--udp-idle') },
     connectTimeoutMs: positive(values['connect-timeout'], '--connect-timeout'),
     relays: values.relay,
     directTimeoutMs: positive(values['direct-timeout'], '--direct-timeout'),
-    drainMs: positive(values.drain, '--drain'),
+    drainMs,
     engine,
     associations: associationsFlag(values.associations),
   })
@@ -156,16 +174,9 @@ function positive (text: string, flag: string): number {
 
 /** Re-reads the revocation list file every 5 s when its content changes. */
 function watchRevocations (agent: Agent, file: string, log: Logger): () => void {
-  let last = readFileSync(file, 'utf8')
-  const timer = setInterval(() => {
-    let text: string
-    try { text = readFileSync(file, 'utf8') } catch { return }
-    if (text === last) return
-    last = text
+  return watchFile(file, text => {
     agent.mesh.adoptRevocations(text).then(
       adopted => { if (!adopted) log.info({ file }, 'revocation list not newer than the one in force') },
       (err: unknown) => log.warn({ file, err: err instanceof Error ? err.message : String(err) }, 'revocation list refused'))
-  }, 5000)
-  timer.unref()
-  return () => clearInterval(timer)
+  })
 }

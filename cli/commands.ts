@@ -5,7 +5,15 @@
  */
 import type { Logger } from 'pino'
 
-export interface CommandContext { log: Logger, signal: AbortSignal }
+export interface CommandContext {
+  log: Logger
+  /** Aborted on SIGTERM/SIGINT. */
+  signal: AbortSignal
+  /** A long-running command sets `drainMs` (its --drain): after a signal, it must exit within drainMs + 2 s or the watchdog ends it. */
+  shutdownBound: { drainMs: number }
+  /** Arms a watchdog: the process exits (`code`, default 1, with `why` logged) in `ms` unless it has exited by then. */
+  watchdog: (ms: number, why: string, code?: number) => void
+}
 export interface Command { help: string, run: (argv: string[], ctx: CommandContext) => Promise<number> }
 export interface LazyCommand { load: () => Promise<Command> }
 
@@ -16,11 +24,11 @@ export const COMMANDS: Record<string, LazyCommand> = {
       return { help: m.TOKEN_HELP, run: async argv => { const out = await m.tokenCommand(argv); if (out !== undefined) process.stdout.write(`${out}\n`); return 0 } }
     },
   },
-  signaling: { load: async () => { const m = await import('./signaling.ts'); return { help: m.SIGNALING_HELP, run: async (argv, ctx) => { await m.signalingCommand(argv, ctx.log, ctx.signal); return 0 } } } },
-  agent: { load: async () => { const m = await import('./agent.ts'); return { help: m.AGENT_HELP, run: async (argv, ctx) => await m.agentCommand(argv, ctx.log, ctx.signal) } } },
+  signaling: { load: async () => { const m = await import('./signaling.ts'); return { help: m.SIGNALING_HELP, run: async (argv, ctx) => { await m.signalingCommand(argv, ctx); return 0 } } } },
+  agent: { load: async () => { const m = await import('./agent.ts'); return { help: m.AGENT_HELP, run: async (argv, ctx) => await m.agentCommand(argv, ctx) } } },
   status: { load: async () => { const m = await import('./status.ts'); return { help: m.STATUS_HELP, run: async (argv) => await m.statusCommand(argv) } } },
   kubeconfig: { load: async () => { const m = await import('./kubeconfig.ts'); return { help: m.KUBECONFIG_HELP, run: async (argv) => await m.kubeconfigCommand(argv) } } },
-  demo: { load: async () => { const m = await import('./demo.ts'); return { help: m.DEMO_HELP, run: async (argv, ctx) => await m.demoCommand(argv, ctx.log) } } },
-  netcheck: { load: async () => { const m = await import('./netcheck.ts'); return { help: m.NETCHECK_HELP, run: async (argv) => await m.netcheckCommand(argv) } } },
-  relay: { load: async () => { const m = await import('./relay.ts'); return { help: m.RELAY_HELP, run: async (argv, ctx) => await m.relayCommand(argv, ctx.log, ctx.signal) } } },
+  demo: { load: async () => { const m = await import('./demo.ts'); return { help: m.DEMO_HELP, run: async (argv, ctx) => await m.demoCommand(argv, ctx) } } },
+  netcheck: { load: async () => { const m = await import('./netcheck.ts'); return { help: m.NETCHECK_HELP, run: async (argv, ctx) => await m.netcheckCommand(argv, ctx) } } },
+  relay: { load: async () => { const m = await import('./relay.ts'); return { help: m.RELAY_HELP, run: async (argv, ctx) => await m.relayCommand(argv, ctx) } } },
 }

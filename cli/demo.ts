@@ -1,13 +1,15 @@
 /**
  * `causeway demo`: the whole system on one machine with the embedded default — Node signaling
  * in-process, two agents, a local HTTP service shared by one and reached through the other.
- * Prints the path, the candidate pair, RTT and a throughput figure; exits 0 when it all worked.
+ * Prints the path, the candidate pair, RTT and a throughput figure; exits 0 when it all worked,
+ * within 3 s of its last line (it closes everything it started; a watchdog exits with the
+ * result's code should closing hang).
  */
 import { createHash } from 'node:crypto'
 import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
-import type { Logger } from 'pino'
+import type { CommandContext } from './commands.ts'
 import { issueAgentToken, newNetwork } from '../protocol/identity-owner.ts'
 import { encodeToken } from '../protocol/token.ts'
 import { configFromEnv } from '../signaling/config.ts'
@@ -59,7 +61,11 @@ export async function startDemoService (): Promise<{ server: Server, port: numbe
   return { server, port: (server.address() as AddressInfo).port }
 }
 
-export async function demoCommand (argv: string[], log: Logger): Promise<number> {
+/** How long the demo may take to close everything after its result line before it exits anyway, ms. */
+const CLOSE_BOUND_MS = 3000
+
+export async function demoCommand (argv: string[], ctx: CommandContext): Promise<number> {
+  const { log } = ctx
   const { values } = parseArgs({ args: argv, options: { mib: { type: 'string', default: '64' } }, strict: true })
   const mib = Math.max(1, Math.min(1024, Number(values.mib) | 0))
   const quiet = log.child({}, { level: process.env.CAUSEWAY_LOG_LEVEL ?? 'warn' })
@@ -96,6 +102,8 @@ export async function demoCommand (argv: string[], log: Logger): Promise<number>
     code = hello.status === 200 && blob.status === 200 && same && peer?.path === 'direct' ? 0 : 1
     out(code === 0 ? 'demo ok' : 'demo FAILED')
   } finally {
+    // The result is out: closing must not keep the process (cli/main.ts exits once this returns).
+    ctx.watchdog(CLOSE_BOUND_MS, `demo: closing the agents and the service took over ${CLOSE_BOUND_MS} ms`, code)
     await b.stop()
     await a.stop()
     await signaling.close()

@@ -9,3 +9,10 @@ export function parseDuration (text: string): number {
 }
 
 export { parseHostPort } from '../protocol/host-port.ts'
+
+/** Parses `--drain MS`: a whole number of milliseconds, 0 or more. */
+export function drainFlag (text: string): number {
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < 0 || n > 3_600_000) throw new Error('--drain must be a number of milliseconds (0-3600000)')
+  return n
+}

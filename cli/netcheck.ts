@@ -1,11 +1,13 @@
 /** `causeway netcheck`: what this machine's network allows, and the path to expect to each kind of site. */
 import { parseArgs } from 'node:util'
+import type { CommandContext } from './commands.ts'
 import { decodeToken } from '../protocol/token.ts'
 import { parseIceFlag } from '../agent/ice.ts'
 import { runNetcheck } from '../agent/netcheck/index.ts'
 import { renderReport } from '../agent/netcheck/render.ts'
 import { table } from './status.ts'
 import { readTokenText } from './token-input.ts'
+import { ICE_POLICY_HELP, ICE_POLICY_OPTIONS, icePolicyFromFlags } from './ice-flags.ts'
 
 export const NETCHECK_HELP = `causeway netcheck (--token-file F | env CAUSEWAY_TOKEN) [--json] [--timeout MS] [--ice URL…]
 
@@ -18,12 +20,16 @@ the path to expect to each kind of site (eim, symmetric, udpblock, tcp443).
   --json          the whole report as JSON (fields: README, "causeway netcheck")
   --timeout MS    limit for the whole run (default 5000)
   --ice URL[,username=U,credential=C]   probe this STUN/TURN server too (repeatable)
+${ICE_POLICY_HELP}
+
+Only /v1/ice entries within the ICE policy are probed (the agent uses the same policy); the
+report lists every destination probed and the entries refused, and why.
 
 Exit code: 0 when some path is possible; 1 when none is (signaling unreachable or refusing
 /v1/ice, or neither hole punching, TURN nor a relay works from here); 2 on bad usage or a bad
 token.`
 
-export async function netcheckCommand (argv: string[]): Promise<number> {
+export async function netcheckCommand (argv: string[], ctx: CommandContext): Promise<number> {
   let values
   try {
     values = parseArgs({
@@ -34,6 +40,7 @@ export async function netcheckCommand (argv: string[]): Promise<number> {
         json: { type: 'boolean', default: false },
         timeout: { type: 'string', default: '5000' },
         ice: { type: 'string', multiple: true, default: [] },
+        ...ICE_POLICY_OPTIONS,
       },
       strict: true,
     }).values
@@ -56,7 +63,11 @@ export async function netcheckCommand (argv: string[]): Promise<number> {
   if (override !== undefined && override !== '') token = { ...token, signaling: override.replace(/\/$/, '') }
   let extraIce
   try { extraIce = values.ice.map(parseIceFlag) } catch (err) { return usage(err instanceof Error ? err.message : String(err)) }
-  const report = await runNetcheck({ token, timeoutMs, extraIce })
+  let policy
+  try { policy = icePolicyFromFlags(values) } catch (err) { return usage(err instanceof Error ? err.message : String(err)) }
+  // Every probe is bounded by the timeout; loading and closing the relay client are not: bound the whole run.
+  ctx.watchdog(timeoutMs + 10_000, `netcheck did not finish within --timeout + 10 s`)
+  const report = await runNetcheck({ token, timeoutMs, extraIce, policy })
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderReport(report, table)}\n`)
   return report.ok ? 0 : 1
 }

@@ -12,12 +12,17 @@
  * and a fresh proof by the credential's key; every offer/answer of an agent must carry a proof
  * of its DTLS fingerprints (protocol/identity-proof.ts). Without the issuer key (a shared
  * token) names are claims.
+ *
+ * Members also sign every hello with the network's member key (protocol/member-proof.ts):
+ * viewers accept an agent only with that proof (when their token carries the member key), so a
+ * viewer claiming the agent role is refused by other viewers as it is by agents.
  */
 import { generatePeerKey } from '../protocol/join-proof.ts'
 import { CausewayError } from '../protocol/errors.ts'
 import { importSigningKey, importVerifyKey, verifyCredential, verifyRevocationList } from '../protocol/identity.ts'
 import { signDtls, signHello, verifyDtls, verifyHello } from '../protocol/identity-proof.ts'
 import { deriveGrantKey, deriveMemberKeys, deriveViewerSealKey } from '../protocol/keys.ts'
+import { importMemberKey, signMemberHello, verifyMemberHello } from '../protocol/member-proof.ts'
 import { PeerSignal, type Hello } from '../protocol/peer.ts'
 import { Opener, seal } from '../protocol/seal.ts'
 import { verifyGrants, type NetworkToken } from '../protocol/token.ts'
@@ -69,6 +74,10 @@ export interface MeshInit {
   caps?: string[]
   /** This process's instance name within its site (agents; announced in hellos). */
   instance?: string
+  /** Unexpired envelope nonces remembered for replay detection (protocol/seal.ts Opener). Default SEAL_REPLAY_CACHE. */
+  replayCache?: number
+  /** Runs in start() once the keys exist, before joining the room: e.g. adopt revocation lists kept from before. */
+  beforeJoin?: () => Promise<void>
 }
 
 /** What a Mesh tells its users (`mesh.events.on(name, fn)`; any number of subscribers). */
@@ -92,6 +101,8 @@ export interface MeshEvents {
   refused: (from: string, code: string, message: string) => void
   /** The other instances of this agent's own site changed (`mesh.siblings`). */
   siblings: () => void
+  /** A newer signed revocation list was adopted (to keep it across restarts). */
+  revocations: (text: string, seq: number) => void
 }
 
 interface Keys {
@@ -105,6 +116,12 @@ interface Keys {
   issuer?: CryptoKey
   /** This agent's identity key and credential (agent tokens). */
   identity?: { key: CryptoKey, credential: string }
+  /** Members: the member signing key (every hello carries a member proof). */
+  memberSign?: CryptoKey
+  /** Viewers: the member key from the token, to check agents' member proofs. */
+  memberKey?: CryptoKey
+  /** Viewers: the token carries an access ticket, so the service confines roles (member-proof.ts). */
+  ticketed?: boolean
 }
 
 interface Revocations { text: string, seq: number, serials: Set<string> }
@@ -154,14 +171,16 @@ export class Mesh {
       caps: this.init.caps ?? [],
       ...(this.role === 'agent' && this.init.instance !== undefined ? { instance: { name: this.init.instance } } : {}),
     }
+    const replay = this.init.replayCache !== undefined ? { replayCache: this.init.replayCache } : {}
     if (t.kind === 'member') {
       const k = await deriveMemberKeys(t.secret)
       this.keys = {
         room: k.room,
         sealFor: role => role === 'agent' ? k.seal : k.viewerSeal,
-        opener: new Opener<Role>({ room: k.room, self: this.id, keys: [{ key: k.seal, role: 'agent' }, { key: k.viewerSeal, role: 'viewer' }] }),
+        opener: new Opener<Role>({ room: k.room, self: this.id, keys: [{ key: k.seal, role: 'agent' }, { key: k.viewerSeal, role: 'viewer' }], ...replay }),
         grantKey: k.grant,
         hello,
+        memberSign: k.member.privateKey,
         ...(t.identity !== undefined
           ? {
               issuer: await importVerifyKey(t.identity.issuer),
@@ -174,11 +193,17 @@ export class Mesh {
       this.keys = {
         room: t.room,
         sealFor: role => role === 'agent' ? vk : undefined,
-        opener: new Opener<Role>({ room: t.room, self: this.id, keys: [{ key: vk, role: 'viewer' }] }),
+        opener: new Opener<Role>({ room: t.room, self: this.id, keys: [{ key: vk, role: 'viewer' }], ...replay }),
         hello: { ...hello, grants: t.grants, grantSig: t.grantSig },
         ...(t.issuer !== undefined ? { issuer: await importVerifyKey(t.issuer) } : {}),
+        ...(t.memberKey !== undefined ? { memberKey: await importMemberKey(t.memberKey) } : {}),
+        ticketed: t.ticket !== undefined,
+      }
+      if (t.memberKey === undefined && t.issuer === undefined && t.ticket === undefined) {
+        this.log.warn({}, 'this viewer token carries no member key and the deployment has no access tickets: agents cannot be told from viewers, so every agent hello is refused; make a new viewer token (causeway token --viewer)')
       }
     }
+    await this.init.beforeJoin?.()
     const sc = this.signaling = new SignalingClient({
       signaling: t.signaling,
       room: this.keys.room,
@@ -230,7 +255,7 @@ export class Mesh {
       let proven: PeerSignal
       // e.g. a description of a session closed meanwhile has no fingerprint to sign: not sent
       // (a rejection here would escape through `void send(…)` callers as an unhandled one)
-      try { proven = await this.withProof(to, body) } catch (err) { this.log.debug({ to, err: err instanceof Error ? err.message : String(err) }, 'signal not sent'); return false }
+      try { proven = await this.withProof(to, body, toRole) } catch (err) { this.log.debug({ to, err: err instanceof Error ? err.message : String(err) }, 'signal not sent'); return false }
       return sc.send(to, await seal(key, { room: keys.room, from: this.id, to, body: proven }))
     }, () => false)
     this.outbox.set(to, sent)
@@ -238,14 +263,20 @@ export class Mesh {
   }
 
   /**
-   * An agent with an identity adds its credential and a fresh proof to each hello, and signs
-   * the DTLS fingerprints of each offer/answer (in the send order, inside the outbox chain).
+   * A member adds a member proof to each hello it seals for a viewer (agents do not need it, and
+   * agents of older versions would refuse the field); an agent with an identity adds its
+   * credential and a fresh proof to every hello, and signs the DTLS fingerprints of each
+   * offer/answer (in the send order, inside the outbox chain).
    */
-  private async withProof (to: string, body: PeerSignal): Promise<PeerSignal> {
+  private async withProof (to: string, body: PeerSignal, toRole: Role): Promise<PeerSignal> {
     const keys = this.keys
-    const id = keys?.identity
-    if (keys === undefined || id === undefined) return body
+    if (keys === undefined) return body
     const ts = Date.now()
+    if (body.type === 'hello' && toRole === 'viewer' && keys.memberSign !== undefined) {
+      body = { ...body, mproof: { ts, sig: await signMemberHello(keys.memberSign, { room: keys.room, from: this.id, to, ts, name: body.name, role: body.role }) } }
+    }
+    const id = keys.identity
+    if (id === undefined) return body
     if (body.type === 'hello') {
       const sig = await signHello(id.key, { room: keys.room, from: this.id, to, ts, name: body.name, role: body.role, ...(body.relay !== undefined ? { relayPeer: body.relay.peer } : {}) })
       return { ...body, cred: id.credential, proof: { ts, sig }, ...(this.crl !== undefined ? { crl: this.crl.text } : {}) }
@@ -268,6 +299,7 @@ export class Mesh {
     if (this.crl !== undefined && list.seq <= this.crl.seq) return false
     this.crl = { text: text.trim(), seq: list.seq, serials: new Set(list.serials) }
     this.log.info({ seq: list.seq, revoked: list.serials.length }, 'revocation list adopted')
+    this.events.emit('revocations', this.crl.text, list.seq)
     for (const p of [...this.peers.values()]) {
       if (p.proven !== undefined && this.crl.serials.has(p.proven.serial)) {
         this.events.emit('refused', p.id, 'CREDENTIAL_REVOKED', `credential of "${p.name}" revoked`)
@@ -280,6 +312,15 @@ export class Mesh {
 
   /** The sequence number of the revocation list in force (undefined: none). */
   get revocationSeq (): number | undefined { return this.crl?.seq }
+
+  /** Envelope nonces this peer remembers for replay detection: in total, and from one sender (peer id). */
+  remembered (from?: string): number {
+    const o = this.keys?.opener
+    return o === undefined ? 0 : from === undefined ? o.remembered : o.rememberedFrom(from)
+  }
+
+  /** The signed revocation list in force (undefined: none), e.g. to hand to a relay. */
+  get revocationList (): string | undefined { return this.crl?.text }
 
   /**
    * Announces that this instance is draining: every peer in the room gets a hello with
@@ -336,6 +377,22 @@ export class Mesh {
     const key = await importVerifyKey(cred.publicKey)
     await verifyHello(key, { room: keys.room, from, to: this.id, ts: hello.proof.ts, name: hello.name, role: hello.role, ...(hello.relay !== undefined ? { relayPeer: hello.relay.peer } : {}) }, hello.proof.sig)
     return { key, serial: cred.serial, expiresAt: cred.expiresAt }
+  }
+
+  /**
+   * A viewer checks that an agent hello comes from a member (protocol/member-proof.ts): the
+   * member proof when its token has the member key; without one, the credential (issuer key)
+   * or a ticketed deployment must prove it. Throws CausewayError IDENTITY_REJECTED.
+   */
+  private async proveMember (from: string, hello: Hello): Promise<void> {
+    const keys = this.keys
+    if (keys === undefined) throw new CausewayError('IDENTITY_REJECTED', 'not started')
+    if (keys.memberKey !== undefined) {
+      if (hello.mproof === undefined) throw new CausewayError('IDENTITY_REJECTED', `hello of "${hello.name}" carries no member proof: only network members can sign one`)
+      await verifyMemberHello(keys.memberKey, { room: keys.room, from, to: this.id, ts: hello.mproof.ts, name: hello.name, role: hello.role }, hello.mproof.sig)
+      return
+    }
+    if (keys.issuer === undefined && keys.ticketed !== true) throw new CausewayError('IDENTITY_REJECTED', 'this viewer token cannot tell agents from viewers (no member key, no issuer key, no access ticket): make a new viewer token')
   }
 
   /** Verifies the DTLS proof of an agent's offer/answer; throws CausewayError. */
@@ -411,10 +468,15 @@ export class Mesh {
 
   private async onHello (from: string, hello: Hello, keyRole: Role): Promise<void> {
     if (hello.role !== keyRole && !(this.role === 'viewer' && keyRole === 'viewer' && hello.role === 'agent')) {
+      // An agent's hello copy sealed for viewers (agents send both), or a viewer claiming the
+      // agent role with the viewer key it holds: either way not an agent hello to an agent.
       this.log.debug({ from }, 'hello role does not match its key: ignored')
       return
     }
     if (this.role === 'viewer' && hello.role === 'viewer') return
+    if (this.role === 'viewer') {
+      try { await this.proveMember(from, hello) } catch (err) { this.refuse(from, err, 'agent hello refused'); return }
+    }
     let grants: string[] | undefined
     if (hello.role === 'viewer') {
       if (this.keys?.grantKey === undefined || hello.grants === undefined || hello.grantSig === undefined) return

@@ -45,7 +45,6 @@
  * | SEAL_REJECTED | a sealed envelope failed to open (tampered, misaddressed, stale, replayed) |
  * | BAD_TOKEN | a network token or ticket could not be parsed |
  * | PING_TIMEOUT | the signaling service did not answer a ping in time: the client drops the socket and reconnects |
- * | REPLAY_CACHE_FULL | the receiver already remembers its limit of unexpired envelope nonces: it refuses new envelopes until some expire rather than forget one |
  * | BAD_CONFIG | a flag or setting is invalid (e.g. an empty identity for the API-server share) |
  * | IDENTITY_REJECTED | a credential, hello proof or DTLS fingerprint proof does not verify (forged name, other network, swapped fingerprint, stale proof) |
  * | CREDENTIAL_EXPIRED | an agent's credential is past its expiry (`causeway token --name` issues a new one) |
@@ -93,7 +92,6 @@ export const ERRORS = {
   SEAL_REJECTED: { close: 0, http: 400 },
   BAD_TOKEN: { close: 0, http: 400 },
   PING_TIMEOUT: { close: 0, http: 504 },
-  REPLAY_CACHE_FULL: { close: 0, http: 503 },
   HOST_NOT_ALLOWED: { close: 0, http: 403 },
   ORIGIN_NOT_ALLOWED: { close: 0, http: 403 },
   UNSUPPORTED_MEDIA_TYPE: { close: 0, http: 415 },

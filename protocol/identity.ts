@@ -144,13 +144,14 @@ export function parseCredential (text: string): Credential {
 /**
  * Verifies a credential against the issuer key, the network, the clock and a revocation list.
  * Throws CausewayError IDENTITY_REJECTED (bad signature, other network), CREDENTIAL_EXPIRED
- * or CREDENTIAL_REVOKED.
+ * or CREDENTIAL_REVOKED. Without `network` (a relay, which never learns the room id) any
+ * network of this issuer is accepted: an issuer key belongs to one network.
  */
-export async function verifyCredential (issuer: CryptoKey, text: string, opts: { network: string, revoked?: ReadonlySet<string>, now?: number }): Promise<Credential> {
+export async function verifyCredential (issuer: CryptoKey, text: string, opts: { network?: string, revoked?: ReadonlySet<string>, now?: number }): Promise<Credential> {
   const { payload, sig } = splitSigned(text, CRED_PREFIX, MAX_CREDENTIAL_LENGTH)
   if (!await verify(issuer, `causeway/cred/1|${payload}`, sig)) throw new CausewayError('IDENTITY_REJECTED', 'credential is not signed by this network\'s issuer')
   const cred = parseCredential(text)
-  if (cred.network !== opts.network) throw new CausewayError('IDENTITY_REJECTED', 'credential belongs to another network')
+  if (opts.network !== undefined && cred.network !== opts.network) throw new CausewayError('IDENTITY_REJECTED', 'credential belongs to another network')
   const now = Math.floor((opts.now ?? Date.now()) / 1000)
   if (now >= cred.expiresAt) throw new CausewayError('CREDENTIAL_EXPIRED', `credential of "${cred.name}" expired at ${new Date(cred.expiresAt * 1000).toISOString()}`)
   if (cred.issuedAt > now + IAT_SKEW_S) throw new CausewayError('IDENTITY_REJECTED', 'credential issued in the future')
@@ -165,12 +166,12 @@ export async function signRevocationList (issuer: CryptoKey, list: RevocationLis
   return `${CRL_PREFIX}${payload}.${await sign(issuer, `causeway/crl/1|${payload}`)}`
 }
 
-/** Verifies a signed revocation list; throws CausewayError IDENTITY_REJECTED. */
-export async function verifyRevocationList (issuer: CryptoKey, text: string, network: string): Promise<RevocationList> {
+/** Verifies a signed revocation list (of `network`; undefined: any network of this issuer, see verifyCredential); throws CausewayError IDENTITY_REJECTED. */
+export async function verifyRevocationList (issuer: CryptoKey, text: string, network: string | undefined): Promise<RevocationList> {
   const { payload, sig, json } = splitSigned(text.trim(), CRL_PREFIX, MAX_CRL_LENGTH)
   if (!await verify(issuer, `causeway/crl/1|${payload}`, sig)) throw new CausewayError('IDENTITY_REJECTED', 'revocation list is not signed by this network\'s issuer')
   const l = CrlJson.safeParse(json)
   if (!l.success) throw new CausewayError('IDENTITY_REJECTED', 'revocation list fields invalid')
-  if (l.data.net !== network) throw new CausewayError('IDENTITY_REJECTED', 'revocation list belongs to another network')
+  if (network !== undefined && l.data.net !== network) throw new CausewayError('IDENTITY_REJECTED', 'revocation list belongs to another network')
   return { network: l.data.net, seq: l.data.seq, issuedAt: l.data.iat, serials: l.data.s }
 }

@@ -9,10 +9,11 @@
  * | viewer seal key (AES-256-GCM) | `causeway/v1/viewer-seal` (from the viewer secret) | envelopes to and from viewers | viewers and agents |
  * | grant key (HMAC-SHA-256) | `causeway/v1/grant` | signs the share grants inside viewer tokens | agents only |
  * | relay key (32 bytes) | `causeway/v1/relay` | relay admission proofs | peers only |
+ * | member signing key (Ed25519, seed) | `causeway/v1/member-sign` | signs members' hellos to viewers (protocol/member-proof.ts) | members only; its public half goes into viewer tokens (`mk`) |
  *
  * The derivations are one-way: the room id reveals nothing of the secret or the keys.
  */
-import { toBase64Url, utf8 } from './encoding.ts'
+import { fromBase64Url, toBase64Url, utf8 } from './encoding.ts'
 
 export const SECRET_BYTES = 32
 const SALT = utf8('causeway network secret v1')
@@ -52,6 +53,21 @@ export async function deriveRelayKey (secret: Uint8Array<ArrayBuffer>): Promise<
   return await hkdfBits(secret, 'causeway/v1/relay', 32)
 }
 
+/** PKCS#8 wrapping of a raw 32-byte Ed25519 seed (RFC 8410). */
+const ED25519_PKCS8_PREFIX = Uint8Array.of(0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20)
+
+/** The network's member signing key pair (Ed25519): only members can sign with it; viewers verify with the public half. */
+export async function deriveMemberSignKey (secret: Uint8Array<ArrayBuffer>): Promise<{ privateKey: CryptoKey, publicKey: Uint8Array<ArrayBuffer> }> {
+  const seed = await hkdfBits(secret, 'causeway/v1/member-sign', 32)
+  const pkcs8 = new Uint8Array(ED25519_PKCS8_PREFIX.length + seed.length)
+  pkcs8.set(ED25519_PKCS8_PREFIX)
+  pkcs8.set(seed, ED25519_PKCS8_PREFIX.length)
+  // Imported once extractable, only to read the public half (JWK `x`); the key kept signs only.
+  const jwk = await crypto.subtle.exportKey('jwk', await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, true, ['sign']))
+  if (jwk.x === undefined) throw new Error('Ed25519 key without a public half')
+  return { privateKey: await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, false, ['sign']), publicKey: fromBase64Url(jwk.x) }
+}
+
 /** Everything a full member (agent) derives from the network secret. */
 export interface MemberKeys {
   room: string
@@ -59,6 +75,8 @@ export interface MemberKeys {
   viewerSeal: CryptoKey
   grant: CryptoKey
   relay: Uint8Array<ArrayBuffer>
+  /** The member signing key pair (Ed25519). */
+  member: { privateKey: CryptoKey, publicKey: Uint8Array<ArrayBuffer> }
 }
 
 export async function deriveMemberKeys (secret: Uint8Array<ArrayBuffer>): Promise<MemberKeys> {
@@ -69,5 +87,6 @@ export async function deriveMemberKeys (secret: Uint8Array<ArrayBuffer>): Promis
     viewerSeal: await deriveViewerSealKey(viewerSecret),
     grant: await deriveGrantKey(secret),
     relay: await deriveRelayKey(secret),
+    member: await deriveMemberSignKey(secret),
   }
 }

@@ -41,5 +41,9 @@ export const MAX_TICKET_LENGTH = 2048
 export const MAX_TOKEN_LENGTH = 8192
 /** How far a sealed envelope's timestamp may be from the receiver's clock, in milliseconds. */
 export const SEAL_MAX_SKEW_MS = 120_000
-/** Unexpired envelope nonces remembered for replay detection; when full, new envelopes are refused (REPLAY_CACHE_FULL) until some expire. */
+/**
+ * Unexpired envelope nonces remembered for replay detection, in total; each sender holds at most
+ * an eighth of it. Past a bound the oldest nonces of that sender (or of the sender holding the
+ * most) are forgotten and its older envelopes refused (protocol/seal.ts Opener).
+ */
 export const SEAL_REPLAY_CACHE = 50_000

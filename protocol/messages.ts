@@ -110,15 +110,20 @@ export const ServerMessage = z.discriminatedUnion('type', [ChallengeMessage, Wel
 export type ServerMessage = z.infer<typeof ServerMessage>
 export type WelcomeMessage = z.infer<typeof WelcomeMessage>
 
-/** The `/v1/ice` response: ICE servers for RTCPeerConnection plus relay multiaddrs. */
+/**
+ * The `/v1/ice` response: ICE servers for RTCPeerConnection plus relay multiaddrs (bounded: 64
+ * servers of at most 16 URLs, 64 relays, 1 KiB a string). What an agent uses of it is further
+ * limited by its ICE policy (agent/ice-policy.ts).
+ */
+const IceText = z.string().max(1024)
 export const IceServer = z.object({
-  urls: z.union([z.string(), z.array(z.string())]),
-  username: z.string().optional(),
-  credential: z.string().optional(),
+  urls: z.union([IceText, z.array(IceText).max(16)]),
+  username: IceText.optional(),
+  credential: IceText.optional(),
 })
 export const IceConfig = z.object({
-  iceServers: z.array(IceServer),
-  relays: z.array(z.string()).default([]),
+  iceServers: z.array(IceServer).max(64),
+  relays: z.array(IceText).max(64).default([]),
   ttlSeconds: z.number().int().optional(),
 })
 export type IceConfig = z.infer<typeof IceConfig>

@@ -24,6 +24,11 @@
  *   instance restarted); a hello without `instance` (an agent before instances) replaces
  *   every other agent of its name, as before. `draining: true`: the instance is shutting
  *   down; peers open no new streams to it (its open streams finish).
+ *   Every member (agent or shared token) adds to the hello it seals for viewers `mproof {ts, sig}`: its member proof
+ *   (protocol/member-proof.ts: Ed25519 with the network's member key over room, both peer ids,
+ *   time, name and role). A viewer whose token carries the member key accepts an agent only with
+ *   a valid one: viewers hold the viewer seal key all viewers share, so without it a viewer could
+ *   seal an agent hello to another viewer.
  * - `description {sid, description: {type, sdp}}`: SDP offer/answer (perfect negotiation; the
  *   peer with the lower id is polite). `sid` names the sender's RTCPeerConnection instance: a
  *   new sid means the sender started over, and the receiver replaces its session too.
@@ -60,6 +65,12 @@ A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
  * (1 MiB) of credit per direction and never sends more bytes than the credit it was given, so a
  * slow reader bounds memory on both sides; a receiver may grant more than it consumed (window
  * growth) and resets a stream whose peer sends past its credit (FLOW_CONTROL_VIOLATION).
+ *
+ * ## Version history
+ * - 2026-12 (issue 22): `mproof` in the hellos agents seal for viewers (member proof). Viewers
+ *   whose token carries the member key refuse agent hellos without it; a debug page older than
+ *   the agents refuses the field (its schema is strict): update the signaling service, which
+ *   serves the page, with the agents. Hellos between agents are unchanged.
  */
 import * as z from 'zod'
 import { MAX_CREDENTIAL_LENGTH, MAX_CRL_LENGTH } from './identity.ts'
@@ -85,6 +96,7 @@ const Hello = z.object({
   proof: Proof.optional(),
   crl: z.string().max(MAX_CRL_LENGTH).optional(),
   instance: z.object({ name: PeerName, draining: z.boolean().optional() }).strict().optional(),
+  mproof: Proof.optional(),
 }).strict()
 
 /** The capability of agents that run as several instances per site (hello `instance`, control `drain`). */

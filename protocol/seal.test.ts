@@ -63,18 +63,45 @@ describe('sealed envelopes', () => {
     await rejected(opener.open('alicealice', 'AAAA'))
   })
 
-  it('keeps the replay cache bounded: refuses new envelopes rather than forget an unexpired nonce', async () => {
+  it('bounds each sender: a flood evicts only the flooder\'s own nonces, and an evicted one is never accepted again', async () => {
     const keys = await deriveMemberKeys(newSecret())
-    const opener = new Opener({ room: keys.room, self: 'bobbobbob', keys: [{ key: keys.seal, role: 'agent' }], replayCache: 10 })
-    const now = Date.now()
-    for (let i = 0; i < 10; i++) await opener.open('alicealice', await seal(keys.seal, { room: keys.room, from: 'alicealice', to: 'bobbobbob', body: i, now }), now)
-    const full = await opener.open('alicealice', await seal(keys.seal, { room: keys.room, from: 'alicealice', to: 'bobbobbob', body: 10, now }), now).then(() => undefined, (e: unknown) => e)
-    expect(full).toBeInstanceOf(CausewayError)
-    expect((full as CausewayError).code).toBe('REPLAY_CACHE_FULL')
-    expect(opener.remembered).toBe(10)
-    // once those envelopes expired (ts + skew), their nonces go and new envelopes are accepted
-    const later = now + 120_001
-    expect((await opener.open('alicealice', await seal(keys.seal, { room: keys.room, from: 'alicealice', to: 'bobbobbob', body: 11, now: later }), later)).body).toBe(11)
-    expect(opener.remembered).toBe(1)
+    const opener = new Opener({ room: keys.room, self: 'bobbobbob', keys: [{ key: keys.seal, role: 'agent' }], replayCache: 1000, replayPerSender: 10 })
+    const env = async (from: string, body: number, now: number): Promise<string> => await seal(keys.seal, { room: keys.room, from, to: 'bobbobbob', body, now })
+    const t0 = Date.now()
+    const carol = await env('carolcarol', -1, t0)
+    await opener.open('carolcarol', carol, t0)
+    const early = await env('malloryxx', 0, t0)
+    await opener.open('malloryxx', early, t0)
+    // mallory floods 100 envelopes (10x its bound), each a millisecond newer: all accepted
+    for (let i = 1; i <= 100; i++) expect((await opener.open('malloryxx', await env('malloryxx', i, t0 + i), t0 + i)).body).toBe(i)
+    expect(opener.rememberedFrom('malloryxx')).toBe(10)
+    expect(opener.rememberedFrom('carolcarol')).toBe(1)
+    // carol's window is intact: her replay is still a replay; mallory's evicted envelope is refused as stale
+    expect(await rejected(opener.open('carolcarol', carol, t0 + 200))).toMatch(/replayed/)
+    expect(await rejected(opener.open('malloryxx', early, t0 + 200))).toMatch(/older than what is remembered/)
+    // an envelope older than mallory's window (reordered, or a forgery with an old ts) is refused too
+    expect(await rejected(opener.open('malloryxx', await env('malloryxx', 999, t0 + 50), t0 + 200))).toMatch(/older than what is remembered/)
+    // carol's new envelopes open as ever
+    expect((await opener.open('carolcarol', await env('carolcarol', 7, t0 + 200), t0 + 200)).body).toBe(7)
+  })
+
+  it('bounds the total: many senders flooding evict the largest holder, never a quiet sender', async () => {
+    const keys = await deriveMemberKeys(newSecret())
+    const opener = new Opener({ room: keys.room, self: 'bobbobbob', keys: [{ key: keys.seal, role: 'agent' }], replayCache: 64, replayPerSender: 16 })
+    const env = async (from: string, body: number, now: number): Promise<string> => await seal(keys.seal, { room: keys.room, from, to: 'bobbobbob', body, now })
+    const t0 = Date.now()
+    const quiet = [await env('carolcarol', 1, t0), await env('carolcarol', 2, t0)]
+    for (const q of quiet) await opener.open('carolcarol', q, t0)
+    for (let s = 0; s < 10; s++) {
+      for (let i = 0; i < 16; i++) await opener.open(`sybil${s}xx`, await env(`sybil${s}xx`, i, t0 + i), t0 + i)
+    }
+    expect(opener.remembered).toBeLessThanOrEqual(64)
+    expect(opener.rememberedFrom('carolcarol')).toBe(2)
+    for (const q of quiet) expect(await rejected(opener.open('carolcarol', q, t0 + 100))).toMatch(/replayed/)
+    // once everything expired (ts + skew), nonces go and the same old envelope is plainly stale
+    const later = t0 + 120_100
+    expect(await rejected(opener.open('carolcarol', quiet[0]!, later))).toMatch(/stale/)
+    expect((await opener.open('carolcarol', await env('carolcarol', 3, later), later)).body).toBe(3)
+    expect(opener.remembered).toBeLessThanOrEqual(64)
   })
 })

@@ -12,14 +12,24 @@
  *   tokens made from them: peers then accept an agent only with a credential the issuer signed
  *   and proofs made with the credential's key (protocol/identity.ts). A member token without it
  *   is a *shared* token (quick starts): names are claims, so `peers=` is refused with it.
+ * - `mk`: viewer tokens: the network's member key (raw Ed25519 public key, 32 bytes; derived
+ *   from the secret, protocol/keys.ts). Viewers accept an agent only with a member proof it
+ *   verifies (protocol/member-proof.ts): a viewer cannot pass itself off as an agent to
+ *   another viewer, with a shared token too.
  * - `ak`, `c`: an agent token's own private key (PKCS#8) and its credential.
  * - `t`: an access ticket, when the deployment requires one.
  * - `n`: an optional network name, for display.
+ *
+ * Version history (the `cw1.` prefix is unchanged: fields are added, never reinterpreted):
+ * - 2026-12 (issue 22): `mk` in viewer tokens. Older viewer tokens keep working where that is
+ *   safe: with `ik`, agents are proven by their credentials; without either key only when the
+ *   token carries an access ticket (the service then confines roles), see member-proof.ts.
+ * - 2026-11: per-agent identity (`ik`, `ak`, `c`); viewer tokens (`vk`, `r`, `g`, `gs`).
  */
 import * as z from 'zod'
 import { CausewayError } from './errors.ts'
 import { fromBase64Url, fromUtf8, randomBytes, toBase64Url, utf8 } from './encoding.ts'
-import { deriveGrantKey, deriveRoomId, deriveViewerSecret, SECRET_BYTES } from './keys.ts'
+import { deriveGrantKey, deriveMemberSignKey, deriveRoomId, deriveViewerSecret, SECRET_BYTES } from './keys.ts'
 import { MAX_CREDENTIAL_LENGTH } from './identity.ts'
 import { MAX_TICKET_LENGTH, MAX_TOKEN_LENGTH } from './limits.ts'
 
@@ -35,6 +45,7 @@ const TokenJson = z.object({
   g: z.array(z.union([ShareName, z.literal('*')])).max(256).optional(),
   gs: B64.optional(),
   ik: B64.max(128).optional(),
+  mk: B64.max(64).optional(),
   ak: B64.max(512).optional(),
   c: z.string().max(MAX_CREDENTIAL_LENGTH).optional(),
   t: z.string().max(MAX_TICKET_LENGTH).optional(),
@@ -71,6 +82,8 @@ export interface ViewerToken {
   grantSig: string
   /** The network's issuer public key: agents' names are verified when present. */
   issuer?: Uint8Array<ArrayBuffer>
+  /** The network's member key (Ed25519 public): agents' hellos carry a member proof checked with it. */
+  memberKey?: Uint8Array<ArrayBuffer>
   ticket?: string
   name?: string
 }
@@ -91,6 +104,7 @@ export function encodeToken (token: NetworkToken): string {
     json.c = token.identity.credential
   }
   if (token.kind === 'viewer' && token.issuer !== undefined) json.ik = toBase64Url(token.issuer)
+  if (token.kind === 'viewer' && token.memberKey !== undefined) json.mk = toBase64Url(token.memberKey)
   if (token.ticket !== undefined) json.t = token.ticket
   if (token.name !== undefined) json.n = token.name
   return PREFIX + toBase64Url(utf8(JSON.stringify(json)))
@@ -118,7 +132,9 @@ export function decodeToken (text: string): NetworkToken {
   if (j.vk !== undefined && j.r !== undefined && j.g !== undefined && j.gs !== undefined) {
     const viewerSecret = fromBase64Url(j.vk)
     if (viewerSecret.length !== SECRET_BYTES) throw new CausewayError('BAD_TOKEN', 'viewer secret has the wrong length')
-    return { kind: 'viewer', signaling: j.u, room: j.r, viewerSecret, grants: j.g, grantSig: j.gs, ...(j.ik !== undefined ? { issuer: fromBase64Url(j.ik) } : {}), ...extra }
+    const memberKey = j.mk !== undefined ? fromBase64Url(j.mk) : undefined
+    if (memberKey !== undefined && memberKey.length !== 32) throw new CausewayError('BAD_TOKEN', 'member key has the wrong length')
+    return { kind: 'viewer', signaling: j.u, room: j.r, viewerSecret, grants: j.g, grantSig: j.gs, ...(j.ik !== undefined ? { issuer: fromBase64Url(j.ik) } : {}), ...(memberKey !== undefined ? { memberKey } : {}), ...extra }
   }
   throw new CausewayError('BAD_TOKEN', 'token carries neither a secret nor a viewer grant')
 }
@@ -152,6 +168,7 @@ export async function viewerTokenFor (member: ViewerSource, grants: string[], ti
     grants,
     grantSig,
     ...(member.identity !== undefined ? { issuer: member.identity.issuer } : {}),
+    memberKey: (await deriveMemberSignKey(member.secret)).publicKey,
     ...(ticket !== undefined ? { ticket } : member.ticket !== undefined ? { ticket: member.ticket } : {}),
     ...(member.name !== undefined ? { name: member.name } : {}),
   }

@@ -7,7 +7,8 @@
  * | `causeway_relay_reservations` | gauge | reservations currently held |
  * | `causeway_relay_reservations_total` | counter | reservations granted (new and refreshed) |
  * | `causeway_relay_circuits_total` | counter | relayed connections (hops) allowed |
- * | `causeway_relay_denied_total{what="reservation"\|"hop"}` | counter | reservations / hops refused by admission |
+ * | `causeway_relay_denied_total{what="reservation"\|"reservation_limit"\|"hop"}` | counter | reservations / hops refused by admission; reservations refused because the credential (or address) holds its limit |
+ * | `causeway_relay_released_total{reason="disconnect"\|"revoked"}` | counter | reservations freed before their lifetime ended: the holder's last connection closed, or its credential was revoked |
  * | `causeway_relay_admissions_total{result="ok"\|"denied"\|"bad"}` | counter | admission proofs: accepted, not verifying, malformed |
  * | `causeway_relay_admitted_peers` | gauge | peers currently admitted |
  * | `causeway_relay_connections` | gauge | open libp2p connections |
@@ -24,6 +25,7 @@ export interface RelayMetrics {
   circuits: Counter
   denied: Counter<'what'>
   admissions: Counter<'result'>
+  released: Counter<'reason'>
   /** Wires the gauges to live values (read on each scrape). */
   observe: (sources: { reservations: () => number, connections: () => number, admitted: () => number }) => void
 }
@@ -43,6 +45,7 @@ export function createRelayMetrics (): RelayMetrics {
     circuits: new Counter({ name: 'causeway_relay_circuits_total', help: 'Relayed connections allowed', registers: [registry] }),
     denied: new Counter({ name: 'causeway_relay_denied_total', help: 'Reservations and hops refused by admission', labelNames: ['what'], registers: [registry] }),
     admissions: new Counter({ name: 'causeway_relay_admissions_total', help: 'Admission proofs by result', labelNames: ['result'], registers: [registry] }),
+    released: new Counter({ name: 'causeway_relay_released_total', help: 'Reservations freed before their lifetime ended (holder disconnected, credential revoked)', labelNames: ['reason'], registers: [registry] }),
     observe: s => { Object.assign(sources, s) },
   }
 }

@@ -1,8 +1,10 @@
 /**
  * The causeway relay: a libp2p node running the circuit-relay-v2 server (hop protocol) on TCP
  * and WebSockets, with noise, yamux and identify, whose reservations and hops are gated by the
- * relay admission protocol (`admission.ts`): only peers that proved they hold a network token
- * may reserve a slot or open a circuit, and only to peers of the same network.
+ * relay admission protocol (protocol/relay-admission.ts, relay/admission.ts): only peers that
+ * proved they hold a network token (for networks with per-agent identity: a valid, unrevoked
+ * credential) may reserve a slot or open a circuit, and only to peers of the same network; each
+ * credential (or, without identity, each client address) holds a bounded number of reservations.
  *
  * The relay never learns a network secret: it is configured with admit keys (Ed25519 public
  * keys derived from the secret). It cannot read relayed traffic either: the circuit carries the
@@ -10,7 +12,7 @@
  *
  * ```ts
  * const relay = await startRelay({ listen: ['/ip4/0.0.0.0/tcp/4001', '/ip4/0.0.0.0/tcp/4002/ws'],
- *   admission: { keys: ['cwak1.…'] }, limits: {}, log })
+ *   admission: { keys: ['cwak2.…'] }, limits: {}, log })
  * relay.multiaddrs // dialable addresses, each ending in /p2p/<relay PeerId>
  * await relay.close()
  * ```
@@ -19,20 +21,25 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { circuitRelayServer, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
 import { identify } from '@libp2p/identify'
-import type { PeerId, PrivateKey, PublicKey, Stream } from '@libp2p/interface'
+import type { PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import type { Logger } from 'pino'
 import { utf8 } from '../protocol/encoding.ts'
-import { ADMISSION_PROTOCOL, MAX_ADMISSION_BYTES, parseAdmitKey, readAll, verifyProof } from '../protocol/relay-admission.ts'
+import { ADMISSION_PROTOCOL, admitVerifier, MAX_ADMISSION_BYTES, parseAdmitKey, readAll, verifyProof } from '../protocol/relay-admission.ts'
+import { AdmissionTable, addressAccount } from './admission.ts'
 import { createRelayMetrics, type RelayMetrics } from './metrics.ts'
 
 /** Per-reservation and per-relay limits. Every field is optional; defaults shown. */
 export interface RelayLimits {
   /** Most reservations held at once. Default 128. */
   maxReservations?: number
+  /** Most reservations one agent credential holds at once (`cwak2` networks). Default 8. */
+  maxReservationsPerCredential?: number
+  /** Most reservations one client address (IPv6: /64) holds at once in networks admitted without identity (`cwak1`). Default 32 (a NAT'd site's agents share one address). */
+  maxReservationsPerAddress?: number
   /** How long a reservation lasts before the client must refresh it (ms). Default 2 h. */
   reservationTtlMs?: number
   /**
@@ -54,8 +61,10 @@ export interface RelayLimits {
 }
 
 export interface RelayAdmission {
-  /** Admit keys (`cwak1.…`); at least one. */
+  /** Admit keys (`cwak1.…`, `cwak2.…` with the issuer key); at least one. */
   keys: string[]
+  /** Signed revocation lists to start with (each adopted for the network whose issuer signed it). */
+  revocations?: string[]
   /** How long the gater waits for an in-flight admission proof before refusing (ms). Default 5000. */
   admissionWaitMs?: number
 }
@@ -79,65 +88,19 @@ export interface Relay {
   metrics: RelayMetrics
   /** The libp2p node (for tests and diagnostics). */
   node: Libp2p<{ relay: CircuitRelayService }>
+  /** Adopts a newer signed revocation list: revoked agents lose their reservations and connections. Returns whether it was adopted. */
+  adoptRevocations: (text: string) => Promise<boolean>
   close: () => Promise<void>
-}
-
-interface Admitted { keyIndex: number }
-
-/** Who is admitted, with waiters for proofs still in flight. */
-class AdmissionTable {
-  readonly #admitted = new Map<string, Admitted>()
-  /** Peers whose proof was refused on their current connection: the gater fails them at once. */
-  readonly #refused = new Set<string>()
-  readonly #waiters = new Map<string, Array<() => void>>()
-  readonly #waitMs: number
-  constructor (waitMs: number) { this.#waitMs = waitMs }
-
-  admit (peer: PeerId, keyIndex: number): void {
-    const id = peer.toString()
-    this.#admitted.set(id, { keyIndex })
-    this.#refused.delete(id)
-    this.#wake(id)
-  }
-
-  refuse (peer: PeerId): void {
-    const id = peer.toString()
-    if (this.#admitted.has(id)) return
-    this.#refused.add(id)
-    this.#wake(id)
-  }
-
-  #wake (id: string): void {
-    for (const wake of this.#waiters.get(id) ?? []) wake()
-    this.#waiters.delete(id)
-  }
-
-  forget (peer: PeerId): void { this.#admitted.delete(peer.toString()); this.#refused.delete(peer.toString()) }
-
-  get size (): number { return this.#admitted.size }
-
-  /** The peer's admission, waiting up to the admission wait for one in flight. */
-  async get (peer: PeerId): Promise<Admitted | undefined> {
-    const id = peer.toString()
-    const now = this.#admitted.get(id)
-    if (now !== undefined || this.#refused.has(id)) return now
-    await new Promise<void>(resolve => {
-      const list = this.#waiters.get(id) ?? []
-      const timer = setTimeout(done, this.#waitMs)
-      function done (): void { clearTimeout(timer); resolve() }
-      list.push(done)
-      this.#waiters.set(id, list)
-    })
-    return this.#admitted.get(id)
-  }
 }
 
 export async function startRelay (init: RelayInit): Promise<Relay> {
   const { log } = init
   const limits = init.limits ?? {}
   if (init.admission.keys.length === 0) throw new Error('the relay needs at least one admit key')
-  const keys: PublicKey[] = init.admission.keys.map(parseAdmitKey)
-  const table = new AdmissionTable(init.admission.admissionWaitMs ?? 5000)
+  const keys = await Promise.all(init.admission.keys.map(async k => await admitVerifier(parseAdmitKey(k))))
+  const table = new AdmissionTable(keys, init.admission.admissionWaitMs ?? 5000)
+  const perCredential = limits.maxReservationsPerCredential ?? 8
+  const perAddress = limits.maxReservationsPerAddress ?? 32
   const metrics = createRelayMetrics()
 
   const node = await createLibp2p({
@@ -156,9 +119,15 @@ export async function startRelay (init: RelayInit): Promise<Relay> {
       // that loopback and lab addresses work.
       denyDialMultiaddr: () => false,
       denyInboundRelayReservation: async (source: PeerId) => {
-        const ok = (await table.get(source)) !== undefined
-        if (!ok) { metrics.denied.inc({ what: 'reservation' }); log.info({ peer: source.toString() }, 'reservation refused: peer not admitted') }
-        return !ok
+        const a = await table.get(source)
+        if (a === undefined) { metrics.denied.inc({ what: 'reservation' }); log.info({ peer: source.toString() }, 'reservation refused: peer not admitted'); return true }
+        const held = table.held(a.account, node.services.relay.reservations.keys(), source)
+        if (held >= (a.credential !== undefined ? perCredential : perAddress)) {
+          metrics.denied.inc({ what: 'reservation_limit' })
+          log.info({ peer: source.toString(), account: a.credential?.name ?? a.account, held }, `reservation refused: this ${a.credential !== undefined ? 'credential' : 'address'} holds its limit of reservations`)
+          return true
+        }
+        return false
       },
       denyOutboundRelayedConnection: async (source: PeerId, destination: PeerId) => {
         const [a, b] = await Promise.all([table.get(source), table.get(destination)])
@@ -185,7 +154,30 @@ export async function startRelay (init: RelayInit): Promise<Relay> {
 
   const relayService = node.services.relay
   relayService.addEventListener('relay:reservation', () => { metrics.reservationsMade.inc() })
-  node.addEventListener('peer:disconnect', evt => { table.forget(evt.detail) })
+  /** Frees a peer's reservation now (libp2p would keep it for its whole lifetime). */
+  const release = (peer: PeerId, reason: 'disconnect' | 'revoked'): void => {
+    const r = relayService.reservations.get(peer)
+    if (r === undefined) return
+    r.signal.clear()
+    relayService.reservations.delete(peer)
+    metrics.released.inc({ reason })
+  }
+  node.addEventListener('peer:disconnect', evt => { table.forget(evt.detail); release(evt.detail, 'disconnect') })
+  const adoptRevocations = async (text: string): Promise<boolean> => {
+    const r = await table.adoptRevocations(text)
+    if (r === null) return false
+    log.info({ network: r.keyIndex, seq: r.seq, dropped: r.dropped.length }, 'revocation list adopted')
+    for (const id of r.dropped) {
+      const peer = node.getConnections().find(c => c.remotePeer.toString() === id)?.remotePeer
+      if (peer === undefined) continue
+      release(peer, 'revoked')
+      await node.hangUp(peer).catch(() => {})
+    }
+    return true
+  }
+  for (const text of init.admission.revocations ?? []) {
+    if (!await adoptRevocations(text)) throw new Error('a revocation list given to the relay is signed by none of its networks\' issuers (or is older than another one given)')
+  }
   metrics.observe({
     reservations: () => relayService.reservations.size,
     connections: () => node.getConnections().length,
@@ -197,11 +189,18 @@ export async function startRelay (init: RelayInit): Promise<Relay> {
     let answer: object
     try {
       const bytes = await readAll(stream, MAX_ADMISSION_BYTES, AbortSignal.timeout(10_000))
-      const verdict = await verifyProof(bytes, client, node.peerId, keys)
+      let verdict = await verifyProof(bytes, client, node.peerId, keys, { revoked: i => table.revoked(i) })
+      if (verdict.ok && verdict.crl !== undefined) {
+        // An agent passes on the newest list it holds; it may revoke this very credential.
+        await adoptRevocations(verdict.crl).catch((err: unknown) => { log.debug({ err: String(err) }, 'revocation list in admission not adopted') })
+        const serial = verdict.credential?.serial
+        if (serial !== undefined && table.revoked(verdict.keyIndex).has(serial)) verdict = { ok: false, code: 'CREDENTIAL_REVOKED', message: `credential ${serial} is revoked` }
+      }
       if (verdict.ok) {
-        table.admit(client, verdict.keyIndex)
+        const c = verdict.credential
+        table.admit(client, { keyIndex: verdict.keyIndex, account: c !== undefined ? `${verdict.keyIndex}/cred/${c.serial}` : addressAccount(verdict.keyIndex, connection.remoteAddr), ...(c !== undefined ? { credential: { name: c.name, serial: c.serial } } : {}) })
         metrics.admissions.inc({ result: 'ok' })
-        log.debug({ peer: client.toString() }, 'peer admitted')
+        log.debug({ peer: client.toString(), ...(c !== undefined ? { agent: c.name, serial: c.serial } : {}) }, 'peer admitted')
         answer = { ok: true }
       } else {
         table.refuse(client)
@@ -229,6 +228,7 @@ export async function startRelay (init: RelayInit): Promise<Relay> {
     multiaddrs,
     metrics,
     node,
+    adoptRevocations,
     close: async () => { await node.stop() },
   }
 }

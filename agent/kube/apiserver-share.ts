@@ -15,6 +15,12 @@
  *   (the chart grants the agent impersonation of exactly that user and those groups). Empty
  *   names are refused: the API server reads an empty `Impersonate-User` as "no impersonation",
  *   which would be the agent's own identity.
+ * - `impersonate-peer`: the same, but each request impersonates the peer that opened the
+ *   stream, by its proven agent name: user `causeway:<peer>`, group `causeway:peers`, so RBAC
+ *   can grant clusters different rights and the API server's audit log tells them apart (the
+ *   chart grants the agent impersonation of exactly those users and that group). A stream from
+ *   a peer whose name is not proven (a viewer, a shared token) is answered 403 and never
+ *   reaches the API server.
  *
  * Whatever the remote client sends in `Authorization`, `Proxy-Authorization`, `Impersonate-*`
  * or `X-Remote-*` is dropped, and so are `Sec-WebSocket-Protocol` entries
@@ -34,6 +40,15 @@ import { silentLog, type LogLike } from '../../peer/log.ts'
 export type ApiserverIdentity =
   | { mode: 'token'; token: () => Promise<string> }
   | { mode: 'impersonate'; user: string; groups: string[] }
+  | { mode: 'impersonate-peer' }
+
+/** `impersonate-peer`: the user a peer's requests run as is this prefix + its agent name. */
+export const PEER_USER_PREFIX = 'causeway:'
+/** `impersonate-peer`: the group every peer's requests carry. */
+export const PEERS_GROUP = 'causeway:peers'
+
+/** Who opened a stream to the share (ShareSpec.serve's `from`). */
+export interface StreamPeer { name: string; role: 'agent' | 'viewer'; proven?: boolean }
 
 export interface ApiserverProxyInit {
   /** Upstream API server, its CA and (impersonate mode) the agent's own credentials. */
@@ -43,8 +58,8 @@ export interface ApiserverProxyInit {
 }
 
 export interface ApiserverProxy {
-  /** Serves one connection (a tunnelled stream handed over in memory). */
-  serve(stream: Duplex): void
+  /** Serves one connection (a tunnelled stream handed over in memory) opened by `from`. */
+  serve(stream: Duplex, from?: StreamPeer): void
   /** The upstream API server's port (what the catalog advertises). */
   upstreamPort: number
   close(): Promise<void>
@@ -126,6 +141,11 @@ export function tokenFromServiceAccount(core: k8s.CoreV1Api, namespace: string, 
   }
 }
 
+/** impersonate-peer: the stream's peer has no proven agent name to impersonate. */
+class NoPeerIdentity extends Error {
+  constructor(name: string | undefined) { super(`the API-server share runs requests as the calling agent, and ${name === undefined ? 'this caller' : JSON.stringify(name)} has no proven agent name (a viewer, or a shared token)`) }
+}
+
 export async function startApiserverProxy(init: ApiserverProxyInit): Promise<ApiserverProxy> {
   const log = init.log ?? silentLog
   checkIdentity(init.identity)
@@ -139,13 +159,16 @@ export async function startApiserverProxy(init: ApiserverProxyInit): Promise<Api
   if (base.ca !== undefined) tls.ca = base.ca
   if (base.rejectUnauthorized !== undefined) tls.rejectUnauthorized = base.rejectUnauthorized
   if (base.servername !== undefined) tls.servername = base.servername
-  if (init.identity.mode === 'impersonate') {
-    // Client certificates belong to the agent's identity: only in impersonate mode.
+  if (init.identity.mode !== 'token') {
+    // Client certificates belong to the agent's identity: only in impersonate modes.
     if (base.cert !== undefined) tls.cert = base.cert
     if (base.key !== undefined) tls.key = base.key
   }
   const agent = secure ? new https.Agent(tls) : new http.Agent({ keepAlive: true, maxSockets: 256 })
   const prefix = upstream.pathname.replace(/\/$/, '')
+
+  /** Who opened each stream handed in (impersonate-peer). */
+  const openedBy = new WeakMap<object, StreamPeer>()
 
   async function upstreamHeaders(req: http.IncomingMessage, upgrade: boolean): Promise<http.OutgoingHttpHeaders> {
     const out: http.OutgoingHttpHeaders = {}
@@ -169,8 +192,15 @@ export async function startApiserverProxy(init: ApiserverProxyInit): Promise<Api
       const ownHeaders = own.headers
       const auth = ownHeaders === undefined || Array.isArray(ownHeaders) ? undefined : ((ownHeaders as http.OutgoingHttpHeaders).Authorization ?? (ownHeaders as http.OutgoingHttpHeaders).authorization)
       if (typeof auth === 'string') out.authorization = auth
-      out['impersonate-user'] = id.user
-      if (id.groups.length > 0) out['impersonate-group'] = id.groups
+      if (id.mode === 'impersonate') {
+        out['impersonate-user'] = id.user
+        if (id.groups.length > 0) out['impersonate-group'] = id.groups
+      } else {
+        const from = openedBy.get(req.socket)
+        if (from === undefined || from.role !== 'agent' || from.proven !== true) throw new NoPeerIdentity(from?.name)
+        out['impersonate-user'] = `${PEER_USER_PREFIX}${from.name}`
+        out['impersonate-group'] = [PEERS_GROUP]
+      }
     }
     return out
   }
@@ -193,7 +223,7 @@ export async function startApiserverProxy(init: ApiserverProxyInit): Promise<Api
       res.destroy()
       return
     }
-    const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason: code === 502 ? 'BadGateway' : 'ServiceUnavailable', code })
+    const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason: code === 502 ? 'BadGateway' : code === 403 ? 'Forbidden' : 'ServiceUnavailable', code })
     res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
     res.end(body)
   }
@@ -218,6 +248,7 @@ export async function startApiserverProxy(init: ApiserverProxyInit): Promise<Api
         req.pipe(up)
       },
       (e: unknown) => {
+        if (e instanceof NoPeerIdentity) { fail(res, 403, e.message); return }
         log.warn({ err: String(e) }, 'apiserver share: no credentials for the API server')
         fail(res, 503, 'the exporting agent has no credentials for the API server')
       },
@@ -267,7 +298,8 @@ export async function startApiserverProxy(init: ApiserverProxyInit): Promise<Api
 
   return {
     upstreamPort: upstream.port === '' ? (secure ? 443 : 80) : Number(upstream.port),
-    serve: (stream: Duplex) => {
+    serve: (stream: Duplex, from?: StreamPeer) => {
+      if (from !== undefined) openedBy.set(stream, from)
       conns.add(stream)
       stream.on('close', () => conns.delete(stream))
       stream.on('error', () => {})

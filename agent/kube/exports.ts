@@ -20,16 +20,26 @@
  * anything. Their status says so.
  * Two Services claiming the same share name: the older one (creationTimestamp, then namespace
  * and name) wins; the other gets a Warning Event and the error in its status annotation.
+ * Reserved share names (`RESERVED_SHARE_NAMES`: `kube-apiserver`, the API-server share's, which
+ * `causeway kubeconfig` connects to) are never published from a Service: only that share is
+ * left out, the Service's status annotation and a Warning Event say why (its ServiceExport
+ * shows a Conflict), and every other export keeps changing. (Before, whoever could create a
+ * Service in any namespace could name it so and freeze every later export change: the agent
+ * refused the whole catalog.)
  */
 import * as k8s from '@kubernetes/client-node'
 import { silentLog, type LogLike } from '../../peer/log.ts'
 import { NAME_ANNOTATION, PEERS_ANNOTATION, PORTS_ANNOTATION, SHARE_ANNOTATION, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
+import { APISERVER_SHARE } from './agent-port.ts'
 import { runInformer } from './kubeutil.ts'
 import { exportConditions, NO_PORT, ServiceExportWatcher } from './mcs.ts'
 import type { AgentPort, LocalShare } from './ports.ts'
 import type { ShareStatus, StatusWriter } from './status.ts'
 
 export const KUBE_SHARE_SOURCE = 'kube'
+
+/** Share names a Service can never publish: the agent's own shares use them. */
+export const RESERVED_SHARE_NAMES: ReadonlySet<string> = new Set([APISERVER_SHARE])
 
 export const EXTERNAL_NAME_REFUSED = 'ExternalName Services are not exported: the agent would dial whatever name spec.externalName points to'
 
@@ -157,7 +167,8 @@ export class ExportsReconciler {
       const clashes: string[] = []
       for (const s of shares) {
         const owner = taken.get(s.name)
-        if (owner !== undefined) clashes.push(`share name ${s.name} is already published by ${owner}`)
+        if (RESERVED_SHARE_NAMES.has(s.name)) clashes.push(`share name ${s.name} is reserved for the agent's own share (set causeway.dev/name to publish under another name)`)
+        else if (owner !== undefined) clashes.push(`share name ${s.name} is already published by ${owner}`)
         else {
           taken.set(s.name, keyOf(svc))
           mine.push(s)

@@ -3,7 +3,9 @@
  * signaling service hands out (`/v1/ice`): signaling latency, UDP, the NAT's mapping
  * behaviour, the public address and its stability, hairpinning, IPv6, every TURN URL (a real
  * allocation) and every relay (a real reservation); then the path to expect to each kind of
- * site (expect.ts). Used by `causeway netcheck` and by every agent at start.
+ * site (expect.ts). Used by `causeway netcheck` and by every agent at start. Only what the
+ * agent's ICE policy allows is probed (agent/ice-policy.ts); the report lists what was probed
+ * (`probed`) and the `/v1/ice` entries the policy refused (`refused`).
  *
  * Bounded: the whole run finishes within `timeoutMs` (default 5 s; loading the relay client's
  * code comes before and is not counted): the signaling checks get at most 40 % of it, the
@@ -11,10 +13,12 @@
  * the limit counts as unreachable.
  */
 import { networkInterfaces } from 'node:os'
+import { importSigningKey } from '../../protocol/identity.ts'
 import { deriveRoomId, deriveRelayKey } from '../../protocol/keys.ts'
 import type { NetcheckView } from '../../protocol/peer.ts'
 import type { MemberToken } from '../../protocol/token.ts'
 import { fetchIceConfig } from '../ice.ts'
+import { icePolicy, type IcePolicy, type Refused } from '../ice-policy.ts'
 import { classify, expectations, type ExpectedPath, type Offer, type SideFacts, type SiteClass, type SiteKind } from './expect.ts'
 import { relayProber, type RelayProber, type RelayResult } from './relay.ts'
 import { iceUrls, probeUdp, type UdpReport } from './probe-udp.ts'
@@ -27,8 +31,10 @@ export interface NetcheckInit {
   token: MemberToken
   /** The whole run's limit, ms. Default 5000. */
   timeoutMs?: number
-  /** ICE servers and relays already known (an agent's); default: fetched from `/v1/ice`. */
-  ice?: { iceServers: RTCIceServer[], relays: string[] }
+  /** ICE servers and relays already known (an agent's, already within its policy, with what the policy refused); default: fetched from `/v1/ice`. */
+  ice?: { iceServers: RTCIceServer[], relays: string[], refused?: Refused[] }
+  /** What of `/v1/ice` may be probed (agent/ice-policy.ts). Default: the default policy. */
+  policy?: IcePolicy
   /** Extra ICE servers (`--ice`), probed too. */
   extraIce?: RTCIceServer[]
   /** How relays are probed. Default: a throw-away relay client per relay address. */
@@ -59,6 +65,10 @@ export interface NetcheckReport {
   relays: RelayResult[]
   /** The path to expect to each kind of site. */
   expect: Record<SiteKind, ExpectedPath>
+  /** Every destination a probe went to: STUN bindings (`host:port`), TURN URLs, relay multiaddrs. */
+  probed: { stun: string[], turn: string[], relays: string[] }
+  /** `/v1/ice` entries outside the ICE policy: never probed nor used. */
+  refused: Refused[]
 }
 
 /** Two GETs of `/healthz`: reachable, and the round trip of the warm (second) one. */
@@ -92,23 +102,25 @@ function portOfUrl (url: string): number {
 export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> {
   // libp2p (the relay probes) loads before the clock starts: loading it blocks the event loop,
   // which must not happen while probes time their answers.
-  const prober = init.relayProber ?? await relayProber(await deriveRelayKey(init.token.secret))
+  const id = init.token.identity
+  const prober = init.relayProber ?? await relayProber(await deriveRelayKey(init.token.secret), id !== undefined ? { key: await importSigningKey(id.key), credential: id.credential } : undefined)
   const started = performance.now()
   const total = init.timeoutMs ?? 5000
   const left = (): number => Math.max(100, total - (performance.now() - started) - 100)
   const url = init.token.signaling
   const room = await deriveRoomId(init.token.secret)
+  const policy = init.policy ?? icePolicy()
   const sigBudget = Math.round(total * 0.4)
   // An agent knows its ICE servers: the UDP probe need not wait for the signaling probe.
   const early = init.ice !== undefined
-    ? probeUdp([...(init.extraIce ?? []), ...init.ice.iceServers], left(), init.signal, init.onUdp)
+    ? probeUdp([...(init.extraIce ?? []), ...init.ice.iceServers], left(), init.signal, init.onUdp, policy)
     : undefined
   early?.catch(() => {}) // awaited below unless signaling is unreachable
   const [sig, ice] = await Promise.all([
     probeSignaling(url, sigBudget, init.signal),
     init.ice !== undefined
       ? Promise.resolve({ ok: true as const, cfg: init.ice })
-      : fetchIceConfig(init.token, room, AbortSignal.timeout(sigBudget)).then(cfg => ({ ok: true as const, cfg }), (err: unknown) => ({ ok: false as const, err: err instanceof Error ? err.message : String(err) })),
+      : fetchIceConfig(init.token, room, AbortSignal.timeout(sigBudget), policy).then(cfg => ({ ok: true as const, cfg }), (err: unknown) => ({ ok: false as const, err: err instanceof Error ? err.message : String(err) })),
   ])
   const servers = [...(init.extraIce ?? []), ...(ice.ok ? ice.cfg.iceServers : [])]
   const relays = ice.ok ? ice.cfg.relays : []
@@ -118,7 +130,7 @@ export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> 
   const budget = left()
   const [udp, turn, relayResults] = sig.reachable
     ? await Promise.all([
-      early ?? probeUdp(servers, budget, init.signal, init.onUdp),
+      early ?? probeUdp(servers, budget, init.signal, init.onUdp, policy),
       Promise.all(turnTargets.map(async t => await probeTurn(t.url, t, budget, init.signal))),
       relays.length > 0 ? prober(relays, budget, init.signal) : Promise.resolve([]),
     ])
@@ -161,6 +173,8 @@ export async function runNetcheck (init: NetcheckInit): Promise<NetcheckReport> 
     turn,
     relays: relayResults,
     expect: sig.reachable ? expect : { eim: 'none', symmetric: 'none', udpblock: 'none', tcp443: 'none' },
+    probed: { stun: udp.probed, turn: turn.map(t => t.url), relays: relayResults.map(r => r.addr) },
+    refused: ice.ok ? ice.cfg.refused ?? [] : [],
   }
   report.verdict = verdictOf(report, nothingOffered)
   report.tookMs = Math.round(performance.now() - started)

@@ -3,23 +3,31 @@
  * addresses: same address from two servers = endpoint-independent, different = dependent; the
  * RFC 5780 OTHER-ADDRESS is a second destination; hairpinning is seen when the request sent to
  * our own "public" address arrives; servers that answer only junk mean UDP blocked, junk counted.
+ * The servers are the test's own on loopback, so the probes run with a policy allowing
+ * 127.0.0.0/8 (agent/ice-policy.ts); with the default policy, an OTHER-ADDRESS or mapped address
+ * on loopback (a hostile server naming an internal host) is never sent to.
  */
 import { createSocket, type Socket } from 'node:dgram'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ATTR, encodeAddress, encodeStun, METHOD, parseStun } from './stun.ts'
-import { probeUdp } from './probe-udp.ts'
+import { probeUdp as probe } from './probe-udp.ts'
+import { icePolicy } from '../ice-policy.ts'
+
+const loopback = icePolicy({ allow: ['127.0.0.0/8'] })
+const probeUdp = async (servers: RTCIceServer[], ms: number): ReturnType<typeof probe> => await probe(servers, ms, undefined, undefined, loopback)
 
 const sockets: Socket[] = []
 afterEach(() => { for (const s of sockets.splice(0)) s.close() })
 
 /** A STUN server on 127.0.0.1: answers bindings with the sender's address (port shifted by `shift`), or junk only. */
-async function server (opts: { shift?: number, junk?: boolean, other?: () => number } = {}): Promise<number> {
+async function server (opts: { shift?: number, junk?: boolean, other?: () => number, onRequest?: () => void } = {}): Promise<number> {
   const s = createSocket('udp4')
   sockets.push(s)
   s.on('message', (msg, from) => {
     const req = parseStun(msg)
     if (req === null || req.cls !== 'request') return
+    opts.onRequest?.()
     if (opts.junk === true) { s.send(Buffer.from('not stun at all'), from.port, from.address); return }
     const attrs: Array<[number, Buffer]> = [[ATTR.XOR_MAPPED_ADDRESS, encodeAddress(from.address, from.port + (opts.shift ?? 0), true)]]
     if (opts.other !== undefined) attrs.push([ATTR.OTHER_ADDRESS, encodeAddress('127.0.0.1', opts.other(), false)])
@@ -80,5 +88,21 @@ describe('probeUdp', () => {
     expect(r.udp.ignored).toBeGreaterThan(0)
     expect(r.nat).toEqual({ mapping: 'unknown', publicAddress: null, stable: null, hairpinning: null })
     expect((await probeUdp([{ urls: 'turn:127.0.0.1:1?transport=tcp' }], 2000)).udp.reachable).toBeNull()
+  })
+
+  it('with the default policy, a server naming an internal other address or mapped address gets neither probed', async () => {
+    let asked = 0
+    const other = await server({ shift: 7, onRequest: () => { asked++ } })
+    const r = await probe(stun(await server({ other: () => other })), 2000, undefined, undefined, icePolicy())
+    expect(r.udp.reachable).toBe(true)
+    expect(r.nat.mapping).toBe('unknown') // the other address was not asked
+    expect(r.nat.hairpinning).toBeNull() // nor our "public" 127.0.0.1 address
+    expect(r.probed).toHaveLength(1)
+    expect(asked).toBe(0)
+    asked = 0
+    const allowed = await probeUdp(stun(await server({ other: () => other })), 2000)
+    expect(allowed.probed.some(p => p.includes('other address'))).toBe(true)
+    expect(allowed.probed.some(p => p.includes('hairpinning'))).toBe(true)
+    expect(asked).toBe(1)
   })
 })

@@ -9,6 +9,9 @@
  *   mapping when the first server is asked again at the end;
  * - hairpinning: a second socket sends a binding request to our own public address; it is on
  *   when the request arrives on the first socket.
+ * Destinations a server names (RFC 5780 OTHER-ADDRESS, our mapped address for hairpinning) are
+ * probed only within the agent's ICE policy (agent/ice-policy.ts): a hostile STUN server cannot
+ * make netcheck send to an internal host. `probed` lists every destination a request went to.
  */
 import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
@@ -16,6 +19,7 @@ import { ATTR, decodeAddress, attr, type TransportAddress } from './stun.ts'
 import { parseIceUrl, round } from './turn.ts'
 import { StunSocket, type Endpoint } from './udp.ts'
 import type { Mapping } from './expect.ts'
+import { addressRefusal, icePolicy, type IcePolicy } from '../ice-policy.ts'
 
 export interface UdpReport {
   udp: {
@@ -33,6 +37,8 @@ export interface UdpReport {
   }
   /** A STUN server answered over IPv6 (its URL names an IPv6 address, or a host name with one); null: no such server. */
   v6Reachable: boolean | null
+  /** Every destination a binding request went to (`host:port`, with why when it is not a listed server). */
+  probed: string[]
 }
 
 export function iceUrls (s: RTCIceServer): string[] {
@@ -75,19 +81,20 @@ const aborted = (signal?: AbortSignal): boolean => signal?.aborted === true
  * `onReachable` hears whether UDP works as soon as that is known — at the first answer — long
  * before the mapping steps end (an agent's engine choice waits on it; see agent.ts).
  */
-export async function probeUdp (servers: RTCIceServer[], timeoutMs: number, signal?: AbortSignal, onReachable?: (reachable: boolean) => void): Promise<UdpReport> {
+export async function probeUdp (servers: RTCIceServer[], timeoutMs: number, signal?: AbortSignal, onReachable?: (reachable: boolean) => void, policy: IcePolicy = icePolicy()): Promise<UdpReport> {
   let told = false
   const tell = (reachable: boolean): void => { if (!told) { told = true; onReachable?.(reachable) } }
   const all = udpEndpoints(servers)
   const v4 = all.filter(e => isIP(e.host) !== 6)
-  const none: UdpReport = { udp: { reachable: null, servers: [], ignored: 0 }, nat: { mapping: 'unknown', publicAddress: null, stable: null, hairpinning: null }, v6Reachable: null }
+  const none: UdpReport = { udp: { reachable: null, servers: [], ignored: 0 }, nat: { mapping: 'unknown', publicAddress: null, stable: null, hairpinning: null }, v6Reachable: null, probed: [] }
   if (all.length === 0 || timeoutMs <= 0 || signal?.aborted === true) return none
   const started = performance.now()
   const left = (): number => Math.max(50, timeoutMs - (performance.now() - started))
   const sock = await StunSocket.open(4, signal)
   const hair = await StunSocket.open(4, signal)
   try {
-    const v6Check = v6Targets(all, timeoutMs * 0.1).then(async targets => targets.length === 0
+    const probed = v4.map(showEp)
+    const v6Check = v6Targets(all, timeoutMs * 0.1).then(async targets => { probed.push(...targets.map(showEp)); return targets }).then(async targets => targets.length === 0
       ? null
       : await StunSocket.open(6, signal).then(async s => {
         try { return (await Promise.all(targets.map(async e => await s.binding(e, Math.min(timeoutMs * 0.3, left()))))).some(r => r !== null) } finally { s.close() }
@@ -107,8 +114,9 @@ export async function probeUdp (servers: RTCIceServer[], timeoutMs: number, sign
     if (head !== undefined) {
       // RFC 5780: the other address of the first server is one more destination, when it is new.
       const other = decodeAddress(attr(head.r!.answer.msg, ATTR.OTHER_ADDRESS), false, head.r!.answer.msg.tid)
-      const otherEp = other !== null && other.family === 4 ? { host: other.address, port: other.port } : undefined
+      const otherEp = other !== null && other.family === 4 && addressRefusal(policy, other.address, other.port) === null ? { host: other.address, port: other.port } : undefined
       if (otherEp !== undefined && !mapped.some(m => m.dest === showEp(otherEp))) {
+        probed.push(`${showEp(otherEp)} (the server's other address)`)
         const r = await sock.binding(otherEp, Math.min(timeoutMs * 0.3, left()))
         if (r?.mapped != null) mapped.push({ dest: showEp(otherEp), addr: r.mapped })
       }
@@ -119,7 +127,8 @@ export async function probeUdp (servers: RTCIceServer[], timeoutMs: number, sign
     let stable: boolean | null = null
     if (head !== undefined) {
       const pub = head.r!.mapped!
-      if (pub.family === 4) {
+      if (pub.family === 4 && addressRefusal(policy, pub.address, pub.port, true) === null) {
+        probed.push(`${show(pub)} (our mapped address: hairpinning)`)
         const tid = hair.sendRequest({ host: pub.address, port: pub.port })
         const until = performance.now() + Math.min(timeoutMs * 0.1, left())
         while (!sock.sawRequest(tid) && performance.now() < until && !aborted(signal)) await new Promise(resolve => setTimeout(resolve, 25))
@@ -138,6 +147,7 @@ export async function probeUdp (servers: RTCIceServer[], timeoutMs: number, sign
       udp: { reachable, servers, ignored: sock.ignored + hair.ignored },
       nat: { mapping, publicAddress: head !== undefined ? show(head.r!.mapped!) : null, stable, hairpinning },
       v6Reachable: await v6Check,
+      probed,
     }
   } finally {
     sock.close()

@@ -7,6 +7,7 @@
  */
 import { connect } from 'node:net'
 import { silentLog } from '../../peer/log.ts'
+import type { AdmissionIdentity } from '../../protocol/relay-admission.ts'
 import type { RelayStatus } from '../relay-transport/index.ts'
 import { round, UNANSWERED_SHARE } from './turn.ts'
 
@@ -53,7 +54,7 @@ async function tcpConnectMs (host: string, port: number, timeoutMs: number): Pro
  * loaded only when there is a relay to probe, and before any probe's clock starts (loading it
  * blocks the event loop for a while, which would make concurrent probes miss their answers).
  */
-export async function relayProber (relayKey: Uint8Array<ArrayBuffer>): Promise<RelayProber> {
+export async function relayProber (relayKey: Uint8Array<ArrayBuffer>, identity?: AdmissionIdentity): Promise<RelayProber> {
   const { startRelayClient } = await import('../relay-transport/index.ts')
   return async (addrs, timeoutMs, signal) => await Promise.all(addrs.map(async (addr): Promise<RelayResult> => {
     const ep = relayEndpoint(addr)
@@ -67,7 +68,7 @@ export async function relayProber (relayKey: Uint8Array<ArrayBuffer>): Promise<R
       return { ...base, error: err instanceof Error ? err.message : String(err) }
     }
     const left = Math.round(Math.max(200, timeoutMs - (performance.now() - started)))
-    const client = await startRelayClient({ relayKey, relays: [addr], log: silentLog, relayTimeoutMs: left })
+    const client = await startRelayClient({ relayKey, relays: [addr], log: silentLog, relayTimeoutMs: left, ...(identity !== undefined ? { identity } : {}) })
     try {
       await client.waitForReservation({ signal: signal !== undefined ? AbortSignal.any([signal, AbortSignal.timeout(left)]) : AbortSignal.timeout(left) })
       return { ...base, reserved: true, reserveMs: round(performance.now() - started) }

@@ -51,6 +51,9 @@ export function renderReport (r: NetcheckReport, table: (rows: string[][]) => st
     out.push('', table([['RELAY', 'REACHABLE', 'RESERVATION', 'CONNECT'],
       ...r.relays.map(x => [x.addr, yn(x.reachable), x.reserved ? 'ok' : `no${x.error !== undefined ? ` (${x.error.slice(0, 120)})` : ''}`, ms(x.connectMs)])]))
   }
+  if (r.refused.length > 0) out.push('', table([['REFUSED BY ICE POLICY', 'WHY'], ...r.refused.map(x => [x.entry.slice(0, 200), x.reason])]))
+  const list = (xs: string[]): string => xs.length === 0 ? 'none' : xs.join(', ')
+  out.push('', table([['probed', `STUN ${list(r.probed.stun)}; TURN ${list(r.probed.turn)}; relays ${list(r.probed.relays)}`]]))
   out.push('', table([['TO A SITE OF KIND', 'EXPECT'], ...SITE_KINDS.map(k => [k, r.expect[k]])]))
   out.push('', `took ${r.tookMs} ms`)
   return out.join('\n')

@@ -18,6 +18,8 @@ const report: NetcheckReport = {
   turn: [{ url: 'turn:198.51.100.1:443?transport=tcp', transport: 'tcp', host: '198.51.100.1', port: 443, reachable: true, allocated: true, relayed: '198.51.100.1:50000', rttMs: 0.6, ignored: 0 }],
   relays: [{ addr: '/ip4/198.51.100.4/tcp/443/ws/p2p/12D3KooW', transport: 'ws', port: 443, reachable: true, reserved: true, connectMs: 1, reserveMs: 40 }],
   expect: { eim: 'direct', symmetric: 'turn', udpblock: 'turn', tcp443: 'turn' },
+  probed: { stun: ['198.51.100.1:3478', '198.51.100.2:3479 (the server\'s other address)'], turn: ['turn:198.51.100.1:443?transport=tcp'], relays: ['/ip4/198.51.100.4/tcp/443/ws/p2p/12D3KooW'] },
+  refused: [{ entry: 'turn:10.0.0.5:22?transport=tcp', reason: '10.0.0.5 is an internal address (allow its network with --ice-allow)' }],
 }
 
 describe('netcheck summary', () => {
@@ -32,7 +34,11 @@ describe('netcheck summary', () => {
   })
 
   it('prints the verdict first, in the report and in the status table', () => {
-    expect(renderReport(report, table).split('\n')[0]).toBe(report.verdict)
+    const text = renderReport(report, table)
+    expect(text.split('\n')[0]).toBe(report.verdict)
+    // which servers it probed, and what it refused to probe
+    expect(text).toMatch(/probed +STUN 198\.51\.100\.1:3478, 198\.51\.100\.2:3479 \(the server's other address\); TURN turn:198\.51\.100\.1:443\?transport=tcp; relays \/ip4\/198\.51\.100\.4/)
+    expect(text).toMatch(/REFUSED BY ICE POLICY +WHY\s+turn:10\.0\.0\.5:22\?transport=tcp +10\.0\.0\.5 is an internal address/)
     const lines = renderNetcheck(summarize(report))
     expect(lines[0]).toBe(`network  ${report.verdict}`)
     expect(lines[1]).toMatch(/UDP ok · mapping endpoint-independent · public 203\.0\.113\.2:40000 · hairpin no · IPv6 no · TURN 1\/1 \(tcp\) · relays 1\/1 · signaling 1\.5 ms/)

@@ -14,6 +14,7 @@
 import { CausewayError } from '../../protocol/errors.ts'
 import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike } from '../../peer/peer-session.ts'
+import type { AdmissionIdentity } from '../../protocol/relay-admission.ts'
 import { startRelayClient, type RelayClient, type RelayStatus } from '../relay-transport/index.ts'
 import type { ChannelOpener } from '../tunnel/tunnels.ts'
 import { StreamChannel } from './stream-channel.ts'
@@ -27,6 +28,8 @@ export interface RelayPathInit {
   relayKey: Uint8Array<ArrayBuffer>
   /** Relay multiaddrs (each ending in `/p2p/<relay PeerId>`). */
   relays: string[]
+  /** The agent's credential for admission (agent tokens; agent/relay-transport). */
+  identity?: AdmissionIdentity
   log: LogLike
   /** The agent peer that announced this relay PeerId in its sealed hello, if any. */
   identify: (relayPeerId: string) => RemotePeer | undefined
@@ -56,7 +59,7 @@ export class RelayPath {
   }
 
   static async start (init: RelayPathInit): Promise<RelayPath> {
-    const client = await startRelayClient({ relayKey: init.relayKey, relays: init.relays, log: init.log })
+    const client = await startRelayClient({ relayKey: init.relayKey, relays: init.relays, log: init.log, ...(init.identity !== undefined ? { identity: init.identity } : {}) })
     const path = new RelayPath(client, init)
     await client.handle(TUNNEL_PROTOCOL, (stream, { remotePeer }) => { path.inbound(StreamChannel.accept(stream), remotePeer.toString()) })
     client.addEventListener('change', () => { init.onChange(path.info()) })

@@ -17,7 +17,11 @@
  *
  * - `relayKey` is `deriveRelayKey(secret)` (`MemberKeys.relay`). The client derives the network's
  *   admission key from it and proves membership to each relay (`protocol/relay-admission.ts`) on every
- *   new connection, before it asks for a reservation. The relay sees only a signature.
+ *   new connection, before it asks for a reservation. With `identity` (agent tokens) it also
+ *   presents its credential, a signature by its key and the newest revocation list it holds: a
+ *   relay that knows the network's issuer caps reservations per credential and refuses revoked
+ *   ones. `pushRevocations()` proves admission again on every admitted connection, so that a
+ *   newly adopted list reaches the relays at once (they drop the agents it revokes).
  * - Reservations are repaired on libp2p's events: when the connection to a relay closes or our
  *   addresses change (`self:peer:update`: the circuit transport withdrew a reservation), the
  *   client redials, proves admission again and re-listens on `<relay>/p2p-circuit` itself
@@ -64,7 +68,7 @@ import { webSockets } from '@libp2p/websockets'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import type { LogLike } from '../../peer/log.ts'
-import { AdmissionRefusedError, admissionPrivateKey, proveAdmission } from '../../protocol/relay-admission.ts'
+import { AdmissionRefusedError, admissionPrivateKey, proveAdmission, type AdmissionIdentity } from '../../protocol/relay-admission.ts'
 import { RelayDialError } from './errors.ts'
 import { guardStream } from './guard.ts'
 
@@ -94,6 +98,8 @@ export interface RelayClientInit {
   maxStreams?: number
   /** Wait before asking a relay that refused our admission proof again (ms). Default 30000. */
   refusedRetryMs?: number
+  /** The agent's credential and key (agent tokens), presented at admission; absent with a shared token. */
+  identity?: AdmissionIdentity
 }
 
 export interface RelayStatus {
@@ -117,6 +123,8 @@ export interface RelayClient extends EventTarget {
   dial: (target: string | Multiaddr | PeerId, protocol: string, opts?: { signal?: AbortSignal }) => Promise<Stream>
   handle: (protocol: string, handler: RelayStreamHandler) => Promise<void>
   unhandle: (protocol: string) => Promise<void>
+  /** Proves admission again on every admitted connection, carrying the current revocation list. */
+  pushRevocations: () => Promise<void>
   close: () => Promise<void>
 }
 
@@ -201,7 +209,7 @@ export async function startRelayClient (init: RelayClientInit): Promise<RelayCli
     const conn = node.getConnections(r.peer).find(c => !isCircuit(c) && c.status === 'open') ??
       await node.dial(r.addr, { signal })
     if (r.admittedConn !== conn.id) {
-      await proveAdmission(conn, node.peerId, admissionKey, signal)
+      await proveAdmission(conn, node.peerId, admissionKey, signal, init.identity)
       r.admittedConn = conn.id
       log.debug({ relay: id }, 'admitted by relay')
     }
@@ -346,6 +354,12 @@ export async function startRelayClient (init: RelayClientInit): Promise<RelayCli
       }, { runOnLimitedConnection: true, maxInboundStreams: maxStreams, maxOutboundStreams: maxStreams })
     },
     unhandle: async (protocol: string): Promise<void> => { await node.unhandle(protocol) },
+    pushRevocations: async (): Promise<void> => {
+      await Promise.allSettled([...relays.values()].map(async r => {
+        const conn = node.getConnections(r.peer).find(c => c.id === r.admittedConn && c.status === 'open')
+        if (conn !== undefined) await proveAdmission(conn, node.peerId, admissionKey, AbortSignal.any([shutdown.signal, AbortSignal.timeout(timeoutMs)]), init.identity)
+      }))
+    },
     close,
   })
   return client

@@ -1,6 +1,7 @@
 /** Prometheus metrics of an agent (prom-client, own registry), read from the agent at scrape time. */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Agent } from '../agent.ts'
+import type { ShareSeries } from '../audit.ts'
 
 export function agentMetrics (agent: Agent): Registry {
   const registry = new Registry()
@@ -146,6 +147,32 @@ export function agentMetrics (agent: Agent): Registry {
       for (const share of agent.splits.keys()) for (const x of agent.siteSplit(share)) { this.set({ share, site: x.site, state: 'live' }, x.live ? 1 : 0); this.set({ share, site: x.site, state: 'ejected' }, x.ejected ? 1 : 0) }
     },
   })
+  // Per share and peer (agent/audit.ts bounds both labels).
+  type Values = (s: ShareSeries) => Array<[Record<string, string>, number]>
+  const shareCounters: Array<[string, string, string[], Values]> = [
+    ['causeway_agent_share_streams_total', 'Streams peers opened to a share, by result (accepted, refused); share _other: a name that is none of this agent\'s shares', ['share', 'peer', 'result'], s => [[{ result: 'accepted' }, s.accepted], [{ result: 'refused' }, s.refused]]],
+    ['causeway_agent_share_bytes_total', 'Bytes through a share\'s streams (in: from the peer to the share; out: back), counted when a stream ends', ['share', 'peer', 'direction'], s => [[{ direction: 'in' }, s.bytesIn], [{ direction: 'out' }, s.bytesOut]]],
+    ['causeway_agent_share_stream_seconds_total', 'Time streams to a share were open, summed, counted when a stream ends', ['share', 'peer'], s => [[{}, s.seconds]]],
+  ]
+  for (const [name, help, labelNames, values] of shareCounters) {
+    const last = new Map<string, number>()
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect () {
+        for (const s of agent.audit.all()) {
+          for (const [extra, v] of values(s)) {
+            const labels = { share: s.share, peer: s.peer, ...extra }
+            const key = JSON.stringify(labels)
+            const prev = last.get(key) ?? 0
+            if (v > prev) { this.inc(labels, v - prev); last.set(key, v) }
+          }
+        }
+      },
+    })
+  }
   new Gauge({ name: 'causeway_agent_signaling_joined', help: '1 when joined to the signaling service', registers: [registry], collect () { this.set(status().signaling === 'joined' ? 1 : 0) } })
   return registry
 }

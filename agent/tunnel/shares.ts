@@ -38,9 +38,10 @@ export interface ShareSpec {
   priority?: number
   /**
    * Served inside the agent: each accepted stream is handed to this function as one end of an
-   * in-memory pair, and `host:port` is never dialed (the API-server share: no listener exists).
+   * in-memory pair, with the peer that opened it, and `host:port` is never dialed (the
+   * API-server share: no listener exists).
    */
-  serve?: (end: PairEnd) => void
+  serve?: (end: PairEnd, from: Asker) => void
 }
 
 export interface Asker {

@@ -13,15 +13,15 @@ import { onDrain, whenOpen } from '../../peer/channel.ts'
 import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
 import { StreamPipe, WindowBudget, type PipeOptions } from './pipe.ts'
-import { askerOf, type ShareRegistry, type ShareSpec } from './shares.ts'
+import { askerOf, type Asker, type ShareRegistry, type ShareSpec } from './shares.ts'
 import { socketPair, type PairEnd } from './socket-pair.ts'
 import type { Associations } from './associations.ts'
 
 /** A stream to a share served in this process: connected at once, nothing listens anywhere. */
-function inProcess (serve: (end: PairEnd) => void): Socket {
+function inProcess (serve: (end: PairEnd, from: Asker) => void, from: Asker): Socket {
   const [socket, end] = socketPair()
   process.nextTick(() => {
-    serve(end)
+    serve(end, from)
     socket.emit('connect')
   })
   return socket
@@ -76,6 +76,26 @@ export function sessionOpener (peer: RemotePeer, session: PeerSession, assocs?: 
   }
 }
 
+/**
+ * One stream (or UDP channel) a remote peer opened to a share of ours, when it ends or is
+ * refused: what the agent's audit log and per-share metrics record (agent/audit.ts).
+ */
+export interface StreamRecord {
+  peer: RemotePeer
+  /** The share it named (as asked: may be no share of ours when refused). */
+  share: string
+  protocol: 'tcp' | 'udp'
+  result: 'accepted' | 'refused'
+  /** The refusal's or reset's code. */
+  code?: string
+  /** Bytes from the peer to the share, and back (TCP streams; UDP bytes are in the udp metrics). */
+  bytesIn: number
+  bytesOut: number
+  durationMs: number
+  /** How it ended: done, reset, or the refusal. */
+  reason: string
+}
+
 export interface PeerCounters {
   streams: number
   bytesIn: number
@@ -101,6 +121,8 @@ export class Tunnels {
   udp?: (peer: RemotePeer, dc: RTCDataChannel, share: ShareSpec) => void
   /** Called for every message a stream receives from `peer` (a sign of life: keepalive). */
   activity?: (peer: RemotePeer) => void
+  /** Told of every stream a peer opened to us, accepted (when it ends) or refused; unset: refusals are logged as warnings. */
+  onStream?: (record: StreamRecord) => void
   /** Totals across peers, for metrics. */
   readonly totals = { bytesIn: 0, bytesOut: 0, opened: 0, refused: 0, flowViolations: 0, maxWindow: 0 }
 
@@ -138,10 +160,12 @@ export class Tunnels {
     session.onDataChannel = (dc) => this.accept(peer, dc)
   }
 
-  private refuse (dc: RTCDataChannel, peer: RemotePeer, code: ErrorCode, message: string): void {
+  private refuse (dc: RTCDataChannel, peer: RemotePeer, code: ErrorCode, message: string, started = performance.now()): void {
     this.counter(peer.id).refused++
     this.totals.refused++
-    this.log.warn({ peer: peer.name, label: dc.label.slice(0, 80), code }, 'stream refused')
+    const udp = dc.label.startsWith(UDP_LABEL_PREFIX)
+    if (this.onStream !== undefined) this.onStream({ peer, share: dc.label.slice(udp ? UDP_LABEL_PREFIX.length : STREAM_LABEL_PREFIX.length).slice(0, 64), protocol: udp ? 'udp' : 'tcp', result: 'refused', code, bytesIn: 0, bytesOut: 0, durationMs: performance.now() - started, reason: message })
+    else this.log.warn({ peer: peer.name, label: dc.label.slice(0, 80), code }, 'stream refused')
     const send = (): void => {
       try { dc.send(JSON.stringify({ t: 'err', code, message })) } catch { /* closed */ }
       // Our opener closes the channel once it read the answer. Otherwise we close it, once the
@@ -168,6 +192,8 @@ export class Tunnels {
     if (udp) {
       if (this.udp === undefined) { this.refuse(dc, peer, 'SHARE_NOT_FOUND', 'UDP shares are not served here'); return }
       this.udp(peer, dc, share)
+      const opened = performance.now()
+      dc.addEventListener('close', () => { this.onStream?.({ peer, share: name, protocol: 'udp', result: 'accepted', bytesIn: 0, bytesOut: 0, durationMs: performance.now() - opened, reason: 'closed' }) })
       return
     }
     const c = this.counter(peer.id)
@@ -180,7 +206,8 @@ export class Tunnels {
     // Bytes must not arrive before `ok`; anything else is a protocol error.
     dc.onmessage = () => { release(); try { dc.close() } catch { /* closed */ } }
     dc.onclose = () => { release(); socket.resetAndDestroy() }
-    const socket = share.serve !== undefined ? inProcess(share.serve) : connect({ host: share.host, port: share.port, allowHalfOpen: true })
+    const started = performance.now()
+    const socket = share.serve !== undefined ? inProcess(share.serve, asker) : connect({ host: share.host, port: share.port, allowHalfOpen: true })
     socket.setNoDelay(true)
     socket.pause()
     const timer = setTimeout(() => socket.destroy(new Error('dial timeout')), this.opts.dialTimeoutMs)
@@ -193,32 +220,37 @@ export class Tunnels {
         c.opened++
         this.totals.opened++
         dc.send('{"t":"ok"}')
-        this.run(peer, socket, dc, release)
+        this.run(peer, socket, dc, release, [], { share: name, started })
       }).catch((err: unknown) => {
         // tell the opener instead of leaving it waiting for an answer
         release()
         socket.resetAndDestroy()
         try { dc.close() } catch { /* closed */ }
         this.log.warn({ peer: peer.name, share: name, state: dc.readyState, err: err instanceof Error ? err.message : String(err) }, 'stream channel did not open')
+        this.onStream?.({ peer, share: name, protocol: 'tcp', result: 'accepted', code: 'STREAM_RESET', bytesIn: 0, bytesOut: 0, durationMs: performance.now() - started, reason: 'channel did not open' })
       })
     })
     socket.once('error', (err) => {
       clearTimeout(timer)
       if (!connected) {
         release()
-        this.refuse(dc, peer, 'TARGET_UNREACHABLE', `could not reach the target of "${name}"`)
+        this.refuse(dc, peer, 'TARGET_UNREACHABLE', `could not reach the target of "${name}"`, started)
         this.log.warn({ share: name, err: err.message }, 'share target unreachable')
       }
     })
   }
 
-  private run (peer: RemotePeer, socket: Socket, dc: RTCDataChannel, release: () => void, early: readonly unknown[] = []): void {
+  /** Pipes a stream; `accepted` (streams the peer opened to our shares) makes it a StreamRecord when it ends. */
+  private run (peer: RemotePeer, socket: Socket, dc: RTCDataChannel, release: () => void, early: readonly unknown[] = [], accepted?: { share: string, started: number }): void {
     const c = this.counter(peer.id)
+    const own = { in: 0, out: 0 }
     const pipe = new StreamPipe(socket, dc, this.opts.pipe, {
       onBytes: (dir, n) => {
+        own[dir] += n
         if (dir === 'in') { c.bytesIn += n; this.totals.bytesIn += n } else { c.bytesOut += n; this.totals.bytesOut += n }
       },
       onClose: (reason, code) => {
+        if (accepted !== undefined) this.onStream?.({ peer, share: accepted.share, protocol: 'tcp', result: 'accepted', ...(code !== undefined ? { code } : {}), bytesIn: own.in, bytesOut: own.out, durationMs: performance.now() - accepted.started, reason })
         release()
         this.live.delete(pipe)
         this.totals.maxWindow = Math.max(this.totals.maxWindow, pipe.receiveWindow)

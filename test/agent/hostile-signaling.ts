@@ -8,7 +8,10 @@
  * - `reorder`: holds signals and delivers each 60 ms batch in reverse order;
  * - `forgeWelcome`: adds a fake peer id to each welcome and, from it, sends a hello claiming
  *   `site-b` with site-b's credential (copied from a hello it opened) and its own proof.
+ * `GET /v1/ice` answers `ice` when set (the operator lists whatever servers it likes, e.g.
+ * internal hosts and ports to make agents probe them), else 404; `GET /healthz` answers ok.
  */
+import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { WebSocket, WebSocketServer, type RawData } from 'ws'
 import { deriveMemberKeys } from '../../protocol/keys.ts'
@@ -21,6 +24,10 @@ export interface HostileModes { swapFingerprint: boolean, replay: boolean, reord
 export interface HostileSignaling {
   url: string
   modes: HostileModes
+  /** What `/v1/ice` answers (undefined: 404). */
+  ice?: { iceServers: RTCIceServer[], relays: string[] }
+  /** `/v1/ice` requests served. */
+  iceRequests: number
   /** What the proxy did: counts of rewritten, replayed and forged frames. */
   done: { swapped: number, replayed: number, forged: number, reordered: number }
   close: () => Promise<void>
@@ -35,8 +42,14 @@ export async function startHostileSignaling (upstream: string, secret: Uint8Arra
   const done = { swapped: 0, replayed: 0, forged: 0, reordered: 0 }
   /** Credentials seen in opened hellos, by name. */
   const creds = new Map<string, string>()
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
-  await new Promise<void>(resolve => wss.once('listening', resolve))
+  const http = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0]
+    if (path === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'); return }
+    if (path === '/v1/ice' && evil.ice !== undefined) { evil.iceRequests++; res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(evil.ice)); return }
+    res.writeHead(404).end()
+  })
+  const wss = new WebSocketServer({ server: http })
+  await new Promise<void>(resolve => http.listen(0, '127.0.0.1', resolve))
   const timers = new Set<ReturnType<typeof setTimeout>>()
   const later = (ms: number, fn: () => void): void => { const t = setTimeout(() => { timers.delete(t); fn() }, ms); timers.add(t) }
 
@@ -105,14 +118,17 @@ export async function startHostileSignaling (upstream: string, secret: Uint8Arra
     client.on('error', closeBoth)
   })
 
-  return {
-    url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+  const evil: HostileSignaling = {
+    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}`,
     modes,
+    iceRequests: 0,
     done,
     close: async () => {
       for (const t of timers) clearTimeout(t)
       for (const c of wss.clients) c.terminate()
       await new Promise<void>(resolve => wss.close(() => resolve()))
+      await new Promise<void>(resolve => http.close(() => resolve()))
     },
   }
+  return evil
 }

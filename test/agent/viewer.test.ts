@@ -13,6 +13,8 @@ import { deriveViewerSealKey } from '../../protocol/keys.ts'
 import { parseJson, StreamControl, type StatusMessage } from '../../protocol/peer.ts'
 import { seal } from '../../protocol/seal.ts'
 import { viewerTokenFor, type ViewerToken } from '../../protocol/token.ts'
+import { sharedToken } from '../../protocol/identity-owner.ts'
+import { Opener } from '../../protocol/seal.ts'
 import { Mesh, type RemotePeer } from '../../peer/mesh.ts'
 import { SignalingClient } from '../../peer/signaling-client.ts'
 import type { Agent } from '../../agent/agent.ts'
@@ -131,4 +133,70 @@ describe('hostile viewers', () => {
     const full = a.status()
     expect(full.peers.find(p => p.name === 'site-b')?.pair).toBeDefined()
   }, 40_000)
+})
+
+describe('a viewer claiming the agent role in an open deployment (issue 22)', () => {
+  let net: Net
+  let a: Agent
+  const watchers: Watcher[] = []
+
+  beforeAll(async () => {
+    net = await startNet() // no access secret: the service admits any role as claimed
+    a = await net.agent('site-a', { token: sharedToken(net.owner) })
+  }, 60_000)
+
+  afterAll(async () => {
+    await Promise.allSettled(watchers.map(async w => await w.close()))
+    await net?.close()
+  })
+
+  it('other viewers and the agents refuse its agent hellos, forged or replayed; the real agent stays', async () => {
+    const token = await viewerTokenFor(sharedToken(net.owner), ['*'])
+    expect(token.issuer).toBeUndefined() // a shared token: no credentials to check
+    expect(token.memberKey).toBeDefined()
+    const victim = await watch(token, 'victim')
+    watchers.push(victim)
+    await until(() => connected(victim, 'site-a') !== undefined, 20_000, 'the victim to see site-a')
+    const realA = connected(victim, 'site-a')!.id
+    // The attacker holds a viewer token (the same one: viewers share the viewer secret), joins as
+    // an agent, and (1) seals a forged agent hello for site-a to everyone, (2) forwards to the
+    // victim the hello site-a sent it (sealed for viewers, carrying site-a's member proof).
+    const key = await deriveViewerSealKey(token.viewerSecret)
+    const peerKey = await generatePeerKey()
+    const id = peerKey.id
+    const opener = new Opener({ room: token.room, self: id, keys: [{ key, role: 'viewer' }] })
+    const sc = new SignalingClient({ signaling: token.signaling, room: token.room, key: peerKey, role: 'agent' })
+    let replayed = 0
+    const forged = { type: 'hello', name: 'site-a', role: 'agent', caps: ['tcp/1'], mproof: { ts: Date.now(), sig: 'A'.repeat(86) } }
+    const send = async (to: string, body: unknown): Promise<void> => { sc.send(to, await seal(key, { room: token.room, from: id, to, body })) }
+    sc.on('welcome', peers => { for (const p of peers) void send(p, { ...forged, mproof: { ts: Date.now(), sig: 'A'.repeat(86) } }) })
+    sc.on('signal', (from, sealed) => {
+      void opener.open(from, sealed).then(async ({ body }) => {
+        if (from !== realA || typeof body !== 'object' || body === null || !('type' in body) || body.type !== 'hello') return
+        replayed++
+        await send(victim.mesh.id, body)
+      }, () => {})
+    })
+    sc.start()
+    try {
+      await until(() => replayed > 0 && victim.refused.filter(r => r.from === id).length >= 2, 10_000, 'the victim to refuse the forged and the replayed hello')
+      expect(new Set(victim.refused.filter(r => r.from === id).map(r => r.code))).toEqual(new Set(['IDENTITY_REJECTED']))
+      expect(victim.mesh.peers.has(id)).toBe(false)
+      expect(connected(victim, 'site-a')?.id).toBe(realA)
+      // site-a opens the forged hello with the viewer key: an agent hello there is never taken
+      expect(a.mesh.peers.has(id)).toBe(false)
+      expect([...a.mesh.peers.values()].filter(p => p.role === 'agent' && p.name === 'site-a')).toEqual([])
+    } finally {
+      sc.close()
+    }
+  }, 40_000)
+
+  it('a viewer token without the member key (older) refuses every agent in an open deployment', async () => {
+    const { memberKey: _, ...old } = await viewerTokenFor(sharedToken(net.owner), ['*'])
+    const w = await watch(old, 'old')
+    watchers.push(w)
+    await until(() => w.refused.length > 0, 10_000, 'the old viewer to refuse site-a')
+    expect(w.refused[0]?.code).toBe('IDENTITY_REJECTED')
+    expect([...w.mesh.peers.values()].filter(p => p.role === 'agent')).toEqual([])
+  }, 20_000)
 })

@@ -86,8 +86,11 @@ export interface ApiServerOptions {
   token?: string
   /** More tokens: token → identity. */
   tokens?: Record<string, Identity>
-  /** Who may impersonate. Default: members of `system:masters`. */
-  canImpersonate?: (who: Identity) => boolean
+  /**
+   * Who may impersonate whom: `target` is the requested user and groups (RBAC's `impersonate`
+   * verb on `users` and `groups`, by resourceName). Default: members of `system:masters`, anyone.
+   */
+  canImpersonate?: (who: Identity, target: Identity) => boolean
   /** Authorization after impersonation. Default: everything allowed. */
   authorize?: (attrs: RequestAttributes) => boolean
   /** Changes kept for watch resumption before older resourceVersions get 410. Default 1000. */
@@ -255,10 +258,11 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       return { id: found }
     }
     const user = iu[0] ?? ''
-    if (!canImpersonate(found)) {
+    const groups = ig.flatMap((g) => g.split(',').map((x) => x.trim()))
+    if (!canImpersonate(found, { user, groups })) {
       throw new ApiError(403, 'Forbidden', `users "${user}" is forbidden: User "${found.user}" cannot impersonate resource "users" in API group "" at the cluster scope`)
     }
-    return { id: { user, groups: [...ig.flatMap((g) => g.split(',').map((x) => x.trim())), 'system:authenticated'] }, impersonatedBy: found.user }
+    return { id: { user, groups: [...groups, 'system:authenticated'] }, impersonatedBy: found.user }
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse, entry: AuditEntry): Promise<void> {

@@ -186,7 +186,10 @@ describe.skipIf(!prerequisite('helm (test/kube/install-helm.sh)', helm !== undef
     ])
     const dep = docs.find((d) => d.kind === 'Deployment') as Obj
     const c = dep.spec.template.spec.containers[0] as Obj
-    expect(c.args).toEqual(['agent', '--token-file', '/var/run/causeway/token/token', '--name', 'east', '--status', '0.0.0.0:9090', '--kube'])
+    expect(c.args).toEqual(['agent', '--token-file', '/var/run/causeway/token/token', '--name', 'east', '--status', '0.0.0.0:9090', '--state-dir', '/var/lib/causeway', '--kube'])
+    // the state directory: a writable volume (the root filesystem is read-only), an emptyDir by default
+    expect(c.volumeMounts.find((m: Obj) => m.name === 'state')).toEqual({ name: 'state', mountPath: '/var/lib/causeway' })
+    expect(dep.spec.template.spec.volumes.find((v: Obj) => v.name === 'state')).toEqual({ name: 'state', emptyDir: { sizeLimit: '16Mi' } })
     expect(c.env.find((e: Obj) => e.name === 'POD_IP').valueFrom.fieldRef.fieldPath).toBe('status.podIP')
     expect(dep.spec.template.spec.volumes[0].secret.secretName).toBe('causeway-token')
   })
@@ -224,6 +227,26 @@ describe.skipIf(!prerequisite('helm (test/kube/install-helm.sh)', helm !== undef
     const c = (docs.find((d) => d.kind === 'Deployment') as Obj).spec.template.spec.containers[0] as Obj
     expect(c.args).toEqual(expect.arrayContaining(['--impersonate-user', 'causeway-remote', '--impersonate-group', 'causeway-viewers', 'auditors']))
     expect(docs.some((d) => d.kind === 'ServiceAccount' && d.metadata.name === 'causeway-apiserver-share')).toBe(false)
+  })
+
+  it('agent per-peer impersonation: exactly causeway:<peer> for the listed peers and the group causeway:peers; state on a claim; ICE policy flags', () => {
+    const docs = render('causeway-agent', ['-f', join(charts, 'causeway-agent/ci/impersonate-peers-values.yaml')])
+    const role = docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === 'east-causeway-agent-apiserver-share') as Obj
+    expect(role.rules).toEqual([
+      { apiGroups: [''], resources: ['users'], resourceNames: ['causeway:west', 'causeway:north'], verbs: ['impersonate'] },
+      { apiGroups: [''], resources: ['groups'], resourceNames: ['causeway:peers'], verbs: ['impersonate'] },
+    ])
+    const peers = docs.find((d) => d.kind === 'ClusterRoleBinding' && d.metadata.name === 'east-causeway-agent-apiserver-share-peers') as Obj
+    expect(peers.roleRef.name).toBe('view')
+    expect(peers.subjects).toEqual([{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'causeway:peers' }])
+    const dep = docs.find((d) => d.kind === 'Deployment') as Obj
+    const c = dep.spec.template.spec.containers[0] as Obj
+    expect(c.args).toEqual(expect.arrayContaining(['--share-apiserver', '--impersonate-peers', '--ice-ports', '3478,443', '--ice-allow', '10.96.0.0/12']))
+    expect(c.args).not.toContain('--impersonate-user')
+    expect(dep.spec.template.spec.volumes.find((v: Obj) => v.name === 'state')).toEqual({ name: 'state', persistentVolumeClaim: { claimName: 'causeway-state' } })
+    const r = spawnSync(helm ?? 'helm', ['template', 'east', join(charts, 'causeway-agent'), '--set', 'token.existingSecret=t', '--set', 'apiserverShare.enabled=true', '--set', 'apiserverShare.mode=impersonatePeers'], { encoding: 'utf8', timeout: 60_000 })
+    expect(r.status).not.toBe(0)
+    expect(r.stderr).toContain('impersonatePeers needs apiserverShare.peers')
   })
 
   it('the RemoteManifests CRD is served and its schema validates instances (kubectl apply --dry-run=server)', async () => {

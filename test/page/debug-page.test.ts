@@ -3,7 +3,9 @@
  * browser) against the Node signaling service and two in-process agents on loopback: the page
  * joins as a viewer with its own RTCPeerConnection, shows both agents and their direct path,
  * sends an HTTP request through a tunnel, is refused a share it was not granted, and explains
- * bad tokens and empty rooms. The main flow runs again with the page served by the Worker under
+ * bad tokens and empty rooms; in an open deployment of a shared-token network it refuses a viewer
+ * that joined as an agent and sends agent hellos (issue 22: the page checks members' proofs with
+ * the same Mesh code as every viewer). The main flow runs again with the page served by the Worker under
  * wrangler dev (workerd), agents and page signaling through it. Run inside scripts/netns-run.sh
  * (WebRTC host candidates then stay in the test's own namespace; mDNS is off so nothing is
  * multicast).
@@ -19,7 +21,11 @@ import { join } from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Agent } from '../../agent/agent.ts'
-import { issueAgentToken, newNetwork } from '../../protocol/identity-owner.ts'
+import { issueAgentToken, newNetwork, sharedToken } from '../../protocol/identity-owner.ts'
+import { generatePeerKey } from '../../protocol/join-proof.ts'
+import { deriveViewerSealKey } from '../../protocol/keys.ts'
+import { seal } from '../../protocol/seal.ts'
+import { SignalingClient } from '../../peer/signaling-client.ts'
 import { encodeToken, newSecret, viewerTokenFor, type MemberToken } from '../../protocol/token.ts'
 import { configFromEnv } from '../../signaling/config.ts'
 import { startNodeSignaling, type NodeSignaling } from '../../signaling/node/server.ts'
@@ -237,6 +243,40 @@ describe('browser debug page, served by the Node signaling service', () => {
     }
     await page.close()
   })
+  it('refuses a viewer that joined as an agent and sends agent hellos (open deployment, shared token)', async () => {
+    const open = sharedToken(await newNetwork(signaling.url, 'open'))
+    const agent = new Agent({ token: open, name: 'open-a' })
+    const page = await newPage()
+    const viewer = await viewerTokenFor(open, ['*'])
+    const peerKey = await generatePeerKey()
+    const sc = new SignalingClient({ signaling: signaling.url, room: viewer.room, key: peerKey, role: 'agent' })
+    try {
+      await agent.start()
+      await page.goto(`${signaling.url}/debug/#token=${encodeToken(viewer)}`, { timeout: 15_000 })
+      await page.locator('[data-agent="open-a"] .own-link .pill-direct').waitFor({ timeout: 30_000 })
+      const refusedBefore = logs.filter(l => l.includes('agent hello refused')).length
+      // The attacker holds the same viewer token, joins as an agent and seals agent hellos
+      // (one replacing open-a, one new name) with the viewer key every viewer holds.
+      const key = await deriveViewerSealKey(viewer.viewerSecret)
+      const forge = async (to: string, name: string): Promise<void> => {
+        sc.send(to, await seal(key, { room: viewer.room, from: peerKey.id, to, body: { type: 'hello', name, role: 'agent', caps: ['tcp/1'], mproof: { ts: Date.now(), sig: 'A'.repeat(86) } } }))
+      }
+      sc.on('welcome', peers => { for (const p of peers) { void forge(p, 'open-a'); void forge(p, 'evil') } })
+      sc.start()
+      const deadline = Date.now() + 10_000
+      while (logs.filter(l => l.includes('agent hello refused')).length < refusedBefore + 2 && Date.now() < deadline) await page.waitForTimeout(100)
+      expect(logs.filter(l => l.includes('agent hello refused')).length).toBeGreaterThanOrEqual(refusedBefore + 2)
+      await page.waitForTimeout(1000)
+      expect(await page.locator('[data-agent="evil"]').count()).toBe(0)
+      expect(await page.locator('[data-agent="open-a"]').count()).toBe(1)
+      await page.locator('[data-agent="open-a"] .own-link .pill-direct').waitFor({ timeout: 5000 })
+    } finally {
+      sc.close()
+      await page.close()
+      await agent.stop()
+    }
+  })
+
   it('shows the code and message when the signaling service refuses the token', async () => {
     // A deployment that requires access tickets, and a token that carries none.
     const locked = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv({ CAUSEWAY_ACCESS_SECRET: 'a-test-access-secret-of-32-chars!' }) })

@@ -1,10 +1,15 @@
 /**
- * Finding 11 of issue 10: after 50,000 valid envelopes the replay cache used to evict a nonce
- * still inside the ±120 s window, so the same envelope was accepted again. The attack: a hostile
- * signaling operator (or member) records one envelope, gets 50,000 more delivered within the
- * window, then replays the recorded one. Now the cache never forgets an unexpired nonce: the
- * replay is refused, and envelopes past the limit are refused with REPLAY_CACHE_FULL until the
- * remembered ones expire. Runs with the default limits (SEAL_REPLAY_CACHE, SEAL_MAX_SKEW_MS).
+ * The replay cache under attack, with the default limits (SEAL_REPLAY_CACHE, SEAL_MAX_SKEW_MS).
+ *
+ * Finding 11 of issue 10: after 50,000 valid envelopes the cache used to evict a nonce still
+ * inside the ±120 s window, so the same envelope was accepted again. Issue 22: the fix for that
+ * (refuse every new envelope while the cache is full) let one member's flood lock out every
+ * other peer for the whole window (REPLAY_CACHE_FULL). Now the cache is kept per sender: a
+ * flood evicts only the flooder's own oldest nonces and raises its floor, so
+ * - a recorded envelope replayed after the flood is refused, the flooder's own included;
+ * - another sender's envelopes keep opening during and after the flood, and its replays stay
+ *   refused;
+ * - many flooding senders (one member with several peer ids) evict from the largest of them.
  */
 import { describe, expect, it } from 'vitest'
 import { CausewayError } from '../../protocol/errors.ts'
@@ -13,44 +18,64 @@ import { SEAL_MAX_SKEW_MS, SEAL_REPLAY_CACHE } from '../../protocol/limits.ts'
 import { Opener, seal } from '../../protocol/seal.ts'
 import { newSecret } from '../../protocol/token.ts'
 
-async function code (p: Promise<unknown>): Promise<string> {
-  const err = await p.then(() => undefined, (e: unknown) => e)
-  expect(err).toBeInstanceOf(CausewayError)
-  return (err as CausewayError).code
+async function outcome (p: Promise<unknown>): Promise<string> {
+  return await p.then(() => 'ok', (e: unknown) => e instanceof CausewayError ? `${e.code}: ${e.message}` : String(e))
 }
 
-describe('replay cache (issue 10, finding 11)', () => {
-  it('refuses an early envelope replayed after the cache was filled with 50,000 valid ones', async () => {
+describe('replay cache under a flood', () => {
+  it('a flood by one sender, then by nine, evicts only the flooders; no recorded envelope is accepted twice', async () => {
     const keys = await deriveMemberKeys(newSecret())
     const opener = new Opener({ room: keys.room, self: 'victimvictim', keys: [{ key: keys.seal, role: 'agent' }] })
+    const envelope = async (from: string, i: number, now: number): Promise<string> => await seal(keys.seal, { room: keys.room, from, to: 'victimvictim', body: { i }, now })
     const t0 = Date.now()
-    const envelope = async (i: number, now: number): Promise<string> => await seal(keys.seal, { room: keys.room, from: 'attacker', to: 'victimvictim', body: { i }, now })
-    const early = await envelope(-1, t0)
-    expect((await opener.open('attacker', early, t0)).body).toEqual({ i: -1 })
-    // 50,000 more valid envelopes, all inside the window (spread over 60 s of receiver clock)
-    // (in parallel batches: the opener handles concurrent opens)
-    const outcomes: string[] = []
-    for (let i = 0; i < SEAL_REPLAY_CACHE; i += 500) {
-      const batch = Array.from({ length: Math.min(500, SEAL_REPLAY_CACHE - i) }, (_, k) => i + k)
-      outcomes.push(...await Promise.all(batch.map(async j => {
-        const now = t0 + Math.floor(j * 60_000 / SEAL_REPLAY_CACHE)
-        return await opener.open('attacker', await envelope(j, now), now).then(() => 'ok', (e: unknown) => e instanceof CausewayError ? e.code : String(e))
-      })))
+    const early = await envelope('attacker', -1, t0)
+    const honest = await envelope('honesthonest', -2, t0)
+    expect(await outcome(opener.open('attacker', early, t0))).toBe('ok')
+    expect(await outcome(opener.open('honesthonest', honest, t0))).toBe('ok')
+    /** `count` envelopes from each sender, spread over `spanMs` of receiver clock after `from`, in parallel batches. */
+    const flood = async (senders: string[], count: number, start: number, spanMs: number): Promise<string[]> => {
+      const out: string[] = []
+      for (let i = 0; i < count; i += 500) {
+        const batch = Array.from({ length: Math.min(500, count - i) }, (_, k) => i + k)
+        for (const s of senders) {
+          out.push(...await Promise.all(batch.map(async j => {
+            const now = start + Math.floor(j * spanMs / count)
+            return await outcome(opener.open(s, await envelope(s, j, now), now))
+          })))
+        }
+        // the honest peer keeps talking during the flood
+        const now = start + Math.floor(i * spanMs / count)
+        expect(await outcome(opener.open('honesthonest', await envelope('honesthonest', i, now), now))).toBe('ok')
+      }
+      return out
     }
-    const replayAt = t0 + 60_000
-    expect(Math.abs(replayAt - t0)).toBeLessThanOrEqual(SEAL_MAX_SKEW_MS) // still inside the window
-    // the replay: before the fix this returned the body a second time
-    const replayed = await opener.open('attacker', early, replayAt).then(() => 'accepted', (e: unknown) => e instanceof CausewayError ? `${e.code}: ${e.message}` : String(e))
-    expect(replayed).toBe('SEAL_REJECTED: envelope replayed')
-    // the cache holds SEAL_REPLAY_CACHE nonces, the early one included: the last one was refused
-    expect(outcomes.filter(o => o !== 'ok')).toEqual(['REPLAY_CACHE_FULL'])
-    expect(opener.remembered).toBe(SEAL_REPLAY_CACHE)
-    // and a fresh envelope is refused with a code, not accepted by forgetting a nonce
-    expect(await code(opener.open('attacker', await envelope(1e6, replayAt), replayAt))).toBe('REPLAY_CACHE_FULL')
-    // once the early envelopes expire, the same early envelope is stale and new ones are accepted
-    const afterWindow = t0 + SEAL_MAX_SKEW_MS + 1
-    expect(await code(opener.open('attacker', early, afterWindow))).toBe('SEAL_REJECTED')
-    expect((await opener.open('attacker', await envelope(2e6, afterWindow), afterWindow)).body).toEqual({ i: 2e6 })
+    // One sender, 10x its own bound (an eighth of the cache) and more than the whole cache.
+    const perSender = SEAL_REPLAY_CACHE / 8
+    const one = await flood(['attacker'], 10 * perSender, t0 + 1, 30_000)
+    // Its envelopes come in ts order and are all accepted: only its own oldest nonces went.
+    expect(one.filter(o => o !== 'ok')).toEqual([])
+    expect(opener.rememberedFrom('attacker')).toBe(perSender)
+    const at = t0 + 40_000
+    expect(Math.abs(at - t0)).toBeLessThanOrEqual(SEAL_MAX_SKEW_MS) // still inside the window
+    expect(await outcome(opener.open('attacker', early, at))).toBe('SEAL_REJECTED: envelope is stale: older than what is remembered for its sender')
+    expect(await outcome(opener.open('honesthonest', honest, at))).toBe('SEAL_REJECTED: envelope replayed')
+
+    // Nine senders (one member's several peer ids) together past the whole cache.
+    const sybils = Array.from({ length: 9 }, (_, i) => `sybil${i}sybil`)
+    const honestBefore = opener.rememberedFrom('honesthonest')
+    const many = await flood(sybils, perSender, at, 30_000)
+    expect(many.filter(o => o !== 'ok')).toEqual([])
     expect(opener.remembered).toBeLessThanOrEqual(SEAL_REPLAY_CACHE)
+    // the honest sender lost nothing (its count only grew by what it sent during the flood)
+    expect(opener.rememberedFrom('honesthonest')).toBeGreaterThanOrEqual(honestBefore)
+    const end = at + 31_000
+    expect(await outcome(opener.open('honesthonest', honest, end))).toBe('SEAL_REJECTED: envelope replayed')
+    expect(await outcome(opener.open('attacker', early, end))).toMatch(/^SEAL_REJECTED: envelope is stale/)
+    expect(await outcome(opener.open('honesthonest', await envelope('honesthonest', 1e6, end), end))).toBe('ok')
+
+    // once the window has passed, old envelopes are plainly stale and new ones open
+    const afterWindow = t0 + SEAL_MAX_SKEW_MS + 1
+    expect(await outcome(opener.open('attacker', early, afterWindow))).toMatch(/^SEAL_REJECTED: envelope is stale/)
+    expect(await outcome(opener.open('attacker', await envelope('attacker', 2e6, afterWindow + 40_000), afterWindow + 40_000))).toBe('ok')
   }, 120_000)
 })

@@ -1,7 +1,9 @@
 /**
  * The README's "When there is no direct path": `causeway relay --admit-token-file TOKEN`, the
  * signaling service told about it with CAUSEWAY_RELAYS, and agents that take reservations on it
- * (their relayed addresses show in `causeway status --json`), all through bin/causeway. Which
+ * (their relayed addresses show in `causeway status --json`), all through bin/causeway. The
+ * relay listens on loopback here, an internal address: the agents allow it with
+ * `--ice-allow 127.0.0.0/8` (without it they refuse the service's relay, agent/ice-policy.ts). Which
  * path a pair takes behind real NAT is the NAT lab's subject (test/natlab/). Run inside
  * scripts/netns-run.sh.
  */
@@ -45,8 +47,8 @@ describe('causeway relay, as the README shows it', () => {
     const signaling = start(['signaling', '--listen', `127.0.0.1:${sigPort}`], { CAUSEWAY_RELAYS: tcp })
     await signaling.waitFor(/signaling listening on/)
     statuses = [await freePort(), await freePort()]
-    start(['agent', '--token-file', join(dir, 'site-a.token'), '--status', `127.0.0.1:${statuses[0]}`])
-    start(['agent', '--token-file', join(dir, 'site-b.token'), '--status', `127.0.0.1:${statuses[1]}`])
+    start(['agent', '--token-file', join(dir, 'site-a.token'), '--status', `127.0.0.1:${statuses[0]}`, '--ice-allow', '127.0.0.0/8'])
+    start(['agent', '--token-file', join(dir, 'site-b.token'), '--status', `127.0.0.1:${statuses[1]}`, '--ice-allow', '127.0.0.0/8'])
     for (const [i, port] of statuses.entries()) {
       const reserved = (st: Status | undefined): boolean => reservedOn(st, tcp) && st?.peers.some(p => p.state === 'connected') === true
       await until(async () => reserved(await statusOf(port)), 45_000,
