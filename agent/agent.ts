@@ -420,7 +420,8 @@ export class Agent {
           this.log.info({ peer: peer.name, instance: peer.instance, share, code: err.code, err: err.message }, 'stream not accepted: opening it on another instance')
           continue
         }
-        if (session === undefined || err.code !== 'STREAM_RESET' || attempt >= 2) throw err
+        // a silent session will not come back soon: the caller may try elsewhere (another site)
+        if (session === undefined || err.code !== 'STREAM_RESET' || attempt >= 2 || !session.responsive) throw err
         // the channel may hear of the end a moment before the session does (the peer closed it)
         const gone = (): boolean => peer.session !== session || session.state !== 'connected'
         if (!gone()) await this.mesh.events.until('sessionState', gone, AbortSignal.any([this.stopped.signal, AbortSignal.timeout(STREAM_RETRY_WAIT_MS)])).catch(() => {})
