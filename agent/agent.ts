@@ -421,7 +421,7 @@ export class Agent {
           continue
         }
         // a silent session will not come back soon: the caller may try elsewhere (another site)
-        if (session === undefined || err.code !== 'STREAM_RESET' || attempt >= 2 || !session.responsive) throw err
+        if (session === undefined || err.code !== 'STREAM_RESET' || attempt >= 2 || (session.state === 'connected' && !session.responsive)) throw err
         // the channel may hear of the end a moment before the session does (the peer closed it)
         const gone = (): boolean => peer.session !== session || session.state !== 'connected'
         if (!gone()) await this.mesh.events.until('sessionState', gone, AbortSignal.any([this.stopped.signal, AbortSignal.timeout(STREAM_RETRY_WAIT_MS)])).catch(() => {})
