@@ -67,6 +67,10 @@ A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
  * growth) and resets a stream whose peer sends past its credit (FLOW_CONTROL_VIOLATION).
  *
  * ## Version history
+ * - 2026-12 (issue 19): agent instances: hello `instance {name, draining?}` (cap `instances/1`),
+ *   control `drain`, pings every second as keepalive; ShareInfo `balance`, `weight`, `priority`
+ *   (between the sites that export one share name). Older peers ignore them (a hello without
+ *   `instance` still replaces every agent of its name at the receiver).
  * - 2026-12 (issue 22): `mproof` in the hellos agents seal for viewers (member proof). Viewers
  *   whose token carries the member key refuse agent hellos without it; a debug page older than
  *   the agents refuses the field (its schema is strict): update the signaling service, which
