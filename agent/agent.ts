@@ -7,7 +7,7 @@ import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import { CausewayError } from '../protocol/errors.ts'
 import { deriveMemberKeys, deriveRelayKey } from '../protocol/keys.ts'
-import { INSTANCES_CAP, type ShareInfo, type StatusMessage } from '../protocol/peer.ts'
+import type { ShareInfo, StatusMessage } from '../protocol/peer.ts'
 import { importSigningKey, parseCredential } from '../protocol/identity.ts'
 import type { MemberToken } from '../protocol/token.ts'
 import { Emitter } from '../peer/emitter.ts'
@@ -114,7 +114,7 @@ export class Agent {
       },
       iceServers: () => this.ice?.servers() ?? init.iceServers ?? [],
       log: this.log,
-      caps: ['tcp/1', UDP_CAP, INSTANCES_CAP],
+      caps: ['tcp/1', UDP_CAP],
       instance: this.instance,
       ...(init.connectTimeoutMs !== undefined ? { connectTimeoutMs: init.connectTimeoutMs } : {}),
       ...(init.replayCache !== undefined ? { replayCache: init.replayCache } : {}),

@@ -23,7 +23,7 @@ import { importSigningKey, importVerifyKey, verifyCredential, verifyRevocationLi
 import { signDtls, signHello, verifyDtls, verifyHello } from '../protocol/identity-proof.ts'
 import { deriveGrantKey, deriveMemberKeys, deriveViewerSealKey } from '../protocol/keys.ts'
 import { importMemberKey, signMemberHello, verifyMemberHello } from '../protocol/member-proof.ts'
-import { PeerSignal, type Hello } from '../protocol/peer.ts'
+import { instanceCaps, instanceOf, PeerSignal, type Hello } from '../protocol/peer.ts'
 import { Opener, seal } from '../protocol/seal.ts'
 import { verifyGrants, type NetworkToken } from '../protocol/token.ts'
 import { Emitter } from './emitter.ts'
@@ -168,8 +168,7 @@ export class Mesh {
       type: 'hello',
       name: this.init.name,
       role: this.role,
-      caps: this.init.caps ?? [],
-      ...(this.role === 'agent' && this.init.instance !== undefined ? { instance: { name: this.init.instance } } : {}),
+      caps: [...(this.init.caps ?? []), ...(this.role === 'agent' && this.init.instance !== undefined ? instanceCaps(this.init.instance) : [])],
     }
     const replay = this.init.replayCache !== undefined ? { replayCache: this.init.replayCache } : {}
     if (t.kind === 'member') {
@@ -323,14 +322,14 @@ export class Mesh {
   get revocationList (): string | undefined { return this.crl?.text }
 
   /**
-   * Announces that this instance is draining: every peer in the room gets a hello with
-   * `instance.draining` (the agent also tells connected peers on each session's control
-   * channel, which does not depend on the signaling service).
+   * Announces that this instance is draining: every peer in the room gets a hello whose caps
+   * say `draining` (the agent also tells connected peers on each session's control channel,
+   * which does not depend on the signaling service).
    */
   setDraining (): void {
     const keys = this.keys
-    if (keys === undefined || this.role !== 'agent' || keys.hello.instance === undefined || keys.hello.instance.draining === true) return
-    keys.hello = { ...keys.hello, instance: { ...keys.hello.instance, draining: true } }
+    if (keys === undefined || this.role !== 'agent' || this.init.instance === undefined || instanceOf(keys.hello.caps)?.draining === true) return
+    keys.hello = { ...keys.hello, caps: [...(this.init.caps ?? []), ...instanceCaps(this.init.instance, true)] }
     for (const id of new Set([...this.members, ...this.peers.keys()])) void this.sendHello(id)
   }
 
@@ -494,7 +493,8 @@ export class Mesh {
     // Another instance of our own site: known (status), no session (they serve the same shares).
     if (hello.role === 'agent' && this.role === 'agent' && hello.name === this.init.name) {
       const had = this.siblings.get(from)
-      const sib: Sibling = { id: from, draining: hello.instance?.draining === true, ...(hello.instance !== undefined ? { instance: hello.instance.name } : {}) }
+      const inst = instanceOf(hello.caps)
+      const sib: Sibling = { id: from, draining: inst?.draining === true, ...(inst !== undefined ? { instance: inst.label } : {}) }
       this.siblings.set(from, sib)
       if (had?.instance !== sib.instance || had?.draining !== sib.draining) this.events.emit('siblings')
       if (this.keys !== undefined && this.helloSent.get(from) !== this.keys.hello) void this.sendHello(from)
@@ -503,10 +503,11 @@ export class Mesh {
     // A new incarnation of a known agent (restart) replaces it: the same instance under a new
     // peer id, or any agent of that name when either side predates instances. Other instances
     // of the same site live side by side.
+    const instance = hello.role === 'agent' ? instanceOf(hello.caps) : undefined
     if (hello.role === 'agent') {
       for (const p of this.peers.values()) {
         if (p.id === from || p.role !== 'agent' || p.name !== hello.name) continue
-        if (hello.instance === undefined || p.instance === undefined || p.instance === hello.instance.name) this.dropPeer(p, 'restarted')
+        if (instance === undefined || p.instance === undefined || p.instance === instance.label) this.dropPeer(p, 'restarted')
       }
     }
     let peer = this.peers.get(from)
@@ -525,9 +526,9 @@ export class Mesh {
     peer.caps = hello.caps
     if (hello.role === 'agent') {
       if (hello.relay !== undefined) peer.relay = hello.relay; else delete peer.relay
-      if (hello.instance !== undefined) peer.instance = hello.instance.name; else delete peer.instance
+      if (instance !== undefined) peer.instance = instance.label; else delete peer.instance
       // draining is one-way: a hello sealed before the drain never undoes it
-      if (hello.instance?.draining === true) peer.draining = true
+      if (instance?.draining === true) peer.draining = true
     }
     if (peer.session === undefined || peer.session.state === 'closed') this.newSession(peer)
     this.events.emit('hello', peer)

@@ -15,15 +15,19 @@
  *   viewer token made from an agent token) accepts an agent only with a credential the issuer
  *   signed for that name, unexpired and unrevoked, and a fresh proof by its key; anything else
  *   is refused and never displaces the agent already known under that name.
- *   Agents add `instance {name, draining?}` (cap `instances/1`): several agent processes may
- *   run under one credential, each an *instance* of the site named by the credential, told
- *   apart by their signaling peer id; `name` is the instance's label (e.g. the pod name).
- *   A receiver keeps every instance of a site (a session to each; streams to `share@site` go
- *   to one of them) and sets no session up to instances of its own site. A hello of an
- *   instance whose name is already known under another peer id replaces that one (the same
- *   instance restarted); a hello without `instance` (an agent before instances) replaces
- *   every other agent of its name, as before. `draining: true`: the instance is shutting
- *   down; peers open no new streams to it (its open streams finish).
+ *   Agents announce their *instance* in `caps`: `instances/1`, `i=<label>` and, while
+ *   draining, `draining` (in caps, not in fields of their own: the hello schema is strict, and
+ *   agents of the previous release must keep accepting these hellos during a rolling upgrade).
+ *   Several agent processes may run under one credential, each an instance of the site named
+ *   by the credential, told apart by their signaling peer id; the label is the instance's name
+ *   (e.g. the pod name) when it fits (30 characters), else its first 21 characters, `~` and 8
+ *   hex digits of its FNV-1a hash (instanceCaps()). A receiver keeps every instance of a site (a
+ *   session to each; streams to `share@site` go to one of them) and sets no session up to
+ *   instances of its own site. A hello of an instance whose label is already known under
+ *   another peer id replaces that one (the same instance restarted); a hello without
+ *   `instances/1` (an agent before instances) replaces every other agent of its name, as
+ *   before. `draining`: the instance is shutting down; peers open no new streams to it (its
+ *   open streams finish).
  *   Every member (agent or shared token) adds to the hello it seals for viewers `mproof {ts, sig}`: its member proof
  *   (protocol/member-proof.ts: Ed25519 with the network's member key over room, both peer ids,
  *   time, name and role). A viewer whose token carries the member key accepts an agent only with
@@ -99,12 +103,38 @@ const Hello = z.object({
   cred: z.string().max(MAX_CREDENTIAL_LENGTH).optional(),
   proof: Proof.optional(),
   crl: z.string().max(MAX_CRL_LENGTH).optional(),
-  instance: z.object({ name: PeerName, draining: z.boolean().optional() }).strict().optional(),
   mproof: Proof.optional(),
 }).strict()
 
-/** The capability of agents that run as several instances per site (hello `instance`, control `drain`). */
+/** The capability of agents that run as several instances per site (hello caps `i=<label>`, `draining`; control `drain`). */
 export const INSTANCES_CAP = 'instances/1'
+const INSTANCE_CAP_PREFIX = 'i='
+const DRAINING_CAP = 'draining'
+
+/** FNV-1a, 32 bits, as 8 hex digits (labels of long instance names; not a security property). */
+function fnv1a (text: string): string {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) { h ^= text.charCodeAt(i); h = Math.imul(h, 0x01000193) >>> 0 }
+  return h.toString(16).padStart(8, '0')
+}
+
+/** The label of an instance name as announced (see the module comment): the name itself up to 30 characters. */
+export function instanceLabel (name: string): string {
+  return name.length <= 30 ? name : `${name.slice(0, 21)}~${fnv1a(name)}`
+}
+
+/** The caps that announce an instance (and its drain). */
+export function instanceCaps (name: string, draining = false): string[] {
+  return [INSTANCES_CAP, `${INSTANCE_CAP_PREFIX}${instanceLabel(name)}`, ...(draining ? [DRAINING_CAP] : [])]
+}
+
+/** The instance a hello's caps announce; undefined for agents before instances. */
+export function instanceOf (caps: readonly string[]): { label: string, draining: boolean } | undefined {
+  if (!caps.includes(INSTANCES_CAP)) return undefined
+  const label = caps.find(c => c.startsWith(INSTANCE_CAP_PREFIX))?.slice(INSTANCE_CAP_PREFIX.length)
+  if (label === undefined || !/^[A-Za-z0-9._~-]{1,30}$/.test(label)) return undefined
+  return { label, draining: caps.includes(DRAINING_CAP) }
+}
 
 const Sid = z.string().regex(/^[A-Za-z0-9_-]{4,32}$/)
 
