@@ -9,13 +9,15 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CausewayError } from '../../protocol/errors.ts'
 import { RedisRoomStore } from '../../signaling/node/redis-store.ts'
-import { eventually, Heard, roomStoreContract } from '../../signaling/store.contract.ts'
+import { eventually, Heard, LIMITS, roomStoreContract } from '../../signaling/store.contract.ts'
 import type { Conn } from '../../signaling/store.ts'
 import { haveRedis, startRedis, type RedisServer } from './redis.ts'
 
 const TTL = 1500
 const HEARTBEAT = 300
 const ROOM = 'redis-room-000000000001'
+const AT = { address: '192.0.2.1' }
+const L8 = { ...LIMITS, maxPeers: 8 }
 
 let redis: RedisServer
 let prefixes = 0
@@ -58,12 +60,12 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
     try {
       await store.ready()
       const a = newConn()
-      await store.join(ROOM, a, { peer: 'peer-aaaa', role: 'agent' }, { maxPeers: 8 })
+      await store.join(ROOM, a, { peer: 'peer-aaaa', role: 'agent' }, AT, L8)
       await redis.stop()
       await eventually(() => expect(heard.lostConns).toEqual([a.id]), 3000)
       expect(store.available).toBe(false)
       expect(store.joinedAs(a)).toBeUndefined()
-      expect(await code(store.join(ROOM, newConn(), { peer: 'peer-bbbb', role: 'agent' }, { maxPeers: 8 }))).toBe('STORE_UNAVAILABLE')
+      expect(await code(store.join(ROOM, newConn(), { peer: 'peer-bbbb', role: 'agent' }, AT, L8))).toBe('STORE_UNAVAILABLE')
       expect(await code(store.send(ROOM, 'peer-aaaa', ['agent'], 'x'))).toBe('STORE_UNAVAILABLE')
       expect(await code(store.members(ROOM))).toBe('STORE_UNAVAILABLE')
       expect(await store.leave(a)).toBeUndefined()
@@ -73,7 +75,7 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
       // ioredis retries every <= 1 s, then the next beat (300 ms here) registers again.
       expect(Date.now() - down).toBeLessThan(3000)
       const b = newConn()
-      expect(await store.join(ROOM, b, { peer: 'peer-bbbb', role: 'agent' }, { maxPeers: 8 })).toEqual([{ peer: 'peer-bbbb', role: 'agent' }])
+      expect(await store.join(ROOM, b, { peer: 'peer-bbbb', role: 'agent' }, AT, L8)).toEqual([{ peer: 'peer-bbbb', role: 'agent' }])
     } finally {
       await store.close()
     }
@@ -90,8 +92,8 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
     try {
       await Promise.all([here.ready(), there.ready(), admin.connect()])
       const x = newConn()
-      await there.join(ROOM, newConn(), { peer: 'peer-stay', role: 'agent' }, { maxPeers: 8 })
-      await here.join(ROOM, x, { peer: 'peer-xxxx', role: 'viewer' }, { maxPeers: 8 })
+      await there.join(ROOM, newConn(), { peer: 'peer-stay', role: 'agent' }, AT, L8)
+      await here.join(ROOM, x, { peer: 'peer-xxxx', role: 'viewer' }, AT, L8)
       // Both connections of `here` (named after its replica id), not `there`'s.
       const list = String(await admin.call('CLIENT', 'LIST'))
       const ids = list.split('\n').filter(l => l.includes(`name=causeway-signaling-${here.node}`)).map(l => /\bid=(\d+)/.exec(l)?.[1] ?? '')
@@ -102,7 +104,7 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
       await eventually(() => expect(heardThere.leftEvents).toEqual([{ room: ROOM, member: { peer: 'peer-xxxx', role: 'viewer' } }]), 3000)
       expect(await there.members(ROOM)).toEqual([{ peer: 'peer-stay', role: 'agent' }])
       expect(heardThere.lostConns).toEqual([])
-      expect(await here.join(ROOM, newConn(), { peer: 'peer-xxxx', role: 'viewer' }, { maxPeers: 8 })).toHaveLength(2)
+      expect(await here.join(ROOM, newConn(), { peer: 'peer-xxxx', role: 'viewer' }, AT, L8)).toHaveLength(2)
     } finally {
       admin.disconnect()
       await Promise.all([here.close(), there.close()])
@@ -118,7 +120,7 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
     try {
       await Promise.all([here.ready(), admin.connect()])
       const a = newConn()
-      await here.join(ROOM, a, { peer: 'peer-aaaa', role: 'agent' }, { maxPeers: 8 })
+      await here.join(ROOM, a, { peer: 'peer-aaaa', role: 'agent' }, AT, L8)
       await body({ here, heard, admin, a })
     } finally {
       admin.disconnect()
@@ -133,7 +135,7 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
       await eventually(() => expect(heard.lostConns).toEqual([a.id]), 2000)
       await here.ready(3000)
       expect(await here.members(ROOM)).toEqual([])
-      expect(await here.join(ROOM, newConn(), { peer: 'peer-aaaa', role: 'agent' }, { maxPeers: 8 })).toHaveLength(1)
+      expect(await here.join(ROOM, newConn(), { peer: 'peer-aaaa', role: 'agent' }, AT, L8)).toHaveLength(1)
     })
   })
 
