@@ -9,7 +9,8 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CausewayError } from '../../protocol/errors.ts'
 import { RedisRoomStore } from '../../signaling/node/redis-store.ts'
-import { eventually, Heard, LIMITS, roomStoreContract } from '../../signaling/store.contract.ts'
+import { seatContract } from '../../signaling/seats.contract.ts'
+import { eventually, Heard, LIMITS, roomStoreContract, type StoreFactory } from '../../signaling/store.contract.ts'
 import type { Conn } from '../../signaling/store.ts'
 import { haveRedis, startRedis, type RedisServer } from './redis.ts'
 
@@ -35,7 +36,7 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
   beforeAll(async () => { redis = await startRedis() })
   afterAll(async () => { await redis?.close() })
 
-  roomStoreContract<Conn>('RedisRoomStore (two replicas on one redis-server)', async (body) => {
+  const twoReplicas: StoreFactory<Conn> = async (body) => {
     const prefix = `contract${++prefixes}:`
     const here = newStore(prefix)
     const there = newStore(prefix)
@@ -51,7 +52,9 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
     } finally {
       await Promise.all([here.close(), there.close()])
     }
-  }, { replicated: { presenceBoundMs: TTL + HEARTBEAT + 200 } })
+  }
+  roomStoreContract<Conn>('RedisRoomStore (two replicas on one redis-server)', twoReplicas, { replicated: { presenceBoundMs: TTL + HEARTBEAT + 200 } })
+  seatContract<Conn>('RedisRoomStore (two replicas on one redis-server)', twoReplicas, { roomsPerAddress: true, replicated: { presenceBoundMs: TTL + HEARTBEAT + 200 } })
 
   it('losing Redis: local sockets are handed back as lost, joins and signals are STORE_UNAVAILABLE; it recovers by itself when Redis returns', async () => {
     const store = newStore('loss:')
