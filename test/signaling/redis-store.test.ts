@@ -154,4 +154,62 @@ describe.skipIf(!haveRedis())('RedisRoomStore on a real redis-server', () => {
       expect(here.joinedAs(a)?.peer).toBe('peer-aaaa')
     })
   })
+
+  it('rooms, seats and the charges of rooms per address leave no key behind: after leaves, an eviction, and the reap of a dead replica', async () => {
+    const here = newStore('keys:')
+    const there = newStore('keys:')
+    here.listen(new Heard<Conn>())
+    there.listen(new Heard<Conn>())
+    const admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 })
+    const open = { ...LIMITS, maxPeers: 3, maxRoomsPerAddress: 4 }
+    try {
+      await Promise.all([here.ready(), there.ready(), admin.connect()])
+      const mine: Conn[] = []
+      for (const [i, room] of ['keys-room-0000000000000001', 'keys-room-0000000000000002', 'keys-room-0000000000000003'].entries()) {
+        const c = newConn()
+        await here.join(room, c, { peer: `peer-h${i}`, role: 'agent' }, { address: '192.0.2.1' }, open)
+        mine.push(c)
+        await there.join(room, newConn(), { peer: `peer-t${i}`, role: 'viewer' }, { address: '192.0.2.2' }, open)
+      }
+      // A full room: an agent with a subject evicts the viewer on the other replica.
+      await there.join('keys-room-0000000000000001', newConn(), { peer: 'peer-x0', role: 'agent' }, { address: '192.0.2.3' }, open)
+      const s = newConn()
+      await here.join('keys-room-0000000000000001', s, { peer: 'peer-s0', role: 'agent' }, { address: '192.0.2.3', subject: 'subject-S' }, open)
+      mine.push(s)
+      expect(await admin.smembers('keys:addr:192.0.2.1:rooms')).toHaveLength(3)
+      for (const c of mine) await here.leave(c)
+      // What is left lives on `there` only; it dies, `here` reaps it.
+      await there.close()
+      const t0 = Date.now()
+      while (Date.now() - t0 < TTL + HEARTBEAT + 2000 && (await admin.keys('keys:room:*')).length > 0) await new Promise(resolve => setTimeout(resolve, 50))
+      expect(await admin.keys('keys:room:*')).toEqual([])
+      expect(await admin.keys('keys:addr:*')).toEqual([])
+    } finally {
+      admin.disconnect()
+      await Promise.all([here.close(), there.close()])
+    }
+  })
+
+  it('a rolling update: members recorded by a replica of the previous version (no seat record) are counted, and what it leaves of a deleted room is cleared when the room is made again', async () => {
+    await withJoinedReplica('rolling:', async ({ here, admin }) => {
+      // As the previous JOIN script records a member: no `:s` entry.
+      const room = 'rolling-room-00000000001'
+      await admin.hset(`rolling:room:${room}:m`, 'peer-oldv', `agent ${here.node} conn-of-an-old-replica`)
+      await admin.hincrby(`rolling:room:${room}:n`, here.node, 1)
+      await admin.sadd(`rolling:node:${here.node}:rooms`, room)
+      const one = { ...LIMITS, maxSeatsPerAddress: 1, maxRoomsPerAddress: 4 }
+      expect(await here.join(room, newConn(), { peer: 'peer-new1', role: 'agent' }, { address: '192.0.2.1' }, one)).toHaveLength(2)
+      expect(await code(here.join(room, newConn(), { peer: 'peer-new2', role: 'agent' }, { address: '192.0.2.1' }, one))).toBe('SEAT_LIMIT')
+      // As the previous LEAVE leaves a room it deleted: the seats, join order and charge stay.
+      const gone = 'rolling-room-00000000002'
+      await admin.hset(`rolling:room:${gone}:s`, 'peer-ghost', '192.0.2.9 - 7')
+      await admin.set(`rolling:room:${gone}:q`, '7')
+      await admin.set(`rolling:room:${gone}:a`, '192.0.2.9')
+      await admin.sadd('rolling:addr:192.0.2.9:rooms', gone)
+      await here.join(gone, newConn(), { peer: 'peer-new3', role: 'agent' }, { address: '192.0.2.1' }, one)
+      expect(Object.keys(await admin.hgetall(`rolling:room:${gone}:s`))).toEqual(['peer-new3'])
+      expect(await admin.smembers('rolling:addr:192.0.2.9:rooms')).toEqual([])
+      expect(await admin.get(`rolling:room:${gone}:a`)).toBe('192.0.2.1')
+    })
+  })
 })
