@@ -12,6 +12,11 @@
  * next frame is looked at, so one sender's signals reach the store (and, through it, their
  * recipient) in order. Frames the store hands over for a socket whose join is still being
  * recorded are held (bounded) and sent right after its `welcome`.
+ *
+ * Seats: the hub charges a join to its sender (the ticket's subject, else the client address
+ * the adapter saw) and passes the caps to the store, which applies them atomically (seats.ts);
+ * rooms per address only in open mode (with an access secret only the deployment's networks
+ * can create rooms). A socket the store evicts for an agent is closed with ROOM_FULL.
  */
 import { CausewayError, publicError, type ErrorCode, ERRORS } from '../protocol/errors.ts'
 import { verifyJoinProof } from '../protocol/join-proof.ts'
