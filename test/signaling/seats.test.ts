@@ -273,3 +273,28 @@ for (const kind of KINDS) {
     }
   })
 }
+
+describe('behind a reverse proxy (CAUSEWAY_CLIENT_IP_HEADER): seats are charged to the address the proxy wrote, IPv6 per /64', () => {
+  let target: Target
+  beforeAll(async () => { target = await startNode({ CAUSEWAY_CLIENT_IP_HEADER: 'x-forwarded-for', CAUSEWAY_MAX_SEATS_PER_ADDRESS: '2' }) })
+  afterAll(async () => { await target?.close() })
+
+  it('addresses of one /64 share a cap; entries a client puts before the proxy\'s own change nothing', async () => {
+    const room = newRoom()
+    const seats: Seated[] = []
+    const from = async (xff: string): Promise<string> => {
+      const s = await seatJoin(target.url, room, { key: await generatePeerKey(), headers: { 'x-forwarded-for': xff } })
+      seats.push(s)
+      return outcome(s)
+    }
+    try {
+      expect(await from('2001:db8:1:2::1')).toBe('welcome')
+      expect(await from('2001:db8:1:2:ffff::7')).toBe('welcome')
+      expect(await from('2001:db8:1:2::3')).toBe('SEAT_LIMIT')
+      expect(await from('198.51.100.1, 2001:db8:1:3::1, 2001:db8:1:2::9')).toBe('SEAT_LIMIT')
+      expect(await from('2001:db8:1:2::9, 2001:db8:1:3::1')).toBe('welcome')
+    } finally {
+      for (const s of seats) s.close()
+    }
+  })
+})
