@@ -11,13 +11,19 @@
  * What arrives for this process's sockets comes back through the RoomListener the hub
  * registers (`listen`): room events (a member joined or left, on any replica), signals for a
  * local socket, a local socket replaced by a newer socket of the same peer (on any replica),
- * and the loss of the store (every local socket is then forgotten). The hub alone turns those
- * into protocol frames, so the visibility rules (viewers see only agents) live in one place.
+ * a local socket evicted from a full room for an agent (on any replica), and the loss of the
+ * store (every local socket is then forgotten). The hub alone turns those into protocol frames,
+ * so the visibility rules (viewers see only agents) live in one place.
+ *
+ * A join is charged to a sender (`Seat`: the ticket's subject, else the client address) and
+ * checked against the seat caps and rooms per address of `JoinLimits` atomically across
+ * replicas; seats.ts holds the rules, which memory and Durable Object apply in TS and Redis in
+ * its JOIN script.
  *
  * Implementations: MemoryRoomStore (here; one process), DurableObjectRoomStore
  * (worker/store.ts; one Durable Object per room, state in the sockets' attachments) and
  * RedisRoomStore (node/redis-store.ts; any number of Node replicas on one Redis). All three are
- * checked by the contract suite in store.contract.ts.
+ * checked by the contract suites in store.contract.ts and seats.contract.ts.
  */
 import { CausewayError } from '../protocol/errors.ts'
 import { decideSeat, refusal, seatRefusal, type HeldSeat, type Role, type Seat, type SeatLimits } from './seats.ts'
