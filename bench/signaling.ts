@@ -51,6 +51,8 @@ const ENV: Record<string, string> = {
   CAUSEWAY_RATE_PER_SECOND: '1000000',
   CAUSEWAY_RATE_BURST: '1000000',
   CAUSEWAY_MAX_ROOMS: '100000',
+  // Every client is on loopback: one address creates all the rooms (open mode).
+  CAUSEWAY_MAX_ROOMS_PER_ADDRESS: '100000',
   CAUSEWAY_JOIN_TIMEOUT_MS: '30000',
 }
 const SEALED = 'c2VhbGVkLWJlbmNobWFyay1wYXlsb2FkLW9mLWFib3V0LTEwMC1ieXRlcy1saWtlLWFuLWljZS1jYW5kaWRhdGUtZW52ZWxvcGU'

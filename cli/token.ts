@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util'
 import { parseCredential } from '../protocol/identity.ts'
 import { decodeOwner, encodeOwner, issueAgentToken, newNetwork, revocationList, revoke, sharedToken, type NetworkOwner } from '../protocol/identity-owner.ts'
 import { deriveRoomId } from '../protocol/keys.ts'
-import { signTicket } from '../protocol/ticket.ts'
+import { signTicket, ticketSubject } from '../protocol/ticket.ts'
 import { fromBase64Url } from '../protocol/encoding.ts'
 import { decodeToken, encodeToken, viewerTokenFor, type ViewerSource } from '../protocol/token.ts'
 import { parseDuration } from './duration.ts'
@@ -29,7 +29,9 @@ causeway token --shared --signaling URL
     a single shared token for quick starts: every agent uses the same one, names are claims
     (any holder can run under any name), and shares with peers= are refused.
 
---access-secret (or CAUSEWAY_ACCESS_SECRET) adds an access ticket for the room valid for --ttl.
+--access-secret (or CAUSEWAY_ACCESS_SECRET) adds an access ticket for the room valid for --ttl;
+with --name it names the agent (an opaque subject), so the service gives its instances their own
+seats in the room (needs a signaling service of this version or newer).
 --from TOKEN works too but puts the secret in argv (visible in ps); prefer --from-file.`
 
 const DEFAULT_OWNER = 'causeway-owner.json'
@@ -58,8 +60,8 @@ export async function tokenCommand (argv: string[]): Promise<string | undefined>
   const accessSecret = values['access-secret'] ?? process.env.CAUSEWAY_ACCESS_SECRET
   const ttl = parseDuration(values.ttl)
   const ownerFile = values.owner ?? process.env.CAUSEWAY_OWNER_FILE ?? DEFAULT_OWNER
-  const ticketFor = async (secretRoom: string, role: 'agent' | 'viewer'): Promise<string | undefined> =>
-    accessSecret !== undefined ? await signTicket(accessSecret, { room: secretRoom, role, ttlSeconds: ttl }) : undefined
+  const ticketFor = async (secretRoom: string, role: 'agent' | 'viewer', subject?: string): Promise<string | undefined> =>
+    accessSecret !== undefined ? await signTicket(accessSecret, { room: secretRoom, role, ttlSeconds: ttl, ...(subject !== undefined ? { subject } : {}) }) : undefined
   const output = (text: string): string | undefined => {
     if (values.out === undefined) return text
     writeFileSync(values.out, `${text}\n`, { mode: 0o600 })
@@ -104,8 +106,9 @@ export async function tokenCommand (argv: string[]): Promise<string | undefined>
 
   if (values.name !== undefined) {
     const owner = loadOwner(ownerFile)
-    const secretRoom = await deriveRoomId(sharedToken(owner).secret)
-    const ticket = await ticketFor(secretRoom, 'agent')
+    const { secret } = sharedToken(owner)
+    // The ticket names the agent (an opaque subject), so the service caps and seats its instances as one agent.
+    const ticket = await ticketFor(await deriveRoomId(secret), 'agent', await ticketSubject(secret, values.name))
     const token = await issueAgentToken(owner, values.name, { ttlSeconds: ttl, ...(ticket !== undefined ? { ticket } : {}) })
     writeFileSync(ownerFile, encodeOwner(owner), { mode: 0o600 })
     const cred = parseCredential(token.identity?.credential ?? '')

@@ -16,13 +16,14 @@
  * | FORBIDDEN | 4403 | 403 | valid ticket, wrong room or scope, or a role it does not grant (a viewer ticket joining as agent); a status API change from a non-loopback client |
  * | NOT_FOUND | 4404 | 404 | no such route or room |
  * | JOIN_TIMEOUT | 4408 | 408 | no `join` within the join timeout |
- * | ROOM_FULL | 4409 | 409 | the room already holds `maxPeersPerRoom` peers |
+ * | ROOM_FULL | 4409 | 409 | the room already holds `maxPeersPerRoom` peers, or `maxViewersPerRoom` viewers (a viewer's join); or this socket was evicted from a full room for an agent whose ticket names it (a viewer first, else the newest seat of the address holding the most): reconnect later |
  * | TICKET_EXPIRED | 4410 | 401 | ticket past its expiry |
  * | MESSAGE_TOO_LARGE | 4413 | 413 | a frame over `maxMessageBytes` |
- * | TOO_MANY_ROOMS | 4415 | 503 | the instance holds `maxRooms` rooms |
+ * | TOO_MANY_ROOMS | 4415 | 503 | the instance holds `maxRooms` rooms, or (open mode) the joining address already created `maxRoomsPerAddress` live rooms |
  * | VERSION_MISMATCH | 4426 | 426 | the client speaks another protocol version |
  * | RATE_LIMITED | 4429 | 429 | messages faster than the per-connection rate limit |
  * | TOO_MANY_CONNECTIONS | 4430 | 429 | too many sockets that have not joined yet, from this address or in total; the upgrade is refused with HTTP 429 |
+ * | SEAT_LIMIT | 4431 | 429 | the sender holds its share of the room's seats: `maxSeatsPerSubject` for the agent its ticket names, else `maxSeatsPerAddress` for its client address (`maxViewersPerAddress` for viewers); other senders still join |
  * | UNKNOWN_PEER | — | — | a signal addressed to a peer not in the room (connection stays open) |
  * | REPLACED | 4001 | — | the same peer joined again on a newer connection; the older one is closed |
  * | SLOW_CONSUMER | 4008 | — | the socket's send buffer passed its bound (the client does not read) |
@@ -76,6 +77,7 @@ export const ERRORS = {
   VERSION_MISMATCH: { close: 4426, http: 426 },
   RATE_LIMITED: { close: 4429, http: 429 },
   TOO_MANY_CONNECTIONS: { close: 4430, http: 429 },
+  SEAT_LIMIT: { close: 4431, http: 429 },
   UNKNOWN_PEER: { close: 0, http: 404 },
   REPLACED: { close: 4001, http: 409 },
   SLOW_CONSUMER: { close: 4008, http: 503 },

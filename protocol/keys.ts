@@ -10,6 +10,7 @@
  * | grant key (HMAC-SHA-256) | `causeway/v1/grant` | signs the share grants inside viewer tokens | agents only |
  * | relay key (32 bytes) | `causeway/v1/relay` | relay admission proofs | peers only |
  * | member signing key (Ed25519, seed) | `causeway/v1/member-sign` | signs members' hellos to viewers (protocol/member-proof.ts) | members only; its public half goes into viewer tokens (`mk`) |
+ * | subject key (HMAC-SHA-256) | `causeway/v1/ticket-subject` | turns an agent name into the opaque subject of its access ticket (protocol/ticket.ts) | the owner; the signaling service sees only the subjects |
  *
  * The derivations are one-way: the room id reveals nothing of the secret or the keys.
  */
@@ -51,6 +52,12 @@ export async function deriveGrantKey (secret: Uint8Array<ArrayBuffer>): Promise<
 
 export async function deriveRelayKey (secret: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
   return await hkdfBits(secret, 'causeway/v1/relay', 32)
+}
+
+/** The key that makes an agent name into its ticket subject (ticket.ts `ticketSubject`). */
+export async function deriveSubjectKey (secret: Uint8Array<ArrayBuffer>): Promise<CryptoKey> {
+  const raw = await hkdfBits(secret, 'causeway/v1/ticket-subject', 32)
+  return await crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])
 }
 
 /** PKCS#8 wrapping of a raw 32-byte Ed25519 seed (RFC 8410). */

@@ -20,6 +20,19 @@ export interface SignalingLimits {
   maxPrejoin: number
   /** Sockets that have not joined yet per client address (IPv6: per /64). Default 32. */
   maxPrejoinPerAddress: number
+  /**
+   * Seats in one room per client address (IPv6: per /64), for joins whose ticket names no
+   * subject (open mode, old tickets, viewer tickets). Default 16.
+   */
+  maxSeatsPerAddress: number
+  /** Seats in one room per ticket subject (the instances of one agent). Default 8. */
+  maxSeatsPerSubject: number
+  /** Viewers in one room. Default 16. */
+  maxViewersPerRoom: number
+  /** Viewers in one room per client address, for joins whose ticket names no subject. Default 8. */
+  maxViewersPerAddress: number
+  /** Open mode only: live rooms charged to one client address (the one whose join created them), across replicas. Default 16. */
+  maxRoomsPerAddress: number
 }
 
 export const DEFAULT_LIMITS: Readonly<SignalingLimits> = Object.freeze({
@@ -31,6 +44,11 @@ export const DEFAULT_LIMITS: Readonly<SignalingLimits> = Object.freeze({
   joinTimeoutMs: 10_000,
   maxPrejoin: 1024,
   maxPrejoinPerAddress: 32,
+  maxSeatsPerAddress: 16,
+  maxSeatsPerSubject: 8,
+  maxViewersPerRoom: 16,
+  maxViewersPerAddress: 8,
+  maxRoomsPerAddress: 16,
 })
 
 /** Largest peer id: 22 base64url characters of 16 random bytes, with room to spare. */

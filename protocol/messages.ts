@@ -42,10 +42,27 @@
  * client address and in total; over a cap the upgrade is refused with HTTP 429
  * TOO_MANY_CONNECTIONS. A room exists only once a peer's join has been verified.
  *
+ * Seats (signaling/seats.ts): every seat of a room is charged to a sender, the subject its
+ * ticket names (one agent and its instances, ticket.ts) or else its client address (IPv6 per
+ * /64). A join past its sender's share is refused with SEAT_LIMIT (close 4431): per subject
+ * `maxSeatsPerSubject` (8), per address `maxSeatsPerAddress` (16) of which
+ * `maxViewersPerAddress` (8) viewers; a viewer past the room's `maxViewersPerRoom` (16) and any
+ * peer past `maxPeersPerRoom` (64) is ROOM_FULL (4409). In a full room a join as `agent` whose
+ * ticket names a subject still gets a seat: the newest viewer, or else the newest seat of the
+ * address holding the most seats without a subject, is evicted: that joined socket gets
+ * `error {code: ROOM_FULL, message: "evicted: ..."}` and close 4409, and the room hears
+ * `peer-left` for it. In open mode a room is charged to the address of the join that created
+ * it while it lives: past `maxRoomsPerAddress` (16) such rooms a join that would create one is
+ * TOO_MANY_ROOMS (4415), as is one past the instance's `maxRooms`. None of these is fatal:
+ * clients reconnect with backoff.
+ *
  * `sealed` is opaque to the service: an AEAD envelope only peers can open (seal.ts). Every
  * message is parsed with the schemas below; an unknown `type` is BAD_MESSAGE.
  *
  * ## Version history
+ * - 2, amended (2026-12): seats per sender (SEAT_LIMIT, eviction of a joined socket with
+ *   ROOM_FULL, rooms per address with TOO_MANY_ROOMS) and tickets that name a subject
+ *   (ticket.ts version 2); the frames are unchanged, so clients of version 2 need no change.
  * - 2 (2026-12): joins prove the peer id (challenge, `key`, `sig`); `role` in join and
  *   welcome, enforced against the ticket; the ticket moves from `join` to the WebSocket
  *   subprotocol `causeway.ticket.<t>` so that it is checked before a socket reaches a room;

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { CausewayError } from './errors.ts'
 import { deriveGrantKey, deriveMemberKeys, deriveRoomId, deriveViewerSealKey } from './keys.ts'
-import { signTicket, verifyTicket } from './ticket.ts'
+import { signTicket, subjectOf, ticketSubject, verifyTicket } from './ticket.ts'
+import { equalBytes, fromBase64Url, fromUtf8, toBase64Url, utf8 } from './encoding.ts'
 import { decodeToken, encodeToken, newSecret, roomUrl, verifyGrants, viewerTokenFor, type MemberToken } from './token.ts'
 import { mintTurnCredential } from './turn.ts'
 
@@ -68,6 +69,45 @@ describe('access tickets', () => {
     expect(await code(verifyTicket(secret, old, room))).toBe('TICKET_EXPIRED')
     for (const bad of ['', 'a', 'a.b.c', '!.!', `${t}x`, t.replace(/^./, 'x'), 'x'.repeat(5000)]) {
       expect(await code(verifyTicket(secret, bad, room))).toBe('UNAUTHORIZED')
+    }
+  })
+})
+
+describe('access tickets with a subject (version 2)', () => {
+  const secret = 'an access secret of some length'
+  const room = 'AAAAAAAAAAAAAAAAAAAAAA'
+
+  it('carries the subject; a ticket without one is still version 1, and version-1 tickets still verify', async () => {
+    const sub = await ticketSubject(newSecret(), 'east')
+    const t = await signTicket(secret, { room, ttlSeconds: 60, subject: sub })
+    const p = await verifyTicket(secret, t, room)
+    expect(p).toMatchObject({ v: 2, sub, role: 'agent' })
+    expect(subjectOf(p)).toBe(sub)
+    const plain = await signTicket(secret, { room, ttlSeconds: 60 })
+    expect(JSON.parse(fromUtf8(fromBase64Url(plain.split('.')[0] ?? '')))).toMatchObject({ v: 1 })
+    expect(subjectOf(await verifyTicket(secret, plain, room))).toBeUndefined()
+  })
+
+  it('a subject is bound by the signature and its form is strict: changed, malformed or on version 1, the ticket is UNAUTHORIZED', async () => {
+    const s = newSecret()
+    const [east, west] = [await ticketSubject(s, 'east'), await ticketSubject(s, 'west')]
+    expect(east).not.toBe(west)
+    expect(await ticketSubject(s, 'east')).toBe(east)
+    expect(await ticketSubject(newSecret(), 'east')).not.toBe(east)
+    const t = await signTicket(secret, { room, ttlSeconds: 60, subject: east })
+    const [head = '', mac = ''] = t.split('.')
+    const payload = JSON.parse(fromUtf8(fromBase64Url(head))) as Record<string, unknown>
+    const forge = (p: Record<string, unknown>): string => `${toBase64Url(utf8(JSON.stringify(p)))}.${mac}`
+    expect(await code(verifyTicket(secret, forge({ ...payload, sub: west }), room))).toBe('UNAUTHORIZED')
+    // Well-formed but unsigned payloads of every shape a forger might try are refused before the MAC matters too.
+    const sign = async (p: Record<string, unknown>): Promise<string> => {
+      const h = toBase64Url(utf8(JSON.stringify(p)))
+      const k = await crypto.subtle.importKey('raw', utf8(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])
+      return `${h}.${toBase64Url(new Uint8Array(await crypto.subtle.sign('HMAC', k, utf8(h))))}`
+    }
+    expect(equalBytes(fromBase64Url(mac), fromBase64Url((await sign(payload)).split('.')[1] ?? ''))).toBe(true)
+    for (const bad of [{ ...payload, v: 1 }, { ...payload, sub: 'short' }, { ...payload, sub: 'x'.repeat(23) }, { ...payload, sub: 42 }, { ...payload, extra: 1 }, { ...payload, v: 3 }]) {
+      expect(await code(verifyTicket(secret, await sign(bad), room))).toBe('UNAUTHORIZED')
     }
   })
 })

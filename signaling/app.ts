@@ -18,7 +18,7 @@ import { Hono, type Context } from 'hono'
 import { CausewayError, publicError, ERRORS } from '../protocol/errors.ts'
 import { randomId } from '../protocol/encoding.ts'
 import { RoomId, PROTOCOL_VERSION, SUBPROTOCOL, TICKET_SUBPROTOCOL_PREFIX, type IceConfig, type IceServer } from '../protocol/messages.ts'
-import { verifyTicket } from '../protocol/ticket.ts'
+import { subjectOf, verifyTicket } from '../protocol/ticket.ts'
 import { mintTurnCredential } from '../protocol/turn.ts'
 import type { SignalingConfig } from './config.ts'
 
@@ -27,7 +27,7 @@ import type { SignalingConfig } from './config.ts'
  * its ticket allows) or refused with an error that the adapter sends on the socket and then
  * closes it with the error's close code (a browser sees no HTTP error body on a WebSocket).
  */
-export type RoomAdmission = ({ ok: true, ticketRole?: 'agent' | 'viewer' } | { ok: false, error: CausewayError }) & { subprotocol?: string }
+export type RoomAdmission = ({ ok: true, ticketRole?: 'agent' | 'viewer', ticketSubject?: string } | { ok: false, error: CausewayError }) & { subprotocol?: string }
 
 export interface AppDeps {
   config: SignalingConfig
@@ -62,7 +62,8 @@ export async function admitRoomSocket (config: SignalingConfig, room: string, he
   }
   try {
     const payload = await verifyTicket(config.accessSecret, ticket, room)
-    return { ok: true, ticketRole: payload.role, ...subprotocol }
+    const subject = subjectOf(payload)
+    return { ok: true, ticketRole: payload.role, ...(subject !== undefined ? { ticketSubject: subject } : {}), ...subprotocol }
   } catch (err) {
     return { ok: false, ...subprotocol, error: err instanceof CausewayError ? err : new CausewayError('UNAUTHORIZED', 'ticket does not verify') }
   }

@@ -22,6 +22,11 @@ export const EnvConfig = z.object({
   CAUSEWAY_JOIN_TIMEOUT_MS: int(DEFAULT_LIMITS.joinTimeoutMs),
   CAUSEWAY_MAX_PREJOIN: int(DEFAULT_LIMITS.maxPrejoin),
   CAUSEWAY_MAX_PREJOIN_PER_ADDRESS: int(DEFAULT_LIMITS.maxPrejoinPerAddress),
+  CAUSEWAY_MAX_SEATS_PER_ADDRESS: int(DEFAULT_LIMITS.maxSeatsPerAddress),
+  CAUSEWAY_MAX_SEATS_PER_AGENT: int(DEFAULT_LIMITS.maxSeatsPerSubject),
+  CAUSEWAY_MAX_VIEWERS_PER_ROOM: int(DEFAULT_LIMITS.maxViewersPerRoom),
+  CAUSEWAY_MAX_VIEWERS_PER_ADDRESS: int(DEFAULT_LIMITS.maxViewersPerAddress),
+  CAUSEWAY_MAX_ROOMS_PER_ADDRESS: int(DEFAULT_LIMITS.maxRoomsPerAddress),
   CAUSEWAY_CLIENT_IP_HEADER: z.string().regex(/^[A-Za-z0-9-]+$/, 'CAUSEWAY_CLIENT_IP_HEADER must be a header name').max(64).optional(),
   CAUSEWAY_STORE: z.string().max(2048).refine(isStoreUrl, 'CAUSEWAY_STORE (--store) must be `memory` or redis://HOST:PORT[/DB] (rediss:// for TLS)').optional(),
   CAUSEWAY_REDIS_PASSWORD: z.string().max(1024).optional(),
@@ -120,6 +125,11 @@ export function configFromEnv (env: Record<string, unknown>): SignalingConfig {
       joinTimeoutMs: e.CAUSEWAY_JOIN_TIMEOUT_MS,
       maxPrejoin: e.CAUSEWAY_MAX_PREJOIN,
       maxPrejoinPerAddress: e.CAUSEWAY_MAX_PREJOIN_PER_ADDRESS,
+      maxSeatsPerAddress: e.CAUSEWAY_MAX_SEATS_PER_ADDRESS,
+      maxSeatsPerSubject: e.CAUSEWAY_MAX_SEATS_PER_AGENT,
+      maxViewersPerRoom: e.CAUSEWAY_MAX_VIEWERS_PER_ROOM,
+      maxViewersPerAddress: e.CAUSEWAY_MAX_VIEWERS_PER_ADDRESS,
+      maxRoomsPerAddress: e.CAUSEWAY_MAX_ROOMS_PER_ADDRESS,
     },
   }
 }

@@ -12,12 +12,18 @@
  * next frame is looked at, so one sender's signals reach the store (and, through it, their
  * recipient) in order. Frames the store hands over for a socket whose join is still being
  * recorded are held (bounded) and sent right after its `welcome`.
+ *
+ * Seats: the hub charges a join to its sender (the ticket's subject, else the client address
+ * the adapter saw) and passes the caps to the store, which applies them atomically (seats.ts);
+ * rooms per address only in open mode (with an access secret only the deployment's networks
+ * can create rooms). A socket the store evicts for an agent is closed with ROOM_FULL.
  */
 import { CausewayError, publicError, type ErrorCode, ERRORS } from '../protocol/errors.ts'
 import { verifyJoinProof } from '../protocol/join-proof.ts'
 import type { SignalingLimits } from '../protocol/limits.ts'
 import { otherJoinVersion, parseClientMessage, PROTOCOL_VERSION, type ClientMessage } from '../protocol/messages.ts'
-import type { Conn, Member, Role, RoomListener, RoomStore } from './store.ts'
+import { EVICTED_MESSAGE, JoinRefused, type RefusalReason } from './seats.ts'
+import type { Conn, JoinLimits, Member, Role, RoomListener, RoomStore } from './store.ts'
 
 export interface HubEvents<C extends Conn = Conn> {
   relayed?: () => void
@@ -25,6 +31,10 @@ export interface HubEvents<C extends Conn = Conn> {
   /** A socket's join was verified and admitted (it is no longer a pre-join socket). */
   joined?: (conn: C) => void
   left?: () => void
+  /** A verified join was refused by a seat or room cap (seats.ts). */
+  refused?: (reason: RefusalReason) => void
+  /** A socket of this process lost its seat to an agent joining a full room. */
+  evicted?: () => void
 }
 
 /** What the service decided about a socket before it reached the hub (at the upgrade). */
@@ -34,6 +44,10 @@ export interface Admission {
   challenge: string
   /** The most its access ticket allows; undefined in open mode (any role). */
   ticketRole?: Role
+  /** The client address's key (seats.ts seatAddress): its seats, and in open mode its rooms, are charged to it. */
+  address: string
+  /** The subject its access ticket names, if any: its seats are charged to that instead. */
+  subject?: string
 }
 
 export interface HubInit<C extends Conn> {
@@ -131,6 +145,11 @@ export class RoomHub<C extends Conn = Conn> {
         this.held.delete(conn.id)
         safeClose(conn, 'REPLACED', 'replaced by a newer connection of the same peer')
       },
+      evicted: (conn) => {
+        this.clearJoinTimer(conn)
+        this.init.events?.evicted?.()
+        this.reject(conn, new CausewayError('ROOM_FULL', EVICTED_MESSAGE))
+      },
       lost: (conns) => {
         for (const conn of conns) this.reject(conn, new CausewayError('STORE_UNAVAILABLE', 'the signaling service lost its room store: reconnect'))
       },
@@ -198,10 +217,12 @@ export class RoomHub<C extends Conn = Conn> {
     this.clearJoinTimer(conn)
     this.held.set(conn.id, [])
     let members: Member[]
+    const seat = { address: admission.address, ...(admission.subject !== undefined ? { subject: admission.subject } : {}) }
     try {
-      members = await this.store.join(admission.room, conn, { peer: msg.peer, role: msg.role }, { maxPeers: limits.maxPeersPerRoom })
+      members = await this.store.join(admission.room, conn, { peer: msg.peer, role: msg.role }, seat, joinLimits(limits, admission))
     } catch (err) {
       this.held.delete(conn.id)
+      if (err instanceof JoinRefused) this.init.events?.refused?.(err.reason)
       throw err
     }
     const held = this.held.get(conn.id)
@@ -269,6 +290,18 @@ export class RoomHub<C extends Conn = Conn> {
     this.init.events?.rejected?.(code)
     try { conn.send(JSON.stringify({ type: 'error', code, message })) } catch { /* already closing */ }
     safeClose(conn, code, message)
+  }
+}
+
+/** The caps of a join: rooms per address only in open mode (with tickets, only the deployment's networks can create rooms). */
+function joinLimits (limits: SignalingLimits, admission: Admission): JoinLimits {
+  return {
+    maxPeers: limits.maxPeersPerRoom,
+    maxSeatsPerAddress: limits.maxSeatsPerAddress,
+    maxSeatsPerSubject: limits.maxSeatsPerSubject,
+    maxViewers: limits.maxViewersPerRoom,
+    maxViewersPerAddress: limits.maxViewersPerAddress,
+    maxRoomsPerAddress: admission.ticketRole === undefined ? limits.maxRoomsPerAddress : Infinity,
   }
 }
 

@@ -14,7 +14,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { CausewayError } from '../protocol/errors.ts'
-import type { Conn, Member, Role, RoomListener, RoomStore } from './store.ts'
+import type { Conn, JoinLimits, Member, Role, RoomListener, RoomStore, Seat } from './store.ts'
 
 /** What one replica's listener heard. */
 export class Heard<C extends Conn> implements RoomListener<C> {
@@ -22,11 +22,13 @@ export class Heard<C extends Conn> implements RoomListener<C> {
   readonly leftEvents: Array<{ room: string, member: Member }> = []
   readonly delivered: Array<{ conn: string, text: string }> = []
   readonly replacedConns: string[] = []
+  readonly evictedConns: string[] = []
   readonly lostConns: string[] = []
   joined (room: string, member: Member): void { this.joinedEvents.push({ room, member }) }
   left (room: string, member: Member): void { this.leftEvents.push({ room, member }) }
   deliver (conn: C, text: string): void { this.delivered.push({ conn: conn.id, text }) }
   replaced (conn: C): void { this.replacedConns.push(conn.id) }
+  evicted (conn: C): void { this.evictedConns.push(conn.id) }
   lost (conns: C[]): void { this.lostConns.push(...conns.map(c => c.id)) }
 }
 
@@ -56,7 +58,10 @@ export interface ContractOptions {
 export const CONTRACT_ROOM = 'contract-room-0000000001'
 const ROOM = CONTRACT_ROOM
 const OTHER_ROOM = 'contract-room-0000000002'
-const LIMITS = { maxPeers: 64 }
+/** Caps high enough that only maxPeers matters (seats.contract.ts tests the others). */
+export const LIMITS: JoinLimits = { maxPeers: 64, maxSeatsPerAddress: 64, maxSeatsPerSubject: 64, maxViewers: 64, maxViewersPerAddress: 64, maxRoomsPerAddress: Infinity }
+/** The seat of every join of this suite: one address. */
+const AT: Seat = { address: '192.0.2.1' }
 const agent = (peer: string): Member => ({ peer, role: 'agent' })
 const viewer = (peer: string): Member => ({ peer, role: 'viewer' })
 const BOTH: readonly Role[] = ['agent', 'viewer']
@@ -74,7 +79,7 @@ export async function eventually (check: () => void, ms = 3000): Promise<void> {
 }
 
 /** Listeners on both replicas (one when they are the same store). */
-function listen<C extends Conn> (h: StoreHarness<C>): { here: Heard<C>, there: Heard<C> } {
+export function listen<C extends Conn> (h: StoreHarness<C>): { here: Heard<C>, there: Heard<C> } {
   const here = new Heard<C>()
   h.store.listen(here)
   if (h.other.store === h.store) return { here, there: here }
@@ -83,7 +88,7 @@ function listen<C extends Conn> (h: StoreHarness<C>): { here: Heard<C>, there: H
   return { here, there }
 }
 
-async function rejects (p: Promise<unknown>, code: string): Promise<void> {
+export async function rejects (p: Promise<unknown>, code: string): Promise<void> {
   const err = await p.then(() => undefined, (e: unknown) => e)
   expect(err).toBeInstanceOf(CausewayError)
   expect((err as CausewayError).code).toBe(code)
@@ -106,8 +111,8 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
         listen(h)
         const a = h.conn()
         const b = h.other.conn()
-        expect(await h.store.join(ROOM, a, agent('peer-aaaa'), LIMITS)).toEqual([agent('peer-aaaa')])
-        expect(byPeer(await h.other.store.join(ROOM, b, viewer('peer-bbbb'), LIMITS))).toEqual([agent('peer-aaaa'), viewer('peer-bbbb')])
+        expect(await h.store.join(ROOM, a, agent('peer-aaaa'), AT, LIMITS)).toEqual([agent('peer-aaaa')])
+        expect(byPeer(await h.other.store.join(ROOM, b, viewer('peer-bbbb'), AT, LIMITS))).toEqual([agent('peer-aaaa'), viewer('peer-bbbb')])
         expect(h.store.joinedAs(a)).toEqual({ room: ROOM, peer: 'peer-aaaa', role: 'agent' })
         expect(h.other.store.joinedAs(b)).toEqual({ room: ROOM, peer: 'peer-bbbb', role: 'viewer' })
         expect(h.store.local(ROOM).map(e => e.conn.id)).toContain(a.id)
@@ -123,8 +128,8 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
     it('every replica holding a socket of the room hears joined, with the role', async () => {
       await makeStore(async (h) => {
         const { here, there } = listen(h)
-        await h.store.join(ROOM, h.conn(), agent('peer-aaaa'), LIMITS)
-        await h.other.store.join(ROOM, h.other.conn(), viewer('peer-vvvv'), LIMITS)
+        await h.store.join(ROOM, h.conn(), agent('peer-aaaa'), AT, LIMITS)
+        await h.other.store.join(ROOM, h.other.conn(), viewer('peer-vvvv'), AT, LIMITS)
         for (const heard of [here, there]) {
           await eventually(() => expect(heard.joinedEvents).toContainEqual({ room: ROOM, member: viewer('peer-vvvv') }))
         }
@@ -136,8 +141,8 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
       await makeStore(async (h) => {
         listen(h)
         const a = h.conn()
-        await h.store.join(ROOM, a, agent('peer-aaaa'), LIMITS)
-        await rejects(h.store.join(ROOM, a, agent('peer-cccc'), LIMITS), 'BAD_MESSAGE')
+        await h.store.join(ROOM, a, agent('peer-aaaa'), AT, LIMITS)
+        await rejects(h.store.join(ROOM, a, agent('peer-cccc'), AT, LIMITS), 'BAD_MESSAGE')
         expect(h.store.joinedAs(a)?.peer).toBe('peer-aaaa')
         expect(await h.store.members(ROOM)).toEqual([agent('peer-aaaa')])
       })
@@ -149,14 +154,14 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
         const a1 = h.conn()
         const a2 = h.other.conn()
         const a3 = h.conn()
-        await h.store.join(ROOM, h.conn(), agent('peer-wwww'), LIMITS)
-        await h.store.join(ROOM, a1, agent('peer-aaaa'), LIMITS)
-        expect(await h.other.store.join(ROOM, a2, agent('peer-aaaa'), LIMITS)).toHaveLength(2)
+        await h.store.join(ROOM, h.conn(), agent('peer-wwww'), AT, LIMITS)
+        await h.store.join(ROOM, a1, agent('peer-aaaa'), AT, LIMITS)
+        expect(await h.other.store.join(ROOM, a2, agent('peer-aaaa'), AT, LIMITS)).toHaveLength(2)
         await eventually(() => expect(here.replacedConns).toContain(a1.id))
         expect(h.store.joinedAs(a1)).toBeUndefined()
         expect(h.other.store.joinedAs(a2)?.peer).toBe('peer-aaaa')
         expect(await h.store.leave(a1)).toBeUndefined()
-        await h.store.join(ROOM, a3, viewer('peer-aaaa'), LIMITS)
+        await h.store.join(ROOM, a3, viewer('peer-aaaa'), AT, LIMITS)
         await eventually(() => expect(there.replacedConns).toContain(a2.id))
         expect(h.other.store.joinedAs(a2)).toBeUndefined()
         expect(await h.other.store.leave(a2)).toBeUndefined()
@@ -174,8 +179,8 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
         const a = h.conn()
         const b = h.other.conn()
         const stranger = h.conn()
-        await h.store.join(ROOM, a, agent('peer-aaaa'), LIMITS)
-        await h.other.store.join(ROOM, b, viewer('peer-bbbb'), LIMITS)
+        await h.store.join(ROOM, a, agent('peer-aaaa'), AT, LIMITS)
+        await h.other.store.join(ROOM, b, viewer('peer-bbbb'), AT, LIMITS)
         expect(await h.store.leave(stranger)).toBeUndefined()
         expect(await h.other.store.leave(b)).toEqual(viewer('peer-bbbb'))
         expect(await h.other.store.leave(b)).toBeUndefined()
@@ -192,13 +197,13 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
     it('maxPeers holds across replicas, for concurrent joins too; a peer already in a full room may join again', async () => {
       await makeStore(async (h) => {
         listen(h)
-        const limits = { maxPeers: 3 }
+        const limits = { ...LIMITS, maxPeers: 3 }
         const tries = await Promise.allSettled([
-          h.store.join(ROOM, h.conn(), agent('peer-0000'), limits),
-          h.other.store.join(ROOM, h.other.conn(), agent('peer-1111'), limits),
-          h.store.join(ROOM, h.conn(), agent('peer-2222'), limits),
-          h.other.store.join(ROOM, h.other.conn(), agent('peer-3333'), limits),
-          h.store.join(ROOM, h.conn(), agent('peer-4444'), limits),
+          h.store.join(ROOM, h.conn(), agent('peer-0000'), AT, limits),
+          h.other.store.join(ROOM, h.other.conn(), agent('peer-1111'), AT, limits),
+          h.store.join(ROOM, h.conn(), agent('peer-2222'), AT, limits),
+          h.other.store.join(ROOM, h.other.conn(), agent('peer-3333'), AT, limits),
+          h.store.join(ROOM, h.conn(), agent('peer-4444'), AT, limits),
         ])
         expect(tries.filter(t => t.status === 'fulfilled')).toHaveLength(3)
         const refused = tries.filter((t): t is PromiseRejectedResult => t.status === 'rejected')
@@ -207,10 +212,10 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
         const inside = await h.store.members(ROOM)
         expect(inside).toHaveLength(3)
         const again = h.other.conn()
-        await h.other.store.join(ROOM, again, agent(inside[0]?.peer ?? ''), limits)
-        await rejects(h.other.store.join(ROOM, h.other.conn(), agent('peer-5555'), limits), 'ROOM_FULL')
+        await h.other.store.join(ROOM, again, agent(inside[0]?.peer ?? ''), AT, limits)
+        await rejects(h.other.store.join(ROOM, h.other.conn(), agent('peer-5555'), AT, limits), 'ROOM_FULL')
         await h.other.store.leave(again)
-        expect(await h.store.join(ROOM, h.conn(), agent('peer-5555'), limits)).toHaveLength(3)
+        expect(await h.store.join(ROOM, h.conn(), agent('peer-5555'), AT, limits)).toHaveLength(3)
       })
     })
 
@@ -219,8 +224,8 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
         const { there } = listen(h)
         const a = h.conn()
         const v = h.other.conn()
-        await h.store.join(ROOM, a, agent('peer-aaaa'), LIMITS)
-        await h.other.store.join(ROOM, v, viewer('peer-vvvv'), LIMITS)
+        await h.store.join(ROOM, a, agent('peer-aaaa'), AT, LIMITS)
+        await h.other.store.join(ROOM, v, viewer('peer-vvvv'), AT, LIMITS)
         expect(await h.store.send(ROOM, 'peer-vvvv', ['agent'], 'not for viewers')).toBe(false)
         expect(await h.store.send(ROOM, 'peer-nobody', BOTH, 'to nobody')).toBe(false)
         expect(await h.store.send(OTHER_ROOM, 'peer-vvvv', BOTH, 'wrong room')).toBe(false)
@@ -237,10 +242,10 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
         listen(h)
         const a = h.conn()
         const v = h.conn()
-        await h.store.join(ROOM, a, agent('peer-aaaa'), LIMITS)
-        await h.store.join(ROOM, v, viewer('peer-vvvv'), LIMITS)
+        await h.store.join(ROOM, a, agent('peer-aaaa'), AT, LIMITS)
+        await h.store.join(ROOM, v, viewer('peer-vvvv'), AT, LIMITS)
         const v2 = h.conn()
-        await h.store.join(ROOM, v2, agent('peer-vvvv'), LIMITS)
+        await h.store.join(ROOM, v2, agent('peer-vvvv'), AT, LIMITS)
         const again = h.reload()
         expect(byPeer(await again.members(ROOM))).toEqual([agent('peer-aaaa'), agent('peer-vvvv')])
         expect(again.joinedAs(v2)).toEqual({ room: ROOM, peer: 'peer-vvvv', role: 'agent' })
@@ -252,10 +257,10 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
       await makeStore(async (h) => {
         listen(h)
         const [a, a2, b, c] = [h.conn(), h.conn(), h.conn(), h.conn()]
-        await h.store.join(ROOM, a, agent('peer-aaaa'), LIMITS)
-        await h.store.join(ROOM, b, agent('peer-bbbb'), LIMITS)
-        await h.store.join(ROOM, c, agent('peer-cccc'), LIMITS)
-        await h.store.join(ROOM, a2, agent('peer-aaaa'), LIMITS)
+        await h.store.join(ROOM, a, agent('peer-aaaa'), AT, LIMITS)
+        await h.store.join(ROOM, b, agent('peer-bbbb'), AT, LIMITS)
+        await h.store.join(ROOM, c, agent('peer-cccc'), AT, LIMITS)
+        await h.store.join(ROOM, a2, agent('peer-aaaa'), AT, LIMITS)
         await h.store.leave(c)
         const again = h.reload()
         again.listen(new Heard<C>())
@@ -276,15 +281,15 @@ export function roomStoreContract<C extends Conn> (name: string, makeStore: Stor
         await makeStore(async (h) => {
           const { here } = listen(h)
           if (h.crashOther === undefined) throw new Error('the harness of a replicated store must crash its other replica')
-          await h.store.join(ROOM, h.conn(), agent('peer-here'), LIMITS)
-          await h.other.store.join(ROOM, h.other.conn(), agent('peer-gone'), LIMITS)
-          await h.other.store.join(ROOM, h.other.conn(), viewer('peer-view'), LIMITS)
-          await h.other.store.join(ROOM, h.other.conn(), agent('peer-move'), LIMITS)
-          await h.other.store.join(OTHER_ROOM, h.other.conn(), agent('peer-else'), LIMITS)
+          await h.store.join(ROOM, h.conn(), agent('peer-here'), AT, LIMITS)
+          await h.other.store.join(ROOM, h.other.conn(), agent('peer-gone'), AT, LIMITS)
+          await h.other.store.join(ROOM, h.other.conn(), viewer('peer-view'), AT, LIMITS)
+          await h.other.store.join(ROOM, h.other.conn(), agent('peer-move'), AT, LIMITS)
+          await h.other.store.join(OTHER_ROOM, h.other.conn(), agent('peer-else'), AT, LIMITS)
           await h.crashOther()
           const t0 = Date.now()
           // A peer of the dead replica that reconnects here before the expiry keeps its presence.
-          await h.store.join(ROOM, h.conn(), agent('peer-move'), LIMITS)
+          await h.store.join(ROOM, h.conn(), agent('peer-move'), AT, LIMITS)
           await eventually(() => expect(here.leftEvents.map(e => e.member.peer).sort()).toEqual(['peer-gone', 'peer-view']), bound + 2000)
           const took = Date.now() - t0
           expect(took).toBeLessThanOrEqual(bound)

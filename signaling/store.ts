@@ -11,18 +11,24 @@
  * What arrives for this process's sockets comes back through the RoomListener the hub
  * registers (`listen`): room events (a member joined or left, on any replica), signals for a
  * local socket, a local socket replaced by a newer socket of the same peer (on any replica),
- * and the loss of the store (every local socket is then forgotten). The hub alone turns those
- * into protocol frames, so the visibility rules (viewers see only agents) live in one place.
+ * a local socket evicted from a full room for an agent (on any replica), and the loss of the
+ * store (every local socket is then forgotten). The hub alone turns those into protocol frames,
+ * so the visibility rules (viewers see only agents) live in one place.
+ *
+ * A join is charged to a sender (`Seat`: the ticket's subject, else the client address) and
+ * checked against the seat caps and rooms per address of `JoinLimits` atomically across
+ * replicas; seats.ts holds the rules, which memory and Durable Object apply in TS and Redis in
+ * its JOIN script.
  *
  * Implementations: MemoryRoomStore (here; one process), DurableObjectRoomStore
  * (worker/store.ts; one Durable Object per room, state in the sockets' attachments) and
  * RedisRoomStore (node/redis-store.ts; any number of Node replicas on one Redis). All three are
- * checked by the contract suite in store.contract.ts.
+ * checked by the contract suites in store.contract.ts and seats.contract.ts.
  */
 import { CausewayError } from '../protocol/errors.ts'
+import { decideSeat, refusal, seatRefusal, type HeldSeat, type Role, type Seat, type SeatLimits } from './seats.ts'
 
-/** A peer's role in a room (protocol/messages.ts). */
-export type Role = 'agent' | 'viewer'
+export type { Role, Seat } from './seats.ts'
 
 /** One WebSocket as the room sees it. */
 export interface Conn {
@@ -52,13 +58,21 @@ export interface RoomListener<C extends Conn> {
   deliver: (conn: C, text: string) => void
   /** A socket of this process was replaced by a newer socket of the same peer, here or on another replica; the store has forgotten it already. */
   replaced: (conn: C) => void
+  /** A socket of this process lost its seat to an agent joining a full room (seats.ts), through any replica; the store has forgotten it already and the room heard `left`. */
+  evicted: (conn: C) => void
   /** The store lost its shared backend and can no longer vouch for these sockets of this process; it has forgotten them all. */
   lost: (conns: C[]) => void
 }
 
-export interface JoinLimits {
-  /** Peers the room may hold (across every replica); a new peer past it is ROOM_FULL. */
-  maxPeers: number
+/** The caps a join is checked against, across every replica (seats.ts has the rules). */
+export interface JoinLimits extends SeatLimits {
+  /**
+   * Live rooms that joins from one address may have created (the room is charged to the
+   * address of the join that created it until its last peer leaves); TOO_MANY_ROOMS past it.
+   * Infinity: not counted (the hub passes that for ticket joins). Not enforced by the Durable
+   * Object store (one object per room: no view of the others).
+   */
+  maxRoomsPerAddress: number
 }
 
 export interface RoomStore<C extends Conn = Conn> {
@@ -69,15 +83,19 @@ export interface RoomStore<C extends Conn = Conn> {
   /** The sockets of this process joined in `room`, with their members (a socket whose join is under way included). */
   local (room: string): Array<{ conn: C, member: Member }>
   /**
-   * Records that `conn` joined `room` as `member`; resolves with the room's members after the
-   * join (itself included). Atomic against `limits.maxPeers` across replicas: a peer not yet in
-   * the room is refused with CausewayError ROOM_FULL when the room is full (a peer already in
-   * it may always join again). A previous socket of the same peer, on any replica, is replaced
-   * (its holder's listener hears `replaced`). Every replica holding a socket of the room hears
-   * `joined`. Throws BAD_MESSAGE for a socket that already joined, TOO_MANY_ROOMS when this
-   * process holds its limit of rooms, STORE_UNAVAILABLE when the shared backend is unreachable.
+   * Records that `conn` joined `room` as `member`, its seat charged to `seat`; resolves with
+   * the room's members after the join (itself included). Atomic against `limits` across
+   * replicas (seats.ts: per subject, per address, viewers, the room's size; a peer joining
+   * again is checked with its own seat set aside): a refusal throws JoinRefused (ROOM_FULL,
+   * SEAT_LIMIT). A full room gives an agent with a subject the seat of a viewer or of the
+   * address holding the most; the evicted socket's holder hears `evicted` and the room `left`.
+   * A previous socket of the same peer, on any replica, is replaced (its holder's listener
+   * hears `replaced`). Every replica holding a socket of the room hears `joined`. Throws
+   * BAD_MESSAGE for a socket that already joined, JoinRefused TOO_MANY_ROOMS when this process
+   * holds its limit of rooms or the address its `maxRoomsPerAddress`, STORE_UNAVAILABLE when
+   * the shared backend is unreachable.
    */
-  join (room: string, conn: C, member: Member, limits: JoinLimits): Promise<Member[]>
+  join (room: string, conn: C, member: Member, seat: Seat, limits: JoinLimits): Promise<Member[]>
   /**
    * Forgets `conn`. Resolves with its member if it was still that peer's current socket (every
    * replica holding a socket of the room then hears `left`), else undefined (never joined,
@@ -153,7 +171,7 @@ export class LocalSockets<C extends Conn> {
 
 /** A listener that drops everything (until the hub registers its own). */
 export function noListener<C extends Conn> (): RoomListener<C> {
-  return { joined () {}, left () {}, deliver () {}, replaced () {}, lost () {} }
+  return { joined () {}, left () {}, deliver () {}, replaced () {}, evicted () {}, lost () {} }
 }
 
 export interface MemoryRoomStoreInit {
@@ -161,13 +179,20 @@ export interface MemoryRoomStoreInit {
   maxRooms?: number
 }
 
+/** A peer's current socket and seat in a room of the memory store. */
+interface MemorySeat<C extends Conn> { entry: LocalEntry<C>, seat: HeldSeat }
+
 /** Every room in this process's memory: the embedded default (one replica). */
 export class MemoryRoomStore<C extends Conn = Conn> implements RoomStore<C> {
   private readonly sockets = new LocalSockets<C>()
-  /** room -> peer -> its current entry */
-  private readonly current = new Map<string, Map<string, LocalEntry<C>>>()
+  /** room -> peer -> its current socket and seat */
+  private readonly current = new Map<string, Map<string, MemorySeat<C>>>()
+  /** room -> the address it is charged to; address -> how many live rooms it is charged */
+  private readonly chargedTo = new Map<string, string>()
+  private readonly charges = new Map<string, number>()
   private listener: RoomListener<C> = noListener()
   private readonly maxRooms: number
+  private seq = 0
 
   constructor (init: MemoryRoomStoreInit = {}) {
     this.maxRooms = init.maxRooms ?? Infinity
@@ -179,45 +204,77 @@ export class MemoryRoomStore<C extends Conn = Conn> implements RoomStore<C> {
 
   local (room: string): Array<{ conn: C, member: Member }> { return this.sockets.local(room) }
 
-  async join (room: string, conn: C, member: Member, limits: JoinLimits): Promise<Member[]> {
+  async join (room: string, conn: C, member: Member, seat: Seat, limits: JoinLimits): Promise<Member[]> {
     if (this.sockets.get(conn.id) !== undefined) throw new CausewayError('BAD_MESSAGE', 'already joined')
     const peers = this.current.get(room)
     const old = peers?.get(member.peer)
-    if (old === undefined && (peers?.size ?? 0) >= limits.maxPeers) throw new CausewayError('ROOM_FULL', `room holds ${limits.maxPeers} peers`)
-    if (peers === undefined && this.current.size >= this.maxRooms) throw new CausewayError('TOO_MANY_ROOMS', `this instance holds ${this.maxRooms} rooms`)
+    const others = [...(peers?.values() ?? [])].filter(s => s !== old).map(s => s.seat)
+    const decision = decideSeat(others, { ...seat, role: member.role }, limits)
+    if (!decision.ok) throw seatRefusal(decision.reason, limits)
+    if (peers === undefined) {
+      if (this.current.size >= this.maxRooms) throw refusal('rooms_instance', this.maxRooms)
+      if ((this.charges.get(seat.address) ?? 0) >= limits.maxRoomsPerAddress) throw refusal('rooms_address', limits.maxRoomsPerAddress)
+    }
     const entry = this.sockets.add(room, conn, member)
-    const inRoom = peers ?? new Map<string, LocalEntry<C>>()
-    this.current.set(room, inRoom)
-    inRoom.set(member.peer, entry)
+    const inRoom = peers ?? new Map<string, MemorySeat<C>>()
+    if (peers === undefined) {
+      this.current.set(room, inRoom)
+      if (limits.maxRoomsPerAddress !== Infinity) {
+        this.chargedTo.set(room, seat.address)
+        this.charges.set(seat.address, (this.charges.get(seat.address) ?? 0) + 1)
+      }
+    }
+    if (decision.evict !== undefined) {
+      const victim = inRoom.get(decision.evict.peer)
+      if (victim !== undefined) {
+        inRoom.delete(decision.evict.peer)
+        this.sockets.remove(victim.entry.conn.id)
+        this.listener.left(room, victim.entry.member)
+        this.listener.evicted(victim.entry.conn)
+      }
+    }
+    inRoom.set(member.peer, { entry, seat: { peer: member.peer, role: member.role, address: seat.address, ...(seat.subject !== undefined ? { subject: seat.subject } : {}), seq: ++this.seq } })
     if (old !== undefined) {
-      this.sockets.remove(old.conn.id)
-      this.listener.replaced(old.conn)
+      this.sockets.remove(old.entry.conn.id)
+      this.listener.replaced(old.entry.conn)
     }
     this.listener.joined(room, entry.member)
-    return [...inRoom.values()].map(e => e.member)
+    return [...inRoom.values()].map(s => s.entry.member)
   }
 
   async leave (conn: C): Promise<Member | undefined> {
     const e = this.sockets.remove(conn.id)
     if (e === undefined) return undefined
     const peers = this.current.get(e.room)
-    if (peers?.get(e.member.peer) !== e) return undefined
+    if (peers?.get(e.member.peer)?.entry !== e) return undefined
     peers.delete(e.member.peer)
-    if (peers.size === 0) this.current.delete(e.room)
+    if (peers.size === 0) this.dropRoom(e.room)
     this.listener.left(e.room, e.member)
     return e.member
   }
 
   async send (room: string, to: string, roles: readonly Role[], text: string): Promise<boolean> {
-    const target = this.current.get(room)?.get(to)
+    const target = this.current.get(room)?.get(to)?.entry
     if (target === undefined || !roles.includes(target.member.role)) return false
     this.listener.deliver(target.conn, text)
     return true
   }
 
   async members (room: string): Promise<Member[]> {
-    return [...(this.current.get(room)?.values() ?? [])].map(e => e.member)
+    return [...(this.current.get(room)?.values() ?? [])].map(s => s.entry.member)
   }
 
   counts (): { rooms: number, peers: number } { return { rooms: this.sockets.rooms, peers: this.sockets.size } }
+
+  /** Rooms charged to `address` now (tests and metrics). */
+  roomsOf (address: string): number { return this.charges.get(address) ?? 0 }
+
+  private dropRoom (room: string): void {
+    this.current.delete(room)
+    const address = this.chargedTo.get(room)
+    if (address === undefined) return
+    this.chargedTo.delete(room)
+    const left = (this.charges.get(address) ?? 1) - 1
+    if (left <= 0) this.charges.delete(address); else this.charges.set(address, left)
+  }
 }

@@ -28,7 +28,8 @@ import type { Logger } from 'pino'
 import * as z from 'zod'
 import { CausewayError } from '../../protocol/errors.ts'
 import { randomId } from '../../protocol/encoding.ts'
-import { LocalSockets, noListener, type Conn, type JoinLimits, type Joined, type Member, type Role, type RoomListener, type RoomStore } from '../store.ts'
+import { refusal, seatRefusal } from '../seats.ts'
+import { LocalSockets, noListener, type Conn, type JoinLimits, type Joined, type Member, type Role, type RoomListener, type RoomStore, type Seat } from '../store.ts'
 import { HEARTBEAT, JOIN, LEAVE, REAP, SIGNAL, type Script } from './redis-scripts.ts'
 
 /** Operations the store counts (metrics). */
@@ -77,7 +78,11 @@ const ChannelMessage = z.discriminatedUnion('t', [
   z.object({ t: z.literal('j'), r: Id, p: Id, o: RoleSchema }),
   z.object({ t: z.literal('l'), r: Id, p: Id, o: RoleSchema }),
   z.object({ t: z.literal('r'), c: Id }),
+  z.object({ t: z.literal('e'), c: Id }),
 ])
+const SeatReasons = z.enum(['room_full', 'viewers_full', 'address', 'viewers_address', 'subject'])
+/** A cap in a script's argument list: Infinity goes as 0 (no cap) where the script takes that, else as a number past any count. */
+const cap = (n: number): string => String(Number.isFinite(n) ? n : 1_000_000_000)
 const Strings = z.array(z.string())
 const LeaveReply = z.union([z.null(), z.tuple([RoleSchema, z.string()])])
 
@@ -175,32 +180,47 @@ export class RedisRoomStore<C extends Conn = Conn> implements RoomStore<C> {
 
   counts (): { rooms: number, peers: number } { return { rooms: this.sockets.rooms, peers: this.sockets.size } }
 
-  async join (room: string, conn: C, member: Member, limits: JoinLimits): Promise<Member[]> {
+  async join (room: string, conn: C, member: Member, seat: Seat, limits: JoinLimits): Promise<Member[]> {
     if (!this.up) throw unavailable(this.lastError)
     if (this.sockets.get(conn.id) !== undefined) throw new CausewayError('BAD_MESSAGE', 'already joined')
-    if (!this.sockets.hasRoom(room) && this.sockets.rooms >= this.maxRooms) throw new CausewayError('TOO_MANY_ROOMS', `this instance holds ${this.maxRooms} rooms`)
+    if (!this.sockets.hasRoom(room) && this.sockets.rooms >= this.maxRooms) throw refusal('rooms_instance', this.maxRooms)
     // Known locally before the script runs: an event published right after it reaches this socket.
     this.sockets.add(room, conn, member)
     let reply: string[]
     try {
-      reply = Strings.parse(await this.run('join', JOIN, [room, member.peer, member.role, this.node, conn.id, String(limits.maxPeers)]))
+      reply = Strings.parse(await this.run('join', JOIN, [
+        room, member.peer, member.role, this.node, conn.id, seat.address, seat.subject ?? '-',
+        cap(limits.maxPeers), cap(limits.maxSeatsPerAddress), cap(limits.maxSeatsPerSubject), cap(limits.maxViewers), cap(limits.maxViewersPerAddress),
+        Number.isFinite(limits.maxRoomsPerAddress) ? String(limits.maxRoomsPerAddress) : '0',
+      ]))
     } catch (err) {
       this.sockets.remove(conn.id)
       throw err
     }
-    const [status, replacedNode, replacedConn, published, ...flat] = reply
+    const [status, replacedNode, replacedConn, evictedNode, evictedConn, published, ...flat] = reply
     if (status !== 'OK') {
       this.sockets.remove(conn.id)
-      if (status === 'FULL') throw new CausewayError('ROOM_FULL', `room holds ${limits.maxPeers} peers`)
+      if (status === 'FULL') throw this.refused(replacedNode, limits)
       this.markLost('this replica\'s presence was gone')
       throw unavailable('presence gone')
     }
     this.events.published?.(Number(published))
+    if (evictedNode === this.node && evictedConn !== undefined && evictedConn !== '') {
+      const victim = this.sockets.remove(evictedConn)
+      if (victim !== undefined) this.listener.evicted(victim.conn)
+    }
     if (replacedNode === this.node && replacedConn !== undefined && replacedConn !== '') {
       const old = this.sockets.remove(replacedConn)
       if (old !== undefined) this.listener.replaced(old.conn)
     }
     return membersOf(flat)
+  }
+
+  /** The error of a join the script refused with `reason`. */
+  private refused (reason: string | undefined, limits: JoinLimits): CausewayError {
+    if (reason === 'rooms_address') return refusal('rooms_address', limits.maxRoomsPerAddress)
+    const seatReason = SeatReasons.safeParse(reason)
+    return seatRefusal(seatReason.success ? seatReason.data : 'room_full', limits)
   }
 
   async leave (conn: C): Promise<Member | undefined> {
@@ -312,6 +332,11 @@ export class RedisRoomStore<C extends Conn = Conn> implements RoomStore<C> {
       case 'r': {
         const e = this.sockets.remove(msg.c)
         if (e !== undefined) this.listener.replaced(e.conn)
+        return
+      }
+      case 'e': {
+        const e = this.sockets.remove(msg.c)
+        if (e !== undefined) this.listener.evicted(e.conn)
       }
     }
   }

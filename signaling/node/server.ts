@@ -24,6 +24,7 @@ import { createApp } from '../app.ts'
 import { redactUrl, type SignalingConfig } from '../config.ts'
 import { refuseSocket, RoomHub, type Admission } from '../hub.ts'
 import { PrejoinLimiter } from '../prejoin.ts'
+import { seatAddress } from '../seats.ts'
 import { MemoryRoomStore, type Conn, type RoomStore } from '../store.ts'
 import { pageAssets, pageDirectory } from './assets.ts'
 import type { RedisRoomStore } from './redis-store.ts'
@@ -73,6 +74,8 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
   const relayed = new Counter({ name: 'causeway_signaling_relayed_total', help: 'Signals forwarded between peers', registers: [registry] })
   const rejected = new Counter({ name: 'causeway_signaling_rejected_total', help: 'Rejections by error code', labelNames: ['code'], registers: [registry] })
   const joins = new Counter({ name: 'causeway_signaling_joins_total', help: 'Successful joins', registers: [registry] })
+  const refusals = new Counter({ name: 'causeway_signaling_join_refusals_total', help: 'Verified joins refused by a seat or room cap, by reason (room_full, viewers_full, address, viewers_address, subject, rooms_address, rooms_instance)', labelNames: ['reason'], registers: [registry] })
+  const evictions = new Counter({ name: 'causeway_signaling_evictions_total', help: 'Sockets of this instance that lost their seat in a full room to an agent whose ticket names it (closed with ROOM_FULL)', registers: [registry] })
   const prejoin = new PrejoinLimiter(config.limits)
   const releases = new Map<string, () => void>()
   const storeKind = config.store.kind
@@ -120,6 +123,8 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
       relayed: () => relayed.inc(),
       rejected: (code: string) => rejected.inc({ code }),
       joined: conn => { joins.inc(); releases.get(conn.id)?.() },
+      refused: reason => refusals.inc({ reason }),
+      evicted: () => evictions.inc(),
     },
   })
 
@@ -137,7 +142,8 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
     rooms: async (c, roomId, admission) => {
       if (malformedUpgrade(c)) throw new CausewayError('BAD_MESSAGE', 'malformed WebSocket upgrade')
       // Over a cap: refused before the upgrade (HTTP 429), so no socket state exists at all.
-      const release = prejoin.acquire(clientAddress(c, config.clientIpHeader))
+      const address = clientAddress(c, config.clientIpHeader)
+      const release = prejoin.acquire(address)
       const id = randomId(9)
       releases.set(id, release)
       const done = (): void => { release(); releases.delete(id) }
@@ -170,7 +176,17 @@ export async function startNodeSignaling (init: NodeSignalingInit): Promise<Node
             refuseSocket(sock, admission.error)
             return
           }
-          conn = { id, ...sock, admission: { room: roomId, challenge: randomId(CHALLENGE_BYTES), ...(admission.ticketRole !== undefined ? { ticketRole: admission.ticketRole } : {}) } }
+          conn = {
+            id,
+            ...sock,
+            admission: {
+              room: roomId,
+              challenge: randomId(CHALLENGE_BYTES),
+              address: seatAddress(address),
+              ...(admission.ticketRole !== undefined ? { ticketRole: admission.ticketRole } : {}),
+              ...(admission.ticketSubject !== undefined ? { subject: admission.ticketSubject } : {}),
+            },
+          }
           hub.opened(conn)
         },
         onMessage (evt, _ws) {

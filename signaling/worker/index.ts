@@ -6,8 +6,9 @@
  * Admission: with an access secret the Worker checks the ticket (subprotocol) itself, before
  * routing; a socket without a valid ticket never reaches (or creates) a room's Durable Object:
  * one of four fixed refusal objects accepts it only to send its error and close code. The
- * room's object gets a request the Worker builds from scratch (room, the ticket's role, the
- * client address, the selected subprotocol), so a client cannot set those headers itself.
+ * room's object gets a request the Worker builds from scratch (room, the ticket's role and
+ * subject, the client address, the selected subprotocol), so a client cannot set those headers
+ * itself.
  */
 import type { Hono } from 'hono'
 import { createApp } from '../app.ts'
@@ -15,7 +16,7 @@ import { configFromEnv } from '../config.ts'
 import { assetsFromFetcher } from '../page/assets.ts'
 import type { WorkerEnv } from './env.ts'
 import { publicError } from '../../protocol/errors.ts'
-import { ADDRESS_HEADER, REFUSAL_OBJECTS, REFUSE_HEADER, ROOM_HEADER, TICKET_ROLE_HEADER } from './room.ts'
+import { ADDRESS_HEADER, REFUSAL_OBJECTS, REFUSE_HEADER, ROOM_HEADER, TICKET_ROLE_HEADER, TICKET_SUBJECT_HEADER } from './room.ts'
 
 export { SignalingRoom } from './room.ts'
 export type { WorkerEnv } from './env.ts'
@@ -41,6 +42,7 @@ function appFor (env: WorkerEnv): Hono {
       }
       headers.set(ROOM_HEADER, room)
       if (admission.ticketRole !== undefined) headers.set(TICKET_ROLE_HEADER, admission.ticketRole)
+      if (admission.ticketSubject !== undefined) headers.set(TICKET_SUBJECT_HEADER, admission.ticketSubject)
       headers.set(ADDRESS_HEADER, c.req.header('cf-connecting-ip') ?? 'unknown')
       const stub = env.ROOMS.get(env.ROOMS.idFromName(room))
       return await stub.fetch(new Request(c.req.raw.url, { method: 'GET', headers }))

@@ -1,9 +1,9 @@
 /**
  * SignalingRoom: the Durable Object of one room. It accepts the room's WebSockets with the
  * Hibernation API and runs the same RoomHub as the Node adapter over a DurableObjectRoomStore.
- * The Worker checked the ticket before routing here (index.ts) and passes its role; the
- * object keeps each socket's admission (room, challenge, ticket role, address) in its
- * attachment, so nothing is persisted but the sockets' attachments. Sockets that have not
+ * The Worker checked the ticket before routing here (index.ts) and passes its role and
+ * subject; the object keeps each socket's admission (room, challenge, ticket role and subject,
+ * address) in its attachment, so nothing is persisted but the sockets' attachments. Sockets that have not
  * joined yet are capped per client address (CF-Connecting-IP) and in total per room, counted
  * from the attachments (so the counts survive hibernation); over a cap the upgrade is refused
  * with HTTP 429 TOO_MANY_CONNECTIONS.
@@ -20,7 +20,9 @@ import { CHALLENGE_BYTES } from '../../protocol/join-proof.ts'
 import { RoomId } from '../../protocol/messages.ts'
 import { configFromEnv, type SignalingConfig } from '../config.ts'
 import { refuseSocket, RoomHub } from '../hub.ts'
-import { addressKey, prejoinRefusal } from '../prejoin.ts'
+import { prejoinRefusal } from '../prejoin.ts'
+import { seatAddress } from '../seats.ts'
+import { TicketSubject } from '../../protocol/ticket.ts'
 import type { WorkerEnv } from './env.ts'
 import { DurableObjectRoomStore, readAttachment, type SocketConn } from './store.ts'
 
@@ -28,6 +30,8 @@ import { DurableObjectRoomStore, readAttachment, type SocketConn } from './store
 export const ROOM_HEADER = 'x-causeway-room'
 /** Header with which the Worker hands the verified ticket's role (absent in open mode). */
 export const TICKET_ROLE_HEADER = 'x-causeway-ticket-role'
+/** Header with which the Worker hands the verified ticket's subject (absent when it names none). */
+export const TICKET_SUBJECT_HEADER = 'x-causeway-ticket-subject'
 /** Header with which the Worker asks a refusal object to carry an error ({code, message} JSON) to a refused socket. */
 export const REFUSE_HEADER = 'x-causeway-refuse'
 /** Objects (by name) that carry refusals; outside the room id alphabet, so never a room. */
@@ -90,9 +94,10 @@ export class SignalingRoom extends DurableObject<WorkerEnv> {
         return Response.json({ error: { code: 'BAD_MESSAGE', message: 'expected a WebSocket upgrade' } }, { status: 426 })
       }
       const hub = this.hubFor()
-      const addr = addressKey(request.headers.get(ADDRESS_HEADER) ?? 'unknown')
+      const addr = seatAddress(request.headers.get(ADDRESS_HEADER) ?? 'unknown')
       this.checkPrejoin(addr)
       const ticketRole = request.headers.get(TICKET_ROLE_HEADER)
+      const subject = TicketSubject.safeParse(request.headers.get(TICKET_SUBJECT_HEADER))
       const pair = new WebSocketPair()
       const conn = this.store.accept(pair[1], {
         id: randomId(9),
@@ -100,6 +105,7 @@ export class SignalingRoom extends DurableObject<WorkerEnv> {
         challenge: randomId(CHALLENGE_BYTES),
         addr,
         ...(ticketRole === 'agent' || ticketRole === 'viewer' ? { ticketRole } : {}),
+        ...(subject.success ? { subject: subject.data } : {}),
       })
       hub.opened(conn)
       const subprotocol = request.headers.get('sec-websocket-protocol')
@@ -180,7 +186,15 @@ export class SignalingRoom extends DurableObject<WorkerEnv> {
         store: this.store,
         admissionOf: conn => {
           const att = readAttachment(conn.ws)
-          return att?.challenge === undefined ? undefined : { room: att.room, challenge: att.challenge, ...(att.ticketRole !== undefined ? { ticketRole: att.ticketRole } : {}) }
+          return att?.challenge === undefined
+            ? undefined
+            : {
+                room: att.room,
+                challenge: att.challenge,
+                address: att.addr ?? 'unknown',
+                ...(att.ticketRole !== undefined ? { ticketRole: att.ticketRole } : {}),
+                ...(att.subject !== undefined ? { subject: att.subject } : {}),
+              }
         },
         limits: config.limits,
         // Join timeouts: the alarm (see alarm()) rather than a timer that dies with hibernation.

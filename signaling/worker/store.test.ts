@@ -7,7 +7,8 @@ import { env, exports } from 'cloudflare:workers'
 import { evictDurableObject, runInDurableObject } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
 import { generatePeerKey, signJoin } from '../../protocol/join-proof.ts'
-import { CONTRACT_ROOM, roomStoreContract } from '../store.contract.ts'
+import { seatContract } from '../seats.contract.ts'
+import { CONTRACT_ROOM, roomStoreContract, type StoreFactory } from '../store.contract.ts'
 import type { WorkerEnv } from './env.ts'
 import { DurableObjectRoomStore, type SocketConn } from './store.ts'
 
@@ -15,7 +16,7 @@ const testEnv = env as unknown as WorkerEnv
 let rooms = 0
 const freshRoom = (): string => `contract-room-${Date.now()}-${++rooms}`.padEnd(20, 'x')
 
-roomStoreContract<SocketConn>('DurableObjectRoomStore (workerd)', async (body) => {
+const durableObject: StoreFactory<SocketConn> = async (body) => {
   const stub = testEnv.ROOMS.get(testEnv.ROOMS.idFromName(freshRoom()))
   await runInDurableObject(stub, async (_instance, state) => {
     const store = new DurableObjectRoomStore(state)
@@ -33,7 +34,10 @@ roomStoreContract<SocketConn>('DurableObjectRoomStore (workerd)', async (body) =
     await body({ ...replica, other: replica, reload: () => new DurableObjectRoomStore(state) })
     for (const ws of state.getWebSockets()) ws.close(1000, 'test done')
   })
-})
+}
+roomStoreContract<SocketConn>('DurableObjectRoomStore (workerd)', durableObject)
+// No rooms per address: one object is one room.
+seatContract<SocketConn>('DurableObjectRoomStore (workerd)', durableObject)
 
 interface Socket { ws: WebSocket, next: (timeoutMs?: number) => Promise<Record<string, unknown>>, closed: Promise<number> }
 

@@ -9,9 +9,15 @@
  * RoomStore coincide: `local(room)` is every joined socket, events reach the listener
  * synchronously inside the call that caused them, and the store is never lost. The object is
  * one room: the `room` argument of the calls is the room its sockets were accepted for.
+ *
+ * Seats (../seats.ts) are counted from the attachments too (address, subject and join order
+ * of each joined socket), so the caps hold across hibernation. Rooms per address are not
+ * counted here: one object is one room and sees no other (Cloudflare's rate-limiting rules are
+ * the lever on the Worker).
  */
 import { CausewayError } from '../../protocol/errors.ts'
-import { noListener, type Conn, type JoinLimits, type Joined, type Member, type Role, type RoomListener, type RoomStore } from '../store.ts'
+import { decideSeat, seatRefusal, type HeldSeat } from '../seats.ts'
+import { noListener, type Conn, type JoinLimits, type Joined, type Member, type Role, type RoomListener, type RoomStore, type Seat } from '../store.ts'
 
 /** What each socket remembers across hibernation. */
 export interface SocketAttachment {
@@ -29,8 +35,12 @@ export interface SocketAttachment {
   challenge?: string
   /** The most its access ticket allows; absent in open mode. */
   ticketRole?: Role
-  /** Client address (CF-Connecting-IP), for the pre-join caps. */
+  /** Client address key (CF-Connecting-IP, seats.ts seatAddress), for the pre-join caps and, once joined, the seat. */
   addr?: string
+  /** The subject of its access ticket, if it names one (the seat is charged to it). */
+  subject?: string
+  /** Join order among the room's seats (higher is newer), once joined. */
+  seq?: number
 }
 
 const isRole = (v: unknown): v is Role => v === 'agent' || v === 'viewer'
@@ -45,7 +55,7 @@ export function readAttachment (ws: WebSocket): SocketAttachment | undefined {
   let raw: unknown
   try { raw = ws.deserializeAttachment() } catch { return undefined }
   if (typeof raw !== 'object' || raw === null) return undefined
-  const { id, room, peer, role, opened, challenge, ticketRole, addr } = raw as Record<string, unknown>
+  const { id, room, peer, role, opened, challenge, ticketRole, addr, subject, seq } = raw as Record<string, unknown>
   if (typeof id !== 'string' || typeof room !== 'string' || typeof opened !== 'number') return undefined
   return {
     id,
@@ -56,6 +66,8 @@ export function readAttachment (ws: WebSocket): SocketAttachment | undefined {
     ...(typeof challenge === 'string' ? { challenge } : {}),
     ...(isRole(ticketRole) ? { ticketRole } : {}),
     ...(typeof addr === 'string' ? { addr } : {}),
+    ...(typeof subject === 'string' ? { subject } : {}),
+    ...(typeof seq === 'number' ? { seq } : {}),
   }
 }
 
@@ -63,10 +75,13 @@ function writeAttachment (ws: WebSocket, att: SocketAttachment): void {
   try { ws.serializeAttachment(att) } catch { /* the socket is gone; nothing to remember */ }
 }
 
+/** The index over the object's sockets: current socket per peer, peer per socket, the last join order given. */
+interface Index { byPeer: Map<string, SocketConn>, byConn: Map<string, string>, seq: number }
+
 export class DurableObjectRoomStore implements RoomStore<SocketConn> {
   private readonly ctx: DurableObjectState
   private readonly conns = new WeakMap<WebSocket, SocketConn>()
-  private index: { byPeer: Map<string, SocketConn>, byConn: Map<string, string> } | undefined
+  private index: Index | undefined
   private listener: RoomListener<SocketConn> = noListener()
 
   constructor (ctx: DurableObjectState) {
@@ -74,7 +89,7 @@ export class DurableObjectRoomStore implements RoomStore<SocketConn> {
   }
 
   /** Accepts a new socket for `room` with hibernation and gives it its attachment. */
-  accept (ws: WebSocket, init: { id: string, room: string, now?: number, challenge?: string, ticketRole?: Role, addr?: string }): SocketConn {
+  accept (ws: WebSocket, init: { id: string, room: string, now?: number, challenge?: string, ticketRole?: Role, addr?: string, subject?: string }): SocketConn {
     this.ctx.acceptWebSocket(ws)
     const { now, ...rest } = init
     writeAttachment(ws, { ...rest, opened: now ?? Date.now() })
@@ -114,13 +129,25 @@ export class DurableObjectRoomStore implements RoomStore<SocketConn> {
     return out
   }
 
-  async join (room: string, conn: SocketConn, member: Member, limits: JoinLimits): Promise<Member[]> {
-    const { byPeer, byConn } = this.load()
+  async join (room: string, conn: SocketConn, member: Member, seat: Seat, limits: JoinLimits): Promise<Member[]> {
+    const index = this.load()
+    const { byPeer, byConn } = index
     if (byConn.has(conn.id)) throw new CausewayError('BAD_MESSAGE', 'already joined')
     const old = byPeer.get(member.peer)
-    if (old === undefined && byPeer.size >= limits.maxPeers) throw new CausewayError('ROOM_FULL', `room holds ${limits.maxPeers} peers`)
+    const decision = decideSeat(this.seats(member.peer), { ...seat, role: member.role }, limits)
+    if (!decision.ok) throw seatRefusal(decision.reason, limits)
     const att = readAttachment(conn.ws)
-    writeAttachment(conn.ws, { ...(att ?? { id: conn.id, room, opened: Date.now() }), peer: member.peer, role: member.role })
+    const { subject: _subject, ...base } = att ?? { id: conn.id, room, opened: Date.now() }
+    writeAttachment(conn.ws, { ...base, peer: member.peer, role: member.role, addr: seat.address, ...(seat.subject !== undefined ? { subject: seat.subject } : {}), seq: ++index.seq })
+    const evict = decision.evict
+    const victim = evict === undefined ? undefined : byPeer.get(evict.peer)
+    if (evict !== undefined && victim !== undefined) {
+      byPeer.delete(evict.peer)
+      byConn.delete(victim.id)
+      this.forget(victim.ws)
+      this.listener.left(room, { peer: evict.peer, role: evict.role })
+      this.listener.evicted(victim)
+    }
     byPeer.set(member.peer, conn)
     byConn.set(conn.id, member.peer)
     if (old !== undefined) {
@@ -163,22 +190,35 @@ export class DurableObjectRoomStore implements RoomStore<SocketConn> {
     return { rooms: peers > 0 ? 1 : 0, peers }
   }
 
+  /** The room's seats from the attachments, but `except`'s. */
+  private seats (except: string): HeldSeat[] {
+    const out: HeldSeat[] = []
+    for (const [peer, conn] of this.load().byPeer) {
+      if (peer === except) continue
+      const att = readAttachment(conn.ws)
+      out.push({ peer, role: att?.role ?? 'agent', address: att?.addr ?? 'unknown', ...(att?.subject !== undefined ? { subject: att.subject } : {}), seq: att?.seq ?? 0 })
+    }
+    return out
+  }
+
   /** Drops the peer from a socket's attachment so that a wake-up does not resurrect it. */
   private forget (ws: WebSocket): void {
     const att = readAttachment(ws)
     if (att?.peer === undefined) return
-    const { peer: _peer, role: _role, ...rest } = att
+    const { peer: _peer, role: _role, seq: _seq, ...rest } = att
     writeAttachment(ws, rest)
   }
 
-  private load (): { byPeer: Map<string, SocketConn>, byConn: Map<string, string> } {
+  private load (): Index {
     if (this.index !== undefined) return this.index
     const byPeer = new Map<string, SocketConn>()
     const byConn = new Map<string, string>()
+    let seq = 0
     for (const ws of this.ctx.getWebSockets()) {
       if (ws.readyState !== WebSocket.OPEN) continue
       const att = readAttachment(ws)
       if (att?.peer === undefined) continue
+      seq = Math.max(seq, att.seq ?? 0)
       const conn = this.conn(ws)
       const prior = byPeer.get(att.peer)
       // Two sockets claiming one peer can only come from an interrupted replace: the newer wins.
@@ -190,7 +230,7 @@ export class DurableObjectRoomStore implements RoomStore<SocketConn> {
       byPeer.set(att.peer, conn)
       byConn.set(conn.id, att.peer)
     }
-    this.index = { byPeer, byConn }
+    this.index = { byPeer, byConn, seq }
     return this.index
   }
 }
