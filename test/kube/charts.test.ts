@@ -50,6 +50,7 @@ const KNOWN = new Set([
   'rbac.authorization.k8s.io/v1/Role',
   'rbac.authorization.k8s.io/v1/RoleBinding',
   'networking.k8s.io/v1/Ingress',
+  'policy/v1/PodDisruptionBudget',
   'apiextensions.k8s.io/v1/CustomResourceDefinition',
 ])
 const DNS1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
@@ -278,6 +279,24 @@ describe.skipIf(!prerequisite('helm (test/kube/install-helm.sh)', helm !== undef
     expect(c.readinessProbe.httpGet.path).toBe('/healthz')
     const single = (render('causeway-signaling', []).find((d) => d.kind === 'Deployment') as Obj).spec.template.spec.containers[0] as Obj
     expect((single.env ?? []).map((e: Obj) => e.name)).not.toContain('CAUSEWAY_STORE')
+  })
+
+  it('signaling replicas: rolling updates that keep one ready, a PDB and anti-affinity with replicas; a relay refuses replicas (a reservation lives on one pod)', () => {
+    const docs = render('causeway-signaling', ['--set', 'replicaCount=2', '--set', 'redis.url=redis://redis:6379'])
+    const dep = docs.find((d) => d.kind === 'Deployment') as Obj
+    expect(dep.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } })
+    expect(dep.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThan(7) // --drain 5 s + 2 s
+    const term = dep.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm as Obj
+    expect(term.topologyKey).toBe('kubernetes.io/hostname')
+    expect(term.labelSelector.matchLabels).toEqual(dep.spec.selector.matchLabels)
+    const pdb = docs.find((d) => d.kind === 'PodDisruptionBudget') as Obj
+    expect(pdb.spec).toEqual({ maxUnavailable: 1, selector: { matchLabels: dep.spec.selector.matchLabels } })
+    const single = render('causeway-signaling', [])
+    expect(single.map((d) => d.kind)).not.toContain('PodDisruptionBudget')
+    expect((single.find((d) => d.kind === 'Deployment') as Obj).spec.template.spec.affinity).toBeUndefined()
+    const relays = spawnSync(helm ?? 'helm', ['template', 'r', join(charts, 'causeway-relay'), '--set', 'replicaCount=2'], { encoding: 'utf8', timeout: 60_000 })
+    expect(relays.status).not.toBe(0)
+    expect(relays.stderr).toContain('install one release per relay')
   })
 
   it('agent refuses to render without a token', () => {
