@@ -19,11 +19,11 @@ async function accepting (link: WanLink, host: string, port: number, ms: number)
   for (let i = 0; i < 1000; i++) {
     const r = await link.exec('left', ['bash', '-c', `exec 3<>/dev/tcp/${host}/${port}`], 3000)
     if (r.code === 0) return
-    last = r.stderr.trim().split('\n').at(-1) ?? ''
+    last = r.stderr.trim().split('\n').at(-1) || `exit ${r.code}, no output`
     if (Date.now() > deadline) break
     await new Promise(resolve => setTimeout(resolve, 100))
   }
-  throw new Error(`nothing accepts on ${host}:${port} in the left namespace within ${ms} ms (last try: ${last === '' ? 'no error text' : last})`)
+  throw new Error(`nothing accepts on ${host}:${port} in the left namespace within ${ms} ms (last try: ${last})`)
 }
 
 export interface SshOnLink {
@@ -50,6 +50,15 @@ export async function sshOnLink (link: WanLink): Promise<SshOnLink | string> {
       await rm(files.dir, { recursive: true, force: true })
     },
   }
+}
+
+/** One device's handshake and byte counters, e.g. `cww1n0wl: handshake never, rx 0 B, tx 444 B`. */
+async function wgState (link: WanLink, dev: string): Promise<string> {
+  const field = async (what: string): Promise<string[]> => (await link.exec('left', ['wg', 'show', dev, what])).stdout.trim().split(/\s+/)
+  const [, handshake] = await field('latest-handshakes')
+  const [, rx, tx] = await field('transfer')
+  if (handshake === undefined) return `${dev}: no peer (wg show ${dev} failed)`
+  return `${dev}: handshake ${handshake === '0' ? 'never' : `${Math.round(Date.now() / 1000) - Number(handshake)} s ago`}, rx ${rx ?? '?'} B, tx ${tx ?? '?'} B`
 }
 
 /**
@@ -104,8 +113,7 @@ export async function wireguardOnLink (link: WanLink, probePort: number): Promis
     try {
       await accepting(link, WG_ADDRS.right, probePort, 10_000)
     } catch (err) {
-      const show = await Promise.all(devs.map(async d => (await link.exec('left', ['wg', 'show', d])).stdout.replace(/\s+/g, ' ').trim()))
-      throw new Error(`no TCP connection through WireGuard: ${err instanceof Error ? err.message : String(err)}; wg show: ${show.join(' | ')}`)
+      throw new Error(`no TCP connection through WireGuard: ${err instanceof Error ? err.message : String(err)}; ${(await Promise.all(devs.map(async d => await wgState(link, d)))).join('; ')}`)
     }
   } catch (err) {
     await close()
