@@ -82,7 +82,7 @@ afterEach(async () => {
 })
 
 const start = (extra: { graceMs?: number } = {}) =>
-  startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, ...extra })
+  startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, site: 'west', instance: 'i1', ...extra })
 
 const svc = (name: string, namespace: string, annotations: Record<string, string>, ports: k8s.V1ServicePort[]): k8s.V1Service => ({
   metadata: { name, namespace, annotations },
@@ -150,14 +150,14 @@ describe('UDP ports', () => {
     const s = await until('imported Service', () => core.readNamespacedService({ namespace: 'default', name: 'syslog-east' }))
     const listenerPort = Number(agent.opened[0]?.split(':')[1])
     expect(s.spec?.ports).toEqual([{ name: 'udp', protocol: 'UDP', port: 514, targetPort: listenerPort }])
-    const slice = await until('EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'syslog-east-causeway' }))
+    const slice = await until('EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'syslog-east-i1' }))
     expect(slice.ports).toEqual([{ name: 'udp', protocol: 'UDP', port: listenerPort }])
     // The share turns into a TCP one: the import follows, with a new listener.
     agent.emit('east', [{ name: 'syslog', port: 514 }])
     await until('TCP port', async () => ((await core.readNamespacedService({ namespace: 'default', name: 'syslog-east' })).spec?.ports?.[0]?.protocol === 'TCP' ? true : undefined))
     expect(agent.closed).toEqual([`east/syslog:${listenerPort}`])
     const tcpSlice = await until('TCP slice', async () => {
-      const x = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'syslog-east-causeway' })
+      const x = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'syslog-east-i1' })
       return x.ports?.[0]?.protocol === 'TCP' ? x : undefined
     })
     expect(tcpSlice.ports?.[0]?.name).toBe('tcp')
@@ -188,9 +188,9 @@ describe('imports', () => {
     expect(s.spec?.selector).toBeUndefined()
     expect(s.spec?.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port: 5432, targetPort: listenerPort }])
     // The Service is written first, its EndpointSlice right after: wait for both.
-    const slice = await until('EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' }))
+    const slice = await until('EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-i1' }))
     expect(slice.addressType).toBe('IPv4')
-    expect(slice.endpoints).toEqual([{ addresses: ['10.1.2.3'], conditions: { ready: true } }])
+    expect(slice.endpoints).toEqual([{ addresses: ['10.1.2.3'], conditions: { ready: true, serving: true, terminating: false } }])
     expect(slice.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port: listenerPort }])
     expect(slice.metadata?.labels).toMatchObject({
       'kubernetes.io/service-name': 'db-east',
@@ -219,7 +219,7 @@ describe('imports', () => {
 
     agent.emit('east', [])
     await until('Service deleted', () => notFound(core.readNamespacedService({ namespace: 'default', name: 'db-east' })))
-    await until('slice deleted', () => notFound(disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })))
+    await until('slice deleted', () => notFound(disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-i1' })))
     expect(agent.closed).toEqual([`east/db:${listenerPort}`])
   })
 
@@ -244,7 +244,7 @@ describe('imports', () => {
     expect(after.metadata?.labels).toEqual({ team: 'x' })
     const still = await core.readNamespacedService({ namespace: 'default', name: 'unrelated' })
     expect(still.metadata?.resourceVersion).toBe(other.metadata?.resourceVersion)
-    expect(await notFound(disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' }))).toBe(true)
+    expect(await notFound(disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-i1' }))).toBe(true)
     const writes = server.audit.filter((a) => ['update', 'patch', 'delete'].includes(a.verb) && (a.name === 'db-east' || a.name === 'unrelated'))
     expect(writes).toEqual([])
   })
@@ -256,7 +256,7 @@ describe('imports', () => {
     const goneAt = Date.now()
     agent.emit('east', null)
     await until('endpoint not ready', async () => {
-      const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })
+      const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-i1' })
       return sl.endpoints?.[0]?.conditions?.ready === false ? true : undefined
     })
     expect(await core.readNamespacedService({ namespace: 'default', name: 'db-east' })).toBeDefined()
@@ -285,7 +285,7 @@ describe('imports', () => {
     await new Promise((r) => setTimeout(r, 2000))
     const again = await core.readNamespacedService({ namespace: 'default', name: 'db-east' })
     expect(again.metadata?.uid).toBe(first.metadata?.uid)
-    const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })
+    const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-i1' })
     expect(sl.endpoints?.[0]?.conditions?.ready).toBe(true)
   })
 })
