@@ -44,6 +44,7 @@ export const RESOURCES: ResourceType[] = [
   grouped('rbac.authorization.k8s.io', 'clusterrolebindings', 'clusterrolebinding', 'ClusterRoleBinding', false),
   grouped('rbac.authorization.k8s.io', 'roles', 'role', 'Role', true),
   grouped('rbac.authorization.k8s.io', 'rolebindings', 'rolebinding', 'RoleBinding', true),
+  grouped('policy', 'poddisruptionbudgets', 'poddisruptionbudget', 'PodDisruptionBudget', true, ['pdb'], ['status']),
   grouped('networking.k8s.io', 'ingresses', 'ingress', 'Ingress', true, ['ing'], ['status']),
   grouped('apiextensions.k8s.io', 'customresourcedefinitions', 'customresourcedefinition', 'CustomResourceDefinition', false, ['crd', 'crds'], ['status']),
 ]
