@@ -162,7 +162,9 @@ export async function agentCommand (argv: string[], ctx: CommandContext): Promis
   stopWatch?.()
   // the agent drains first (kube mode hands its Lease over and marks its endpoints terminating on
   // the 'draining' event); then the controller removes this instance's slices
+  const stopping = Date.now()
   await agent.stop()
+  log.info({ ms: Date.now() - stopping }, 'drained')
   await kube?.close()
   await status?.close()
   return 0

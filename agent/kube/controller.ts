@@ -170,6 +170,7 @@ export async function startKubeController(init: KubeControllerInit): Promise<Kub
       term?.abort()
       life.abort()
       await im.schedule() // lets a reconcile in flight finish: it may still write a slice
+      log.info({}, 'kube: controller stopped, removing this instance\'s slices')
       await Promise.race([
         Promise.all([slices.removeAll(), presence?.remove()]),
         new Promise((resolve) => setTimeout(resolve, CLEANUP_MS).unref()),

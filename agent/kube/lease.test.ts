@@ -156,3 +156,22 @@ describe('LeaderElector', () => {
     expect(changesA).toEqual([true, false, true])
   })
 })
+
+describe('LeaderElector.nextRoundInMs', () => {
+  it('a follower tries again exactly when the record it watches expires, not a whole period later', async () => {
+    const c = clock()
+    const store = new MemoryLease()
+    const a = elector(store, 'a', c.now)
+    const b = elector(store, 'b', c.now)
+    await a.tick()
+    expect(a.nextRoundInMs()).toBe(5000) // a leader renews every period
+    await b.tick()
+    expect(b.nextRoundInMs()).toBe(5000)
+    c.advance(12_000) // a is dead: its record, seen 12 s ago, expires in 3 s
+    expect(b.nextRoundInMs()).toBe(3000)
+    c.advance(3000)
+    expect(b.nextRoundInMs()).toBe(0)
+    await b.tick()
+    expect(b.isLeader()).toBe(true)
+  })
+})

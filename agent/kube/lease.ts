@@ -20,7 +20,9 @@
  * does, so the next instance takes over at its next poll instead of after the lease duration.
  *
  * Bounds (defaults: lease 15 s, renew every 5 s): after the holder is killed a follower leads
- * within lease duration + renew period (20 s); after the holder drains, within one renew period.
+ * within lease duration + renew period (20 s: the follower saw the last renew at most a period
+ * after it happened, and tries again exactly when that record expires, `nextRoundInMs`); after
+ * the holder drains, within one renew period.
  */
 import * as k8s from '@kubernetes/client-node'
 import { silentLog, type LogLike } from '../../peer/log.ts'
@@ -243,19 +245,37 @@ export class LeaderElector {
     }
   }
 
-  /** Runs rounds every renew period until `signal` aborts (then releases a held Lease). */
+  /**
+   * When the next round is due: a renew period from now, or sooner when the record a follower
+   * watches expires before that (so a dead holder is replaced within lease duration + one renew
+   * period of its last renew, not a period later).
+   */
+  nextRoundInMs(): number {
+    const o = this.observed
+    if (this.leading || o === undefined || o.record.holder === undefined) return this.renewPeriodMs
+    const expiresIn = o.at + o.record.leaseDurationSeconds * 1000 - this.now()
+    return Math.max(0, Math.min(this.renewPeriodMs, expiresIn))
+  }
+
+  /** Runs rounds (see nextRoundInMs) until `signal` aborts. */
   run(signal: AbortSignal): void {
     if (signal.aborted) return
-    const timer = setInterval(() => void this.tick(), this.renewPeriodMs)
-    timer.unref()
+    let timer: NodeJS.Timeout | undefined
+    const loop = (): void => {
+      void this.tick().then(() => {
+        if (signal.aborted || this.released) return
+        timer = setTimeout(loop, this.nextRoundInMs())
+        timer.unref()
+      })
+    }
     // Checks the deadline between rounds too: a hanging renew must not keep the leader writing.
     const deadline = setInterval(() => this.checkDeadline(), Math.max(100, Math.floor(this.renewPeriodMs / 4)))
     deadline.unref()
     signal.addEventListener('abort', () => {
-      clearInterval(timer)
+      clearTimeout(timer)
       clearInterval(deadline)
     }, { once: true })
-    void this.tick()
+    loop()
   }
 
   /**
