@@ -41,7 +41,7 @@ import * as z from 'zod'
 import { ERRORS, publicError, type ErrorCode } from '../../protocol/errors.ts'
 import { PeerName, ShareName } from '../../protocol/peer.ts'
 import { parseHostPort } from '../../protocol/host-port.ts'
-import type { Agent } from '../agent.ts'
+import type { Agent, AgentStatus, PeerView } from '../agent.ts'
 import { agentMetrics } from './metrics.ts'
 
 const MAX_BODY = 4096
@@ -76,12 +76,7 @@ export async function startStatusServer (agent: Agent, host: string, port: numbe
   app.get('/metrics', async c => c.text(await registry.metrics(), 200, { 'content-type': registry.contentType }))
   app.get('/healthz', c => c.json({ ok: true }))
   app.get('/readyz', c => {
-    const s = agent.status()
-    // in the mesh (signaling, or a live peer connection while signaling is away), not draining,
-    // and able to carry streams: connected to an agent when there are any (see READY_GRACE_MS)
-    const agents = s.peers.filter(p => p.role === 'agent')
-    const carries = agents.length === 0 || agents.some(p => p.state === 'connected') || Date.now() - started >= READY_GRACE_MS
-    const ready = !s.draining && (s.signaling === 'joined' || s.peers.some(p => p.state === 'connected')) && carries
+    const ready = isReady(agent.status(), Date.now() - started)
     return c.json({ ready }, ready ? 200 : 503)
   })
   app.post('/v1/connects', bodyLimit({ maxSize: MAX_BODY, onError: c => fail(c, 'MESSAGE_TOO_LARGE', `bodies are at most ${MAX_BODY} bytes`) }), async c => {
@@ -109,6 +104,17 @@ export async function startStatusServer (agent: Agent, host: string, port: numbe
   listening = addr.port
   const shown = addr.address.includes(':') ? `[${addr.address}]` : addr.address
   return { url: `http://${shown}:${addr.port}`, port: addr.port, close: async () => { await new Promise<void>(resolve => server.close(() => resolve())) } }
+}
+
+/**
+ * What /readyz answers: in the mesh (joined to signaling, or a live peer connection while
+ * signaling is away), not draining, and able to carry streams: connected to an agent when any is
+ * known, or up for READY_GRACE_MS already (`upMs`).
+ */
+export function isReady (s: Pick<AgentStatus, 'draining' | 'signaling'> & { peers: Array<Pick<PeerView, 'role' | 'state'>> }, upMs: number): boolean {
+  const agents = s.peers.filter(p => p.role === 'agent')
+  const carries = agents.length === 0 || agents.some(p => p.state === 'connected') || upMs >= READY_GRACE_MS
+  return !s.draining && (s.signaling === 'joined' || s.peers.some(p => p.state === 'connected')) && carries
 }
 
 function fail (c: Context, code: ErrorCode, message: string): Response {

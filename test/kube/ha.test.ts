@@ -102,6 +102,9 @@ function request(address: string, port: number, line: string): Promise<string> {
   })
 }
 
+/** The instance's /readyz status code (the chart's readinessProbe). */
+const readyz = async (p: AgentProc): Promise<number> => (await fetch(`http://127.0.0.1:${p.statusPort}/readyz`, { signal: AbortSignal.timeout(2000) })).status
+
 const leadLogs = (p: AgentProc): number => p.logs.filter((l) => l.includes('"lease: leading"') || l.includes('"lease: took over"')).length
 
 const startEast = async (instance: string, ip: string): Promise<AgentProc> => {
@@ -150,6 +153,7 @@ describe('two instances of a site in Kubernetes mode (real processes, real kubec
     const slices = await slicesOf('legacy-west')
     expect(slices.map((s) => [s.instance, s.address, s.serving, s.terminating])).toEqual([['east-1', '127.0.0.2', true, false], ['east-2', '127.0.0.3', true, false]])
     expect(new Set(slices.map((s) => s.port)).size).toBe(2) // each instance its own listener
+    for (const p of east.values()) expect(await readyz(p)).toBe(200)
     // every endpoint carries traffic (kube-proxy may pick either)
     for (const s of slices) expect(await request(s.address, s.port, `via ${s.instance}`)).toBe(`ok via ${s.instance}`)
     // still exactly one: the holder is the only instance that ever led
@@ -204,6 +208,7 @@ describe('two instances of a site in Kubernetes mode (real processes, real kubec
       return s?.terminating === true ? s : undefined
     }, 5000, () => `${leader}'s endpoint terminating${net.tail()}`, 100)
     expect([seen.ready, seen.serving, seen.terminating]).toEqual([false, true, true])
+    expect(await readyz(draining)).toBe(503)
     await until(async () => (await holder().catch(() => '')) === revived.instance, (LEASE_S * 1000) / 3 + SLACK_MS, () => `${revived.instance} to take the released Lease${net.tail()}`, 100)
     expect(Date.now() - termAt).toBeLessThan(4000) // before the drain ends: a release, not an expiry
     // the other instance's endpoint stays ready throughout and carries new connections
