@@ -153,7 +153,8 @@ describe('two instances of a site in Kubernetes mode (real processes, real kubec
     const slices = await slicesOf('legacy-west')
     expect(slices.map((s) => [s.instance, s.address, s.serving, s.terminating])).toEqual([['east-1', '127.0.0.2', true, false], ['east-2', '127.0.0.3', true, false]])
     expect(new Set(slices.map((s) => s.port)).size).toBe(2) // each instance its own listener
-    for (const p of east.values()) expect(await readyz(p)).toBe(200)
+    // (the status API starts after the controller's first reconcile)
+    for (const p of east.values()) await until(async () => (await readyz(p).catch(() => 0)) === 200, 10_000, () => `${p.instance} /readyz 200${net.tail()}`, 100)
     // every endpoint carries traffic (kube-proxy may pick either)
     for (const s of slices) expect(await request(s.address, s.port, `via ${s.instance}`)).toBe(`ok via ${s.instance}`)
     // still exactly one: the holder is the only instance that ever led
@@ -172,6 +173,7 @@ describe('two instances of a site in Kubernetes mode (real processes, real kubec
     await net.stop(dead, 'SIGKILL')
     await until(async () => (await holder().catch(() => '')) === survivor, TAKEOVER_BOUND_MS + SLACK_MS + 2000, () => `${survivor} to take the Lease${net.tail()}`, 100)
     const tookMs = Date.now() - killedAt
+    leader = survivor
     expect(tookMs).toBeLessThanOrEqual(TAKEOVER_BOUND_MS + SLACK_MS)
     // the dead instance's endpoints are removed (its presence Lease stands still for a lease duration)
     await until(async () => { const s = await slicesOf('legacy-west'); return s.length === 1 && s[0]?.instance === survivor }, 15_000, () => `only ${survivor}'s slice left${net.tail()}`)
@@ -182,11 +184,11 @@ describe('two instances of a site in Kubernetes mode (real processes, real kubec
     await until(async () => !(await serviceExists('api-west')), 20_000, () => `api-west removed${net.tail()}`)
     expect(await slicesOf('api-west')).toEqual([])
     await until(async () => { const s = await slicesOf('extra-west'); return s.length === 1 && s[0]?.instance === survivor && s[0].ready === true }, 20_000, () => `extra-west served by ${survivor}${net.tail()}`)
-    const extra = await kcOf(apiEast).makeApiClient(k8s.CoreV1Api).readNamespacedService({ namespace: 'default', name: 'extra-west' })
-    expect(JSON.parse(extra.metadata?.annotations?.['causeway.dev/status'] ?? '{}')).toMatchObject({ role: 'import', peer: 'west', share: 'extra' })
+    // (the status annotation follows the slice in the same reconcile)
+    const status = await until(async () => (await kcOf(apiEast).makeApiClient(k8s.CoreV1Api).readNamespacedService({ namespace: 'default', name: 'extra-west' })).metadata?.annotations?.['causeway.dev/status'], 10_000, 'the status annotation of extra-west')
+    expect(JSON.parse(status)).toMatchObject({ role: 'import', peer: 'west', share: 'extra' })
     const left = (await slicesOf('legacy-west'))[0]!
     expect(await request(left.address, left.port, 'after the kill')).toBe('ok after the kill')
-    leader = survivor
     log.info({ tookMs }, 'lease taken over after kill -9')
   }, 90_000)
 
