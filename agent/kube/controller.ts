@@ -144,9 +144,9 @@ export async function startKubeController(init: KubeControllerInit): Promise<Kub
   await ex.start(signal)
   await im.start(signal)
   elector?.run(signal)
-  // Every renew period: this instance's presence; the leader also removes what gone instances left.
+  // Every renew period: this instance's presence (kept while it drains: it is alive); the leader
+  // also removes what gone instances left.
   const housekeeping = elector === undefined || presence === undefined ? undefined : setInterval(() => {
-    if (draining) return
     void (async () => {
       await presence.renew()
       if (!leader()) return presence.refresh()
@@ -169,10 +169,12 @@ export async function startKubeController(init: KubeControllerInit): Promise<Kub
       clearInterval(housekeeping)
       term?.abort()
       life.abort()
-      await im.schedule() // lets a reconcile in flight finish: it may still write a slice
-      log.info({}, 'kube: controller stopped, removing this instance\'s slices')
       await Promise.race([
-        Promise.all([slices.removeAll(), presence?.remove()]),
+        (async () => {
+          await im.schedule() // lets a reconcile in flight finish: it may still write a slice
+          log.info({}, 'kube: controller stopped, removing this instance\'s slices')
+          await Promise.all([slices.removeAll(), presence?.remove()])
+        })(),
         new Promise((resolve) => setTimeout(resolve, CLEANUP_MS).unref()),
       ])
     })()

@@ -148,6 +148,15 @@ export class ImportsReconciler {
     void this.schedule()
   }
 
+  private retryPending = false
+
+  /** A follower found an import's Service not made yet: one more reconcile in a second. */
+  private retrySoon(): void {
+    if (this.retryPending) return
+    this.retryPending = true
+    this.after(1000)
+  }
+
   /** Schedules a reconcile in `ms` (grace expiries). */
   private after(ms: number): void {
     if (this.stopped) return
@@ -200,6 +209,7 @@ export class ImportsReconciler {
   }
 
   private async reconcile(): Promise<void> {
+    this.retryPending = false
     const want = await this.desired()
     for (const d of want.values()) {
       try {
@@ -265,7 +275,7 @@ export class ImportsReconciler {
     if (!this.leading) {
       // A follower only keeps its own slice, once the leader has made the Service.
       const svc = await this.managedService(d)
-      if (svc === undefined) return this.after(1000)
+      if (svc === undefined) return this.retrySoon()
       return this.init.slices.ensure({ namespace: d.namespace, service: d.name, uid: svc.metadata?.uid ?? '', labels, port: { ...portOf(d.share), port: listener.port }, connected: d.connected })
     }
     const svc = await this.ensureService(d, labels, ports)

@@ -112,9 +112,10 @@ export class InstanceSlices {
 
   /** Deletes this instance's slices other than those of `keep` (`namespace/service`). */
   async prune(keep: Set<string>): Promise<void> {
+    const wanted = new Set([...keep].map((k) => { const [ns = '', svc = ''] = k.split('/'); return `${ns}/${this.nameFor(svc)}` }))
     for (const key of [...this.mine]) {
+      if (wanted.has(key)) continue
       const [namespace = '', name = ''] = key.split('/')
-      if ([...keep].some((k) => { const [ns = '', svc = ''] = k.split('/'); return ns === namespace && this.nameFor(svc) === name })) continue
       await this.delete(namespace, name)
     }
   }
