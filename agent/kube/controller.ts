@@ -22,7 +22,8 @@ import { ExportsReconciler } from './exports.ts'
 import { ImportsReconciler, type ImportsInit } from './imports.ts'
 import { DEFAULT_LEASE_DURATION_MS, kubeLeaseStore, LeaderElector } from './lease.ts'
 import type { AgentPort, LocalShare } from './ports.ts'
-import { InstancePresence, labelValue, objectName, SITE_LABEL } from './presence.ts'
+import { labelValue } from './kubeutil.ts'
+import { InstancePresence, objectName, SITE_LABEL } from './presence.ts'
 import { RemoteManifestsController } from './remote-manifests.ts'
 import { InstanceSlices } from './slices.ts'
 import { StatusWriter } from './status.ts'
@@ -134,7 +135,7 @@ export async function startKubeController(init: KubeControllerInit): Promise<Kub
     serviceName: init.serviceName,
     graceMs: init.graceMs,
     resyncMs: init.resyncMs,
-    slices,
+    instanceSlices: slices,
     leader,
     log,
   })

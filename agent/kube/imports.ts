@@ -25,15 +25,15 @@
 import * as k8s from '@kubernetes/client-node'
 import { silentLog, type LogLike } from '../../peer/log.ts'
 import { IMPORT_PEER_LABEL, IMPORT_SHARE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
-import { apiCode, dnsLabel, mergePatchOptions } from './kubeutil.ts'
+import { apiCode, dnsLabel, labelValue, mergePatchOptions } from './kubeutil.ts'
 import { ServiceImportWriter } from './mcs.ts'
 import type { AgentPort, ImportListener, RemoteShare } from './ports.ts'
-import { labelValue } from './presence.ts'
-import { SERVICE_NAME_LABEL, type InstanceSlices } from './slices.ts'
+import type { InstanceSlices } from './slices.ts'
 import type { ShareStatus, StatusWriter } from './status.ts'
 
-export { SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL, SLICE_MANAGED_BY_VALUE } from './slices.ts'
-export { labelValue }
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
+export const SLICE_MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by'
+export const SLICE_MANAGED_BY_VALUE = 'causeway.dev/agent'
 
 export interface ImportsInit {
   kubeConfig: k8s.KubeConfig
@@ -54,7 +54,7 @@ export interface ImportsInit {
   log?: LogLike
   now?: () => number
   /** This instance's EndpointSlices (slices.ts). */
-  slices: InstanceSlices
+  instanceSlices: InstanceSlices
   /** Whether this instance leads its site (writes the shared objects). Default: always. */
   leader?: () => boolean
 }
@@ -71,6 +71,8 @@ interface Desired {
   name: string
   connected: boolean
 }
+
+export { labelValue }
 
 /** Name and protocol of an import's one port. */
 const portOf = (share: RemoteShare): { name: string; protocol: 'TCP' | 'UDP' } => (share.protocol === 'udp' ? { name: 'udp', protocol: 'UDP' } : { name: 'tcp', protocol: 'TCP' })
@@ -219,7 +221,7 @@ export class ImportsReconciler {
         this.log.warn({ err: String(e), service: `${d.namespace}/${d.name}` }, 'imports: import failed')
       }
     }
-    await this.init.slices.prune(new Set(want.keys()))
+    await this.init.instanceSlices.prune(new Set(want.keys()))
     if (!this.leading) return this.closeUnwanted(want)
     // Garbage: managed imports nobody wants any more.
     const managed = await this.core.listServiceForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${IMPORT_PEER_LABEL}` })
@@ -276,11 +278,11 @@ export class ImportsReconciler {
       // A follower only keeps its own slice, once the leader has made the Service.
       const svc = await this.managedService(d)
       if (svc === undefined) return this.retrySoon()
-      return this.init.slices.ensure({ namespace: d.namespace, service: d.name, uid: svc.metadata?.uid ?? '', labels, port: { ...portOf(d.share), port: listener.port }, connected: d.connected })
+      return this.init.instanceSlices.ensure({ namespace: d.namespace, service: d.name, uid: svc.metadata?.uid ?? '', labels, port: { ...portOf(d.share), port: listener.port }, connected: d.connected })
     }
     const svc = await this.ensureService(d, labels, ports)
     if (!svc) return
-    await this.init.slices.ensure({ namespace: d.namespace, service: d.name, uid: svc.metadata?.uid ?? '', labels, port: { ...portOf(d.share), port: listener.port }, connected: d.connected })
+    await this.init.instanceSlices.ensure({ namespace: d.namespace, service: d.name, uid: svc.metadata?.uid ?? '', labels, port: { ...portOf(d.share), port: listener.port }, connected: d.connected })
     await this.serviceImports.ensure(svc, d.peer, labels)
     const status: ShareStatus = {
       role: 'import',

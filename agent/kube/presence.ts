@@ -11,16 +11,10 @@ import { createHash } from 'node:crypto'
 import * as k8s from '@kubernetes/client-node'
 import { silentLog, type LogLike } from '../../peer/log.ts'
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../../protocol/annotations.ts'
-import { apiCode } from './kubeutil.ts'
+import { apiCode, labelValue } from './kubeutil.ts'
 
 export const SITE_LABEL = 'causeway.dev/site'
 export const INSTANCE_LABEL = 'causeway.dev/instance'
-
-/** A label value (≤ 63 of `[A-Za-z0-9_.-]`, alphanumeric at both ends). */
-export const labelValue = (s: string): string => {
-  const v = s.replace(/[^A-Za-z0-9_.-]+/g, '-').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '')
-  return v === '' ? 'x' : v
-}
 
 /**
  * A DNS-1123 label made of `parts` joined by `-` (≤ 63): lower case, `[a-z0-9-]`; when that

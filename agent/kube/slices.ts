@@ -16,12 +16,9 @@
 import * as k8s from '@kubernetes/client-node'
 import type { LogLike } from '../../peer/log.ts'
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../../protocol/annotations.ts'
+import { SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL, SLICE_MANAGED_BY_VALUE } from './imports.ts'
 import { apiCode, mergePatchOptions } from './kubeutil.ts'
 import { INSTANCE_LABEL, objectName, type InstancePresence } from './presence.ts'
-
-export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
-export const SLICE_MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by'
-export const SLICE_MANAGED_BY_VALUE = 'causeway.dev/agent'
 
 export interface SliceWant {
   namespace: string
