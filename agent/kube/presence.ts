@@ -29,8 +29,11 @@ export function objectName(...parts: string[]): string {
   return `${clean.slice(0, 54).replace(/-+$/, '')}-${hash}`.replace(/^-+/, '')
 }
 
+/** The Lease calls presence makes (a CoordinationV1Api; a fake in the unit tests). */
+export type LeaseApi = Pick<k8s.CoordinationV1Api, 'readNamespacedLease' | 'replaceNamespacedLease' | 'createNamespacedLease' | 'listNamespacedLease' | 'deleteNamespacedLease'>
+
 export interface PresenceInit {
-  api: k8s.CoordinationV1Api
+  api: LeaseApi
   namespace: string
   site: string
   instance: string
