@@ -12,8 +12,12 @@
  * is written, so an older file given later never replaces the kept one. The list is signed by
  * the issuer and holds no secret; a kept file that does not verify (another network, damaged)
  * is ignored with a warning, and the next adopted list replaces it. Writes go to a temporary
- * file renamed over the old one (mode 0600), so a crash leaves the old list or the new one.
+ * file renamed over the old one (mode 0600), so a crash leaves the old list or the new one, and
+ * replicas sharing the directory (a ReadWriteMany claim) never write into each other's temporary
+ * file; of two replicas adopting different lists at once the last rename wins, possibly the
+ * older list, which the next peer hello replaces again in memory and on disk.
  */
+import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CausewayError } from '../protocol/errors.ts'
@@ -49,7 +53,8 @@ export class StateDir {
   /** Keeps `text` as the revocation list (atomically; nothing is written when it is already the kept one). */
   keepRevocations (text: string): void {
     if (this.revocations()?.trim() === text.trim()) return
-    const tmp = join(this.dir, `.${REVOCATIONS}.${process.pid}.tmp`)
+    // a random name: replicas sharing one volume all run as PID 1 of their containers
+    const tmp = join(this.dir, `.${REVOCATIONS}.${randomBytes(6).toString('hex')}.tmp`)
     writeFileSync(tmp, `${text.trim()}\n`, { mode: 0o600 })
     renameSync(tmp, join(this.dir, REVOCATIONS))
   }

@@ -9,6 +9,7 @@ import { silentLog, type LogLike } from '../peer/log.ts'
 import type { Agent } from '../agent/agent.ts'
 import { agentPort, APISERVER_SHARE, type AgentPortInit } from '../agent/kube/agent-port.ts'
 import type { ApiserverIdentity, ApiserverProxy } from '../agent/kube/apiserver-share.ts'
+import type { KubeController } from '../agent/kube/controller.ts'
 import { CausewayError } from '../protocol/errors.ts'
 import { parseDuration } from './duration.ts'
 
@@ -19,6 +20,9 @@ Kubernetes (in a cluster: see the causeway-agent Helm chart):
   --kubeconfig FILE              use FILE instead of the in-cluster config
   --import-grace D               keep a gone peer's imports this long (default 5m; env
                                  CAUSEWAY_IMPORT_GRACE)
+  --lease-duration D             several instances of a site: the holder of the site's Lease
+                                 writes imports, status and MCS objects; a dead holder is
+                                 replaced within D + D/3 (default 15s; env CAUSEWAY_LEASE_DURATION)
   --share-apiserver              share this cluster's API server as "kube-apiserver" (off by default)
   --apiserver-sa NAME            ... requests run as ServiceAccount NAME (token minted with TokenRequest)
   --apiserver-token-file F       ... requests run with the bearer token in F (re-read every 30 s)
@@ -34,6 +38,7 @@ export const KUBE_OPTIONS = {
   kube: { type: 'boolean' },
   kubeconfig: { type: 'string' },
   'import-grace': { type: 'string' },
+  'lease-duration': { type: 'string' },
   'share-apiserver': { type: 'boolean' },
   'apiserver-sa': { type: 'string' },
   'apiserver-token-file': { type: 'string' },
@@ -47,6 +52,7 @@ export interface KubeFlags {
   kube?: boolean
   kubeconfig?: string
   'import-grace'?: string
+  'lease-duration'?: string
   'share-apiserver'?: boolean
   'apiserver-sa'?: string
   'apiserver-token-file'?: string
@@ -61,7 +67,7 @@ export interface KubeModeInit {
   kubeConfig: k8s.KubeConfig
   signal: AbortSignal
   /** Run the controller. */
-  controller?: { podIp?: string; graceMs?: number; resolve?: AgentPortInit['resolve']; importNamespace?: string; resyncMs?: number }
+  controller?: { podIp?: string; graceMs?: number; resolve?: AgentPortInit['resolve']; importNamespace?: string; resyncMs?: number; leaseDurationMs?: number; leaseNamespace?: string }
   /** Export the API server share. */
   apiserver?: { identity: ApiserverIdentity; peers?: string[] }
   log?: LogLike
@@ -69,6 +75,8 @@ export interface KubeModeInit {
 
 export interface KubeMode {
   apiserverProxy?: ApiserverProxy
+  controller?: KubeController
+  /** Stops; call after the agent stopped (its drain keeps the import listeners and the share serving). */
   close(): Promise<void>
 }
 
@@ -95,22 +103,34 @@ export async function startKubeMode(init: KubeModeInit): Promise<KubeMode> {
     }])
     log.info({ share: APISERVER_SHARE, identity: init.apiserver.identity.mode }, 'sharing the API server in-process (no local listener)')
   }
+  let controller: KubeController | undefined
+  let offDraining = (): void => {}
   if (init.controller !== undefined) {
     const c = init.controller
-    await startKubeController({
+    const ctl = await startKubeController({
       kubeConfig: init.kubeConfig,
       agent: agentPort(init.agent, c.resolve !== undefined ? { resolve: c.resolve } : {}),
       signal: init.signal,
+      site: init.agent.name,
+      instance: init.agent.instance,
+      lease: { ...(c.leaseDurationMs !== undefined ? { durationMs: c.leaseDurationMs } : {}), ...(c.leaseNamespace !== undefined ? { namespace: c.leaseNamespace } : {}) },
       ...(c.podIp !== undefined ? { podIp: c.podIp } : {}),
       ...(c.graceMs !== undefined ? { graceMs: c.graceMs } : {}),
       ...(c.importNamespace !== undefined ? { importNamespace: c.importNamespace } : {}),
       ...(c.resyncMs !== undefined ? { resyncMs: c.resyncMs } : {}),
       log,
     })
+    controller = ctl
+    // SIGTERM: the agent drains; the Lease goes to another instance, this one's endpoints stop being ready.
+    offDraining = init.agent.events.on('draining', () => void ctl.drain())
+    if (init.agent.draining) void ctl.drain()
   }
   return {
     ...(proxy !== undefined ? { apiserverProxy: proxy } : {}),
+    ...(controller !== undefined ? { controller } : {}),
     close: async () => {
+      offDraining()
+      await controller?.stop()
       if (proxy !== undefined) init.agent.shares.set('apiserver', [])
       await proxy?.close()
     },
@@ -140,12 +160,24 @@ export function checkKubeFlags(flags: KubeFlags): void {
   if (flags['apiserver-token-file'] !== undefined && flags['apiserver-token-file'].trim() === '') bad('--apiserver-token-file is empty')
   const perPeer = flags['impersonate-peers'] === true ? true : undefined
   if (!share && (flags['apiserver-sa'] ?? flags['apiserver-token-file'] ?? flags['impersonate-user'] ?? perPeer) !== undefined) bad('--apiserver-sa, --apiserver-token-file, --impersonate-user and --impersonate-peers need --share-apiserver')
+  const lease = flags['lease-duration'] ?? process.env.CAUSEWAY_LEASE_DURATION
+  if (lease !== undefined && lease !== '') {
+    let seconds = 0
+    try { seconds = parseDuration(lease) } catch { /* refused below */ }
+    if (seconds < 2 || seconds > 3600) bad(`--lease-duration ${JSON.stringify(lease)} must be a duration from 2s to 1h (e.g. 15s)`)
+    if (flags.kube !== true) bad('--lease-duration needs --kube')
+  }
   if (flags['impersonate-group'] !== undefined && (!share || user === undefined)) bad('--impersonate-group needs --share-apiserver and --impersonate-user')
   if (share && [flags['apiserver-sa'], flags['apiserver-token-file'], user, perPeer].filter((x) => x !== undefined).length !== 1) bad('--share-apiserver needs exactly one of --apiserver-sa NAME, --apiserver-token-file FILE, --impersonate-user USER, --impersonate-peers')
 }
 
-/** From the agent command's flags: starts Kubernetes mode, or returns undefined when not asked. */
-export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: LogLike, signal: AbortSignal): Promise<KubeMode | undefined> {
+/**
+ * From the agent command's flags: starts Kubernetes mode, or returns undefined when not asked.
+ * `signal` (the process's shutdown) is not handed to the controller: on SIGTERM the agent drains
+ * first (its import listeners keep serving while kube-proxy moves to the other instances), and
+ * the caller's `close()` after `agent.stop()` ends it.
+ */
+export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: LogLike, _signal: AbortSignal): Promise<KubeMode | undefined> {
   checkKubeFlags(flags)
   const share = flags['share-apiserver'] === true
   if (flags.kube !== true && !share) return undefined
@@ -166,11 +198,12 @@ export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: Log
     apiserver = { identity, peers }
   }
   const grace = flags['import-grace'] ?? process.env.CAUSEWAY_IMPORT_GRACE
+  const lease = flags['lease-duration'] ?? process.env.CAUSEWAY_LEASE_DURATION
   const mode = await startKubeMode({
     agent,
     kubeConfig,
-    signal,
-    ...(flags.kube === true ? { controller: { ...(grace ? { graceMs: parseDuration(grace) * 1000 } : {}) } } : {}),
+    signal: new AbortController().signal, // ended by close(), see above
+    ...(flags.kube === true ? { controller: { ...(grace ? { graceMs: parseDuration(grace) * 1000 } : {}), ...(lease ? { leaseDurationMs: parseDuration(lease) * 1000 } : {}) } } : {}),
     ...(apiserver !== undefined ? { apiserver } : {}),
     log,
   })

@@ -160,8 +160,12 @@ export async function agentCommand (argv: string[], ctx: CommandContext): Promis
   for (const l of agent.listeners) log.info({ share: l.spec.share, peer: l.spec.peer, listen: `${l.host}:${l.port}` }, 'connect listener')
   await new Promise<void>(resolve => signal.addEventListener('abort', () => resolve(), { once: true }))
   stopWatch?.()
-  await kube?.close()
+  // the agent drains first (kube mode hands its Lease over and marks its endpoints terminating on
+  // the 'draining' event); then the controller removes this instance's slices
+  const stopping = Date.now()
   await agent.stop()
+  log.info({ ms: Date.now() - stopping }, 'drained')
+  await kube?.close()
   await status?.close()
   return 0
 }

@@ -92,6 +92,8 @@ export interface ExportsInit {
   status?: StatusWriter
   /** Watch only this namespace. Default: all namespaces. */
   namespace?: string
+  /** Whether this instance leads its site: only the leader writes ServiceExport conditions. Default: always. */
+  leader?: () => boolean
   log?: LogLike
 }
 
@@ -189,7 +191,7 @@ export class ExportsReconciler {
       this.catalog = catalog
       this.init.agent.setShares(KUBE_SHARE_SOURCE, catalog.map((s) => ({ ...s })))
     }
-    for (const se of this.serviceExports.list()) {
+    for (const se of this.init.leader?.() === false ? [] : this.serviceExports.list()) {
       const ns = se.metadata?.namespace ?? ''
       const name = se.metadata?.name ?? ''
       const svc = this.informer.get(name, ns)

@@ -7,11 +7,15 @@
  * - a selector-less Service `<share>-<peer>` (`serviceName` changes the rule) with one port
  *   named `tcp` (protocol TCP), or `udp` (protocol UDP) for a UDP share: the advertised port
  *   (else the listener's), targetPort the listener's port;
- * - an EndpointSlice `<service>-causeway` (addressType IPv4/IPv6 by the pod IP, `$POD_IP`) with
- *   the agent pod as the one endpoint, ready while the peer is connected, port = the listener's;
+ * - per instance of this site, an EndpointSlice `<service>-<instance>` (slices.ts: addressType
+ *   IPv4/IPv6 by the pod IP, `$POD_IP`) with that instance's pod as the one endpoint, ready while
+ *   the peer is connected and the instance is not draining, port = that instance's listener;
  *   owned by the Service and labelled `kubernetes.io/service-name`, with
  *   `endpointslice.kubernetes.io/managed-by: causeway.dev/agent` so the cluster's EndpointSlice
  *   controller leaves it alone.
+ * Every instance opens its listeners and writes its own slices; only the site's leader (`leader`,
+ * the Lease of lease.ts) writes the Services, ServiceImports, status annotations and Events and
+ * deletes withdrawn imports.
  * Both carry `app.kubernetes.io/managed-by=causeway`, `causeway.dev/peer` and
  * `causeway.dev/import`. Objects without the managed-by label are never changed or deleted: a
  * name clash is reported (Warning Event) and skipped. A withdrawn share is deleted at once; a
@@ -21,9 +25,10 @@
 import * as k8s from '@kubernetes/client-node'
 import { silentLog, type LogLike } from '../../peer/log.ts'
 import { IMPORT_PEER_LABEL, IMPORT_SHARE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
-import { apiCode, dnsLabel, mergePatchOptions } from './kubeutil.ts'
+import { apiCode, dnsLabel, labelValue, mergePatchOptions } from './kubeutil.ts'
 import { ServiceImportWriter } from './mcs.ts'
 import type { AgentPort, ImportListener, RemoteShare } from './ports.ts'
+import type { InstanceSlices } from './slices.ts'
 import type { ShareStatus, StatusWriter } from './status.ts'
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
@@ -48,6 +53,10 @@ export interface ImportsInit {
   resyncMs?: number
   log?: LogLike
   now?: () => number
+  /** This instance's EndpointSlices (slices.ts). */
+  instanceSlices: InstanceSlices
+  /** Whether this instance leads its site (writes the shared objects). Default: always. */
+  leader?: () => boolean
 }
 
 interface PeerState {
@@ -63,10 +72,7 @@ interface Desired {
   connected: boolean
 }
 
-export const labelValue = (s: string): string => {
-  const v = s.replace(/[^A-Za-z0-9_.-]+/g, '-').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '')
-  return v === '' ? 'x' : v
-}
+export { labelValue }
 
 /** Name and protocol of an import's one port. */
 const portOf = (share: RemoteShare): { name: string; protocol: 'TCP' | 'UDP' } => (share.protocol === 'udp' ? { name: 'udp', protocol: 'UDP' } : { name: 'tcp', protocol: 'TCP' })
@@ -98,6 +104,10 @@ export class ImportsReconciler {
     this.graceMs = init.graceMs ?? 5 * 60_000
     this.now = init.now ?? Date.now
     this.startedAt = this.now()
+  }
+
+  private get leading(): boolean {
+    return this.init.leader?.() ?? true
   }
 
   private get namespace(): string {
@@ -138,6 +148,15 @@ export class ImportsReconciler {
       this.peers.set(peer, { shares: shares.map((s) => ({ ...s })) })
     }
     void this.schedule()
+  }
+
+  private retryPending = false
+
+  /** A follower found an import's Service not made yet: one more reconcile in a second. */
+  private retrySoon(): void {
+    if (this.retryPending) return
+    this.retryPending = true
+    this.after(1000)
   }
 
   /** Schedules a reconcile in `ms` (grace expiries). */
@@ -192,6 +211,7 @@ export class ImportsReconciler {
   }
 
   private async reconcile(): Promise<void> {
+    this.retryPending = false
     const want = await this.desired()
     for (const d of want.values()) {
       try {
@@ -201,6 +221,8 @@ export class ImportsReconciler {
         this.log.warn({ err: String(e), service: `${d.namespace}/${d.name}` }, 'imports: import failed')
       }
     }
+    await this.init.instanceSlices.prune(new Set(want.keys()))
+    if (!this.leading) return this.closeUnwanted(want)
     // Garbage: managed imports nobody wants any more.
     const managed = await this.core.listServiceForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${IMPORT_PEER_LABEL}` })
     for (const svc of managed.items) {
@@ -215,6 +237,10 @@ export class ImportsReconciler {
         this.log.warn({ err: String(e), service: `${ns}/${name}` }, 'imports: removal failed')
       }
     }
+    await this.closeUnwanted(want)
+  }
+
+  private async closeUnwanted(want: Map<string, Desired>): Promise<void> {
     for (const [key, l] of this.listeners) {
       if (want.has(key)) continue
       this.listeners.delete(key)
@@ -248,9 +274,15 @@ export class ImportsReconciler {
       [IMPORT_SHARE_LABEL]: labelValue(d.share.name),
     }
     const ports: k8s.V1ServicePort[] = [{ ...portOf(d.share), port: d.share.port ?? listener.port, targetPort: listener.port }]
+    if (!this.leading) {
+      // A follower only keeps its own slice, once the leader has made the Service.
+      const svc = await this.managedService(d)
+      if (svc === undefined) return this.retrySoon()
+      return this.init.instanceSlices.ensure({ namespace: d.namespace, service: d.name, uid: svc.metadata?.uid ?? '', labels, port: { ...portOf(d.share), port: listener.port }, connected: d.connected })
+    }
     const svc = await this.ensureService(d, labels, ports)
     if (!svc) return
-    await this.ensureSlice(d, labels, svc, listener)
+    await this.init.instanceSlices.ensure({ namespace: d.namespace, service: d.name, uid: svc.metadata?.uid ?? '', labels, port: { ...portOf(d.share), port: listener.port }, connected: d.connected })
     await this.serviceImports.ensure(svc, d.peer, labels)
     const status: ShareStatus = {
       role: 'import',
@@ -293,41 +325,15 @@ export class ImportsReconciler {
     return this.core.patchNamespacedService({ namespace: d.namespace, name: d.name, body: { metadata: { labels }, spec: { ports } } }, mergePatchOptions())
   }
 
-  private async ensureSlice(d: Desired, labels: Record<string, string>, svc: k8s.V1Service, listener: ImportListener): Promise<void> {
-    const name = `${d.name}-causeway`
-    const body: k8s.V1EndpointSlice = {
-      metadata: {
-        name,
-        namespace: d.namespace,
-        labels: { ...labels, [SERVICE_NAME_LABEL]: d.name, [SLICE_MANAGED_BY_LABEL]: SLICE_MANAGED_BY_VALUE },
-        ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: d.name, uid: svc.metadata?.uid ?? '', controller: true, blockOwnerDeletion: true }],
-      },
-      addressType: this.init.podIp.includes(':') ? 'IPv6' : 'IPv4',
-      endpoints: [{ addresses: [this.init.podIp], conditions: { ready: d.connected } }],
-      ports: [{ ...portOf(d.share), port: listener.port }],
-    }
-    let cur: k8s.V1EndpointSlice | undefined
+  /** The import's Service when it exists and causeway manages it. */
+  private async managedService(d: Desired): Promise<k8s.V1Service | undefined> {
     try {
-      cur = await this.discovery.readNamespacedEndpointSlice({ namespace: d.namespace, name })
+      const svc = await this.core.readNamespacedService({ namespace: d.namespace, name: d.name })
+      return svc.metadata?.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE ? svc : undefined
     } catch (e) {
       if (apiCode(e) !== 404) throw e
+      return undefined
     }
-    if (!cur) {
-      await this.discovery.createNamespacedEndpointSlice({ namespace: d.namespace, body })
-      return
-    }
-    if (cur.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE) return
-    const same =
-      JSON.stringify(cur.endpoints?.map((e) => [e.addresses, e.conditions?.ready])) === JSON.stringify((body.endpoints ?? []).map((e) => [e.addresses, e.conditions?.ready])) &&
-      JSON.stringify(cur.ports?.map((p) => [p.name, p.protocol ?? 'TCP', p.port])) === JSON.stringify(body.ports?.map((p) => [p.name, p.protocol, p.port])) &&
-      cur.addressType === body.addressType &&
-      cur.metadata?.ownerReferences?.[0]?.uid === svc.metadata?.uid &&
-      Object.entries(body.metadata?.labels ?? {}).every(([k, v]) => cur.metadata?.labels?.[k] === v)
-    if (same) return
-    await this.discovery.patchNamespacedEndpointSlice(
-      { namespace: d.namespace, name, body: { metadata: { labels: body.metadata?.labels, ownerReferences: body.metadata?.ownerReferences }, endpoints: body.endpoints, ports: body.ports } },
-      mergePatchOptions(),
-    )
   }
 
   private async remove(namespace: string, name: string, peer: string): Promise<void> {

@@ -40,6 +40,8 @@ export interface StatusWriterInit {
   component?: string
   /** Reporting instance (the pod name). Default `$POD_NAME` or `causeway-agent`. */
   instance?: string
+  /** Writes only while this holds (the site's leader: lease.ts). Default: always. */
+  gate?: () => boolean
   log?: LogLike
 }
 
@@ -48,6 +50,7 @@ export class StatusWriter {
   private readonly component: string
   private readonly instance: string
   private readonly log: LogLike
+  private readonly gate: () => boolean
   /** Last annotation written per Service, to skip no-op writes. */
   private readonly written = new Map<string, string>()
 
@@ -56,12 +59,14 @@ export class StatusWriter {
     this.component = init.component ?? 'causeway-agent'
     this.instance = init.instance ?? process.env.POD_NAME ?? 'causeway-agent'
     this.log = init.log ?? silentLog
+    this.gate = init.gate ?? (() => true)
   }
 
   /** Writes the status annotation when it differs from the last one written. */
   async setStatus(ref: ServiceRef, status: ShareStatus, current?: string): Promise<void> {
     const value = JSON.stringify(status)
     const key = `${ref.namespace}/${ref.name}`
+    if (!this.gate()) return
     if ((current ?? this.written.get(key)) === value) {
       this.written.set(key, value)
       return
@@ -79,6 +84,7 @@ export class StatusWriter {
 
   /** Removes the status annotation (a Service that is no longer exported). */
   async clearStatus(ref: ServiceRef): Promise<void> {
+    if (!this.gate()) return this.forget(ref)
     try {
       await this.core.patchNamespacedService(
         { namespace: ref.namespace, name: ref.name, body: { metadata: { annotations: { [STATUS_ANNOTATION]: null } } } },
@@ -96,6 +102,7 @@ export class StatusWriter {
 
   /** Records an Event about a Service (or `ref.kind`); repeats bump the count. */
   async event(ref: ServiceRef, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    if (!this.gate()) return
     const hash = createHash('sha256').update(`${ref.uid ?? ''}|${type}|${reason}|${message}`).digest('hex').slice(0, 16)
     const name = `${ref.name}.${hash}`
     const now = new Date()

@@ -3,8 +3,11 @@
  * - `GET /status` — JSON (AgentStatus): peers with state, path, candidate pair, RTT, bytes;
  *   shares, connects, imports.
  * - `GET /metrics` — Prometheus text.
- * - `GET /healthz` — 200 while the process runs; `GET /readyz` — 200 once joined to signaling
- *   or holding at least one peer connection, 503 again once the instance drains (SIGTERM).
+ * - `GET /healthz` — 200 while the process runs; `GET /readyz` — 200 once this instance is in
+ *   the mesh and can carry streams: joined to signaling or holding a peer connection, and, when
+ *   other agents are known, connected to at least one of them (after READY_GRACE_MS it is ready
+ *   without: peers that are all unreachable must not block a rolling update forever); 503 again
+ *   once the instance drains (SIGTERM). The chart's readinessProbe uses it.
  * - `POST /v1/connects` `{share, peer, listen?}` — opens (or returns the open) connect listener
  *   for SHARE@PEER on a loopback address (default `127.0.0.1:0`); answers `{share, peer, listen}`.
  *   `causeway kubeconfig` uses it.
@@ -38,15 +41,18 @@ import * as z from 'zod'
 import { ERRORS, publicError, type ErrorCode } from '../../protocol/errors.ts'
 import { PeerName, ShareName } from '../../protocol/peer.ts'
 import { parseHostPort } from '../../protocol/host-port.ts'
-import type { Agent } from '../agent.ts'
+import type { Agent, AgentStatus, PeerView } from '../agent.ts'
 import { agentMetrics } from './metrics.ts'
 
 const MAX_BODY = 4096
+/** Ready without a connected agent peer after this long (all known peers unreachable), ms. */
+export const READY_GRACE_MS = 30_000
 
 export async function startStatusServer (agent: Agent, host: string, port: number): Promise<{ url: string, port: number, close: () => Promise<void> }> {
   const registry = agentMetrics(agent)
   const app = new Hono()
   let listening = 0
+  const started = Date.now()
   app.onError((err, c) => {
     const e = publicError(err)
     return fail(c, e.code, e.message)
@@ -70,9 +76,7 @@ export async function startStatusServer (agent: Agent, host: string, port: numbe
   app.get('/metrics', async c => c.text(await registry.metrics(), 200, { 'content-type': registry.contentType }))
   app.get('/healthz', c => c.json({ ok: true }))
   app.get('/readyz', c => {
-    const s = agent.status()
-    // joined the mesh (signaling, or a live peer connection while signaling is away) and not draining
-    const ready = !s.draining && (s.signaling === 'joined' || s.peers.some(p => p.state === 'connected'))
+    const ready = isReady(agent.status(), Date.now() - started)
     return c.json({ ready }, ready ? 200 : 503)
   })
   app.post('/v1/connects', bodyLimit({ maxSize: MAX_BODY, onError: c => fail(c, 'MESSAGE_TOO_LARGE', `bodies are at most ${MAX_BODY} bytes`) }), async c => {
@@ -100,6 +104,17 @@ export async function startStatusServer (agent: Agent, host: string, port: numbe
   listening = addr.port
   const shown = addr.address.includes(':') ? `[${addr.address}]` : addr.address
   return { url: `http://${shown}:${addr.port}`, port: addr.port, close: async () => { await new Promise<void>(resolve => server.close(() => resolve())) } }
+}
+
+/**
+ * What /readyz answers: in the mesh (joined to signaling, or a live peer connection while
+ * signaling is away), not draining, and able to carry streams: connected to an agent when any is
+ * known, or up for READY_GRACE_MS already (`upMs`).
+ */
+export function isReady (s: Pick<AgentStatus, 'draining' | 'signaling'> & { peers: Array<Pick<PeerView, 'role' | 'state'>> }, upMs: number): boolean {
+  const agents = s.peers.filter(p => p.role === 'agent')
+  const carries = agents.length === 0 || agents.some(p => p.state === 'connected') || upMs >= READY_GRACE_MS
+  return !s.draining && (s.signaling === 'joined' || s.peers.some(p => p.state === 'connected')) && carries
 }
 
 function fail (c: Context, code: ErrorCode, message: string): Response {

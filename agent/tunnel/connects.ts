@@ -36,7 +36,12 @@ export async function listenConnect (spec: ConnectSpec, open: StreamOpener, log:
     host: spec.host,
     port: spec.port,
     close: async (opts) => {
-      await new Promise<void>(resolve => { server.close(() => resolve()); if (opts?.drain !== true) for (const s of sockets) s.destroy() })
+      // server.close() stops accepting at once; its callback waits for every accepted connection
+      // to end, so a drain (which ends them itself, later) must not wait for it
+      const closed = new Promise<void>(resolve => { server.close(() => resolve()) })
+      if (opts?.drain === true) return
+      for (const s of sockets) s.destroy()
+      await closed
     },
   }
   const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {

@@ -34,6 +34,8 @@ export interface AgentProc {
   instance: string
   args: string[]
   statusPort: number
+  /** Extra environment it runs with (kept by restart). */
+  env: Record<string, string>
   child: ChildProcess
   /** The last lines it logged (JSON, pino). */
   logs: string[]
@@ -69,12 +71,12 @@ export class HaNetwork {
     return f
   }
 
-  /** Starts `bin/causeway agent` as instance `instance` of `site` with `extra` flags (the status port is chosen here). */
-  async start (site: string, instance: string, extra: string[], statusPort?: number): Promise<AgentProc> {
+  /** Starts `bin/causeway agent` as instance `instance` of `site` with `extra` flags and `env` (the status port is chosen here). */
+  async start (site: string, instance: string, extra: string[], statusPort?: number, env: Record<string, string> = {}): Promise<AgentProc> {
     const port = statusPort ?? await freePort()
     const args = ['agent', '--token-file', await this.tokenFile(site), '--instance', instance, '--status', `127.0.0.1:${port}`, '--no-service-ice', ...extra]
-    const child = spawn(CAUSEWAY, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CAUSEWAY_LOG_LEVEL: 'info' } })
-    const p: AgentProc = { site, instance, args, statusPort: port, child, logs: [] }
+    const child = spawn(CAUSEWAY, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CAUSEWAY_LOG_LEVEL: 'info', ...env } })
+    const p: AgentProc = { site, instance, args, statusPort: port, env, child, logs: [] }
     child.stderr?.setEncoding('utf8').on('data', (d: string) => {
       for (const l of d.split('\n')) if (l !== '') { p.logs.push(l); if (p.logs.length > 300) p.logs.shift() }
     })
@@ -85,7 +87,7 @@ export class HaNetwork {
   /** The same instance again (same flags and status port): a restarted process. */
   async restart (p: AgentProc): Promise<AgentProc> {
     const extra = p.args.slice(p.args.indexOf('--no-service-ice') + 1)
-    return await this.start(p.site, p.instance, extra, p.statusPort)
+    return await this.start(p.site, p.instance, extra, p.statusPort, p.env)
   }
 
   async status (p: AgentProc): Promise<HaStatus | undefined> {

@@ -170,6 +170,9 @@ describe.skipIf(!prerequisite('helm (test/kube/install-helm.sh)', helm !== undef
       'ClusterRoleBinding/east-causeway-agent',
       'CustomResourceDefinition/remotemanifests.causeway.dev',
       'Deployment/east-causeway-agent',
+      'PodDisruptionBudget/east-causeway-agent',
+      'Role/east-causeway-agent-leases',
+      'RoleBinding/east-causeway-agent-leases',
       'ServiceAccount/east-causeway-agent',
     ])
     const role = docs.find((d) => d.kind === 'ClusterRole') as Obj
@@ -187,12 +190,50 @@ describe.skipIf(!prerequisite('helm (test/kube/install-helm.sh)', helm !== undef
     ])
     const dep = docs.find((d) => d.kind === 'Deployment') as Obj
     const c = dep.spec.template.spec.containers[0] as Obj
-    expect(c.args).toEqual(['agent', '--token-file', '/var/run/causeway/token/token', '--name', 'east', '--status', '0.0.0.0:9090', '--state-dir', '/var/lib/causeway', '--kube'])
+    expect(c.args).toEqual(['agent', '--token-file', '/var/run/causeway/token/token', '--name', 'east', '--status', '0.0.0.0:9090', '--state-dir', '/var/lib/causeway', '--drain', '5000', '--kube'])
     // the state directory: a writable volume (the root filesystem is read-only), an emptyDir by default
     expect(c.volumeMounts.find((m: Obj) => m.name === 'state')).toEqual({ name: 'state', mountPath: '/var/lib/causeway' })
     expect(dep.spec.template.spec.volumes.find((v: Obj) => v.name === 'state')).toEqual({ name: 'state', emptyDir: { sizeLimit: '16Mi' } })
     expect(c.env.find((e: Obj) => e.name === 'POD_IP').valueFrom.fieldRef.fieldPath).toBe('status.podIP')
     expect(dep.spec.template.spec.volumes[0].secret.secretName).toBe('causeway-token')
+  })
+
+  it('agent HA defaults: 2 replicas, RollingUpdate maxUnavailable 0, a PDB, anti-affinity, instance from the pod name, leases RBAC', async () => {
+    const docs = render('causeway-agent', ['--set', 'token.existingSecret=causeway-token'])
+    const dep = docs.find((d) => d.kind === 'Deployment') as Obj
+    expect(dep.spec.replicas).toBe(2)
+    expect(dep.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } })
+    const pod = dep.spec.template.spec as Obj
+    const selector = dep.spec.selector.matchLabels as Obj
+    expect(pod.affinity).toEqual({
+      podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: selector } } }] },
+    })
+    const c = pod.containers[0] as Obj
+    expect(c.env.find((e: Obj) => e.name === 'CAUSEWAY_INSTANCE').valueFrom.fieldRef.fieldPath).toBe('metadata.name')
+    expect(c.env.find((e: Obj) => e.name === 'CAUSEWAY_LEASE_DURATION').value).toBe('15s')
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'status' })
+    const drain = Number(c.args[c.args.indexOf('--drain') + 1])
+    expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(drain + 2000) // the agent exits within --drain + 2 s
+    const pdb = docs.find((d) => d.kind === 'PodDisruptionBudget') as Obj
+    expect(pdb.spec).toEqual({ minAvailable: 1, selector: { matchLabels: selector } })
+    const role = docs.find((d) => d.kind === 'Role' && d.metadata.name === 'east-causeway-agent-leases') as Obj
+    expect(role.metadata.namespace).toBe('causeway')
+    expect(role.rules).toEqual([{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] }])
+    const binding = docs.find((d) => d.kind === 'RoleBinding' && d.metadata.name === 'east-causeway-agent-leases') as Obj
+    expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'east-causeway-agent-leases' })
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'east-causeway-agent', namespace: 'causeway' }])
+    // one replica: no PDB (minAvailable 1 of 1 would block every node drain); anti-affinity off or required on request
+    const one = render('causeway-agent', ['--set', 'token.existingSecret=causeway-token', '--set', 'replicaCount=1', '--set', 'podAntiAffinity=required'])
+    expect(one.some((d) => d.kind === 'PodDisruptionBudget')).toBe(false)
+    expect((one.find((d) => d.kind === 'Deployment') as Obj).spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey).toBe('kubernetes.io/hostname')
+    const none = render('causeway-agent', ['--set', 'token.existingSecret=causeway-token', '--set', 'podAntiAffinity=none'])
+    expect((none.find((d) => d.kind === 'Deployment') as Obj).spec.template.spec.affinity).toBeUndefined()
+    // a grace period the drain does not fit in is refused
+    expect(() => template('causeway-agent', ['--set', 'token.existingSecret=causeway-token', '--set', 'drainMs=20000'])).toThrow(/terminationGracePeriodSeconds must be longer than drainMs/)
+    // the real kubectl maps the PDB and the Role like a cluster does
+    const out = await kubectlApplyDryRun(template('causeway-agent', ['--set', 'token.existingSecret=causeway-token']))
+    expect(out).toContain('poddisruptionbudget.policy/east-causeway-agent created (server dry run)')
+    expect(out).toContain('role.rbac.authorization.k8s.io/east-causeway-agent-leases created (server dry run)')
   })
 
   it('agent all-on: shares, relays, TURN secret, apiserver share as a dedicated ServiceAccount', () => {

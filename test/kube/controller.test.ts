@@ -5,48 +5,9 @@
 import * as k8s from '@kubernetes/client-node'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { startKubeController } from '../../agent/kube/controller.ts'
-import type { AgentPort, ImportListener, LocalShare, RemoteShare } from '../../agent/kube/ports.ts'
+import { FakeAgent } from './fake-agent.ts'
 import { startApiServer, type ApiServer } from './apiserver.ts'
 import { eventually } from './wait.ts'
-
-class FakeAgent implements AgentPort {
-  readonly sources = new Map<string, LocalShare[]>()
-  readonly paths = new Map<string, string>()
-  readonly opened: string[] = []
-  readonly closed: string[] = []
-  private readonly cbs = new Set<(peer: string, shares: RemoteShare[] | null) => void>()
-  private readonly catalogs = new Map<string, RemoteShare[]>()
-  private nextPort = 41000
-
-  setShares(source: string, shares: LocalShare[]): void {
-    this.sources.set(source, shares)
-  }
-  onCatalog(cb: (peer: string, shares: RemoteShare[] | null) => void): () => void {
-    this.cbs.add(cb)
-    for (const [peer, shares] of this.catalogs) cb(peer, shares)
-    return () => this.cbs.delete(cb)
-  }
-  async openImport(peer: string, share: string): Promise<ImportListener> {
-    const port = this.nextPort++
-    this.opened.push(`${peer}/${share}:${port}`)
-    return { host: '0.0.0.0', port, close: async () => void this.closed.push(`${peer}/${share}:${port}`) }
-  }
-  peerPath(peer: string): string | undefined {
-    return this.paths.get(peer)
-  }
-  peerOffers(): boolean {
-    return false // no peers here: RemoteManifests are tested in remote-manifests.test.ts
-  }
-  openStream(peer: string): Promise<never> {
-    return Promise.reject(new Error(`no connection to ${peer} in this test`))
-  }
-  /** Test side: a peer's catalog changes (null: the peer is gone). */
-  emit(peer: string, shares: RemoteShare[] | null): void {
-    if (shares === null) this.catalogs.delete(peer)
-    else this.catalogs.set(peer, shares)
-    for (const cb of this.cbs) cb(peer, shares)
-  }
-}
 
 const until = async <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> => await eventually(what, fn, timeoutMs) as T
 
@@ -82,7 +43,7 @@ afterEach(async () => {
 })
 
 const start = (extra: { graceMs?: number } = {}) =>
-  startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, ...extra })
+  startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, site: 'west', instance: 'i1', ...extra })
 
 const svc = (name: string, namespace: string, annotations: Record<string, string>, ports: k8s.V1ServicePort[]): k8s.V1Service => ({
   metadata: { name, namespace, annotations },
@@ -150,14 +111,14 @@ describe('UDP ports', () => {
     const s = await until('imported Service', () => core.readNamespacedService({ namespace: 'default', name: 'syslog-east' }))
     const listenerPort = Number(agent.opened[0]?.split(':')[1])
     expect(s.spec?.ports).toEqual([{ name: 'udp', protocol: 'UDP', port: 514, targetPort: listenerPort }])
-    const slice = await until('EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'syslog-east-causeway' }))
+    const slice = await until('EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'syslog-east-i1' }))
     expect(slice.ports).toEqual([{ name: 'udp', protocol: 'UDP', port: listenerPort }])
     // The share turns into a TCP one: the import follows, with a new listener.
     agent.emit('east', [{ name: 'syslog', port: 514 }])
     await until('TCP port', async () => ((await core.readNamespacedService({ namespace: 'default', name: 'syslog-east' })).spec?.ports?.[0]?.protocol === 'TCP' ? true : undefined))
     expect(agent.closed).toEqual([`east/syslog:${listenerPort}`])
     const tcpSlice = await until('TCP slice', async () => {
-      const x = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'syslog-east-causeway' })
+      const x = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'syslog-east-i1' })
       return x.ports?.[0]?.protocol === 'TCP' ? x : undefined
     })
     expect(tcpSlice.ports?.[0]?.name).toBe('tcp')
@@ -188,9 +149,9 @@ describe('imports', () => {
     expect(s.spec?.selector).toBeUndefined()
     expect(s.spec?.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port: 5432, targetPort: listenerPort }])
     // The Service is written first, its EndpointSlice right after: wait for both.
-    const slice = await until('EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' }))
+    const slice = await until('EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-i1' }))
     expect(slice.addressType).toBe('IPv4')
-    expect(slice.endpoints).toEqual([{ addresses: ['10.1.2.3'], conditions: { ready: true } }])
+    expect(slice.endpoints).toEqual([{ addresses: ['10.1.2.3'], conditions: { ready: true, serving: true, terminating: false } }])
     expect(slice.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port: listenerPort }])
     expect(slice.metadata?.labels).toMatchObject({
       'kubernetes.io/service-name': 'db-east',
@@ -219,7 +180,7 @@ describe('imports', () => {
 
     agent.emit('east', [])
     await until('Service deleted', () => notFound(core.readNamespacedService({ namespace: 'default', name: 'db-east' })))
-    await until('slice deleted', () => notFound(disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })))
+    await until('slice deleted', () => notFound(disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-i1' })))
     expect(agent.closed).toEqual([`east/db:${listenerPort}`])
   })
 
@@ -244,7 +205,7 @@ describe('imports', () => {
     expect(after.metadata?.labels).toEqual({ team: 'x' })
     const still = await core.readNamespacedService({ namespace: 'default', name: 'unrelated' })
     expect(still.metadata?.resourceVersion).toBe(other.metadata?.resourceVersion)
-    expect(await notFound(disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' }))).toBe(true)
+    expect(await notFound(disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-i1' }))).toBe(true)
     const writes = server.audit.filter((a) => ['update', 'patch', 'delete'].includes(a.verb) && (a.name === 'db-east' || a.name === 'unrelated'))
     expect(writes).toEqual([])
   })
@@ -256,7 +217,7 @@ describe('imports', () => {
     const goneAt = Date.now()
     agent.emit('east', null)
     await until('endpoint not ready', async () => {
-      const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })
+      const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-i1' })
       return sl.endpoints?.[0]?.conditions?.ready === false ? true : undefined
     })
     expect(await core.readNamespacedService({ namespace: 'default', name: 'db-east' })).toBeDefined()
@@ -285,7 +246,7 @@ describe('imports', () => {
     await new Promise((r) => setTimeout(r, 2000))
     const again = await core.readNamespacedService({ namespace: 'default', name: 'db-east' })
     expect(again.metadata?.uid).toBe(first.metadata?.uid)
-    const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })
+    const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-i1' })
     expect(sl.endpoints?.[0]?.conditions?.ready).toBe(true)
   })
 })

@@ -27,6 +27,7 @@ import { startKubeMode, type KubeMode } from '../../cli/agent-kube.ts'
 import { kubeconfigYaml, requestConnect } from '../../cli/kubeconfig.ts'
 import type { Agent } from '../../agent/agent.ts'
 import { tokenFromFile } from '../../agent/kube/apiserver-share.ts'
+import { objectName } from '../../agent/kube/presence.ts'
 import { startStatusServer } from '../../agent/status/server.ts'
 import { listen, startNet, until, type Net } from '../agent/harness.ts'
 import { startApiServer, type ApiServer } from './apiserver.ts'
@@ -152,7 +153,7 @@ describe('Kubernetes end to end through the agents', () => {
     expect(svc.metadata?.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'causeway', 'causeway.dev/peer': 'cluster-a', 'causeway.dev/import': 'web' })
     expect(svc.spec?.ports?.[0]?.port).toBe(8080) // the exporting Service's port, from the catalog
     const slice = await eventually('ready EndpointSlice', async () => {
-      const s = await discB.readNamespacedEndpointSlice({ namespace: 'default', name: 'web-cluster-a-causeway' })
+      const s = await discB.readNamespacedEndpointSlice({ namespace: 'default', name: objectName('web-cluster-a', b.instance) })
       return s.endpoints?.[0]?.conditions?.ready === true ? s : undefined
     })
     const address = slice.endpoints?.[0]?.addresses[0]
@@ -191,7 +192,7 @@ describe('Kubernetes end to end through the agents', () => {
     const svc = await eventually('UDP import Service in cluster-b', async () => await coreB.readNamespacedService({ namespace: 'default', name: 'dns-cluster-a' }))
     expect(svc.spec?.ports?.[0]).toMatchObject({ name: 'udp', protocol: 'UDP', port: 53 })
     const slice = await eventually('ready EndpointSlice', async () => {
-      const s = await discB.readNamespacedEndpointSlice({ namespace: 'default', name: 'dns-cluster-a-causeway' })
+      const s = await discB.readNamespacedEndpointSlice({ namespace: 'default', name: objectName('dns-cluster-a', b.instance) })
       return s.endpoints?.[0]?.conditions?.ready === true ? s : undefined
     })
     expect(slice.ports?.[0]).toMatchObject({ name: 'udp', protocol: 'UDP' })

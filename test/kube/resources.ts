@@ -37,6 +37,7 @@ export const RESOURCES: ResourceType[] = [
   core('configmaps', 'configmap', 'ConfigMap', true, ['cm']),
   core('secrets', 'secret', 'Secret', true, []),
   grouped('discovery.k8s.io', 'endpointslices', 'endpointslice', 'EndpointSlice', true),
+  grouped('coordination.k8s.io', 'leases', 'lease', 'Lease', true),
   // Stored but not acted on (no controllers): enough for charts to be applied with --dry-run=server.
   grouped('apps', 'deployments', 'deployment', 'Deployment', true, ['deploy'], ['status']),
   grouped('rbac.authorization.k8s.io', 'clusterroles', 'clusterrole', 'ClusterRole', false),
@@ -233,6 +234,7 @@ const COLUMNS: Record<string, Column[]> = {
     },
     AGE,
   ],
+  Lease: [NAME, { name: 'Holder', type: 'string', cell: (o) => get(o, 'spec', 'holderIdentity') ?? '' }, AGE],
   Event: [
     { name: 'Last Seen', type: 'string', cell: (o) => age(o.lastTimestamp ?? meta(o).creationTimestamp) },
     { name: 'Type', type: 'string', cell: (o) => o.type ?? '' },
