@@ -68,13 +68,13 @@ const sameConditions = (a: Condition[] | undefined, b: Condition[]): boolean =>
 export const NO_PORT = 'no TCP or UDP port to share'
 
 /** The KEP conditions of one ServiceExport. `service` undefined: no Service of that name. */
-export function exportConditions(service: k8s.V1Service | undefined, error: string | undefined, conflict: string | undefined): Condition[] {
+export function exportConditions(service: k8s.V1Service | undefined, error: string | undefined, conflict: string | undefined, conflictReason = 'NameConflict'): Condition[] {
   const valid: Condition =
     service === undefined ? { type: 'Valid', status: 'False', reason: 'NoService', message: 'no Service of this name in this namespace' }
     : service.spec?.type === 'ExternalName' ? { type: 'Valid', status: 'False', reason: 'InvalidServiceType', message: error ?? 'ExternalName Services are not exported' }
     : error === NO_PORT ? { type: 'Valid', status: 'False', reason: 'NoTCPOrUDPPort', message: error }
     : { type: 'Valid', status: 'True', reason: 'Valid', message: error ?? 'the Service is exported' }
-  const conf: Condition = conflict !== undefined ? { type: 'Conflict', status: 'True', reason: 'NameConflict', message: conflict } : { type: 'Conflict', status: 'False', reason: 'NoConflicts', message: 'no conflicts' }
+  const conf: Condition = conflict !== undefined ? { type: 'Conflict', status: 'True', reason: conflictReason, message: conflict } : { type: 'Conflict', status: 'False', reason: 'NoConflicts', message: 'no conflicts' }
   return [valid, conf]
 }
 
@@ -119,6 +119,10 @@ export class ServiceExportWatcher {
 
   has(namespace: string, name: string): boolean {
     return this.informer?.get(name, namespace) !== undefined
+  }
+
+  get(namespace: string, name: string): McsObject | undefined {
+    return this.informer?.get(name, namespace)
   }
 
   /** Writes the conditions when they differ from the object's (status subresource). */
