@@ -19,6 +19,9 @@ Kubernetes (in a cluster: see the causeway-agent Helm chart):
   --kubeconfig FILE              use FILE instead of the in-cluster config
   --import-grace D               keep a gone peer's imports this long (default 5m; env
                                  CAUSEWAY_IMPORT_GRACE)
+  --merged-only                  import a share only merged (one Service per share name across the
+                                 clusters exporting it), without the per-site <share>-<peer> Services
+                                 (env CAUSEWAY_MERGED_ONLY=true)
   --share-apiserver              share this cluster's API server as "kube-apiserver" (off by default)
   --apiserver-sa NAME            ... requests run as ServiceAccount NAME (token minted with TokenRequest)
   --apiserver-token-file F       ... requests run with the bearer token in F (re-read every 30 s)
@@ -34,6 +37,7 @@ export const KUBE_OPTIONS = {
   kube: { type: 'boolean' },
   kubeconfig: { type: 'string' },
   'import-grace': { type: 'string' },
+  'merged-only': { type: 'boolean' },
   'share-apiserver': { type: 'boolean' },
   'apiserver-sa': { type: 'string' },
   'apiserver-token-file': { type: 'string' },
@@ -47,6 +51,7 @@ export interface KubeFlags {
   kube?: boolean
   kubeconfig?: string
   'import-grace'?: string
+  'merged-only'?: boolean
   'share-apiserver'?: boolean
   'apiserver-sa'?: string
   'apiserver-token-file'?: string
@@ -61,7 +66,7 @@ export interface KubeModeInit {
   kubeConfig: k8s.KubeConfig
   signal: AbortSignal
   /** Run the controller. */
-  controller?: { podIp?: string; graceMs?: number; resolve?: AgentPortInit['resolve']; importNamespace?: string; resyncMs?: number }
+  controller?: { podIp?: string; graceMs?: number; resolve?: AgentPortInit['resolve']; importNamespace?: string; resyncMs?: number; perSiteImports?: boolean }
   /** Export the API server share. */
   apiserver?: { identity: ApiserverIdentity; peers?: string[] }
   log?: LogLike
@@ -105,6 +110,7 @@ export async function startKubeMode(init: KubeModeInit): Promise<KubeMode> {
       ...(c.graceMs !== undefined ? { graceMs: c.graceMs } : {}),
       ...(c.importNamespace !== undefined ? { importNamespace: c.importNamespace } : {}),
       ...(c.resyncMs !== undefined ? { resyncMs: c.resyncMs } : {}),
+      ...(c.perSiteImports !== undefined ? { perSiteImports: c.perSiteImports } : {}),
       log,
     })
   }
@@ -166,11 +172,12 @@ export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: Log
     apiserver = { identity, peers }
   }
   const grace = flags['import-grace'] ?? process.env.CAUSEWAY_IMPORT_GRACE
+  const mergedOnly = flags['merged-only'] === true || process.env.CAUSEWAY_MERGED_ONLY === 'true'
   const mode = await startKubeMode({
     agent,
     kubeConfig,
     signal,
-    ...(flags.kube === true ? { controller: { ...(grace ? { graceMs: parseDuration(grace) * 1000 } : {}) } } : {}),
+    ...(flags.kube === true ? { controller: { ...(grace ? { graceMs: parseDuration(grace) * 1000 } : {}), ...(mergedOnly ? { perSiteImports: false } : {}) } } : {}),
     ...(apiserver !== undefined ? { apiserver } : {}),
     log,
   })

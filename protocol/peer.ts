@@ -191,6 +191,8 @@ export const ShareInfo = z.object({
   /** Per-pod addressing: this share reaches only pod `pod` of the share `parent` (a headless Service exported with causeway.dev/pods). */
   pod: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/).optional(),
   parent: ShareName.optional(),
+  /** true: exported with per-pod addressing (its pods come as sub-shares naming it `parent`), imported as a headless Service. */
+  pods: z.boolean().optional(),
 })
 export type ShareInfo = z.infer<typeof ShareInfo>
 

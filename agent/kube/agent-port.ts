@@ -33,7 +33,7 @@ export interface AgentPortInit {
 export function remoteShare(s: ShareInfo): RemoteShare {
   const out: RemoteShare = { name: s.name }
   if (s.protocol === 'udp') out.protocol = 'udp'
-  for (const k of ['port', 'namespace', 'service', 'since', 'available', 'failover', 'pod', 'parent', 'balance', 'weight', 'priority'] as const) {
+  for (const k of ['port', 'namespace', 'service', 'since', 'available', 'failover', 'pod', 'parent', 'pods', 'balance', 'weight', 'priority'] as const) {
     if (s[k] !== undefined) Object.assign(out, { [k]: s[k] })
   }
   return out
@@ -93,6 +93,9 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
       }
       open.set(key, { listener, refs: 1 })
       return listener
+    },
+    siteSplit(share: string) {
+      return agent.siteSplit(share)
     },
     peerOffers(peer: string, share: string): boolean {
       return agent.status().peers.some((p) => p.name === peer && p.shares.some((s) => s.name === share))

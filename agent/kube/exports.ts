@@ -113,7 +113,7 @@ export function sharesOfService(svc: k8s.V1Service, exported = false, ctx: Expor
     ...(policy.balance !== undefined ? { balance: policy.balance } : {}),
     ...(policy.weight !== undefined ? { weight: policy.weight } : {}),
     ...(policy.priority !== undefined ? { priority: policy.priority } : {}),
-    announce: { ...announce, ...(withdrawn ? { available: false } : {}) },
+    announce: { ...announce, ...(withdrawn ? { available: false } : {}), ...(policy.pods ? { pods: true } : {}) },
   })
   const shares: LocalShare[] = []
   const pods: LocalShare[] = []

@@ -20,6 +20,12 @@ export function dnsLabel(s: string): string {
   return out === '' ? 'x' : out
 }
 
+/** A label value: `[A-Za-z0-9_.-]`, alphanumeric at both ends, at most 63 characters. */
+export const labelValue = (s: string): string => {
+  const v = s.replace(/[^A-Za-z0-9_.-]+/g, '-').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '')
+  return v === '' ? 'x' : v
+}
+
 export const mergePatchOptions = (): ReturnType<typeof k8s.setHeaderOptions> => k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch)
 
 /**

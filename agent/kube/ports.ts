@@ -47,6 +47,7 @@ export interface RemoteShare {
   failover?: 'local-first'
   pod?: string
   parent?: string
+  pods?: boolean
   balance?: Balance
   weight?: number
   priority?: number
@@ -73,6 +74,11 @@ export interface AgentPort {
   onCatalog(cb: (peer: string, shares: RemoteShare[] | null) => void): () => void
   /** Opens (or returns the already open) local listener for `peer`'s share `share` (a UDP socket for `protocol: 'udp'`). */
   openImport(peer: string, share: string, protocol?: 'udp'): Promise<ImportListener>
+  /**
+   * Per site exporting `share`: can it take a stream now (live), is it ejected (kept failing),
+   * how many streams the any-site listeners sent it (merged imports' status). Optional.
+   */
+  siteSplit?(share: string): Array<{ site: string; live: boolean; ejected: boolean; streams: number }>
   /** How the agent currently reaches `peer` (`direct`, `relay`, `turn`, ...), if connected. */
   peerPath(peer: string): string | undefined
   /** Does connected `peer` offer `share` to this agent (its catalog for us lists it)? */

@@ -47,7 +47,7 @@ export interface ShareSpec {
 }
 
 /** What a Kubernetes export announces beyond the share itself (protocol/peer.ts ShareInfo). */
-export type ShareAnnouncement = Pick<ShareInfo, 'service' | 'since' | 'available' | 'failover' | 'pod' | 'parent'>
+export type ShareAnnouncement = Pick<ShareInfo, 'service' | 'since' | 'available' | 'failover' | 'pod' | 'parent' | 'pods'>
 
 export interface Asker {
   name: string
