@@ -81,8 +81,9 @@ afterEach(async () => {
   await server.close()
 })
 
+// Per-site imports only: merged imports (one listener per share name) are tested in merged.test.ts.
 const start = (extra: { graceMs?: number } = {}) =>
-  startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, ...extra })
+  startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, mergedImports: false, ...extra })
 
 const svc = (name: string, namespace: string, annotations: Record<string, string>, ports: k8s.V1ServicePort[]): k8s.V1Service => ({
   metadata: { name, namespace, annotations },
@@ -101,8 +102,8 @@ describe('exports', () => {
     )
     const shares = await until('catalog', async () => (agent.sources.get('kube')?.length === 2 ? agent.sources.get('kube') : undefined))
     expect(shares).toEqual([
-      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, namespace: 'shop', peers: ['east'] },
-      { name: 'shop-api-grpc', host: 'api.shop.svc', port: 9000, namespace: 'shop', peers: ['east'] },
+      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, namespace: 'shop', peers: ['east'], announce: { service: 'api', since: expect.any(Number) } },
+      { name: 'shop-api-grpc', host: 'api.shop.svc', port: 9000, namespace: 'shop', peers: ['east'], announce: { service: 'api', since: expect.any(Number) } },
     ])
     const annotated = await until('status annotation', async () => {
       const s = await core.readNamespacedService({ namespace: 'shop', name: 'api' })
@@ -138,9 +139,9 @@ describe('UDP ports', () => {
     await start()
     const shares = await until('catalog', async () => (agent.sources.get('kube')?.length === 3 ? agent.sources.get('kube') : undefined))
     expect(shares).toEqual([
-      { name: 'dns', host: 'dns.default.svc', port: 53, namespace: 'default' },
-      { name: 'dns-dns', host: 'dns.default.svc', port: 53, namespace: 'default', protocol: 'udp' },
-      { name: 'syslog', host: 'syslog.default.svc', port: 514, namespace: 'default', protocol: 'udp' },
+      { name: 'dns', host: 'dns.default.svc', port: 53, namespace: 'default', announce: { service: 'dns', since: expect.any(Number) } },
+      { name: 'dns-dns', host: 'dns.default.svc', port: 53, namespace: 'default', protocol: 'udp', announce: { service: 'dns', since: expect.any(Number) } },
+      { name: 'syslog', host: 'syslog.default.svc', port: 514, namespace: 'default', protocol: 'udp', announce: { service: 'syslog', since: expect.any(Number) } },
     ])
   })
 
