@@ -29,7 +29,7 @@
  */
 import * as k8s from '@kubernetes/client-node'
 import { silentLog, type LogLike } from '../../peer/log.ts'
-import { NAME_ANNOTATION, PEERS_ANNOTATION, PODS_ANNOTATION, PORTS_ANNOTATION, SHARE_ANNOTATION, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
+import { IMPORT_SHARE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_ANNOTATION, PEERS_ANNOTATION, PODS_ANNOTATION, PORTS_ANNOTATION, SHARE_ANNOTATION, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
 import type { ShareAnnouncement } from '../tunnel/shares.ts'
 import { slicePort, SliceCache, type ServiceEndpoints } from './endpoints.ts'
 import { exportPolicy } from './policy.ts'
@@ -45,6 +45,9 @@ export const KUBE_SHARE_SOURCE = 'kube'
 export const RESERVED_SHARE_NAMES: ReadonlySet<string> = new Set([APISERVER_SHARE])
 
 export const EXTERNAL_NAME_REFUSED = 'ExternalName Services are not exported: the agent would dial whatever name spec.externalName points to'
+
+/** An import Service is never exported again (it would loop streams back through the tunnel). */
+export const IMPORT_REFUSED = 'the Service is an import causeway manages (a Service of this name already came from another cluster): it is not exported again; delete the import or export under another name'
 
 export interface ServiceShares {
   shares: LocalShare[]
@@ -97,6 +100,7 @@ export function sharesOfService(svc: k8s.V1Service, exported = false, ctx: Expor
   const unknown = wanted.filter((w) => !usable.some((p) => String(p.port) === w || p.name === w))
   const peers = csv(ann[PEERS_ANNOTATION])
   if (svc.spec?.type === 'ExternalName') return { shares: [], error: EXTERNAL_NAME_REFUSED }
+  if (svc.metadata?.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE && svc.metadata.labels[IMPORT_SHARE_LABEL] !== undefined) return { shares: [], error: IMPORT_REFUSED }
   const { policy, errors } = exportPolicy({ ...ann, ...ctx.exportAnnotations })
   const eps = ctx.endpoints
   const withdrawn = eps !== undefined && eps.slices > 0 && eps.ready.length === 0

@@ -73,6 +73,7 @@ export function exportConditions(service: k8s.V1Service | undefined, error: stri
     service === undefined ? { type: 'Valid', status: 'False', reason: 'NoService', message: 'no Service of this name in this namespace' }
     : service.spec?.type === 'ExternalName' ? { type: 'Valid', status: 'False', reason: 'InvalidServiceType', message: error ?? 'ExternalName Services are not exported' }
     : error === NO_PORT ? { type: 'Valid', status: 'False', reason: 'NoTCPOrUDPPort', message: error }
+    : error !== undefined && error.startsWith('the Service is an import') ? { type: 'Valid', status: 'False', reason: 'ImportedService', message: error }
     : { type: 'Valid', status: 'True', reason: 'Valid', message: error ?? 'the Service is exported' }
   const conf: Condition = conflict !== undefined ? { type: 'Conflict', status: 'True', reason: conflictReason, message: conflict } : { type: 'Conflict', status: 'False', reason: 'NoConflicts', message: 'no conflicts' }
   return [valid, conf]

@@ -185,8 +185,10 @@ afterAll(async () => {
 
 describe('merged imports (one Service and one ServiceImport for a share exported by several clusters)', () => {
   it('web exported by east and west: one Service web + one ServiceImport with both clusters; 1,000 connections split 3:1 by weight; east stopped: every connection on west; back: traffic returns', async () => {
-    await kubectl('east', ['apply', '-f', '-'], `${svcYaml('web', 8080)}---\n${exportYaml('web', { 'causeway.dev/weight': '3' })}`)
-    await kubectl('west', ['apply', '-f', '-'], `${svcYaml('web', 8080)}---\n${exportYaml('web')}`)
+    // Services first, then their exports: a Service created in a cluster that already imports that name merged would meet the import (README)
+    for (const c of ['east', 'west'] as const) await kubectl(c, ['apply', '-f', '-'], svcYaml('web', 8080))
+    await kubectl('east', ['apply', '-f', '-'], exportYaml('web', { 'causeway.dev/weight': '3' }))
+    await kubectl('west', ['apply', '-f', '-'], exportYaml('web'))
     const si = await eventually('ServiceImport web with both clusters', async () => {
       const o = await getSi('local', 'web')
       return clustersOf(o).length === 2 && condOf(o, 'Ready')?.status === 'True' ? o : undefined
@@ -255,7 +257,8 @@ describe('merged imports (one Service and one ServiceImport for a share exported
   it('local-first: while the local Service has a ready endpoint no connection leaves the cluster; remote clusters only when it has none', async () => {
     const localApi = await answering('local/api', '127.0.0.5')
     await kubectl('local', ['apply', '-f', '-'], `${svcYaml('api', 9000)}---\n${sliceYaml('api', 'api-xyz', localApi.port, [{ ip: '127.0.0.5', ready: true }])}`)
-    for (const c of ['east', 'west'] as const) await kubectl(c, ['apply', '-f', '-'], `${svcYaml('api', 9000)}---\n${exportYaml('api', { 'causeway.dev/failover': 'local-first' })}`)
+    for (const c of ['east', 'west'] as const) await kubectl(c, ['apply', '-f', '-'], svcYaml('api', 9000))
+    for (const c of ['east', 'west'] as const) await kubectl(c, ['apply', '-f', '-'], exportYaml('api', { 'causeway.dev/failover': 'local-first' }))
     // the local Service api is the user's: the merged import is api-clusterset, its ServiceImport api
     const si = await eventually('ServiceImport api', async () => {
       const o = await getSi('local', 'api')
@@ -280,10 +283,12 @@ describe('merged imports (one Service and one ServiceImport for a share exported
   }, 120_000)
 
   it('KEP conflict resolution: a younger export with another port gets Conflict=True on its ServiceExport; the ServiceImport keeps the oldest port and says why; deleting every export deletes the ServiceImport', async () => {
-    await kubectl('east', ['apply', '-f', '-'], `${svcYaml('cfg', 7000)}---\n${exportYaml('cfg')}`)
+    await kubectl('east', ['apply', '-f', '-'], svcYaml('cfg', 7000))
+    await kubectl('west', ['apply', '-f', '-'], svcYaml('cfg', 7001))
+    await kubectl('east', ['apply', '-f', '-'], exportYaml('cfg'))
     await eventually('cfg imported from east', async () => clustersOf(await getSi('local', 'cfg')).length === 1 || undefined)
     await new Promise((r) => setTimeout(r, 1100)) // creationTimestamp has second resolution: east's export is the older one
-    await kubectl('west', ['apply', '-f', '-'], `${svcYaml('cfg', 7001)}---\n${exportYaml('cfg')}`)
+    await kubectl('west', ['apply', '-f', '-'], exportYaml('cfg'))
     const si = await eventually('cfg ServiceImport conflict', async () => {
       const o = await getSi('local', 'cfg')
       return condOf(o, 'Conflict')?.status === 'True' ? o : undefined
