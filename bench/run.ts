@@ -39,4 +39,5 @@ if (which.has('ha')) {
   process.stdout.write('\n## High availability (failover between instances)\n\n')
   process.stdout.write(`${await haBench()}\n`)
 }
+if (which.has('merged')) process.stdout.write(`\n## Merged import failover (two clusters, one killed)\n\n${await (await import('./merged-failover.ts')).mergedFailoverBench()}\n`)
 process.exit(0)
