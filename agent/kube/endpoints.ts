@@ -5,6 +5,7 @@
  * sides. causeway's own import slices (`endpointslice.kubernetes.io/managed-by:
  * causeway.dev/agent`) never count.
  */
+import { BlockList, isIPv6 } from 'node:net'
 import * as k8s from '@kubernetes/client-node'
 import type { LogLike } from '../../peer/log.ts'
 import { runInformer } from './kubeutil.ts'
@@ -55,6 +56,23 @@ export function slicePort(ep: ReadyEndpoint, port: { name?: string; protocol?: s
   const protocol = port.protocol ?? 'TCP'
   const same = ep.ports.filter((p) => p.protocol === protocol)
   return (same.find((p) => p.name === (port.name ?? '')) ?? (same.length === 1 ? same[0] : undefined))?.port
+}
+
+const SPECIAL = new BlockList()
+for (const [net, bits] of [['0.0.0.0', 8], ['127.0.0.0', 8], ['169.254.0.0', 16], ['224.0.0.0', 4]] as const) SPECIAL.addSubnet(net, bits, 'ipv4')
+for (const [net, bits] of [['::', 128], ['::1', 128], ['fe80::', 10], ['ff00::', 8]] as const) SPECIAL.addSubnet(net, bits, 'ipv6')
+
+/**
+ * May the agent dial this pod address for a per-pod sub-share? Not unspecified, loopback,
+ * link-local (cloud metadata) or multicast: whoever can write an EndpointSlice must not be able
+ * to point the agent at its own loopback (status API) or the node's metadata service.
+ */
+export function dialablePodAddress(address: string): boolean {
+  try {
+    return !SPECIAL.check(address, isIPv6(address) ? 'ipv6' : 'ipv4')
+  } catch {
+    return false
+  }
 }
 
 /** A cluster-wide EndpointSlice informer; `onChange(namespace, service)` on every change. */

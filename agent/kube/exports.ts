@@ -31,7 +31,7 @@ import * as k8s from '@kubernetes/client-node'
 import { silentLog, type LogLike } from '../../peer/log.ts'
 import { IMPORT_SHARE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_ANNOTATION, PEERS_ANNOTATION, PODS_ANNOTATION, PORTS_ANNOTATION, SHARE_ANNOTATION, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
 import type { ShareAnnouncement } from '../tunnel/shares.ts'
-import { slicePort, SliceCache, type ServiceEndpoints } from './endpoints.ts'
+import { dialablePodAddress, slicePort, SliceCache, type ServiceEndpoints } from './endpoints.ts'
 import { exportPolicy } from './policy.ts'
 import { APISERVER_SHARE } from './agent-port.ts'
 import { runInformer } from './kubeutil.ts'
@@ -121,6 +121,7 @@ export function sharesOfService(svc: k8s.V1Service, exported = false, ctx: Expor
   })
   const shares: LocalShare[] = []
   const pods: LocalShare[] = []
+  const refused = new Set<string>()
   const add = (p: k8s.V1ServicePort, bare: boolean, protocol?: 'udp'): void => {
     const parent = share(p, bare, protocol)
     shares.push(parent)
@@ -128,13 +129,17 @@ export function sharesOfService(svc: k8s.V1Service, exported = false, ctx: Expor
     for (const ep of eps?.ready ?? []) {
       const port = slicePort(ep, p)
       if (ep.pod === undefined || port === undefined) continue
+      if (!dialablePodAddress(ep.address)) {
+        refused.add(`pod ${ep.pod}: address ${ep.address} is loopback, link-local, multicast or unspecified: not dialed`)
+        continue
+      }
       pods.push({ ...parent, name: podShareName(parent.name, ep.pod), host: ep.address, targetPort: port, announce: { ...announce, pod: ep.pod, parent: parent.name } })
     }
   }
   for (const p of tcp) add(p, tcp.length === 1)
   for (const p of udp) add(p, tcp.length === 0 && udp.length === 1, 'udp')
   shares.push(...pods)
-  const problems = [...errors]
+  const problems = [...errors, ...refused]
   if (policy.pods && eps === undefined) problems.push(`${PODS_ANNOTATION}: the Service's EndpointSlices are not known yet`)
   if (selected.length === 0) return { shares, error: NO_PORT }
   if (unknown.length > 0) problems.unshift(`no TCP or UDP port named or numbered ${unknown.join(', ')}`)

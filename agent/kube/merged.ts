@@ -272,9 +272,9 @@ export class MergedImports {
       // clusterIP is immutable: a change between headless and not needs a new Service
       await this.core.deleteNamespacedService({ namespace, name })
     } else if (cur !== undefined) {
-      const curPorts = (cur.spec?.ports ?? []).map((p) => ({ name: p.name, protocol: p.protocol ?? 'TCP', port: p.port, targetPort: p.targetPort }))
-      const want = (spec.ports ?? []).map((p) => ({ name: p.name, protocol: p.protocol ?? 'TCP', port: p.port, targetPort: p.targetPort ?? (headless ? p.port : undefined) }))
-      const same = JSON.stringify(curPorts) === JSON.stringify(want) && Object.entries({ ...labels, ...annotations }).every(([k, v]) => cur.metadata?.labels?.[k] === v || cur.metadata?.annotations?.[k] === v)
+      // an absent targetPort means the port itself (the API server defaults it so)
+      const view = (ports: k8s.V1ServicePort[] | undefined): string => JSON.stringify((ports ?? []).map((p) => [p.name, p.protocol ?? 'TCP', p.port, p.targetPort ?? p.port]))
+      const same = view(cur.spec?.ports) === view(spec.ports) && Object.entries({ ...labels, ...annotations }).every(([k, v]) => cur.metadata?.labels?.[k] === v || cur.metadata?.annotations?.[k] === v)
       if (same) return cur
       return this.core.patchNamespacedService({ namespace, name, body: { metadata: { labels, ...(annotations !== undefined ? { annotations } : {}) }, spec: { ports: spec.ports } } }, mergePatchOptions())
     }

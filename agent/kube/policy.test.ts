@@ -59,6 +59,12 @@ describe('per-pod sub-shares', () => {
       ['data-db.db-1', '10.0.0.2', 15432, 5432, 'db-1', 'data-db'],
     ])
     expect(r.shares[0]?.announce?.pods).toBe(true)
+    // never the agent's own loopback or the node's metadata address, whatever a slice says
+    const hostile = endpointsOf([slice('db-b', [{ ip: '127.0.0.1', pod: 'db-0' }, { ip: '169.254.169.254', pod: 'db-1' }, { ip: '10.0.0.3', pod: 'db-2' }])], 'data', 'db')
+    const h = sharesOfService(svc({ 'causeway.dev/pods': 'true' }, true), false, { endpoints: hostile })
+    expect(h.shares.map((s) => s.name)).toEqual(['data-db', 'data-db.db-2'])
+    expect(h.error).toContain('pod db-0: address 127.0.0.1 is loopback')
+    expect(h.error).toContain('pod db-1: address 169.254.169.254')
     const long = podShareName('a'.repeat(40), 'b'.repeat(40))
     expect(long.length).toBeLessThanOrEqual(63)
     expect(long).toMatch(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/)

@@ -7,8 +7,9 @@
  * There are no pods, kube-proxy or cluster DNS in the stand-in: a cluster's "backend" of a
  * Service is a loopback TCP server answering its own name (the export's `resolve` maps the
  * Service's DNS name to it), EndpointSlices are created with kubectl as the EndpointSlice
- * controller would, "pods" are loopback listeners on distinct 127.0.0.x addresses listed in
- * them, and a client connects where kube-proxy / DNS would send it: to an address:port of the
+ * controller would, "pods" are loopback listeners on distinct 127.0.0.N addresses (the slices
+ * list them as pod IPs 10.244.0.N, which `resolve` maps there: the agent refuses to dial
+ * loopback pod addresses), and a client connects where kube-proxy / DNS would send it: to an address:port of the
  * import's EndpointSlice (per pod: the `hostname` endpoint of the headless Service, whose address
  * is the pod Service's cluster IP, then that Service's slice).
  *
@@ -24,6 +25,7 @@ import { startKubeMode } from '../../cli/agent-kube.ts'
 import type { Agent } from '../../agent/agent.ts'
 import type { Condition, McsObject } from '../../agent/kube/mcs.ts'
 import type { LocalShare } from '../../agent/kube/ports.ts'
+import { startStatusServer } from '../../agent/status/server.ts'
 import { startNet, type Net } from '../agent/harness.ts'
 import { startApiServer, type ApiServer } from './apiserver.ts'
 import { runCommand } from './exec.ts'
@@ -117,7 +119,10 @@ async function startCluster(c: Cluster): Promise<void> {
   const resolve = (s: LocalShare): { host: string; port: number } => {
     const m = /^([a-z0-9-]+)\.default\.svc$/.exec(s.host)
     const b = m !== null ? backends.get(`${c}/${m[1]}`) : undefined
-    return b !== undefined ? { host: '127.0.0.1', port: b.port } : { host: s.host, port: s.targetPort ?? s.port }
+    if (b !== undefined) return { host: '127.0.0.1', port: b.port }
+    // a pod IP (10.244.0.N, from the EndpointSlice) is the "pod" listening on 127.0.0.N
+    const pod = /^10\.244\.0\.(\d+)$/.exec(s.host)
+    return { host: pod !== null ? `127.0.0.${pod[1]}` : s.host, port: s.targetPort ?? s.port }
   }
   await startKubeMode({ agent: agents[c], kubeConfig: kcOf(c), signal: stops[c].signal, controller: { podIp: '127.0.0.1', resyncMs: 1000, graceMs: 60_000, resolve } })
 }
@@ -218,6 +223,16 @@ describe('merged imports (one Service and one ServiceImport for a share exported
     })
     expect(annotated.clusters?.west).toMatchObject({ live: true })
     expect(agents.local.siteSplit('web').map((x) => [x.site, x.live])).toEqual([['east', true], ['west', true]])
+    const status = await startStatusServer(agents.local, '127.0.0.1', 0)
+    try {
+      const text = await (await fetch(`${status.url}/metrics`)).text()
+      const streams = (site: string): number => Number(new RegExp(`causeway_agent_connect_site_streams\\{share="web",site="${site}"\\} (\\d+)`).exec(text)?.[1] ?? -1)
+      expect(streams('east')).toBe(counts['east/web'])
+      expect(streams('west')).toBe(counts['west/web'])
+      expect(text).toContain('causeway_agent_connect_site_state{share="web",site="west",state="live"} 1')
+    } finally {
+      await status.close()
+    }
 
     await stopCluster('east')
     const during = await askMany(host, port, 100, 8)
@@ -319,7 +334,7 @@ describe('per-pod addressing', () => {
       svcYaml('db', 5432, '  clusterIP: None\n'),
       'apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  serviceName: db\n  replicas: 3\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: postgres}]\n',
       ...pods.map((p) => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${p}\n  labels: {app: db}\nspec:\n  hostname: ${p}\n  subdomain: db\n  containers: [{name: db, image: postgres}]\n`),
-      sliceYaml('db', 'db-sts', first.port, pods.map((p, i) => ({ ip: `127.0.0.${i + 2}`, ready: true, pod: p }))),
+      sliceYaml('db', 'db-sts', first.port, pods.map((p, i) => ({ ip: `10.244.0.${i + 2}`, ready: true, pod: p }))),
       exportYaml('db', { 'causeway.dev/pods': 'true' }),
     ].join('---\n'))
     const si = await eventually('ServiceImport db (Headless)', async () => {
@@ -345,7 +360,7 @@ describe('per-pod addressing', () => {
       expect(await askMany(target.host, target.port, 10, 2)).toEqual({ [pod]: 10 })
     }
     // a pod goes away (its endpoint unready): its per-pod Service goes with it
-    await kubectl('east', ['apply', '-f', '-'], sliceYaml('db', 'db-sts', first.port, pods.map((p, i) => ({ ip: `127.0.0.${i + 2}`, ready: p !== 'db-2', pod: p }))))
+    await kubectl('east', ['apply', '-f', '-'], sliceYaml('db', 'db-sts', first.port, pods.map((p, i) => ({ ip: `10.244.0.${i + 2}`, ready: p !== 'db-2', pod: p }))))
     await eventually('db-2 gone', async () => core('local').readNamespacedService({ namespace: 'default', name: 'db-2-db' }).then(() => undefined, (e: { code?: number }) => (e.code === 404 ? true : undefined)))
     const after = await disc('local').readNamespacedEndpointSlice({ namespace: 'default', name: 'db-causeway' })
     expect(after.endpoints?.map((e) => e.hostname)).toEqual(['db-0', 'db-1'])
