@@ -116,7 +116,7 @@ export class ImportsReconciler {
       serviceImports: this.serviceImports,
       log: this.log,
       targetNamespace: (share) => this.targetNamespace(share),
-      keepUnwanted: () => this.now() - this.startedAt < this.graceMs && [...this.peers.values()].length === 0,
+      keepUnwanted: () => this.now() - this.startedAt < this.graceMs && this.peers.size === 0,
       onLocalChange: () => void this.schedule(),
     })
   }
@@ -287,7 +287,7 @@ export class ImportsReconciler {
       role: 'import',
       peer: d.peer,
       share: d.share.name,
-      path: d.connected ? (this.init.agent.peerPath(d.peer) ?? 'connecting') : 'disconnected',
+      path: d.share.available === false ? 'withdrawn (no ready endpoint at the exporter)' : d.connected ? (this.init.agent.peerPath(d.peer) ?? 'connecting') : 'disconnected',
       listener: `${this.init.podIp}:${listener.port}`,
     }
     if (!this.reported.has(key)) {

@@ -244,7 +244,7 @@ describe('merged imports (one Service and one ServiceImport for a share exported
     expect(after['east/web']).toBeGreaterThanOrEqual(60)
   }, 240_000)
 
-  it('an exporter whose Service loses its ready endpoints withdraws; the importer stops routing there within 5 s, and routes there again when they are back', async () => {
+  it('an exporter whose Service loses its ready endpoints withdraws; the importer stops routing there within 5 s (a lower-priority cluster takes over), and routes there again when they are back', async () => {
     await kubectl('west', ['apply', '-f', '-'], sliceYaml('web', 'web-abc', 80, [{ ip: '10.0.0.7', ready: true }]))
     const { host, port } = await sliceTarget('web')
     await eventually('west still serving', async () => ((await askMany(host, port, 20, 4))['west/web'] ?? 0) > 0 || undefined)
@@ -265,8 +265,22 @@ describe('merged imports (one Service and one ServiceImport for a share exported
     const si = await eventually('ServiceImport still lists west', async () => clustersOf(await getSi('local', 'web')).length === 2 || undefined)
     expect(si).toBe(true)
     expect(agents.local.siteSplit('web').find((x) => x.site === 'west')?.live).toBe(false)
+    // the per-site import of west stays, its endpoint not ready
+    const perSite = await eventually('web-west not ready', async () => {
+      const x = await disc('local').readNamespacedEndpointSlice({ namespace: 'default', name: 'web-west-causeway' })
+      return x.endpoints?.[0]?.conditions?.ready === false ? x : undefined
+    })
+    expect(perSite.endpoints).toHaveLength(1)
+    // priority: east at 1 (after west's 0) still gets everything while west has no ready endpoint
+    await kubectl('east', ['annotate', '--overwrite', 'serviceexport', 'web', 'causeway.dev/priority=1'])
+    await eventually('east announces priority 1', async () => agents.local.sitePolicy('web').priorities.east === 1 || undefined, 10_000)
+    expect(await askMany(host, port, 40, 4)).toEqual({ 'east/web': 40 })
     await kubectl('west', ['apply', '-f', '-'], sliceYaml('web', 'web-abc', 80, [{ ip: '10.0.0.7', ready: true }]))
-    await eventually('west back', async () => ((await askMany(host, port, 20, 4))['west/web'] ?? 0) > 0 || undefined, 10_000)
+    // west is back and, at priority 0 before east's 1, takes every connection
+    await eventually('west back', async () => ((await askMany(host, port, 20, 4))['west/web'] ?? 0) === 20 || undefined, 10_000)
+    expect(await askMany(host, port, 40, 4)).toEqual({ 'west/web': 40 })
+    await kubectl('east', ['annotate', 'serviceexport', 'web', 'causeway.dev/priority-'])
+    await eventually('east back in the rotation', async () => ((await askMany(host, port, 20, 4))['east/web'] ?? 0) > 0 || undefined, 10_000)
   }, 120_000)
 
   it('local-first: while the local Service has a ready endpoint no connection leaves the cluster; remote clusters only when it has none', async () => {
