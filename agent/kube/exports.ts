@@ -46,6 +46,12 @@ export const RESERVED_SHARE_NAMES: ReadonlySet<string> = new Set([APISERVER_SHAR
 
 export const EXTERNAL_NAME_REFUSED = 'ExternalName Services are not exported: the agent would dial whatever name spec.externalName points to'
 
+/** Per-pod sub-shares of one Service at the most (the rest: reported in its status). */
+export const MAX_POD_SHARES = 64
+/** Shares from Services in the catalog at the most, leaving room under the protocol's 256 (protocol/peer.ts) for the other sources; only per-pod sub-shares are dropped for it. */
+export const MAX_KUBE_SHARES = 224
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
+
 /** An import Service is never exported again (it would loop streams back through the tunnel). */
 export const IMPORT_REFUSED = 'the Service is an import causeway manages (a Service of this name already came from another cluster): it is not exported again; delete the import or export under another name'
 
@@ -129,6 +135,14 @@ export function sharesOfService(svc: k8s.V1Service, exported = false, ctx: Expor
     for (const ep of eps?.ready ?? []) {
       const port = slicePort(ep, p)
       if (ep.pod === undefined || port === undefined) continue
+      if (!DNS_LABEL.test(ep.pod)) {
+        refused.add(`pod ${ep.pod}: not a DNS label, it cannot be a hostname`)
+        continue
+      }
+      if (pods.length >= MAX_POD_SHARES) {
+        refused.add(`more than ${MAX_POD_SHARES} ready pods: the others get no per-pod share`)
+        continue
+      }
       if (!dialablePodAddress(ep.address)) {
         refused.add(`pod ${ep.pod}: address ${ep.address} is loopback, link-local, multicast or unspecified: not dialed`)
         continue
@@ -246,15 +260,18 @@ export class ExportsReconciler {
       })
       const mine: LocalShare[] = []
       const clashes: string[] = []
+      let dropped = 0
       for (const s of shares) {
         const owner = taken.get(s.name)
-        if (RESERVED_SHARE_NAMES.has(s.name)) clashes.push(`share name ${s.name} is reserved for the agent's own share (set causeway.dev/name to publish under another name)`)
+        if (s.announce?.parent !== undefined && catalog.length + mine.length >= MAX_KUBE_SHARES) dropped++
+        else if (RESERVED_SHARE_NAMES.has(s.name)) clashes.push(`share name ${s.name} is reserved for the agent's own share (set causeway.dev/name to publish under another name)`)
         else if (owner !== undefined) clashes.push(`share name ${s.name} is already published by ${owner}`)
         else {
           taken.set(s.name, keyOf(svc))
           mine.push(s)
         }
       }
+      if (dropped > 0) clashes.push(`${dropped} per-pod shares left out: the catalog holds at most ${MAX_KUBE_SHARES} shares from Services`)
       catalog.push(...mine)
       const elsewhere = crossClusterConflict(mine, this.remote)
       mcs.set(keyOf(svc), { ...(error !== undefined ? { error } : {}), ...(clashes.length > 0 ? { conflict: clashes.join('; ') } : elsewhere !== undefined ? { conflict: elsewhere.message, reason: elsewhere.reason } : {}) })

@@ -2,7 +2,7 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node'
 import { describe, expect, it } from 'vitest'
 import { endpointsOf } from './endpoints.ts'
-import { crossClusterConflict, podShareName, sharesOfService } from './exports.ts'
+import { crossClusterConflict, MAX_POD_SHARES, podShareName, sharesOfService } from './exports.ts'
 import { exportPolicy } from './policy.ts'
 
 const svc = (annotations: Record<string, string>, headless = false): V1Service => ({
@@ -65,6 +65,12 @@ describe('per-pod sub-shares', () => {
     expect(h.shares.map((s) => s.name)).toEqual(['data-db', 'data-db.db-2'])
     expect(h.error).toContain('pod db-0: address 127.0.0.1 is loopback')
     expect(h.error).toContain('pod db-1: address 169.254.169.254')
+    // at most MAX_POD_SHARES per Service; pod names that cannot be hostnames are left out
+    const many = endpointsOf([slice('db-c', [...Array.from({ length: MAX_POD_SHARES + 5 }, (_, i) => ({ ip: `10.1.${Math.floor(i / 200)}.${(i % 200) + 1}`, pod: `db-${i}` })), { ip: '10.2.0.1', pod: 'a.b' }])], 'data', 'db')
+    const m = sharesOfService(svc({ 'causeway.dev/pods': 'true' }, true), false, { endpoints: many })
+    expect(m.shares.filter((s) => s.announce?.pod !== undefined)).toHaveLength(MAX_POD_SHARES)
+    expect(m.error).toContain(`more than ${MAX_POD_SHARES} ready pods`)
+    expect(m.error).toContain('pod a.b: not a DNS label')
     const long = podShareName('a'.repeat(40), 'b'.repeat(40))
     expect(long.length).toBeLessThanOrEqual(63)
     expect(long).toMatch(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/)
