@@ -5,9 +5,48 @@
 import * as k8s from '@kubernetes/client-node'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { startKubeController } from '../../agent/kube/controller.ts'
+import type { AgentPort, ImportListener, LocalShare, RemoteShare } from '../../agent/kube/ports.ts'
 import { startApiServer, type ApiServer } from './apiserver.ts'
-import { FakeAgent } from './fake-agent.ts'
 import { eventually } from './wait.ts'
+
+class FakeAgent implements AgentPort {
+  readonly sources = new Map<string, LocalShare[]>()
+  readonly paths = new Map<string, string>()
+  readonly opened: string[] = []
+  readonly closed: string[] = []
+  private readonly cbs = new Set<(peer: string, shares: RemoteShare[] | null) => void>()
+  private readonly catalogs = new Map<string, RemoteShare[]>()
+  private nextPort = 41000
+
+  setShares(source: string, shares: LocalShare[]): void {
+    this.sources.set(source, shares)
+  }
+  onCatalog(cb: (peer: string, shares: RemoteShare[] | null) => void): () => void {
+    this.cbs.add(cb)
+    for (const [peer, shares] of this.catalogs) cb(peer, shares)
+    return () => this.cbs.delete(cb)
+  }
+  async openImport(peer: string, share: string): Promise<ImportListener> {
+    const port = this.nextPort++
+    this.opened.push(`${peer}/${share}:${port}`)
+    return { host: '0.0.0.0', port, close: async () => void this.closed.push(`${peer}/${share}:${port}`) }
+  }
+  peerPath(peer: string): string | undefined {
+    return this.paths.get(peer)
+  }
+  peerOffers(): boolean {
+    return false // no peers here: RemoteManifests are tested in remote-manifests.test.ts
+  }
+  openStream(peer: string): Promise<never> {
+    return Promise.reject(new Error(`no connection to ${peer} in this test`))
+  }
+  /** Test side: a peer's catalog changes (null: the peer is gone). */
+  emit(peer: string, shares: RemoteShare[] | null): void {
+    if (shares === null) this.catalogs.delete(peer)
+    else this.catalogs.set(peer, shares)
+    for (const cb of this.cbs) cb(peer, shares)
+  }
+}
 
 const until = async <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> => await eventually(what, fn, timeoutMs) as T
 
@@ -249,5 +288,50 @@ describe('imports', () => {
     expect(again.metadata?.uid).toBe(first.metadata?.uid)
     const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-causeway' })
     expect(sl.endpoints?.[0]?.conditions?.ready).toBe(true)
+  })
+})
+
+const startMerged = (perSiteImports = true) => startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, graceMs: 1000, perSiteImports })
+const web = (since: number, extra: Record<string, unknown> = {}) => ({ name: 'web', port: 8080, namespace: 'shop', service: 'web', since, ...extra })
+
+// Merged imports (agent/kube/merged.ts): naming and ownership rules; end to end in merged.test.ts.
+describe('merged import names', () => {
+  it('the exported Service\'s own name in its namespace when that exists here; one any-site listener; --merged-only: no per-site Services', async () => {
+    await core.createNamespace({ body: { metadata: { name: 'shop' } } })
+    await startMerged(false)
+    agent.emit('east', [web(1000)])
+    agent.emit('west', [web(2000)])
+    const svc = await eventually('merged Service shop/web', () => core.readNamespacedService({ namespace: 'shop', name: 'web' }))
+    expect(svc.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'causeway', 'causeway.dev/merged': 'web', 'causeway.dev/import': 'web' })
+    expect(agent.opened).toEqual([expect.stringMatching(/^\*\/web:\d+$/)])
+    const port = Number(agent.opened[0]?.split(':')[1])
+    expect(svc.spec?.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port: 8080, targetPort: port }])
+    const slice = await eventually('its EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'shop', name: 'web-causeway' }))
+    expect(slice.endpoints).toEqual([{ addresses: ['10.1.2.3'], conditions: { ready: true } }])
+    const names = (await core.listServiceForAllNamespaces()).items.map((s) => `${s.metadata?.namespace ?? ''}/${s.metadata?.name ?? ''}`)
+    expect(names.filter((n) => n.includes('web'))).toEqual(['shop/web'])
+  })
+
+  it('<share>-clusterset when the Service name is someone else\'s or the namespace does not exist here; the user\'s Service is never touched', async () => {
+    await core.createNamespace({ body: { metadata: { name: 'shop' } } })
+    const mine = await core.createNamespacedService({ namespace: 'shop', body: { metadata: { name: 'web' }, spec: { ports: [{ port: 1 }] } } })
+    await startMerged()
+    agent.emit('east', [web(1000), { name: 'cache', port: 6379, namespace: 'nowhere', service: 'cache' }])
+    await eventually('shop/web-clusterset', () => core.readNamespacedService({ namespace: 'shop', name: 'web-clusterset' }))
+    await eventually('default/cache-clusterset', () => core.readNamespacedService({ namespace: 'default', name: 'cache-clusterset' }))
+    await eventually('per-site too', () => core.readNamespacedService({ namespace: 'shop', name: 'web-east' }))
+    expect((await core.readNamespacedService({ namespace: 'shop', name: 'web' })).metadata?.resourceVersion).toBe(mine.metadata?.resourceVersion)
+    const writes = server.audit.filter((a) => ['update', 'patch', 'delete'].includes(a.verb) && a.namespace === 'shop' && a.name === 'web')
+    expect(writes).toEqual([])
+  })
+
+  it('a site gone keeps the import (not ready) for the grace period; the last export withdrawn deletes it and its listener', async () => {
+    await startMerged()
+    agent.emit('east', [{ name: 'db', port: 5432 }])
+    await eventually('default/db-clusterset', () => core.readNamespacedService({ namespace: 'default', name: 'db-clusterset' }))
+    agent.emit('east', null)
+    await eventually('not ready', async () => (await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-clusterset-causeway' })).endpoints?.[0]?.conditions?.ready === false || undefined)
+    await eventually('deleted after the grace period', () => notFound(core.readNamespacedService({ namespace: 'default', name: 'db-clusterset' })), 10_000)
+    expect(agent.closed).toContainEqual(expect.stringMatching(/^\*\/db:\d+$/))
   })
 })
