@@ -1,5 +1,6 @@
 /** Unit tests of the merged-import plan: grouping across sites, KEP-1645 conflict resolution, per-pod grouping, names. */
 import { describe, expect, it } from 'vitest'
+import { conditionsOf } from './merged.ts'
 import { clustersetName, planMerged, podServiceName } from './merged-plan.ts'
 
 describe('planMerged', () => {
@@ -41,5 +42,21 @@ describe('planMerged', () => {
   it('names: <share>-clusterset, <pod>-<service>', () => {
     expect(clustersetName('web')).toBe('web-clusterset')
     expect(podServiceName('db-0', 'db')).toBe('db-0-db')
+  })
+
+  it('ServiceImport conditions: Ready while a cluster is live, Conflict with every reason\'s message', () => {
+    const [g] = planMerged([
+      { site: 'a', connected: true, shares: [{ name: 'web', port: 81, since: 20 }] },
+      { site: 'b', connected: false, shares: [{ name: 'web', port: 80, since: 10 }] },
+    ])
+    if (g === undefined) throw new Error('no group')
+    expect(conditionsOf(g, ['a'])).toEqual([
+      { type: 'Ready', status: 'True', reason: 'ClustersLive', message: 'live: a' },
+      { type: 'Conflict', status: 'True', reason: 'PortConflict', message: expect.stringContaining('cluster a exports port 81') },
+    ])
+    expect(conditionsOf({ ...g, conflicts: [] }, [])).toEqual([
+      { type: 'Ready', status: 'False', reason: 'NoLiveCluster', message: expect.any(String) },
+      { type: 'Conflict', status: 'False', reason: 'NoConflicts', message: 'no conflicts' },
+    ])
   })
 })
