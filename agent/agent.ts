@@ -218,7 +218,8 @@ export class Agent {
       routable: route !== 'none',
       responsive: route === 'relay' || p.session?.responsive === true,
       draining: p.draining === true,
-      offers: share === undefined || cat === undefined ? undefined : cat.some(s => s.name === share),
+      // a share announced unavailable (withdrawn: its Service has no ready endpoint) is not offered
+      offers: share === undefined || cat === undefined ? undefined : cat.some(s => s.name === share && s.available !== false),
       streams: this.tunnels.counter(p.id).streams,
       rttMs: p.session?.rttMs ?? null,
     }
@@ -437,7 +438,7 @@ export class Agent {
     const out = new Set<string>()
     for (const [id, cat] of this.catalogs) {
       const p = this.mesh.peers.get(id)
-      if (p !== undefined && cat.some(s => s.name === share)) out.add(p.name)
+      if (p !== undefined && cat.some(s => s.name === share && s.available !== false)) out.add(p.name)
     }
     return [...out].sort()
   }

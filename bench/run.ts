@@ -44,6 +44,7 @@ if (which.has('ha')) {
   process.stdout.write('\n## High availability (failover between instances)\n\n')
   process.stdout.write(`${await haBench()}\n`)
 }
+if (which.has('merged')) process.stdout.write(`\n## Merged import failover (two clusters, one killed)\n\n${await (await import('./merged-failover.ts')).mergedFailoverBench()}\n`)
 const failed = baselineFailures().length > 0 || failures.length > 0
 if (failed) {
   const report = failureReport(baselineFailures(), failures)

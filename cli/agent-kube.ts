@@ -23,6 +23,9 @@ Kubernetes (in a cluster: see the causeway-agent Helm chart):
   --lease-duration D             several instances of a site: the holder of the site's Lease
                                  writes imports, status and MCS objects; a dead holder is
                                  replaced within D + D/3 (default 15s; env CAUSEWAY_LEASE_DURATION)
+  --merged-only                  import a share only merged (one Service per share name across the
+                                 clusters exporting it), without the per-site <share>-<peer> Services
+                                 (env CAUSEWAY_MERGED_ONLY=true)
   --share-apiserver              share this cluster's API server as "kube-apiserver" (off by default)
   --apiserver-sa NAME            ... requests run as ServiceAccount NAME (token minted with TokenRequest)
   --apiserver-token-file F       ... requests run with the bearer token in F (re-read every 30 s)
@@ -39,6 +42,7 @@ export const KUBE_OPTIONS = {
   kubeconfig: { type: 'string' },
   'import-grace': { type: 'string' },
   'lease-duration': { type: 'string' },
+  'merged-only': { type: 'boolean' },
   'share-apiserver': { type: 'boolean' },
   'apiserver-sa': { type: 'string' },
   'apiserver-token-file': { type: 'string' },
@@ -53,6 +57,7 @@ export interface KubeFlags {
   kubeconfig?: string
   'import-grace'?: string
   'lease-duration'?: string
+  'merged-only'?: boolean
   'share-apiserver'?: boolean
   'apiserver-sa'?: string
   'apiserver-token-file'?: string
@@ -67,7 +72,7 @@ export interface KubeModeInit {
   kubeConfig: k8s.KubeConfig
   signal: AbortSignal
   /** Run the controller. */
-  controller?: { podIp?: string; graceMs?: number; resolve?: AgentPortInit['resolve']; importNamespace?: string; resyncMs?: number; leaseDurationMs?: number; leaseNamespace?: string }
+  controller?: { podIp?: string; graceMs?: number; resolve?: AgentPortInit['resolve']; importNamespace?: string; resyncMs?: number; leaseDurationMs?: number; leaseNamespace?: string; perSiteImports?: boolean }
   /** Export the API server share. */
   apiserver?: { identity: ApiserverIdentity; peers?: string[] }
   log?: LogLike
@@ -118,6 +123,7 @@ export async function startKubeMode(init: KubeModeInit): Promise<KubeMode> {
       ...(c.graceMs !== undefined ? { graceMs: c.graceMs } : {}),
       ...(c.importNamespace !== undefined ? { importNamespace: c.importNamespace } : {}),
       ...(c.resyncMs !== undefined ? { resyncMs: c.resyncMs } : {}),
+      ...(c.perSiteImports !== undefined ? { perSiteImports: c.perSiteImports } : {}),
       log,
     })
     controller = ctl
@@ -199,11 +205,12 @@ export async function kubeModeFromFlags(agent: Agent, flags: KubeFlags, log: Log
   }
   const grace = flags['import-grace'] ?? process.env.CAUSEWAY_IMPORT_GRACE
   const lease = flags['lease-duration'] ?? process.env.CAUSEWAY_LEASE_DURATION
+  const mergedOnly = flags['merged-only'] === true || process.env.CAUSEWAY_MERGED_ONLY === 'true'
   const mode = await startKubeMode({
     agent,
     kubeConfig,
     signal: new AbortController().signal, // ended by close(), see above
-    ...(flags.kube === true ? { controller: { ...(grace ? { graceMs: parseDuration(grace) * 1000 } : {}), ...(lease ? { leaseDurationMs: parseDuration(lease) * 1000 } : {}) } } : {}),
+    ...(flags.kube === true ? { controller: { ...(grace ? { graceMs: parseDuration(grace) * 1000 } : {}), ...(lease ? { leaseDurationMs: parseDuration(lease) * 1000 } : {}), ...(mergedOnly ? { perSiteImports: false } : {}) } } : {}),
     ...(apiserver !== undefined ? { apiserver } : {}),
     log,
   })

@@ -180,6 +180,19 @@ export const ShareInfo = z.object({
   balance: z.enum(['least-loaded', 'nearest', 'round-robin']).optional(),
   weight: z.number().int().min(0).max(1000).optional(),
   priority: z.number().int().min(0).max(100).optional(),
+  /** The exporting Kubernetes Service's own name (merged imports take it where they can). */
+  service: z.string().regex(/^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/).optional(),
+  /** When the export began (ms since epoch; a ServiceExport's or Service's creation): the oldest export wins conflicts (KEP-1645). */
+  since: z.number().int().min(0).max(8.64e15).optional(),
+  /** false: withdrawn for now (its Service has no ready endpoint): importers send no new stream there. Absent: available. */
+  available: z.boolean().optional(),
+  /** `local-first`: an importing cluster where the same Service has ready endpoints uses those, remote sites only when it has none. */
+  failover: z.enum(['local-first']).optional(),
+  /** Per-pod addressing: this share reaches only pod `pod` of the share `parent` (a headless Service exported with causeway.dev/pods). */
+  pod: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/).optional(),
+  parent: ShareName.optional(),
+  /** true: exported with per-pod addressing (its pods come as sub-shares naming it `parent`), imported as a headless Service. */
+  pods: z.boolean().optional(),
 })
 export type ShareInfo = z.infer<typeof ShareInfo>
 

@@ -11,6 +11,7 @@
  * identity to every pod of this cluster. It is reached with `causeway kubeconfig` instead.
  */
 import type { Agent } from '../agent.ts'
+import type { ShareInfo } from '../../protocol/peer.ts'
 import type { ShareSpec } from '../tunnel/shares.ts'
 import { socketPair } from '../tunnel/socket-pair.ts'
 import type { AgentPort, ImportListener, LocalShare, RemoteShare } from './ports.ts'
@@ -28,8 +29,18 @@ export interface AgentPortInit {
   describe?: (peer: string, share: string) => string
 }
 
+/** The controller's view of one catalog entry: only the fields it uses, absent ones left out. */
+export function remoteShare(s: ShareInfo): RemoteShare {
+  const out: RemoteShare = { name: s.name }
+  if (s.protocol === 'udp') out.protocol = 'udp'
+  for (const k of ['port', 'namespace', 'service', 'since', 'available', 'failover', 'pod', 'parent', 'pods', 'balance', 'weight', 'priority'] as const) {
+    if (s[k] !== undefined) Object.assign(out, { [k]: s[k] })
+  }
+  return out
+}
+
 export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
-  const resolve = init.resolve ?? ((s: LocalShare) => ({ host: s.host, port: s.port }))
+  const resolve = init.resolve ?? ((s: LocalShare) => ({ host: s.host, port: s.targetPort ?? s.port }))
   const importable = init.importable ?? ((_peer: string, s: RemoteShare) => s.name !== APISERVER_SHARE)
   const open = new Map<string, { listener: ImportListener; refs: number }>()
   return {
@@ -44,6 +55,10 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
           ...(s.namespace !== undefined ? { namespace: s.namespace } : {}),
           ...(s.peers !== undefined ? { peers: [...s.peers] } : {}),
           ...(s.protocol !== undefined ? { protocol: s.protocol } : {}),
+          ...(s.balance !== undefined ? { balance: s.balance } : {}),
+          ...(s.weight !== undefined ? { weight: s.weight } : {}),
+          ...(s.priority !== undefined ? { priority: s.priority } : {}),
+          ...(s.announce !== undefined ? { announce: { ...s.announce } } : {}),
         }
       })
       agent.shares.set(source, specs)
@@ -51,12 +66,7 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
     onCatalog(cb: (peer: string, shares: RemoteShare[] | null) => void): () => void {
       return agent.onCatalog((peer, shares) => {
         if (shares === null) return cb(peer, null)
-        cb(
-          peer,
-          shares
-            .map((s) => ({ name: s.name, ...(s.port !== undefined ? { port: s.port } : {}), ...(s.namespace !== undefined ? { namespace: s.namespace } : {}), ...(s.protocol === 'udp' ? { protocol: 'udp' as const } : {}) }))
-            .filter((s) => importable(peer, s)),
-        )
+        cb(peer, shares.map(remoteShare).filter((s) => importable(peer, s)))
       })
     },
     async openImport(peer: string, share: string, protocol?: 'udp'): Promise<ImportListener> {
@@ -83,6 +93,9 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
       }
       open.set(key, { listener, refs: 1 })
       return listener
+    },
+    siteSplit(share: string) {
+      return agent.siteSplit(share)
     },
     peerOffers(peer: string, share: string): boolean {
       return agent.status().peers.some((p) => p.name === peer && p.shares.some((s) => s.name === share))

@@ -40,6 +40,10 @@ export interface KubeControllerInit {
   importNamespace?: string
   useShareNamespace?: boolean
   serviceName?: ImportsInit['serviceName']
+  /** Merged imports (one Service + ServiceImport per share name across sites). Default true. */
+  mergedImports?: boolean
+  /** Per-site `<share>-<peer>` imports beside the merged ones. Default true. */
+  perSiteImports?: boolean
   /** Grace period for a gone peer's imports. Default 5 minutes. */
   graceMs?: number
   /** Resync period. Default 30 s. */
@@ -133,6 +137,9 @@ export async function startKubeController(init: KubeControllerInit): Promise<Kub
     namespace: init.importNamespace,
     useShareNamespace: init.useShareNamespace,
     serviceName: init.serviceName,
+    slices: exportsRec.slices,
+    ...(init.mergedImports !== undefined ? { merged: init.mergedImports } : {}),
+    ...(init.perSiteImports !== undefined ? { perSite: init.perSiteImports } : {}),
     graceMs: init.graceMs,
     resyncMs: init.resyncMs,
     instanceSlices: slices,

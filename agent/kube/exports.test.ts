@@ -13,7 +13,7 @@ const svc = (name: string, namespace: string, annotations: Record<string, string
 describe('share naming rule', () => {
   it('one share per port: <publish-name> alone, <publish-name>-<port name> when several', () => {
     const one = sharesOfService(svc('web', 'default', { 'causeway.dev/share': 'true' }, [{ name: 'http', port: 80 }]))
-    expect(one.shares).toEqual([{ name: 'web', host: 'web.default.svc', port: 80, namespace: 'default' }])
+    expect(one.shares).toEqual([{ name: 'web', host: 'web.default.svc', port: 80, namespace: 'default', announce: { service: 'web' } }])
     const two = sharesOfService(
       svc('api', 'shop', { 'causeway.dev/share': 'true', 'causeway.dev/peers': 'east, west' }, [
         { name: 'http', port: 80 },
@@ -22,18 +22,18 @@ describe('share naming rule', () => {
       ]),
     )
     expect(two.shares).toEqual([
-      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, namespace: 'shop', peers: ['east', 'west'] },
-      { name: 'shop-api-9090', host: 'api.shop.svc', port: 9090, namespace: 'shop', peers: ['east', 'west'] },
-      { name: 'shop-api-dns', host: 'api.shop.svc', port: 53, namespace: 'shop', peers: ['east', 'west'], protocol: 'udp' },
+      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, namespace: 'shop', peers: ['east', 'west'], announce: { service: 'api' } },
+      { name: 'shop-api-9090', host: 'api.shop.svc', port: 9090, namespace: 'shop', peers: ['east', 'west'], announce: { service: 'api' } },
+      { name: 'shop-api-dns', host: 'api.shop.svc', port: 53, namespace: 'shop', peers: ['east', 'west'], protocol: 'udp', announce: { service: 'api' } },
     ])
     // UDP ports: the bare publish name only without a TCP port; a TCP port keeps it.
     const udpOnly = sharesOfService(svc('syslog', 'default', { 'causeway.dev/share': 'true' }, [{ port: 514, protocol: 'UDP' }]))
-    expect(udpOnly.shares).toEqual([{ name: 'syslog', host: 'syslog.default.svc', port: 514, namespace: 'default', protocol: 'udp' }])
+    expect(udpOnly.shares).toEqual([{ name: 'syslog', host: 'syslog.default.svc', port: 514, namespace: 'default', protocol: 'udp', announce: { service: 'syslog' } }])
     const dns = sharesOfService(svc('dns', 'default', { 'causeway.dev/share': 'true' }, [{ name: 'dns-tcp', port: 53 }, { name: 'dns', port: 53, protocol: 'UDP' }]))
     expect(dns.shares.map((s) => `${s.name}/${s.protocol ?? 'tcp'}`)).toEqual(['dns/tcp', 'dns-dns/udp'])
     expect(sharesOfService(svc('sctp', 'default', { 'causeway.dev/share': 'true' }, [{ port: 5060, protocol: 'SCTP' }])).error).toBe('no TCP or UDP port to share')
     const picked = sharesOfService(svc('api', 'shop', { 'causeway.dev/share': 'true', 'causeway.dev/name': 'store', 'causeway.dev/ports': 'http,7' }, [{ name: 'http', port: 80 }, { port: 9090 }]))
-    expect(picked.shares).toEqual([{ name: 'store', host: 'api.shop.svc', port: 80, namespace: 'shop' }])
+    expect(picked.shares).toEqual([{ name: 'store', host: 'api.shop.svc', port: 80, namespace: 'shop', announce: { service: 'api' } }])
     expect(picked.error).toBe('no TCP or UDP port named or numbered 7')
     expect(sharesOfService(svc('x', 'default', { 'causeway.dev/share': 'false' }, [{ port: 1 }])).shares).toEqual([])
   })

@@ -29,11 +29,14 @@
  */
 import * as k8s from '@kubernetes/client-node'
 import { silentLog, type LogLike } from '../../peer/log.ts'
-import { NAME_ANNOTATION, PEERS_ANNOTATION, PORTS_ANNOTATION, SHARE_ANNOTATION, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
+import { IMPORT_SHARE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_ANNOTATION, PEERS_ANNOTATION, PODS_ANNOTATION, PORTS_ANNOTATION, SHARE_ANNOTATION, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
+import type { ShareAnnouncement } from '../tunnel/shares.ts'
+import { dialablePodAddress, slicePort, SliceCache, type ServiceEndpoints } from './endpoints.ts'
+import { exportPolicy } from './policy.ts'
 import { APISERVER_SHARE } from './agent-port.ts'
 import { runInformer } from './kubeutil.ts'
 import { exportConditions, NO_PORT, ServiceExportWatcher } from './mcs.ts'
-import type { AgentPort, LocalShare } from './ports.ts'
+import type { AgentPort, LocalShare, RemoteShare } from './ports.ts'
 import type { ShareStatus, StatusWriter } from './status.ts'
 
 export const KUBE_SHARE_SOURCE = 'kube'
@@ -42,6 +45,15 @@ export const KUBE_SHARE_SOURCE = 'kube'
 export const RESERVED_SHARE_NAMES: ReadonlySet<string> = new Set([APISERVER_SHARE])
 
 export const EXTERNAL_NAME_REFUSED = 'ExternalName Services are not exported: the agent would dial whatever name spec.externalName points to'
+
+/** Per-pod sub-shares of one Service at the most (the rest: reported in its status). */
+export const MAX_POD_SHARES = 64
+/** Shares from Services in the catalog at the most, leaving room under the protocol's 256 (protocol/peer.ts) for the other sources; only per-pod sub-shares are dropped for it. */
+export const MAX_KUBE_SHARES = 224
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
+
+/** An import Service is never exported again (it would loop streams back through the tunnel). */
+export const IMPORT_REFUSED = 'the Service is an import causeway manages (a Service of this name already came from another cluster): it is not exported again; delete the import or export under another name'
 
 export interface ServiceShares {
   shares: LocalShare[]
@@ -54,11 +66,35 @@ export function isShared(svc: k8s.V1Service): boolean {
   return svc.metadata?.annotations?.[SHARE_ANNOTATION] === 'true'
 }
 
+/** What the reconciler knows about an export beyond its Service (all optional: the function stays pure). */
+export interface ExportContext {
+  /** The ServiceExport's annotations: they win over the Service's for the policy annotations. */
+  exportAnnotations?: Readonly<Record<string, string>>
+  /** When the export began (ms since epoch): the ServiceExport's creation, else the Service's. */
+  since?: number
+  /** The Service's endpoints (EndpointSlices): withdrawal, per-pod sub-shares. Undefined: unknown. */
+  endpoints?: ServiceEndpoints
+}
+
+/** The name of the sub-share of `share` that reaches only pod `pod`: `<share>.<pod>` (cut with a hash past 63 characters). */
+export function podShareName(share: string, pod: string): string {
+  const full = `${share}.${pod}`
+  if (full.length <= 63) return full
+  const h = Array.from(full).reduce((a, c) => (a * 31 + c.charCodeAt(0)) >>> 0, 7).toString(36).slice(0, 6)
+  return `${full.slice(0, 56).replace(/[.-]+$/, '')}-${h}`
+}
+
 /**
  * The shares one Service publishes (empty when neither annotated nor named by a ServiceExport,
  * `exported`). Pure: unit-testable.
+ * - policy annotations (agent/kube/policy.ts) become the shares' balance/weight/priority/failover;
+ * - every share announces the Service's name and the export's age (`since`);
+ * - `available: false` while the Service has EndpointSlices and none has a ready endpoint (a
+ *   Service without any slice, e.g. selector-less with no manual slice, is not judged);
+ * - `causeway.dev/pods: "true"`: one sub-share per ready pod (podShareName) dialing that pod's
+ *   address and slice port, announced with `pod` and `parent`.
  */
-export function sharesOfService(svc: k8s.V1Service, exported = false): ServiceShares {
+export function sharesOfService(svc: k8s.V1Service, exported = false, ctx: ExportContext = {}): ServiceShares {
   if (!isShared(svc) && !exported) return { shares: [] }
   const ns = svc.metadata?.namespace ?? 'default'
   const name = svc.metadata?.name ?? ''
@@ -70,8 +106,13 @@ export function sharesOfService(svc: k8s.V1Service, exported = false): ServiceSh
   const unknown = wanted.filter((w) => !usable.some((p) => String(p.port) === w || p.name === w))
   const peers = csv(ann[PEERS_ANNOTATION])
   if (svc.spec?.type === 'ExternalName') return { shares: [], error: EXTERNAL_NAME_REFUSED }
+  if (svc.metadata?.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE && svc.metadata.labels[IMPORT_SHARE_LABEL] !== undefined) return { shares: [], error: IMPORT_REFUSED }
+  const { policy, errors } = exportPolicy({ ...ann, ...ctx.exportAnnotations })
+  const eps = ctx.endpoints
+  const withdrawn = eps !== undefined && eps.slices > 0 && eps.ready.length === 0
   const tcp = selected.filter((p) => (p.protocol ?? 'TCP') === 'TCP')
   const udp = selected.filter((p) => p.protocol === 'UDP')
+  const announce: ShareAnnouncement = { service: name, ...(ctx.since !== undefined ? { since: ctx.since } : {}), ...(policy.failover !== undefined ? { failover: policy.failover } : {}) }
   const share = (p: k8s.V1ServicePort, bare: boolean, protocol?: 'udp'): LocalShare => ({
     name: bare ? publish : `${publish}-${p.name || String(p.port)}`,
     host: `${name}.${ns}.svc`,
@@ -79,11 +120,44 @@ export function sharesOfService(svc: k8s.V1Service, exported = false): ServiceSh
     namespace: ns,
     ...(peers.length > 0 ? { peers } : {}),
     ...(protocol !== undefined ? { protocol } : {}),
+    ...(policy.balance !== undefined ? { balance: policy.balance } : {}),
+    ...(policy.weight !== undefined ? { weight: policy.weight } : {}),
+    ...(policy.priority !== undefined ? { priority: policy.priority } : {}),
+    announce: { ...announce, ...(withdrawn ? { available: false } : {}), ...(policy.pods ? { pods: true } : {}) },
   })
-  const shares = [...tcp.map((p) => share(p, tcp.length === 1)), ...udp.map((p) => share(p, tcp.length === 0 && udp.length === 1, 'udp'))]
+  const shares: LocalShare[] = []
+  const pods: LocalShare[] = []
+  const refused = new Set<string>()
+  const add = (p: k8s.V1ServicePort, bare: boolean, protocol?: 'udp'): void => {
+    const parent = share(p, bare, protocol)
+    shares.push(parent)
+    if (!policy.pods) return
+    for (const ep of eps?.ready ?? []) {
+      const port = slicePort(ep, p)
+      if (ep.pod === undefined || port === undefined) continue
+      if (!DNS_LABEL.test(ep.pod)) {
+        refused.add(`pod ${ep.pod}: not a DNS label, it cannot be a hostname`)
+        continue
+      }
+      if (pods.length >= MAX_POD_SHARES) {
+        refused.add(`more than ${MAX_POD_SHARES} ready pods: the others get no per-pod share`)
+        continue
+      }
+      if (!dialablePodAddress(ep.address)) {
+        refused.add(`pod ${ep.pod}: address ${ep.address} is loopback, link-local, multicast or unspecified: not dialed`)
+        continue
+      }
+      pods.push({ ...parent, name: podShareName(parent.name, ep.pod), host: ep.address, targetPort: port, announce: { ...announce, pod: ep.pod, parent: parent.name } })
+    }
+  }
+  for (const p of tcp) add(p, tcp.length === 1)
+  for (const p of udp) add(p, tcp.length === 0 && udp.length === 1, 'udp')
+  shares.push(...pods)
+  const problems = [...errors, ...refused]
+  if (policy.pods && eps === undefined) problems.push(`${PODS_ANNOTATION}: the Service's EndpointSlices are not known yet`)
   if (selected.length === 0) return { shares, error: NO_PORT }
-  if (unknown.length > 0) return { shares, error: `no TCP or UDP port named or numbered ${unknown.join(', ')}` }
-  return { shares }
+  if (unknown.length > 0) problems.unshift(`no TCP or UDP port named or numbered ${unknown.join(', ')}`)
+  return problems.length > 0 ? { shares, error: problems.join('; ') } : { shares }
 }
 
 export interface ExportsInit {
@@ -94,14 +168,15 @@ export interface ExportsInit {
   namespace?: string
   /** Whether this instance leads its site: only the leader writes ServiceExport conditions. Default: always. */
   leader?: () => boolean
+  /** The EndpointSlice cache (shared with the imports). Default: one of its own. */
+  slices?: SliceCache
   log?: LogLike
 }
 
+const timeOf = (t: Date | string | undefined): number => (t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : 0)
+
 const keyOf = (svc: k8s.V1Service): string => `${svc.metadata?.namespace ?? ''}/${svc.metadata?.name ?? ''}`
-const age = (svc: k8s.V1Service): number => {
-  const t = svc.metadata?.creationTimestamp
-  return t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : 0
-}
+const age = (svc: k8s.V1Service): number => timeOf(svc.metadata?.creationTimestamp)
 
 export class ExportsReconciler {
   private readonly init: ExportsInit
@@ -111,11 +186,19 @@ export class ExportsReconciler {
   private readonly exported = new Set<string>()
   private pending: Promise<void> = Promise.resolve()
   readonly serviceExports: ServiceExportWatcher
+  readonly slices: SliceCache
+  /** Other sites' catalogs: the same share name exported elsewhere with other ports is a KEP conflict. */
+  private readonly remote = new Map<string, RemoteShare[]>()
   private readonly log: LogLike
 
   constructor(init: ExportsInit) {
     this.init = init
     this.log = init.log ?? silentLog
+    this.slices = init.slices ?? new SliceCache(init.kubeConfig, this.log)
+    this.slices.onChange((ns, name) => {
+      const svc = this.informer.get(name, ns)
+      if (svc !== undefined && (isShared(svc) || this.serviceExports.has(ns, name))) void this.schedule()
+    })
     this.serviceExports = new ServiceExportWatcher({ kubeConfig: init.kubeConfig, namespace: init.namespace, log: init.log, onChange: () => void this.schedule() })
     const core = init.kubeConfig.makeApiClient(k8s.CoreV1Api)
     const ns = init.namespace
@@ -133,7 +216,14 @@ export class ExportsReconciler {
   /** Starts the informer; resolves after the first list. */
   async start(signal: AbortSignal): Promise<void> {
     this.signal = signal
+    await this.slices.start(signal)
     await runInformer(this.informer, signal, this.log, 'exports: Services')
+    const off = this.init.agent.onCatalog((site, shares) => {
+      if (shares === null) this.remote.delete(site)
+      else this.remote.set(site, shares)
+      void this.schedule()
+    })
+    signal.addEventListener('abort', off, { once: true })
     await this.serviceExports.ensureStarted(signal).catch((e: unknown) => this.log.warn({ err: String(e) }, 'exports: ServiceExport discovery failed'))
     await this.schedule()
   }
@@ -160,28 +250,38 @@ export class ExportsReconciler {
     const viaExport = (svc: k8s.V1Service): boolean => this.serviceExports.has(svc.metadata?.namespace ?? '', svc.metadata?.name ?? '')
     const services = this.informer.list().filter((s) => isShared(s) || viaExport(s)).sort((a, b) => age(a) - age(b) || keyOf(a).localeCompare(keyOf(b)))
     const taken = new Map<string, string>()
-    const mcs = new Map<string, { error?: string; conflict?: string }>()
+    const mcs = new Map<string, { error?: string; conflict?: string; reason?: string }>()
     const catalog: LocalShare[] = []
     const statuses: Array<{ svc: k8s.V1Service; status: ShareStatus; errorChanged: boolean }> = []
     for (const svc of services) {
-      const { shares, error } = sharesOfService(svc, viaExport(svc))
+      const se = this.serviceExports.get(svc.metadata?.namespace ?? '', svc.metadata?.name ?? '')
+      const { shares, error } = sharesOfService(svc, se !== undefined, {
+        ...(se?.metadata?.annotations !== undefined ? { exportAnnotations: se.metadata.annotations } : {}),
+        since: timeOf(se?.metadata?.creationTimestamp ?? svc.metadata?.creationTimestamp) || undefined,
+        endpoints: this.slices.endpoints(svc.metadata?.namespace ?? '', svc.metadata?.name ?? ''),
+      })
       const mine: LocalShare[] = []
       const clashes: string[] = []
+      let dropped = 0
       for (const s of shares) {
         const owner = taken.get(s.name)
-        if (RESERVED_SHARE_NAMES.has(s.name)) clashes.push(`share name ${s.name} is reserved for the agent's own share (set causeway.dev/name to publish under another name)`)
+        if (s.announce?.parent !== undefined && catalog.length + mine.length >= MAX_KUBE_SHARES) dropped++
+        else if (RESERVED_SHARE_NAMES.has(s.name)) clashes.push(`share name ${s.name} is reserved for the agent's own share (set causeway.dev/name to publish under another name)`)
         else if (owner !== undefined) clashes.push(`share name ${s.name} is already published by ${owner}`)
         else {
           taken.set(s.name, keyOf(svc))
           mine.push(s)
         }
       }
+      if (dropped > 0) clashes.push(`${dropped} per-pod shares left out: the catalog holds at most ${MAX_KUBE_SHARES} shares from Services`)
       catalog.push(...mine)
-      mcs.set(keyOf(svc), { ...(error !== undefined ? { error } : {}), ...(clashes.length > 0 ? { conflict: clashes.join('; ') } : {}) })
+      const elsewhere = crossClusterConflict(mine, this.remote)
+      mcs.set(keyOf(svc), { ...(error !== undefined ? { error } : {}), ...(clashes.length > 0 ? { conflict: clashes.join('; ') } : elsewhere !== undefined ? { conflict: elsewhere.message, reason: elsewhere.reason } : {}) })
       const lastError = [error, ...clashes].filter((x) => x !== undefined).join('; ') || undefined
       const paths: Record<string, string> = {}
       for (const p of mine[0]?.peers ?? []) paths[p] = this.init.agent.peerPath(p) ?? 'disconnected'
-      const status: ShareStatus = { role: 'export', shares: mine.map((s) => s.name), ...(Object.keys(paths).length ? { paths } : {}), ...(lastError ? { lastError } : {}) }
+      const withdrawn = mine.some((s) => s.announce?.available === false)
+      const status: ShareStatus = { role: 'export', shares: mine.map((s) => s.name), ...(withdrawn ? { withdrawn: 'no ready endpoint: announced unavailable' } : {}), ...(Object.keys(paths).length ? { paths } : {}), ...(lastError ? { lastError } : {}) }
       const prev = svc.metadata?.annotations?.[STATUS_ANNOTATION]
       statuses.push({ svc, status, errorChanged: lastError !== undefined && !(prev ?? '').includes(JSON.stringify(lastError).slice(1, -1)) })
     }
@@ -196,7 +296,7 @@ export class ExportsReconciler {
       const name = se.metadata?.name ?? ''
       const svc = this.informer.get(name, ns)
       const r = mcs.get(`${ns}/${name}`)
-      await this.serviceExports.setConditions(se, exportConditions(svc, r?.error, r?.conflict))
+      await this.serviceExports.setConditions(se, exportConditions(svc, r?.error, r?.conflict, r?.reason))
     }
     const status = this.init.status
     if (!status) return
@@ -224,4 +324,25 @@ export class ExportsReconciler {
     this.exported.clear()
     for (const k of now) this.exported.add(k)
   }
+}
+
+/**
+ * KEP-1645 conflict resolution across clusters: when another site exports one of `mine` (same
+ * share name) with another port or protocol and its export is older (`since`, then site name),
+ * the oldest wins: this export gets `Conflict=True` (PortConflict) naming it. Pure.
+ */
+export function crossClusterConflict(mine: readonly LocalShare[], remote: ReadonlyMap<string, readonly RemoteShare[]>): { reason: string; message: string } | undefined {
+  const out: string[] = []
+  for (const s of mine) {
+    if (s.announce?.parent !== undefined) continue
+    const since = s.announce?.since ?? Number.MAX_SAFE_INTEGER
+    for (const [site, shares] of [...remote].sort(([a], [b]) => a.localeCompare(b))) {
+      const o = shares.find((x) => x.name === s.name && x.parent === undefined)
+      if (o === undefined || (o.since ?? Number.MAX_SAFE_INTEGER) >= since) continue
+      const theirs = `${o.port ?? '?'}/${o.protocol === 'udp' ? 'UDP' : 'TCP'}`
+      const ours = `${s.port}/${s.protocol === 'udp' ? 'UDP' : 'TCP'}`
+      if (theirs !== ours) out.push(`share ${s.name}: cluster ${site} exported it first with port ${theirs} (this cluster: ${ours}); importers use the oldest export's port`)
+    }
+  }
+  return out.length > 0 ? { reason: 'PortConflict', message: out.join('; ') } : undefined
 }

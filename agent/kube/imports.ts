@@ -26,14 +26,14 @@ import * as k8s from '@kubernetes/client-node'
 import { silentLog, type LogLike } from '../../peer/log.ts'
 import { IMPORT_PEER_LABEL, IMPORT_SHARE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, STATUS_ANNOTATION } from '../../protocol/annotations.ts'
 import { apiCode, dnsLabel, labelValue, mergePatchOptions } from './kubeutil.ts'
+import { SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL, SLICE_MANAGED_BY_VALUE, SliceCache } from './endpoints.ts'
+import { MergedImports } from './merged.ts'
 import { ServiceImportWriter } from './mcs.ts'
 import type { AgentPort, ImportListener, RemoteShare } from './ports.ts'
 import type { InstanceSlices } from './slices.ts'
 import type { ShareStatus, StatusWriter } from './status.ts'
 
-export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
-export const SLICE_MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by'
-export const SLICE_MANAGED_BY_VALUE = 'causeway.dev/agent'
+export { SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL, SLICE_MANAGED_BY_VALUE }
 
 export interface ImportsInit {
   kubeConfig: k8s.KubeConfig
@@ -47,6 +47,15 @@ export interface ImportsInit {
   useShareNamespace?: boolean
   /** Name of the imported Service. Default `<share>-<peer>` made a DNS-1035 label. */
   serviceName?: (share: string, peer: string) => string
+  /**
+   * Merged imports (agent/kube/merged.ts): one Service + ServiceImport per share name, whatever
+   * the number of exporting sites. Default true.
+   */
+  merged?: boolean
+  /** The per-site `<share>-<peer>` imports beside the merged ones. Default true. */
+  perSite?: boolean
+  /** The EndpointSlice cache (local-first imports), shared with the exports. Default: one of its own. */
+  slices?: SliceCache
   /** How long a gone peer's imports stay. Default 5 minutes. */
   graceMs?: number
   /** Full reconcile period (repairs drift, refreshes paths). Default 30 s. */
@@ -94,6 +103,8 @@ export class ImportsReconciler {
   private stopped = false
   private readonly serviceImports: ServiceImportWriter
   private readonly log: LogLike
+  private readonly slices: SliceCache
+  private readonly merged: MergedImports | undefined
 
   constructor(init: ImportsInit) {
     this.init = init
@@ -104,6 +115,19 @@ export class ImportsReconciler {
     this.graceMs = init.graceMs ?? 5 * 60_000
     this.now = init.now ?? Date.now
     this.startedAt = this.now()
+    this.slices = init.slices ?? new SliceCache(init.kubeConfig, this.log)
+    this.merged = init.merged === false ? undefined : new MergedImports({
+      kubeConfig: init.kubeConfig,
+      agent: init.agent,
+      status: init.status,
+      podIp: init.podIp,
+      slices: this.slices,
+      serviceImports: this.serviceImports,
+      log: this.log,
+      targetNamespace: (share) => this.targetNamespace(share),
+      keepUnwanted: () => this.now() - this.startedAt < this.graceMs && this.peers.size === 0,
+      onLocalChange: () => void this.schedule(),
+    })
   }
 
   private get leading(): boolean {
@@ -119,7 +143,8 @@ export class ImportsReconciler {
   }
 
   /** Subscribes to catalogs and starts the resync timer; stops on abort. */
-  start(signal: AbortSignal): Promise<void> {
+  async start(signal: AbortSignal): Promise<void> {
+    if (this.merged !== undefined) await this.slices.start(signal)
     const off = this.init.agent.onCatalog((peer, shares) => this.onCatalog(peer, shares))
     const resync = setInterval(() => void this.schedule(), this.init.resyncMs ?? 30_000)
     resync.unref()
@@ -133,6 +158,7 @@ export class ImportsReconciler {
         for (const t of this.timers) clearTimeout(t)
         this.timers.clear()
         void this.closeListeners()
+        void this.merged?.close()
       },
       { once: true },
     )
@@ -201,10 +227,13 @@ export class ImportsReconciler {
         this.peers.delete(peer)
         continue
       }
+      if (this.init.perSite === false) continue
       for (const share of st.shares) {
+        if (share.parent !== undefined) continue // per-pod sub-shares are imported only merged
         const namespace = await this.targetNamespace(share)
         const name = this.serviceName(share.name, peer)
-        out.set(`${namespace}/${name}`, { peer, share, namespace, name, connected: st.goneSince === undefined })
+        // a withdrawn share (no ready endpoint at the exporter) keeps its import, not ready
+        out.set(`${namespace}/${name}`, { peer, share, namespace, name, connected: st.goneSince === undefined && share.available !== false })
       }
     }
     return out
@@ -213,6 +242,11 @@ export class ImportsReconciler {
   private async reconcile(): Promise<void> {
     this.retryPending = false
     const want = await this.desired()
+    if (this.merged !== undefined) {
+      const sites = [...this.peers].map(([site, st]) => ({ site, shares: st.shares, connected: st.goneSince === undefined }))
+      // a name a merged import holds is not also a per-site import (the merged one wins)
+      for (const key of await this.merged.reconcile(sites)) want.delete(key)
+    }
     for (const d of want.values()) {
       try {
         await this.ensure(d)
@@ -288,7 +322,7 @@ export class ImportsReconciler {
       role: 'import',
       peer: d.peer,
       share: d.share.name,
-      path: d.connected ? (this.init.agent.peerPath(d.peer) ?? 'connecting') : 'disconnected',
+      path: d.share.available === false ? 'withdrawn (no ready endpoint at the exporter)' : d.connected ? (this.init.agent.peerPath(d.peer) ?? 'connecting') : 'disconnected',
       listener: `${this.init.podIp}:${listener.port}`,
     }
     if (!this.reported.has(key)) {

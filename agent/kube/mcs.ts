@@ -68,13 +68,14 @@ const sameConditions = (a: Condition[] | undefined, b: Condition[]): boolean =>
 export const NO_PORT = 'no TCP or UDP port to share'
 
 /** The KEP conditions of one ServiceExport. `service` undefined: no Service of that name. */
-export function exportConditions(service: k8s.V1Service | undefined, error: string | undefined, conflict: string | undefined): Condition[] {
+export function exportConditions(service: k8s.V1Service | undefined, error: string | undefined, conflict: string | undefined, conflictReason = 'NameConflict'): Condition[] {
   const valid: Condition =
     service === undefined ? { type: 'Valid', status: 'False', reason: 'NoService', message: 'no Service of this name in this namespace' }
     : service.spec?.type === 'ExternalName' ? { type: 'Valid', status: 'False', reason: 'InvalidServiceType', message: error ?? 'ExternalName Services are not exported' }
     : error === NO_PORT ? { type: 'Valid', status: 'False', reason: 'NoTCPOrUDPPort', message: error }
+    : error !== undefined && error.startsWith('the Service is an import') ? { type: 'Valid', status: 'False', reason: 'ImportedService', message: error }
     : { type: 'Valid', status: 'True', reason: 'Valid', message: error ?? 'the Service is exported' }
-  const conf: Condition = conflict !== undefined ? { type: 'Conflict', status: 'True', reason: 'NameConflict', message: conflict } : { type: 'Conflict', status: 'False', reason: 'NoConflicts', message: 'no conflicts' }
+  const conf: Condition = conflict !== undefined ? { type: 'Conflict', status: 'True', reason: conflictReason, message: conflict } : { type: 'Conflict', status: 'False', reason: 'NoConflicts', message: 'no conflicts' }
   return [valid, conf]
 }
 
@@ -121,6 +122,10 @@ export class ServiceExportWatcher {
     return this.informer?.get(name, namespace) !== undefined
   }
 
+  get(namespace: string, name: string): McsObject | undefined {
+    return this.informer?.get(name, namespace)
+  }
+
   /** Writes the conditions when they differ from the object's (status subresource). */
   async setConditions(se: McsObject, next: Condition[]): Promise<void> {
     const gen = se.metadata?.generation
@@ -159,13 +164,23 @@ export class ServiceImportWriter {
 
   /** Creates or updates the ServiceImport for an import Service (owned by it: deleted with it). */
   async ensure(svc: k8s.V1Service, peer: string, labels: Record<string, string>): Promise<void> {
+    await this.ensureFor(svc, { name: svc.metadata?.name ?? '', clusters: [peer], labels })
+  }
+
+  /**
+   * The ServiceImport `name` (default the Service's) backed by import Service `svc`: type
+   * `Headless` for a headless Service (no ips), else `ClusterSetIP` with its cluster IP; its
+   * ports; `status.clusters` (sorted) and, for merged imports, `status.conditions`.
+   */
+  async ensureFor(svc: k8s.V1Service, opts: { name: string; clusters: readonly string[]; labels: Record<string, string>; conditions?: Condition[] }): Promise<void> {
     if (!(await this.enabled())) return
     const namespace = svc.metadata?.namespace ?? ''
-    const name = svc.metadata?.name ?? ''
+    const name = opts.name
     const ip = svc.spec?.clusterIP
+    const headless = ip === 'None'
     const spec = {
-      type: 'ClusterSetIP',
-      ...(ip !== undefined && ip !== '' && ip !== 'None' ? { ips: [ip] } : {}),
+      type: headless ? 'Headless' : 'ClusterSetIP',
+      ...(ip !== undefined && ip !== '' && !headless ? { ips: [ip] } : {}),
       ports: (svc.spec?.ports ?? []).map((p) => ({ ...(p.name !== undefined ? { name: p.name } : {}), protocol: p.protocol ?? 'TCP', port: p.port })),
     }
     const ref = { group: MCS_GROUP, version: MCS_VERSION, namespace, plural: 'serviceimports', name }
@@ -179,18 +194,34 @@ export class ServiceImportWriter {
       this.log.warn({ serviceImport: `${namespace}/${name}` }, 'imports: the ServiceImport exists and is not managed by causeway; left alone')
       return
     }
-    const owner = [{ apiVersion: 'v1', kind: 'Service', name, uid: svc.metadata?.uid ?? '', controller: true, blockOwnerDeletion: true }]
+    const owner = [{ apiVersion: 'v1', kind: 'Service', name: svc.metadata?.name ?? '', uid: svc.metadata?.uid ?? '', controller: true, blockOwnerDeletion: true }]
     if (cur === undefined) {
       cur = (await this.api.createNamespacedCustomObject({
         group: MCS_GROUP, version: MCS_VERSION, namespace, plural: 'serviceimports',
-        body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: 'ServiceImport', metadata: { name, namespace, labels, ownerReferences: owner }, spec },
+        body: { apiVersion: `${MCS_GROUP}/${MCS_VERSION}`, kind: 'ServiceImport', metadata: { name, namespace, labels: opts.labels, ownerReferences: owner }, spec },
       })) as McsObject
-    } else if (JSON.stringify(cur.spec) !== JSON.stringify(spec)) {
-      cur = (await this.api.patchNamespacedCustomObject({ ...ref, body: { metadata: { labels, ownerReferences: owner }, spec } }, mergePatchOptions())) as McsObject
+    } else if (JSON.stringify(cur.spec) !== JSON.stringify(spec) || cur.metadata?.ownerReferences?.[0]?.uid !== svc.metadata?.uid) {
+      cur = (await this.api.patchNamespacedCustomObject({ ...ref, body: { metadata: { labels: opts.labels, ownerReferences: owner }, spec } }, mergePatchOptions())) as McsObject
     }
-    const clusters = [{ cluster: peer }]
-    if (JSON.stringify(cur.status?.clusters) !== JSON.stringify(clusters)) {
-      await this.api.patchNamespacedCustomObjectStatus({ ...ref, body: { status: { clusters } } }, mergePatchOptions())
+    const clusters = [...opts.clusters].sort().map((cluster) => ({ cluster }))
+    const conditions = opts.conditions === undefined ? undefined : mergeConditions(cur.status?.conditions, opts.conditions, undefined)
+    const clustersSame = JSON.stringify(cur.status?.clusters) === JSON.stringify(clusters)
+    const conditionsSame = conditions === undefined || sameConditions(cur.status?.conditions, conditions)
+    if (!clustersSame || !conditionsSame) {
+      await this.api.patchNamespacedCustomObjectStatus({ ...ref, body: { status: { clusters, ...(conditions !== undefined ? { conditions } : {}) } } }, mergePatchOptions())
+    }
+  }
+
+  /** Deletes ServiceImport `name` if causeway manages it and, with `ownerUid`, only while that Service owns it. */
+  async removeOwned(namespace: string, name: string, ownerUid: string): Promise<void> {
+    if (!(await this.enabled())) return
+    const ref = { group: MCS_GROUP, version: MCS_VERSION, namespace, plural: 'serviceimports', name }
+    try {
+      const cur = (await this.api.getNamespacedCustomObject(ref)) as McsObject
+      if (cur.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE || cur.metadata.ownerReferences?.[0]?.uid !== ownerUid) return
+      await this.api.deleteNamespacedCustomObject(ref)
+    } catch (e) {
+      if (apiCode(e) !== 404) throw e
     }
   }
 

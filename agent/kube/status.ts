@@ -31,6 +31,10 @@ export interface ShareStatus {
   paths?: Record<string, string>
   /** Import: where the agent listens for it. */
   listener?: string
+  /** Export: why the share is announced unavailable (its Service has no ready endpoint). */
+  withdrawn?: string
+  /** Merged import: per exporting cluster, whether it can take streams now and the streams it got. */
+  clusters?: Record<string, { live: boolean; ejected?: boolean; streams: number }>
   lastError?: string
 }
 

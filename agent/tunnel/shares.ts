@@ -36,6 +36,8 @@ export interface ShareSpec {
   balance?: Balance
   weight?: number
   priority?: number
+  /** Announced as ShareInfo `service`, `since`, `available`, `failover`, `pod`, `parent` (protocol/peer.ts): Kubernetes exports. */
+  announce?: ShareAnnouncement
   /**
    * Served inside the agent: each accepted stream is handed to this function as one end of an
    * in-memory pair, with the peer that opened it, and `host:port` is never dialed (the
@@ -43,6 +45,9 @@ export interface ShareSpec {
    */
   serve?: (end: PairEnd, from: Asker) => void
 }
+
+/** What a Kubernetes export announces beyond the share itself (protocol/peer.ts ShareInfo). */
+export type ShareAnnouncement = Pick<ShareInfo, 'service' | 'since' | 'available' | 'failover' | 'pod' | 'parent' | 'pods'>
 
 export interface Asker {
   name: string
@@ -114,7 +119,7 @@ export class ShareRegistry {
    */
   catalogFor (asker: Asker): ShareInfo[] {
     const udp = asker.role === 'viewer' || (asker.caps ?? []).includes(UDP_CAP)
-    return this.list().filter(s => this.allowed(s, asker) && (udp || s.protocol !== 'udp')).map(s => ({ name: s.name, protocol: s.protocol ?? 'tcp', ...(s.description !== undefined ? { description: s.description } : {}), port: s.advertisePort ?? s.port, ...(s.namespace !== undefined ? { namespace: s.namespace } : {}), ...(s.balance !== undefined ? { balance: s.balance } : {}), ...(s.weight !== undefined ? { weight: s.weight } : {}), ...(s.priority !== undefined ? { priority: s.priority } : {}) }))
+    return this.list().filter(s => this.allowed(s, asker) && (udp || s.protocol !== 'udp')).map(s => ({ name: s.name, protocol: s.protocol ?? 'tcp', ...(s.description !== undefined ? { description: s.description } : {}), port: s.advertisePort ?? s.port, ...(s.namespace !== undefined ? { namespace: s.namespace } : {}), ...(s.balance !== undefined ? { balance: s.balance } : {}), ...(s.weight !== undefined ? { weight: s.weight } : {}), ...(s.priority !== undefined ? { priority: s.priority } : {}), ...s.announce }))
   }
 
   onChange (fn: () => void): void {

@@ -42,8 +42,9 @@ afterEach(async () => {
   await server.close()
 })
 
+// Per-site imports only: merged imports (one listener per share name) are tested in merged.test.ts.
 const start = (extra: { graceMs?: number } = {}) =>
-  startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, site: 'west', instance: 'i1', ...extra })
+  startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, site: 'west', instance: 'i1', mergedImports: false, ...extra })
 
 const svc = (name: string, namespace: string, annotations: Record<string, string>, ports: k8s.V1ServicePort[]): k8s.V1Service => ({
   metadata: { name, namespace, annotations },
@@ -62,8 +63,8 @@ describe('exports', () => {
     )
     const shares = await until('catalog', async () => (agent.sources.get('kube')?.length === 2 ? agent.sources.get('kube') : undefined))
     expect(shares).toEqual([
-      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, namespace: 'shop', peers: ['east'] },
-      { name: 'shop-api-grpc', host: 'api.shop.svc', port: 9000, namespace: 'shop', peers: ['east'] },
+      { name: 'shop-api-http', host: 'api.shop.svc', port: 80, namespace: 'shop', peers: ['east'], announce: { service: 'api', since: expect.any(Number) } },
+      { name: 'shop-api-grpc', host: 'api.shop.svc', port: 9000, namespace: 'shop', peers: ['east'], announce: { service: 'api', since: expect.any(Number) } },
     ])
     const annotated = await until('status annotation', async () => {
       const s = await core.readNamespacedService({ namespace: 'shop', name: 'api' })
@@ -99,9 +100,9 @@ describe('UDP ports', () => {
     await start()
     const shares = await until('catalog', async () => (agent.sources.get('kube')?.length === 3 ? agent.sources.get('kube') : undefined))
     expect(shares).toEqual([
-      { name: 'dns', host: 'dns.default.svc', port: 53, namespace: 'default' },
-      { name: 'dns-dns', host: 'dns.default.svc', port: 53, namespace: 'default', protocol: 'udp' },
-      { name: 'syslog', host: 'syslog.default.svc', port: 514, namespace: 'default', protocol: 'udp' },
+      { name: 'dns', host: 'dns.default.svc', port: 53, namespace: 'default', announce: { service: 'dns', since: expect.any(Number) } },
+      { name: 'dns-dns', host: 'dns.default.svc', port: 53, namespace: 'default', protocol: 'udp', announce: { service: 'dns', since: expect.any(Number) } },
+      { name: 'syslog', host: 'syslog.default.svc', port: 514, namespace: 'default', protocol: 'udp', announce: { service: 'syslog', since: expect.any(Number) } },
     ])
   })
 
@@ -248,5 +249,50 @@ describe('imports', () => {
     expect(again.metadata?.uid).toBe(first.metadata?.uid)
     const sl = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-east-i1' })
     expect(sl.endpoints?.[0]?.conditions?.ready).toBe(true)
+  })
+})
+
+const startMerged = (perSiteImports = true) => startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, graceMs: 1000, perSiteImports })
+const web = (since: number, extra: Record<string, unknown> = {}) => ({ name: 'web', port: 8080, namespace: 'shop', service: 'web', since, ...extra })
+
+// Merged imports (agent/kube/merged.ts): naming and ownership rules; end to end in merged.test.ts.
+describe('merged import names', () => {
+  it('the exported Service\'s own name in its namespace when that exists here; one any-site listener; --merged-only: no per-site Services', async () => {
+    await core.createNamespace({ body: { metadata: { name: 'shop' } } })
+    await startMerged(false)
+    agent.emit('east', [web(1000)])
+    agent.emit('west', [web(2000)])
+    const svc = await eventually('merged Service shop/web', () => core.readNamespacedService({ namespace: 'shop', name: 'web' }))
+    expect(svc.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'causeway', 'causeway.dev/merged': 'web', 'causeway.dev/import': 'web' })
+    expect(agent.opened).toEqual([expect.stringMatching(/^\*\/web:\d+$/)])
+    const port = Number(agent.opened[0]?.split(':')[1])
+    expect(svc.spec?.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port: 8080, targetPort: port }])
+    const slice = await eventually('its EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'shop', name: 'web-causeway' }))
+    expect(slice.endpoints).toEqual([{ addresses: ['10.1.2.3'], conditions: { ready: true } }])
+    const names = (await core.listServiceForAllNamespaces()).items.map((s) => `${s.metadata?.namespace ?? ''}/${s.metadata?.name ?? ''}`)
+    expect(names.filter((n) => n.includes('web'))).toEqual(['shop/web'])
+  })
+
+  it('<share>-clusterset when the Service name is someone else\'s or the namespace does not exist here; the user\'s Service is never touched', async () => {
+    await core.createNamespace({ body: { metadata: { name: 'shop' } } })
+    const mine = await core.createNamespacedService({ namespace: 'shop', body: { metadata: { name: 'web' }, spec: { ports: [{ port: 1 }] } } })
+    await startMerged()
+    agent.emit('east', [web(1000), { name: 'cache', port: 6379, namespace: 'nowhere', service: 'cache' }])
+    await eventually('shop/web-clusterset', () => core.readNamespacedService({ namespace: 'shop', name: 'web-clusterset' }))
+    await eventually('default/cache-clusterset', () => core.readNamespacedService({ namespace: 'default', name: 'cache-clusterset' }))
+    await eventually('per-site too', () => core.readNamespacedService({ namespace: 'shop', name: 'web-east' }))
+    expect((await core.readNamespacedService({ namespace: 'shop', name: 'web' })).metadata?.resourceVersion).toBe(mine.metadata?.resourceVersion)
+    const writes = server.audit.filter((a) => ['update', 'patch', 'delete'].includes(a.verb) && a.namespace === 'shop' && a.name === 'web')
+    expect(writes).toEqual([])
+  })
+
+  it('a site gone keeps the import (not ready) for the grace period; the last export withdrawn deletes it and its listener', async () => {
+    await startMerged()
+    agent.emit('east', [{ name: 'db', port: 5432 }])
+    await eventually('default/db-clusterset', () => core.readNamespacedService({ namespace: 'default', name: 'db-clusterset' }))
+    agent.emit('east', null)
+    await eventually('not ready', async () => (await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-clusterset-causeway' })).endpoints?.[0]?.conditions?.ready === false || undefined)
+    await eventually('deleted after the grace period', () => notFound(core.readNamespacedService({ namespace: 'default', name: 'db-clusterset' })), 10_000)
+    expect(agent.closed).toContainEqual(expect.stringMatching(/^\*\/db:\d+$/))
   })
 })

@@ -40,6 +40,7 @@ export const RESOURCES: ResourceType[] = [
   grouped('coordination.k8s.io', 'leases', 'lease', 'Lease', true),
   // Stored but not acted on (no controllers): enough for charts to be applied with --dry-run=server.
   grouped('apps', 'deployments', 'deployment', 'Deployment', true, ['deploy'], ['status']),
+  grouped('apps', 'statefulsets', 'statefulset', 'StatefulSet', true, ['sts'], ['status']),
   grouped('rbac.authorization.k8s.io', 'clusterroles', 'clusterrole', 'ClusterRole', false),
   grouped('rbac.authorization.k8s.io', 'clusterrolebindings', 'clusterrolebinding', 'ClusterRoleBinding', false),
   grouped('rbac.authorization.k8s.io', 'roles', 'role', 'Role', true),
