@@ -127,6 +127,9 @@ export class ImportsReconciler {
       targetNamespace: (share) => this.targetNamespace(share),
       keepUnwanted: () => this.now() - this.startedAt < this.graceMs && this.peers.size === 0,
       onLocalChange: () => void this.schedule(),
+      instanceSlices: init.instanceSlices,
+      leader: () => this.leading,
+      retry: () => this.retrySoon(),
     })
   }
 
@@ -242,10 +245,14 @@ export class ImportsReconciler {
   private async reconcile(): Promise<void> {
     this.retryPending = false
     const want = await this.desired()
+    const mergedKeys = new Set<string>()
     if (this.merged !== undefined) {
       const sites = [...this.peers].map(([site, st]) => ({ site, shares: st.shares, connected: st.goneSince === undefined }))
       // a name a merged import holds is not also a per-site import (the merged one wins)
-      for (const key of await this.merged.reconcile(sites)) want.delete(key)
+      for (const key of await this.merged.reconcile(sites)) {
+        want.delete(key)
+        mergedKeys.add(key)
+      }
     }
     for (const d of want.values()) {
       try {
@@ -255,7 +262,7 @@ export class ImportsReconciler {
         this.log.warn({ err: String(e), service: `${d.namespace}/${d.name}` }, 'imports: import failed')
       }
     }
-    await this.init.instanceSlices.prune(new Set(want.keys()))
+    await this.init.instanceSlices.prune(new Set([...want.keys(), ...mergedKeys]))
     if (!this.leading) return this.closeUnwanted(want)
     // Garbage: managed imports nobody wants any more.
     const managed = await this.core.listServiceForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${IMPORT_PEER_LABEL}` })

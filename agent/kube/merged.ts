@@ -16,11 +16,13 @@
  *   connection goes to a site the policy picks (the exporters' causeway.dev/balance, weight and
  *   priority: agent/instances.ts rankSites), retried once on the next site, failing sites
  *   ejected (SiteHealth); withdrawn sites (ShareInfo available=false) get none;
- * - its EndpointSlice `<service>-causeway`: the agent pod at the listener's port, ready while a
- *   site can take streams; with `causeway.dev/failover: local-first`, while the importing
- *   cluster's own Service `N/S` has ready endpoints the slice lists those instead (kube-proxy
- *   then sends every connection to local pods; none leaves the cluster), and switches back to
- *   the agent when they are gone (EndpointSlice watch: within one watch event);
+ * - per instance of this site, its EndpointSlice `<service>-<instance>` (slices.ts): that
+ *   instance's pod at its listener's port, ready while a site can take streams and the instance
+ *   is not draining; with `causeway.dev/failover: local-first`, while the importing cluster's own
+ *   Service `N/S` has ready endpoints, the instances' endpoints are not ready and the leader's
+ *   slice `<service>-causeway` lists the local endpoints instead (kube-proxy then sends every
+ *   connection to local pods; none leaves the cluster), and it switches back to the agents when
+ *   they are gone (EndpointSlice watch: within one watch event);
  * - per-pod addressing (the oldest export has `causeway.dev/pods`): the Service is headless,
  *   each pod gets a ClusterIP Service `<pod>-<service>` (podServiceName) whose listener opens
  *   streams to that pod's sub-share on its site only, and the headless Service's slice lists one
@@ -31,6 +33,9 @@
  *   exporting site, `status.conditions`: `Ready` (a cluster can take streams) and `Conflict`
  *   (the oldest export wins ports, protocol, type and pod names; the message says why).
  * The Service's status annotation lists per cluster whether it is live and the streams it got.
+ * Every instance of the site opens the listeners and keeps its own slices; only the leader
+ * (lease.ts) writes the Services, the ServiceImport, the shared `-causeway` slices, the status
+ * and removes what nobody wants; a follower waits for the leader's Service.
  */
 import * as k8s from '@kubernetes/client-node'
 import type { LogLike } from '../../peer/log.ts'
@@ -41,6 +46,7 @@ import { apiCode, labelValue, mergePatchOptions } from './kubeutil.ts'
 import { clustersetName, planMerged, podServiceName, type MergedGroup, type SiteShares } from './merged-plan.ts'
 import type { Condition, ServiceImportWriter } from './mcs.ts'
 import type { AgentPort, ImportListener, RemoteShare } from './ports.ts'
+import type { InstanceSlices } from './slices.ts'
 import type { ShareStatus, StatusWriter } from './status.ts'
 
 /** Annotation on a merged import Service: the name of its ServiceImport (it may differ from the Service's). */
@@ -60,6 +66,12 @@ export interface MergedInit {
   keepUnwanted: () => boolean
   /** A local Service that a local-first import follows changed: reconcile soon. */
   onLocalChange: () => void
+  /** This instance's EndpointSlices (slices.ts): its pod and listener behind every merged import. */
+  instanceSlices: InstanceSlices
+  /** Whether this instance leads its site: only the leader writes Services, ServiceImports, status and the shared slices. Default: always. */
+  leader?: () => boolean
+  /** A follower found a Service the leader has not made yet: reconcile again soon. */
+  retry?: () => void
 }
 
 interface OpenListener {
@@ -91,6 +103,19 @@ export class MergedImports {
   }
 
   /** Reconciles every merged import; returns the `namespace/name` of each Service it keeps (per-site imports must not take them). */
+  private get leading(): boolean {
+    return this.init.leader?.() ?? true
+  }
+
+  /** The leader creates or corrects the Service; a follower takes the leader's, or waits for it. */
+  private async serviceFor(namespace: string, name: string, labels: Record<string, string>, spec: k8s.V1ServiceSpec, share: string, pod?: string, serviceImport?: string): Promise<k8s.V1Service | undefined> {
+    if (this.leading) return this.ensureService(namespace, name, labels, spec, serviceImport)
+    const cur = await this.readService(namespace, name)
+    if (cur !== undefined && MergedImports.mine(cur, share, pod) && (cur.spec?.clusterIP === 'None') === (spec.clusterIP === 'None')) return cur
+    this.init.retry?.()
+    return undefined
+  }
+
   async reconcile(sites: readonly SiteShares[]): Promise<Set<string>> {
     const owned = new Set<string>()
     const watch = new Set<string>()
@@ -103,7 +128,7 @@ export class MergedImports {
       }
     }
     this.localWatch = watch
-    await this.collect(owned)
+    if (this.leading) await this.collect(owned)
     for (const [key, l] of this.listeners) {
       if (usedListeners.has(key)) continue
       this.listeners.delete(key)
@@ -188,7 +213,8 @@ export class MergedImports {
     let listener: ImportListener | undefined
     let routedLocally = false
     if (g.headless) {
-      svc = await this.ensureService(namespace, name, labels, { clusterIP: 'None', ports: [{ ...port, port: g.port ?? 1 }] }, siName)
+      svc = await this.serviceFor(namespace, name, labels, { clusterIP: 'None', ports: [{ ...port, port: g.port ?? 1 }] }, g.share, undefined, siName)
+      if (svc === undefined) return
       const endpoints: SliceEndpoint[] = []
       for (const p of g.pods) {
         const podName = podServiceName(p.pod, name)
@@ -201,17 +227,20 @@ export class MergedImports {
         if (l === undefined) continue
         owned.add(podKey)
         const podLabels = { ...labels, [IMPORT_POD_LABEL]: labelValue(p.pod) }
-        const podSvc = await this.ensureService(namespace, podName, podLabels, { type: 'ClusterIP', ports: [{ ...port, port: g.port ?? l.port, targetPort: l.port }] })
-        await this.ensureSlice(podSvc, podLabels, [{ addresses: [this.init.podIp], conditions: { ready: p.live } }], [{ ...port, port: l.port }])
+        const podSvc = await this.serviceFor(namespace, podName, podLabels, { type: 'ClusterIP', ports: [{ ...port, port: g.port ?? l.port, targetPort: l.port }] }, g.share, p.pod)
+        if (podSvc === undefined) continue
+        await this.init.instanceSlices.ensure({ namespace, service: podName, uid: podSvc.metadata?.uid ?? '', labels: podLabels, port: { ...port, port: l.port }, connected: p.live })
         const ip = podSvc.spec?.clusterIP
         if (ip !== undefined && ip !== '' && ip !== 'None') endpoints.push({ addresses: [ip], hostname: p.pod, conditions: { ready: p.live } })
       }
-      await this.ensureSlice(svc, labels, endpoints, [{ ...port, port: g.port ?? 1 }])
+      if (this.leading) await this.ensureSlice(svc, labels, endpoints, [{ ...port, port: g.port ?? 1 }])
     } else {
       listener = await this.listenerFor(key, ANY_SITE, g.share, g.protocol, used)
       if (listener === undefined) return
-      svc = await this.ensureService(namespace, name, labels, { type: 'ClusterIP', ports: [{ ...port, port: g.port ?? listener.port, targetPort: listener.port }] }, siName)
-      let endpoints: SliceEndpoint[] = [{ addresses: [this.init.podIp], conditions: { ready: live.length > 0 } }]
+      svc = await this.serviceFor(namespace, name, labels, { type: 'ClusterIP', ports: [{ ...port, port: g.port ?? listener.port, targetPort: listener.port }] }, g.share, undefined, siName)
+      if (svc === undefined) return
+      // the leader's shared slice lists local endpoints while local-first routes there, else none
+      let endpoints: SliceEndpoint[] = []
       let slicePorts: k8s.DiscoveryV1EndpointPort[] = [{ ...port, port: listener.port }]
       if (g.localFirst && local !== undefined) {
         watch.add(`${namespace}/${local.metadata?.name ?? ''}`)
@@ -222,8 +251,10 @@ export class MergedImports {
           routedLocally = true
         }
       }
-      await this.ensureSlice(svc, labels, endpoints, slicePorts)
+      await this.init.instanceSlices.ensure({ namespace, service: name, uid: svc.metadata?.uid ?? '', labels, port: { ...port, port: listener.port }, connected: live.length > 0 && !routedLocally })
+      if (this.leading) await this.ensureSlice(svc, labels, endpoints, slicePorts)
     }
+    if (!this.leading) return
     await this.init.serviceImports.ensureFor(svc, { name: siName, clusters: g.sites.map((s) => s.site), labels, conditions: conditionsOf(g, live) })
     const split = this.init.agent.siteSplit?.(g.share) ?? []
     const clusters: NonNullable<ShareStatus['clusters']> = {}

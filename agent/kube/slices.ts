@@ -15,7 +15,7 @@
  */
 import * as k8s from '@kubernetes/client-node'
 import type { LogLike } from '../../peer/log.ts'
-import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../../protocol/annotations.ts'
+import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, MERGED_IMPORT_LABEL } from '../../protocol/annotations.ts'
 import { SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL, SLICE_MANAGED_BY_VALUE } from './imports.ts'
 import { apiCode, mergePatchOptions } from './kubeutil.ts'
 import { INSTANCE_LABEL, objectName, type InstancePresence } from './presence.ts'
@@ -146,6 +146,8 @@ export class InstanceSlices {
     for (const s of slices.items) {
       const inst = s.metadata?.labels?.[INSTANCE_LABEL]
       if (inst !== undefined && presence.alive(inst)) continue
+      // a merged import's shared slice (local endpoints, per-pod hostnames): the leader's, removed with its Service (merged.ts)
+      if (inst === undefined && s.metadata?.labels?.[MERGED_IMPORT_LABEL] !== undefined) continue
       const namespace = s.metadata?.namespace ?? ''
       const name = s.metadata?.name ?? ''
       await this.delete(namespace, name)

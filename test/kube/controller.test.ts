@@ -252,7 +252,7 @@ describe('imports', () => {
   })
 })
 
-const startMerged = (perSiteImports = true) => startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, graceMs: 1000, perSiteImports })
+const startMerged = (perSiteImports = true) => startKubeController({ kubeConfig: kc, agent, signal: ctl.signal, podIp: '10.1.2.3', importNamespace: 'default', resyncMs: 60_000, graceMs: 1000, perSiteImports, site: 'west', instance: 'i1' })
 const web = (since: number, extra: Record<string, unknown> = {}) => ({ name: 'web', port: 8080, namespace: 'shop', service: 'web', since, ...extra })
 
 // Merged imports (agent/kube/merged.ts): naming and ownership rules; end to end in merged.test.ts.
@@ -267,8 +267,11 @@ describe('merged import names', () => {
     expect(agent.opened).toEqual([expect.stringMatching(/^\*\/web:\d+$/)])
     const port = Number(agent.opened[0]?.split(':')[1])
     expect(svc.spec?.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port: 8080, targetPort: port }])
-    const slice = await eventually('its EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'shop', name: 'web-causeway' }))
-    expect(slice.endpoints).toEqual([{ addresses: ['10.1.2.3'], conditions: { ready: true } }])
+    const slice = await eventually('this instance\'s EndpointSlice', () => disc.readNamespacedEndpointSlice({ namespace: 'shop', name: 'web-i1' }))
+    expect(slice.endpoints).toEqual([{ addresses: ['10.1.2.3'], conditions: { ready: true, serving: true, terminating: false } }])
+    expect(slice.ports).toEqual([{ name: 'tcp', protocol: 'TCP', port }])
+    // the leader's shared slice lists local endpoints only while local-first routes there: none here
+    expect((await disc.readNamespacedEndpointSlice({ namespace: 'shop', name: 'web-causeway' })).endpoints ?? []).toEqual([])
     const names = (await core.listServiceForAllNamespaces()).items.map((s) => `${s.metadata?.namespace ?? ''}/${s.metadata?.name ?? ''}`)
     expect(names.filter((n) => n.includes('web'))).toEqual(['shop/web'])
   })
@@ -291,7 +294,7 @@ describe('merged import names', () => {
     agent.emit('east', [{ name: 'db', port: 5432 }])
     await eventually('default/db-clusterset', () => core.readNamespacedService({ namespace: 'default', name: 'db-clusterset' }))
     agent.emit('east', null)
-    await eventually('not ready', async () => (await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-clusterset-causeway' })).endpoints?.[0]?.conditions?.ready === false || undefined)
+    await eventually('not ready', async () => (await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'db-clusterset-i1' })).endpoints?.[0]?.conditions?.ready === false || undefined)
     await eventually('deleted after the grace period', () => notFound(core.readNamespacedService({ namespace: 'default', name: 'db-clusterset' })), 10_000)
     expect(agent.closed).toContainEqual(expect.stringMatching(/^\*\/db:\d+$/))
   })

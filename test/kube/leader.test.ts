@@ -78,15 +78,22 @@ describe('two controller instances of one site', () => {
       const s = await slices('db-east')
       return s.length === 2 && s.every((x) => x.endpoints?.[0]?.conditions?.ready === true) ? s : undefined
     })
+    const portOf = (i: 'i1' | 'i2', target: string): number => Number(agents[i].opened.find((x) => x.startsWith(`${target}:`))?.split(':')[1])
     expect(both.map((s) => [s.metadata?.name, s.metadata?.labels?.['causeway.dev/instance'], s.endpoints?.[0]?.addresses[0], s.ports?.[0]?.port]).sort()).toEqual([
-      ['db-east-i1', 'i1', '10.0.0.1', 41000],
-      ['db-east-i2', 'i2', '10.0.0.2', 42000],
+      ['db-east-i1', 'i1', '10.0.0.1', portOf('i1', 'east/db')],
+      ['db-east-i2', 'i2', '10.0.0.2', portOf('i2', 'east/db')],
     ])
+    // the merged import (one Service per share name) too: each instance's own any-site listener behind it
+    const merged = await eventually('two ready merged slices', async () => {
+      const s = (await slices('db-clusterset')).filter((x) => x.metadata?.labels?.['causeway.dev/instance'] !== undefined)
+      return s.length === 2 && s.every((x) => x.endpoints?.[0]?.conditions?.ready === true) ? s : undefined
+    })
+    expect(merged.map((s) => [s.endpoints?.[0]?.addresses[0], s.ports?.[0]?.port]).sort()).toEqual([['10.0.0.1', portOf('i1', '*/db')], ['10.0.0.2', portOf('i2', '*/db')]])
     const svc = await eventually('status annotation', async () => {
       const s = await admin().core.readNamespacedService({ namespace: 'default', name: 'db-east' })
       return s.metadata?.annotations?.['causeway.dev/status'] !== undefined ? s : undefined
     })
-    expect(JSON.parse(svc.metadata?.annotations?.['causeway.dev/status'] ?? '')).toMatchObject({ role: 'import', listener: '10.0.0.1:41000' })
+    expect(JSON.parse(svc.metadata?.annotations?.['causeway.dev/status'] ?? '')).toMatchObject({ role: 'import', listener: `10.0.0.1:${portOf('i1', 'east/db')}` })
     await c2.resync()
     expect(sharedWrites(USERS.i1)).toContain('create services/')
     expect(sharedWrites(USERS.i2)).toEqual([])

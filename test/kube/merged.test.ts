@@ -153,12 +153,13 @@ const getSi = async (c: Cluster, name: string): Promise<McsObject> => (await cus
 const condOf = (o: McsObject, type: string): Condition | undefined => o.status?.conditions?.find((x) => x.type === type)
 const clustersOf = (o: McsObject): string[] => ((o.status?.clusters ?? []) as Array<{ cluster: string }>).map((x) => x.cluster)
 
-/** The address:port kube-proxy would send a connection to for import Service `name` in the local cluster (its slice's first ready endpoint). */
+/** The EndpointSlices of Service `name` in the local cluster (the agent instances' and the leader's shared one). */
+const slicesOf = async (name: string): Promise<k8s.V1EndpointSlice[]> => (await disc('local').listNamespacedEndpointSlice({ namespace: 'default', labelSelector: `kubernetes.io/service-name=${name}` })).items
+
+/** The address:port kube-proxy would send a connection to for import Service `name` in the local cluster (the first ready endpoint of its slices). */
 async function sliceTarget(name: string, want?: (s: k8s.V1EndpointSlice) => boolean): Promise<{ host: string; port: number }> {
-  const s = await eventually(`a ready EndpointSlice for ${name}`, async () => {
-    const x = await disc('local').readNamespacedEndpointSlice({ namespace: 'default', name: `${name}-causeway` })
-    return x.endpoints?.some((e) => e.conditions?.ready === true) === true && (want?.(x) ?? true) ? x : undefined
-  })
+  const s = await eventually(`a ready EndpointSlice for ${name}`, async () =>
+    (await slicesOf(name)).find((x) => x.endpoints?.some((e) => e.conditions?.ready === true) === true && (want?.(x) ?? true)))
   const ep = s.endpoints?.find((e) => e.conditions?.ready === true)
   return { host: ep?.addresses[0] ?? '', port: s.ports?.[0]?.port ?? 0 }
 }
@@ -267,8 +268,8 @@ describe('merged imports (one Service and one ServiceImport for a share exported
     expect(agents.local.siteSplit('web').find((x) => x.site === 'west')?.live).toBe(false)
     // the per-site import of west stays, its endpoint not ready
     const perSite = await eventually('web-west not ready', async () => {
-      const x = await disc('local').readNamespacedEndpointSlice({ namespace: 'default', name: 'web-west-causeway' })
-      return x.endpoints?.[0]?.conditions?.ready === false ? x : undefined
+      const [x, more] = await slicesOf('web-west')
+      return more === undefined && x?.endpoints?.[0]?.conditions?.ready === false ? x : undefined
     })
     expect(perSite.endpoints).toHaveLength(1)
     // priority: east at 1 (after west's 0) still gets everything while west has no ready endpoint
