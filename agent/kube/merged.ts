@@ -155,6 +155,7 @@ export class MergedImports {
     this.init.log.warn({ service: key, share }, 'imports: the merged import\'s Service name is taken by an object causeway does not manage; not importing it merged')
   }
 
+  /** The listener of Service `key` (`namespace/name`) to `share` on `site` (ANY_SITE: merged). */
   private async listenerFor(key: string, site: string, share: string, protocol: 'udp' | undefined, used: Set<string>): Promise<ImportListener | undefined> {
     used.add(key)
     const cur = this.listeners.get(key)
@@ -164,7 +165,7 @@ export class MergedImports {
       await cur.listener.close().catch(() => {})
     }
     try {
-      const listener = await this.init.agent.openImport(site, share, protocol)
+      const listener = await this.init.agent.openImport(site, share, protocol, key.slice(key.indexOf('/') + 1))
       this.listeners.set(key, { listener, protocol, target: `${share}@${site}` })
       return listener
     } catch (e) {
