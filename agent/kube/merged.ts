@@ -60,6 +60,12 @@ export interface MergedInit {
   keepUnwanted: () => boolean
   /** A local Service that a local-first import follows changed: reconcile soon. */
   onLocalChange: () => void
+  /**
+   * Whether this instance leads its site (several agent replicas): only the leader writes
+   * Services, EndpointSlices, ServiceImports and status, and collects; a follower keeps its
+   * listeners open. Default: always.
+   */
+  leader?: () => boolean
 }
 
 interface OpenListener {
@@ -88,6 +94,10 @@ export class MergedImports {
     this.offLocal = init.slices.onChange((ns, svc) => {
       if (this.localWatch.has(`${ns}/${svc}`)) init.onLocalChange()
     })
+  }
+
+  private get leading(): boolean {
+    return this.init.leader?.() ?? true
   }
 
   /** Reconciles every merged import; returns the `namespace/name` of each Service it keeps (per-site imports must not take them). */
@@ -225,6 +235,7 @@ export class MergedImports {
       }
       await this.ensureSlice(svc, labels, endpoints, slicePorts)
     }
+    if (!this.leading) return
     await this.init.serviceImports.ensureFor(svc, { name: siName, clusters: g.sites.map((s) => s.site), labels, conditions: conditionsOf(g, live) })
     const split = this.init.agent.siteSplit?.(g.share) ?? []
     const clusters: NonNullable<ShareStatus['clusters']> = {}
@@ -268,6 +279,10 @@ export class MergedImports {
   private async ensureService(namespace: string, name: string, labels: Record<string, string>, spec: k8s.V1ServiceSpec, serviceImport?: string): Promise<k8s.V1Service> {
     const annotations = serviceImport !== undefined ? { [SERVICE_IMPORT_ANNOTATION]: serviceImport } : undefined
     const cur = await this.readService(namespace, name)
+    if (!this.leading) {
+      if (cur === undefined) throw new Error(`the leader has not made ${namespace}/${name} yet`)
+      return cur
+    }
     const headless = spec.clusterIP === 'None'
     if (cur !== undefined && (cur.spec?.clusterIP === 'None') !== headless) {
       // clusterIP is immutable: a change between headless and not needs a new Service
@@ -283,6 +298,7 @@ export class MergedImports {
   }
 
   private async ensureSlice(svc: k8s.V1Service, labels: Record<string, string>, endpoints: SliceEndpoint[], ports: k8s.DiscoveryV1EndpointPort[]): Promise<void> {
+    if (!this.leading) return
     const namespace = svc.metadata?.namespace ?? ''
     const service = svc.metadata?.name ?? ''
     const name = `${service}-causeway`
@@ -323,7 +339,7 @@ export class MergedImports {
 
   /** Deletes the merged imports (and per-pod Services) nobody wants, unless in the start-up grace. */
   private async collect(owned: Set<string>): Promise<void> {
-    if (this.init.keepUnwanted()) return
+    if (this.init.keepUnwanted() || !this.leading) return
     const managed = await this.core.listServiceForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${MERGED_IMPORT_LABEL}` })
     for (const svc of managed.items) {
       const namespace = svc.metadata?.namespace ?? ''

@@ -335,3 +335,27 @@ describe('merged import names', () => {
     expect(agent.closed).toContainEqual(expect.stringMatching(/^\*\/db:\d+$/))
   })
 })
+
+describe('merged imports with several instances of a site', () => {
+  it('a follower (leader() false) keeps its listener and writes nothing; the leader writes the import', async () => {
+    const { MergedImports } = await import('../../agent/kube/merged.ts')
+    const { ServiceImportWriter } = await import('../../agent/kube/mcs.ts')
+    const { SliceCache } = await import('../../agent/kube/endpoints.ts')
+    const { silentLog: silent } = await import('../../peer/log.ts')
+    let leading = false
+    const merged = new MergedImports({
+      kubeConfig: kc, agent, podIp: '10.1.2.3', slices: new SliceCache(kc, silent), serviceImports: new ServiceImportWriter(kc, silent), log: silent,
+      targetNamespace: async () => 'default', keepUnwanted: () => false, onLocalChange: () => {}, leader: () => leading,
+    })
+    const sites = [{ site: 'east', connected: true, shares: [{ name: 'web', port: 80 }] }]
+    const before = server.audit.length
+    await merged.reconcile(sites)
+    expect(agent.opened).toEqual([expect.stringMatching(/^\*\/web:\d+$/)])
+    expect(server.audit.slice(before).filter((a) => !['get', 'list', 'watch'].includes(a.verb))).toEqual([])
+    leading = true
+    await merged.reconcile(sites)
+    expect((await core.readNamespacedService({ namespace: 'default', name: 'web-clusterset' })).metadata?.labels?.['causeway.dev/merged']).toBe('web')
+    expect(agent.opened).toHaveLength(1)
+    await merged.close()
+  })
+})
