@@ -69,7 +69,7 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
         cb(peer, shares.map(remoteShare).filter((s) => importable(peer, s)))
       })
     },
-    async openImport(peer: string, share: string, protocol?: 'udp'): Promise<ImportListener> {
+    async openImport(peer: string, share: string, protocol?: 'udp', service?: string): Promise<ImportListener> {
       const key = `${share}@${peer}/${protocol ?? 'tcp'}`
       const cur = open.get(key)
       if (cur !== undefined) {
@@ -77,7 +77,7 @@ export function agentPort(agent: Agent, init: AgentPortInit = {}): AgentPort {
         return cur.listener
       }
       const l = await agent.addConnect({ share, peer, host: init.listenHost ?? '0.0.0.0', port: 0, ...(protocol !== undefined ? { protocol } : {}) })
-      const entry = { share, peer, service: init.describe?.(peer, share) ?? `${share}-${peer}` }
+      const entry = { share, peer, service: service ?? init.describe?.(peer, share) ?? `${share}-${peer}` }
       const removeImport = agent.addImport(entry)
       const listener: ImportListener = {
         host: l.host,

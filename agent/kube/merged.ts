@@ -102,11 +102,11 @@ export class MergedImports {
     })
   }
 
-  /** Reconciles every merged import; returns the `namespace/name` of each Service it keeps (per-site imports must not take them). */
   private get leading(): boolean {
     return this.init.leader?.() ?? true
   }
 
+  /** Reconciles every merged import; returns the `namespace/name` of each Service it keeps (per-site imports must not take them). */
   /** The leader creates or corrects the Service; a follower takes the leader's, or waits for it. */
   private async serviceFor(namespace: string, name: string, labels: Record<string, string>, spec: k8s.V1ServiceSpec, share: string, pod?: string, serviceImport?: string): Promise<k8s.V1Service | undefined> {
     if (this.leading) return this.ensureService(namespace, name, labels, spec, serviceImport)
@@ -116,6 +116,7 @@ export class MergedImports {
     return undefined
   }
 
+  /** Reconciles every merged import; returns the `namespace/name` of each Service it keeps (per-site imports must not take them). */
   async reconcile(sites: readonly SiteShares[]): Promise<Set<string>> {
     const owned = new Set<string>()
     const watch = new Set<string>()
@@ -180,6 +181,7 @@ export class MergedImports {
     this.init.log.warn({ service: key, share }, 'imports: the merged import\'s Service name is taken by an object causeway does not manage; not importing it merged')
   }
 
+  /** The listener of Service `key` (`namespace/name`) to `share` on `site` (ANY_SITE: merged). */
   private async listenerFor(key: string, site: string, share: string, protocol: 'udp' | undefined, used: Set<string>): Promise<ImportListener | undefined> {
     used.add(key)
     const cur = this.listeners.get(key)
@@ -189,7 +191,7 @@ export class MergedImports {
       await cur.listener.close().catch(() => {})
     }
     try {
-      const listener = await this.init.agent.openImport(site, share, protocol)
+      const listener = await this.init.agent.openImport(site, share, protocol, key.slice(key.indexOf('/') + 1))
       this.listeners.set(key, { listener, protocol, target: `${share}@${site}` })
       return listener
     } catch (e) {
@@ -313,6 +315,7 @@ export class MergedImports {
   }
 
   private async ensureSlice(svc: k8s.V1Service, labels: Record<string, string>, endpoints: SliceEndpoint[], ports: k8s.DiscoveryV1EndpointPort[]): Promise<void> {
+    if (!this.leading) return
     const namespace = svc.metadata?.namespace ?? ''
     const service = svc.metadata?.name ?? ''
     const name = `${service}-causeway`
@@ -353,7 +356,7 @@ export class MergedImports {
 
   /** Deletes the merged imports (and per-pod Services) nobody wants, unless in the start-up grace. */
   private async collect(owned: Set<string>): Promise<void> {
-    if (this.init.keepUnwanted()) return
+    if (this.init.keepUnwanted() || !this.leading) return
     const managed = await this.core.listServiceForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${MERGED_IMPORT_LABEL}` })
     for (const svc of managed.items) {
       const namespace = svc.metadata?.namespace ?? ''

@@ -72,8 +72,12 @@ export interface AgentPort {
    * Implementations call back at once for the catalogs already known.
    */
   onCatalog(cb: (peer: string, shares: RemoteShare[] | null) => void): () => void
-  /** Opens (or returns the already open) local listener for `peer`'s share `share` (a UDP socket for `protocol: 'udp'`). */
-  openImport(peer: string, share: string, protocol?: 'udp'): Promise<ImportListener>
+  /**
+   * Opens (or returns the already open) local listener for `peer`'s share `share` (a UDP socket
+   * for `protocol: 'udp'`); `peer` `*`: any site exporting it (merged imports). `service`: the
+   * import Service's name, for the agent's status.
+   */
+  openImport(peer: string, share: string, protocol?: 'udp', service?: string): Promise<ImportListener>
   /**
    * Per site exporting `share`: can it take a stream now (live), is it ejected (kept failing),
    * how many streams the any-site listeners sent it (merged imports' status). Optional.

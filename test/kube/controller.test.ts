@@ -299,3 +299,39 @@ describe('merged import names', () => {
     expect(agent.closed).toContainEqual(expect.stringMatching(/^\*\/db:\d+$/))
   })
 })
+
+describe('merged imports with several instances of a site', () => {
+  it('a follower (leader() false) keeps its listener and writes nothing; the leader writes the import', async () => {
+    const { MergedImports } = await import('../../agent/kube/merged.ts')
+    const { ServiceImportWriter } = await import('../../agent/kube/mcs.ts')
+    const { SliceCache } = await import('../../agent/kube/endpoints.ts')
+    const { silentLog: silent } = await import('../../peer/log.ts')
+    const { InstanceSlices } = await import('../../agent/kube/slices.ts')
+    let leading = false
+    let retries = 0
+    const instanceSlices = new InstanceSlices({ discovery: kc.makeApiClient(k8s.DiscoveryV1Api), instance: 'i2', instanceLabel: 'i2', podIp: '10.1.2.3', draining: () => false, log: silent })
+    const merged = new MergedImports({
+      kubeConfig: kc, agent, podIp: '10.1.2.3', slices: new SliceCache(kc, silent), serviceImports: new ServiceImportWriter(kc, silent), log: silent,
+      targetNamespace: async () => 'default', keepUnwanted: () => false, onLocalChange: () => {}, leader: () => leading, instanceSlices, retry: () => { retries++ },
+    })
+    const sites = [{ site: 'east', connected: true, shares: [{ name: 'web', port: 80 }] }]
+    const before = server.audit.length
+    await merged.reconcile(sites)
+    expect(agent.opened).toEqual([expect.stringMatching(/^\*\/web:\d+$/)])
+    expect(server.audit.slice(before).filter((a) => !['get', 'list', 'watch'].includes(a.verb))).toEqual([])
+    expect(retries).toBe(1) // it asks for another round: the leader's Service is not there yet
+    leading = true
+    await merged.reconcile(sites)
+    expect((await core.readNamespacedService({ namespace: 'default', name: 'web-clusterset' })).metadata?.labels?.['causeway.dev/merged']).toBe('web')
+    expect(agent.opened).toHaveLength(1)
+    // as a follower again, it keeps only its own slice behind the leader's Service (deleted: it makes it again)
+    leading = false
+    await disc.deleteNamespacedEndpointSlice({ namespace: 'default', name: 'web-clusterset-i2' })
+    const mark = server.audit.length
+    await merged.reconcile(sites)
+    const writes = server.audit.slice(mark).filter((a) => !['get', 'list', 'watch'].includes(a.verb)).map((a) => a.resource)
+    expect(writes).toEqual(['endpointslices'])
+    expect((await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'web-clusterset-i2' })).endpoints?.[0]?.conditions?.ready).toBe(true)
+    await merged.close()
+  })
+})

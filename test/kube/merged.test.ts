@@ -224,6 +224,7 @@ describe('merged imports (one Service and one ServiceImport for a share exported
     })
     expect(annotated.clusters?.west).toMatchObject({ live: true })
     expect(agents.local.siteSplit('web').map((x) => [x.site, x.live])).toEqual([['east', true], ['west', true]])
+    expect(agents.local.status().imports).toContainEqual({ share: 'web', peer: '*', service: 'web' })
     const status = await startStatusServer(agents.local, '127.0.0.1', 0)
     try {
       const text = await (await fetch(`${status.url}/metrics`)).text()
