@@ -211,6 +211,9 @@ describe.skipIf(!prerequisite('helm (test/kube/install-helm.sh)', helm !== undef
     const c = pod.containers[0] as Obj
     expect(c.env.find((e: Obj) => e.name === 'CAUSEWAY_INSTANCE').valueFrom.fieldRef.fieldPath).toBe('metadata.name')
     expect(c.env.find((e: Obj) => e.name === 'CAUSEWAY_LEASE_DURATION').value).toBe('15s')
+    expect(c.env.map((e: Obj) => e.name)).not.toContain('CAUSEWAY_MERGED_ONLY')
+    const mergedOnly = (render('causeway-agent', ['--set', 'token.existingSecret=t', '--set', 'kube.mergedOnly=true']).find((d) => d.kind === 'Deployment') as Obj).spec.template.spec.containers[0] as Obj
+    expect(mergedOnly.env.find((e: Obj) => e.name === 'CAUSEWAY_MERGED_ONLY').value).toBe('true')
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'status' })
     const drain = Number(c.args[c.args.indexOf('--drain') + 1])
     expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(drain + 2000) // the agent exits within --drain + 2 s
