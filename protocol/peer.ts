@@ -78,6 +78,9 @@ A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
  * exactly a version-1 stream. On a version-2 stream:
  * - `credit {n, stripe: true}`: the receiver's window is what limits the stream (the window
  *   growth rule: a whole window consumed in under 4 RTT); the sender may stripe from then on.
+ *   A sender also stripes, unasked, once it sent a whole initial window and its association
+ *   holds it back (its channel's or the association's send queue is full): a bulk stream.
+ *   Either way small request/response streams stay on their channel.
  * - Striped bytes go over *lanes*: one data channel labelled `lane` that each agent opens on
  *   each association (peer connection) of the pair, shared by all its striped streams. A lane
  *   message is binary: flags (u8: 1 = sent by the stream's opener, 2 = by its acceptor), the

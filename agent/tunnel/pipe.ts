@@ -260,12 +260,26 @@ export class StreamPipe {
     }
     if (this.dc.bufferedAmount > this.opts.highWater) {
       this.socket.pause()
+      this.wantStripe()
       this.cancelDrain = onDrain(this.dc, this.opts.lowWater, resume)
     } else if (this.hooks.queue !== undefined && this.hooks.queue.queued() > this.opts.assocBudget) {
       // the association holds this peer's whole send budget (other streams' bytes, or ones reset)
       this.socket.pause()
+      this.wantStripe()
       this.cancelDrain = this.hooks.queue.whenBelow(this.opts.assocBudget >> 1, resume)
     }
+  }
+
+  /**
+   * The association holds this stream back (its channel or the association's budget is full):
+   * a version-2 stream that already sent a whole initial window is a bulk stream, and stripes
+   * (the receiver's `credit {stripe}` is the other way in: its window is the limit).
+   */
+  private wantStripe (): void {
+    const lanes = this.hooks.stripe?.lanes
+    if (lanes === undefined || this.stripeWanted || this.sent < STREAM_INITIAL_WINDOW) return
+    this.stripeWanted = true
+    lanes.ensure()
   }
 
   /** Sends what waited (for credit or a lane's room), then the fin that waited behind it. */
