@@ -214,7 +214,6 @@ export class StreamPipe {
           // no lane has room: the rest waits (maybePause waits for room)
           if (lane === undefined) break
           lanes.send(lane, encodeLane(this.hooks.stripe!.role === 'opener' ? FROM_OPENER : FROM_ACCEPTOR, this.hooks.stripe!.id, this.sent + off, part))
-          this.striping = true
           this.lanesUsed.add(lane)
         } else {
           this.dc.send(part as Uint8Array<ArrayBuffer>)
@@ -232,11 +231,12 @@ export class StreamPipe {
     return true
   }
 
-  /** Whether the next chunk goes over a lane: striping started, or was asked for and two lanes are open. */
+  /** Whether the next chunk goes over a lane: striping started, or was asked for and two lanes are open (it starts now, for good). */
   private useLanes (): boolean {
     if (this.striping) return true
     const lanes = this.hooks.stripe?.lanes
-    return this.stripeWanted && lanes !== undefined && lanes.ready >= 2
+    this.striping = this.stripeWanted && lanes !== undefined && lanes.ready >= 2
+    return this.striping
   }
 
   private maybePause (): void {
