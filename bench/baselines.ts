@@ -1,4 +1,9 @@
-/** Forwarders to compare against: socat and `ssh -L` (Debian's openssh-server on loopback). */
+/**
+ * Forwarders to compare against: socat and `ssh -L` (Debian's openssh-server on loopback); and
+ * the record of baseline cells that have no number. The benches' ratios are to these anchors, so
+ * a baseline that failed (or whose tool is missing) fails the whole run: `bench/run.ts` prints
+ * every failed cell with its reason after the tables and exits 1.
+ */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, writeFileSync, existsSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
@@ -63,4 +68,33 @@ export async function sshForward (target: number): Promise<number | undefined> {
   child('/usr/bin/ssh', sshForwardArgs(files.userKey, '127.0.0.1', sshdPort, port, target))
   await waitFor(async () => await accepting(port), 15_000, 'ssh -L')
   return port
+}
+
+/** A baseline cell of a bench table that holds no number. */
+export interface BaselineFailure { bench: string, row: string, column: string, reason: string }
+
+const failures: BaselineFailure[] = []
+
+/** Whether a table cell is a failed baseline measurement ("failed: ...", "n/a (...)"), not a number or a skip. */
+export function isFailedCell (cell: string): boolean {
+  return /^(failed\b|n\/a\b)/i.test(cell.trim())
+}
+
+/** Records a failed baseline cell (and says so on stderr at once). */
+export function reportBaselineFailure (f: BaselineFailure): void {
+  failures.push(f)
+  process.stderr.write(`bench ${f.bench}: BASELINE FAILED: ${f.row} @ ${f.column}: ${f.reason}\n`)
+}
+
+/** The failed baseline cells recorded in this process, in order. */
+export function baselineFailures (): readonly BaselineFailure[] { return failures }
+
+/** The message printed after the tables: every failed baseline cell with its reason, plus other failures (e.g. a bench that exited non-zero). */
+export function failureReport (baseline: readonly BaselineFailure[], other: readonly string[] = []): string {
+  const lines = [
+    `**BENCH FAILED**: ${baseline.length} baseline cell(s) without a number${other.length > 0 ? `, ${other.length} other failure(s)` : ''}; ratios to these anchors are not valid.`,
+    ...baseline.map(f => `- ${f.bench}: ${f.row} @ ${f.column}: ${f.reason}`),
+    ...other.map(o => `- ${o}`),
+  ]
+  return lines.join('\n')
 }

@@ -12,13 +12,15 @@
  *   path and right after 8 downloads were cut off mid-transfer (abandoned bytes ahead of new ones).
  * Every transfer is bounded in time (BENCH_WAN_SECONDS, default 4 s): a collapsed path shows
  * as "timeout" with the bytes it moved, and the whole run stays under 10 minutes. Prints one
- * markdown table: rows are paths, columns are links.
+ * markdown table: rows are paths, columns are links. A baseline cell (direct TCP, ssh -L,
+ * WireGuard) without a number is reported (bench/baselines.ts) and fails the run (exit 1).
  * Knobs (env): BENCH_WAN_LINKS=0,3 (only those links), BENCH_WAN_RELAY=all|0,1,3 (links that
  * measure the relay path), BENCH_WAN_MIB, BENCH_WAN_SECONDS, BENCH_WAN_RR_MS, BENCH_WAN_BUDGET_S.
  */
 import { loadavg } from 'node:os'
 import { WanLink, wanAvailability, type CongestionControl, type LinkOptions } from '../scripts/wan/link.ts'
 import { CONNECT_PORT, startCauseway, startServer, wanIo, type CausewayOnLink } from '../test/wan/causeway.ts'
+import { baselineFailures, failureReport, isFailedCell, reportBaselineFailure } from './baselines.ts'
 import { table } from './lib.ts'
 import { rawDcTransfer } from './wan-dc.ts'
 import { sshOnLink, WG_ADDRS, wireguardOnLink } from './wan-paths.ts'
@@ -60,6 +62,11 @@ const cell = (d: Download): string => d.complete ? f(rate(d)) : `${f(rate(d))} (
 const rrCell = (r: RoundTrips): string => (r.count === 0 ? 'none' : `${r.p50.toFixed(1)} / ${r.p99.toFixed(1)}`) + (r.stalled > 0 ? ` (${r.stalled} of 8 stalled)` : '')
 const ratio = (d: Download, base: Download | undefined): string => base === undefined || rate(base) === 0 ? '' : ` (${(rate(d) / rate(base)).toFixed(2)}x)`
 const overBudget = (): boolean => Date.now() - started > BUDGET_MS
+/** A failed cell keeps the error's whole first line (bench failures quote it); the table shows its start. */
+const failed = (err: unknown): string => `failed: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]?.slice(0, 400) ?? ''}`
+const shown = (v: string): string => v.startsWith('failed: ') && v.length > 68 ? `${v.slice(0, 68)}…` : v
+/** The baseline rows (cell keys start with these): a failed cell in one fails the run (bench/run.ts exits 1). */
+const BASELINES = ['direct:', 'ssh:', 'wg:']
 
 async function measure<T> (what: string, fn: () => Promise<T>, show: (t: T) => string): Promise<string> {
   if (overBudget()) return 'skipped (time budget)'
@@ -67,7 +74,7 @@ async function measure<T> (what: string, fn: () => Promise<T>, show: (t: T) => s
   try { return show(await fn()) } catch (err) {
     const msg = err instanceof Error ? err.message : String(err)
     step(`${what} failed: ${msg.slice(0, 500)}`)
-    return `failed: ${msg.split('\n')[0]?.slice(0, 60) ?? ''}`
+    return failed(err)
   }
 }
 
@@ -101,8 +108,8 @@ async function benchLink (opts: LinkOptions, index: number): Promise<Map<string,
   try {
     await startServer(link, 'right', SERVE_PORT)
     const right = link.addr('right')
-    const ssh = await sshOnLink(link).catch((err: unknown) => `failed: ${err instanceof Error ? err.message.slice(0, 60) : String(err)}`)
-    const wg = await wireguardOnLink(link).catch((err: unknown) => `failed: ${err instanceof Error ? err.message.slice(0, 60) : String(err)}`)
+    const ssh = await sshOnLink(link).catch(failed)
+    const wg = await wireguardOnLink(link, SERVE_PORT).catch(failed)
     let sshCubic: Download | undefined
     for (const cc of CCS) {
       await link.setCongestionControl('both', cc)
@@ -190,6 +197,10 @@ export async function wanBench (): Promise<string> {
   ]
   const head = ['MiB/s (left downloads from right)', ...links]
   const body = rows.map(([label, key]) => [label, ...results.map(r => r.get(key) ?? (overBudget() ? 'skipped (time budget)' : 'not run'))])
+  for (const [r, [label, key]] of rows.entries()) {
+    if (!BASELINES.some(b => key.startsWith(b))) continue
+    body[r]!.slice(1).forEach((v, c) => { if (isFailedCell(v)) reportBaselineFailure({ bench: 'wan', row: label, column: links[c]!, reason: v }) })
+  }
   return [
     `Links: emulated (scripts/wan/link.ts), the same RTT / rate / random loss in both directions, drop-tail queue of one`,
     `bandwidth-delay product (at least 64 KiB) where rate-limited. Each cell: one download of up to ${MIB} MiB`,
@@ -198,10 +209,14 @@ export async function wanBench (): Promise<string> {
     `for ${RR_MS / 1000} s on each of 8 connections (idle path, and right after 8 downloads were cut off at ${CUT_MS / 1000} s;`,
     `"stalled": no answer within 5 s after the measurement). Load average ${load0.map(x => x.toFixed(2)).join(' ')} at the start,`,
     `${load1.map(x => x.toFixed(2)).join(' ')} at the end; ${Math.round((Date.now() - started) / 1000)} s in all.`,
-    '', table([head, ...body]),
+    '', table([head, ...body.map(cells => cells.map(shown))]),
   ].join('\n')
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  wanBench().then(t => { process.stdout.write(`${t}\n`); process.exit(0) }, (err: unknown) => { process.stderr.write(`${String(err instanceof Error ? err.stack : err)}\n`); process.exit(1) })
+  wanBench().then(t => {
+    process.stdout.write(`${t}\n`)
+    if (baselineFailures().length > 0) process.stdout.write(`\n${failureReport(baselineFailures())}\n`)
+    process.exit(baselineFailures().length > 0 ? 1 : 0)
+  }, (err: unknown) => { process.stderr.write(`${String(err instanceof Error ? err.stack : err)}\n`); process.exit(1) })
 }
