@@ -91,6 +91,11 @@ A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
  *   past the credit, or more held than the window: FLOW_CONTROL_VIOLATION), so the reorder
  *   buffer is bounded like the stream's receive buffer. Lane messages for a stream the
  *   receiver does not know (already ended) are dropped.
+ * - `blocked`: the sender of a striped stream has bytes to send and no credit left (as QUIC's
+ *   STREAM_DATA_BLOCKED): striped bytes sit in several associations' send buffers at once, so
+ *   the window must cover all of them; the receiver grows the window at its next grant (within
+ *   the same maximum and per-peer budget) instead of waiting for the 4-RTT rule. At most one per
+ *   credit message received.
  * - `fin {n}`: no more bytes in this direction, `n` bytes in all (the fin may overtake lane
  *   bytes: the direction ends once all `n` arrived).
  * - A lane that closes (its association failed) resets every stream that sent bytes over it
@@ -98,7 +103,7 @@ A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
  *
  * ## Version history
  * - 2026-12 (issue 20): striped streams: hello cap `stripe/1`, `ok {v: 2, id}`,
- *   `credit {stripe}`, `fin {n}`, `lane` channels. Sent only to peers with the cap; a peer
+ *   `credit {stripe}`, `blocked`, `fin {n}`, `lane` channels. Sent only to peers with the cap; a peer
  *   without it (or with `--stripe off`) sees version-1 streams only.
  * - 2026-12 (issue 19): agent instances: hello `instance {name, draining?}` (cap `instances/1`),
  *   control `drain`, pings every second as keepalive; ShareInfo `balance`, `weight`, `priority`
@@ -306,6 +311,7 @@ export const StreamControl = z.discriminatedUnion('t', [
   z.object({ t: z.literal('fin'), n: z.number().int().min(0).max(MAX_STREAM_OFFSET).optional() }).strict(),
   z.object({ t: z.literal('rst'), code: z.string().max(64) }).strict(),
   z.object({ t: z.literal('credit'), n: z.number().int().positive().max(1 << 30), stripe: z.literal(true).optional() }).strict(),
+  z.object({ t: z.literal('blocked') }).strict(),
 ])
 export type StreamControl = z.infer<typeof StreamControl>
 

@@ -46,6 +46,8 @@ export interface LanesInit {
   activity?: () => void
 }
 
+/** A stream that stripes re-asks for lanes on associations without one at most this often, ms. */
+const ENSURE_EVERY_MS = 1000
 /** How long a waiter for room waits between reads of the lanes, ms. */
 const ROOM_POLL_MS = 2
 
@@ -60,6 +62,7 @@ export class PeerLanes {
   private readonly waiters = new Set<() => void>()
   private timer: ReturnType<typeof setInterval> | undefined
   private closed = false
+  private ensuredAt = -Infinity
 
   constructor (init: LanesInit) { this.init = init }
 
@@ -84,6 +87,7 @@ export class PeerLanes {
   /** Opens a lane on every ready association that has none yet (once a stream wants to stripe). */
   ensure (): void {
     if (this.closed) return
+    this.ensuredAt = performance.now()
     for (const { pc, queue } of this.init.associations()) {
       if (this.out.has(pc) || this.opening.has(pc)) continue
       let dc: RTCDataChannel
@@ -106,13 +110,17 @@ export class PeerLanes {
     }
   }
 
-  /** Open lanes. */
-  get ready (): number { return this.out.size }
+  /** Open lanes (asking for the missing ones at most once a second: associations come up after the session, and a lane's open may time out). */
+  get ready (): number {
+    if (performance.now() - this.ensuredAt > ENSURE_EVERY_MS) this.ensure()
+    return this.out.size
+  }
 
   /** The lane a chunk of `len` bytes should go to now; undefined: none has room. */
   pick (len: number): Lane | undefined {
-    const lanes = [...this.out.values()]
     const now = performance.now()
+    if (now - this.ensuredAt > ENSURE_EVERY_MS) this.ensure()
+    const lanes = [...this.out.values()]
     const views = lanes.map(l => {
       const buffered = l.dc.bufferedAmount
       l.meter.sample(now, buffered)

@@ -124,6 +124,9 @@ export class StreamPipe {
   private stripeAsked = false
   private cancelRoom?: () => void
   private unregister?: () => void
+  /** Send side: `blocked` went out since the last credit. Receive side: the peer said it is blocked by our window. */
+  private blockedSent = false
+  private peerBlocked = false
   /** The channel closed after both fins while striped bytes of the peer were still on their way. */
   private closedEarly = false
 
@@ -191,6 +194,13 @@ export class StreamPipe {
     // a close delivered with those early messages went to the handshake's handler
     if (dc.readyState === 'closed') onClose()
     if (!this.finished) socket.resume()
+    if (process.env.STRIPE_DEBUG === '1') {
+      const t = setInterval(() => {
+        if (this.finished) { clearInterval(t); return }
+        process.stderr.write(`STRIPEDBG ${JSON.stringify({ role: this.hooks.stripe?.role, sent: this.sent, credit: this.credit, pending: this.pending?.length, waitingCredit: this.waitingCredit, striping: this.striping, wanted: this.stripeWanted, room: this.cancelRoom !== undefined, drain: this.cancelDrain !== undefined, received: this.received, allowed: this.allowed, held: this.reasm.held, heldN: this.reasm.pending, window: this.window, granted: this.granted, wl: this.socket.writableLength, paused: this.socket.isPaused(), dcBuf: this.dc.bufferedAmount, lanes: this.hooks.stripe?.lanes?.ready, q: this.hooks.queue?.queued() })}\n`)
+      }, 3000)
+      t.unref()
+    }
   }
 
   private onSocketData (buf: Buffer): void {
@@ -250,6 +260,7 @@ export class StreamPipe {
     if (this.pending !== undefined || this.credit <= 0) {
       this.socket.pause()
       this.waitingCredit = true
+      if (this.striping && !this.blockedSent) { this.blockedSent = true; this.sendText('{"t":"blocked"}') }
       return
     }
     if (this.striping || this.cancelDrain !== undefined) return
@@ -293,6 +304,7 @@ export class StreamPipe {
 
   private onCredit (n: number, stripe: boolean): void {
     this.credit += n
+    this.blockedSent = false
     if (stripe && this.hooks.stripe?.lanes !== undefined && !this.stripeWanted) {
       this.stripeWanted = true
       this.hooks.stripe.lanes.ensure()
@@ -320,6 +332,11 @@ export class StreamPipe {
         }
         case 'rst':
           this.finish('reset', ctl.code)
+          return
+        case 'blocked':
+          // only on version-2 streams
+          if (this.hooks.stripe === undefined) { this.reset('BAD_MESSAGE'); return }
+          this.peerBlocked = true
           return
         default:
           this.reset('BAD_MESSAGE')
@@ -393,7 +410,9 @@ export class StreamPipe {
     if (consumed < this.window / 2) return 0
     const rtt = Math.max(1, this.hooks.rttMs?.() ?? DEFAULT_RTT_MS)
     let extra = 0
-    if (this.hooks.budget !== undefined && this.window < this.opts.maxWindow && elapsed < 4 * rtt * (consumed / this.window)) {
+    const blocked = this.peerBlocked
+    this.peerBlocked = false
+    if (this.hooks.budget !== undefined && this.window < this.opts.maxWindow && (blocked || elapsed < 4 * rtt * (consumed / this.window))) {
       extra = this.hooks.budget.take(Math.min(this.window, this.opts.maxWindow - this.window))
       this.reserved += extra
       this.window += extra
