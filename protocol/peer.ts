@@ -79,7 +79,8 @@ A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
  * - `credit {n, stripe: true}`: the receiver's window is what limits the stream (the window
  *   growth rule: a whole window consumed in under 4 RTT); the sender may stripe from then on.
  *   A sender also stripes, unasked, once it sent a whole initial window and its association
- *   holds it back (its channel's or the association's send queue is full): a bulk stream.
+ *   (its channel's or the association's send queue is full) or the credit holds it back: a
+ *   bulk stream.
  *   Either way small request/response streams stay on their channel.
  * - Striped bytes go over *lanes*: one data channel labelled `lane` that each agent opens on
  *   each association (peer connection) of the pair, shared by all its striped streams. A lane
@@ -91,11 +92,16 @@ A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
  *   past the credit, or more held than the window: FLOW_CONTROL_VIOLATION), so the reorder
  *   buffer is bounded like the stream's receive buffer. Lane messages for a stream the
  *   receiver does not know (already ended) are dropped.
- * - `blocked`: the sender of a striped stream has bytes to send and no credit left (as QUIC's
+ * - `blocked`: the sender of a bulk stream (a whole initial window sent) has bytes to send and no credit left (as QUIC's
  *   STREAM_DATA_BLOCKED): striped bytes sit in several associations' send buffers at once, so
  *   the window must cover all of them; the receiver grows the window at its next grant (within
  *   the same maximum and per-peer budget) instead of waiting for the 4-RTT rule. At most one per
  *   credit message received.
+ * - `credit {n, max}`: `max` is the absolute credit (the sender may send bytes up to that
+ *   offset); a sender of a version-2 stream goes by `max` (n is then informational). The same
+ *   absolute credit may also come on a lane: flags | 4 (CREDIT), no payload, the offset field
+ *   is `max`. Credit on a lane is what keeps a stream going while the association that carries
+ *   its own channel is stalled (loss recovery, retransmission timeouts); duplicates change nothing.
  * - `fin {n}`: no more bytes in this direction, `n` bytes in all (the fin may overtake lane
  *   bytes: the direction ends once all `n` arrived).
  * - A lane that closes (its association failed) resets every stream that sent bytes over it
@@ -103,7 +109,7 @@ A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
  *
  * ## Version history
  * - 2026-12 (issue 20): striped streams: hello cap `stripe/1`, `ok {v: 2, id}`,
- *   `credit {stripe}`, `blocked`, `fin {n}`, `lane` channels. Sent only to peers with the cap; a peer
+ *   `credit {max, stripe}`, `blocked`, `fin {n}`, `lane` channels and lane credit. Sent only to peers with the cap; a peer
  *   without it (or with `--stripe off`) sees version-1 streams only.
  * - 2026-12 (issue 19): agent instances: hello `instance {name, draining?}` (cap `instances/1`),
  *   control `drain`, pings every second as keepalive; ShareInfo `balance`, `weight`, `priority`
@@ -310,7 +316,7 @@ export const StreamControl = z.discriminatedUnion('t', [
   z.object({ t: z.literal('err'), code: z.string().max(64), message: z.string().max(512) }).strict(),
   z.object({ t: z.literal('fin'), n: z.number().int().min(0).max(MAX_STREAM_OFFSET).optional() }).strict(),
   z.object({ t: z.literal('rst'), code: z.string().max(64) }).strict(),
-  z.object({ t: z.literal('credit'), n: z.number().int().positive().max(1 << 30), stripe: z.literal(true).optional() }).strict(),
+  z.object({ t: z.literal('credit'), n: z.number().int().positive().max(1 << 30), max: z.number().int().min(0).max(MAX_STREAM_OFFSET).optional(), stripe: z.literal(true).optional() }).strict(),
   z.object({ t: z.literal('blocked') }).strict(),
 ])
 export type StreamControl = z.infer<typeof StreamControl>

@@ -31,6 +31,8 @@ export interface Lane {
 export interface StripeEnd {
   /** Bytes of the stream at `offset` arrived on a lane. */
   onLaneBytes: (offset: number, bytes: Uint8Array) => void
+  /** The peer allows our bytes up to `allowed` (absolute credit, on a lane). */
+  onLaneCredit: (allowed: number) => void
   /** A lane closed: the stream resets if it sent over it. */
   onLaneLost: (lane: Lane) => void
 }
@@ -136,6 +138,22 @@ export class PeerLanes {
     lane.meter.sent(msg.length)
   }
 
+  /**
+   * Sends a small control message (lane credit) on the lane that would deliver it first,
+   * room or not: the stream's own channel may sit on an association stalled in loss recovery.
+   * False: no lane (or it failed).
+   */
+  sendControl (msg: Uint8Array<ArrayBuffer>): boolean {
+    let best: Lane | undefined
+    let score = Infinity
+    for (const l of this.out.values()) {
+      const s = (l.queue.queued() + 1) / Math.max(l.meter.rate, 1e-3)
+      if (s < score) { best = l; score = s }
+    }
+    if (best === undefined) return false
+    try { best.dc.send(msg); return true } catch { return false }
+  }
+
   /** Calls `fn` once some lane may have room again; returns a cancel function. */
   onRoom (fn: () => void): () => void {
     this.waiters.add(fn)
@@ -172,7 +190,7 @@ export class PeerLanes {
   private deliver (msg: LaneMessage): void {
     // sent by the opener: a stream we accepted (our id); by the acceptor: one we opened
     const end = (msg.from === FROM_OPENER ? this.accepted : this.opened).get(msg.id)
-    end?.onLaneBytes(msg.offset, msg.bytes)
+    if (msg.credit) end?.onLaneCredit(msg.offset); else end?.onLaneBytes(msg.offset, msg.bytes)
   }
 
   private lost (pc: RTCPeerConnection, lane: Lane): void {

@@ -25,7 +25,7 @@ import { parseJson, STREAM_INITIAL_WINDOW, StreamControl } from '../../protocol/
 import { onDrain } from '../../peer/channel.ts'
 import type { AssocQueue } from './assoc-queue.ts'
 import type { Lane, PeerLanes } from './lanes.ts'
-import { encodeLane, FROM_ACCEPTOR, FROM_OPENER, Reassembly } from './stripe.ts'
+import { encodeLane, encodeLaneCredit, FROM_ACCEPTOR, FROM_OPENER, Reassembly } from './stripe.ts'
 
 export interface PipeOptions {
   /** Largest flow-control window per stream and direction, bytes. Default 16 MiB. */
@@ -127,6 +127,8 @@ export class StreamPipe {
   /** Send side: `blocked` went out since the last credit. Receive side: the peer said it is blocked by our window. */
   private blockedSent = false
   private peerBlocked = false
+  /** The peer sent us bytes over lanes (so we also send our credit over one). */
+  private laneSeen = false
   /** The channel closed after both fins while striped bytes of the peer were still on their way. */
   private closedEarly = false
 
@@ -186,7 +188,8 @@ export class StreamPipe {
     const link = this.hooks.stripe
     if (link?.lanes !== undefined) {
       this.unregister = link.lanes.register(link.role, link.id, {
-        onLaneBytes: (offset, bytes) => { if (!this.finished) this.acceptBytes(offset, bytes) },
+        onLaneBytes: (offset, bytes) => { if (!this.finished) { this.laneSeen = true; this.acceptBytes(offset, bytes) } },
+        onLaneCredit: (allowed) => { if (!this.finished) this.raiseAllowance(allowed, false) },
         onLaneLost: (lane) => { if (!this.finished && this.lanesUsed.has(lane)) this.reset('STREAM_RESET') },
       })
     }
@@ -197,7 +200,7 @@ export class StreamPipe {
     if (process.env.STRIPE_DEBUG === '1') {
       const t = setInterval(() => {
         if (this.finished) { clearInterval(t); return }
-        process.stderr.write(`STRIPEDBG ${JSON.stringify({ role: this.hooks.stripe?.role, sent: this.sent, credit: this.credit, pending: this.pending?.length, waitingCredit: this.waitingCredit, striping: this.striping, wanted: this.stripeWanted, room: this.cancelRoom !== undefined, drain: this.cancelDrain !== undefined, received: this.received, allowed: this.allowed, held: this.reasm.held, heldN: this.reasm.pending, window: this.window, granted: this.granted, wl: this.socket.writableLength, paused: this.socket.isPaused(), dcBuf: this.dc.bufferedAmount, lanes: this.hooks.stripe?.lanes?.ready, q: this.hooks.queue?.queued() })}\n`)
+        process.stderr.write(`STRIPEDBG ${JSON.stringify({ role: this.hooks.stripe?.role, sent: this.sent, credit: this.credit, pending: this.pending?.length, waitingCredit: this.waitingCredit, striping: this.striping, wanted: this.stripeWanted, room: this.cancelRoom !== undefined, drain: this.cancelDrain !== undefined, received: this.received, allowed: this.allowed, held: this.reasm.held, heldN: this.reasm.pending, window: this.window, granted: this.granted, wl: this.socket.writableLength, paused: this.socket.isPaused(), dcBuf: this.dc.bufferedAmount, lanes: this.hooks.stripe?.lanes?.ready, q: this.hooks.queue?.queued(), cs: this.dbgSent, cr: this.dbgRecv, st: this.dc.readyState })}\n`)
       }, 3000)
       t.unref()
     }
@@ -260,7 +263,11 @@ export class StreamPipe {
     if (this.pending !== undefined || this.credit <= 0) {
       this.socket.pause()
       this.waitingCredit = true
-      if (this.striping && !this.blockedSent) { this.blockedSent = true; this.sendText('{"t":"blocked"}') }
+      // a bulk version-2 stream held back by the peer's window: stripe, and ask for a larger window
+      if (this.credit <= 0 && this.hooks.stripe !== undefined && this.sent >= STREAM_INITIAL_WINDOW) {
+        this.wantStripe()
+        if (!this.blockedSent) { this.blockedSent = true; this.sendText('{"t":"blocked"}') }
+      }
       return
     }
     if (this.striping || this.cancelDrain !== undefined) return
@@ -282,9 +289,9 @@ export class StreamPipe {
   }
 
   /**
-   * The association holds this stream back (its channel or the association's budget is full):
-   * a version-2 stream that already sent a whole initial window is a bulk stream, and stripes
-   * (the receiver's `credit {stripe}` is the other way in: its window is the limit).
+   * The association (its channel or the association's budget is full) or the peer's window
+   * holds this stream back: a version-2 stream that already sent a whole initial window is a
+   * bulk stream, and stripes (the receiver's `credit {stripe}` is another way in).
    */
   private wantStripe (): void {
     const lanes = this.hooks.stripe?.lanes
@@ -302,7 +309,17 @@ export class StreamPipe {
     this.maybePause()
   }
 
+  dbgSent = 0
+  dbgRecv = 0
+  /** Version 2: the peer allows our bytes up to `allowed` (absolute: a copy of a credit already seen changes nothing). */
+  private raiseAllowance (allowed: number, stripe: boolean): void {
+    const more = allowed - this.sent - this.credit
+    if (more > 0) this.onCredit(more, stripe)
+    else if (stripe) this.onCredit(0, true)
+  }
+
   private onCredit (n: number, stripe: boolean): void {
+    this.dbgRecv += n
     this.credit += n
     this.blockedSent = false
     if (stripe && this.hooks.stripe?.lanes !== undefined && !this.stripeWanted) {
@@ -321,7 +338,9 @@ export class StreamPipe {
       if (ctl === null) { this.reset('BAD_MESSAGE'); return }
       switch (ctl.t) {
         case 'credit':
-          this.onCredit(ctl.n, ctl.stripe === true)
+          // version 2: the absolute credit (it may also have come, or come later, on a lane)
+          if (this.hooks.stripe !== undefined && ctl.max !== undefined) this.raiseAllowance(ctl.max, ctl.stripe === true)
+          else this.onCredit(ctl.n, ctl.stripe === true)
           return
         case 'fin': {
           // version 2: the fin tells the total (it may overtake lane bytes); version 1: all came on this channel
@@ -391,7 +410,10 @@ export class StreamPipe {
       // version 2: the first growth says the window is the limit: the sender may stripe
       const ask = extra > 0 && this.hooks.stripe !== undefined && !this.stripeAsked
       if (ask) this.stripeAsked = true
-      this.sendText(`{"t":"credit","n":${grant + extra}${ask ? ',"stripe":true' : ''}}`)
+      this.dbgSent += grant + extra
+      const link = this.hooks.stripe
+      this.sendText(`{"t":"credit","n":${grant + extra}${link !== undefined ? `,"max":${this.allowed}` : ''}${ask ? ',"stripe":true' : ''}}`)
+      if (link?.lanes !== undefined && this.laneSeen) link.lanes.sendControl(encodeLaneCredit(link.role === 'opener' ? FROM_OPENER : FROM_ACCEPTOR, link.id, this.allowed))
     } else if (grant > 0 && this.socket.writableLength > 0 && !this.drainHooked) {
       this.drainHooked = true
       this.socket.once('drain', () => { this.drainHooked = false; this.grantCredit() })

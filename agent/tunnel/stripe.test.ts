@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { decodeLane, encodeLane, FROM_ACCEPTOR, FROM_OPENER, LANE_HEADER, LaneMeter, pickLane, Reassembly, type LaneView } from './stripe.ts'
+import { decodeLane, encodeLane, encodeLaneCredit, FROM_ACCEPTOR, FROM_OPENER, LANE_HEADER, LaneMeter, pickLane, Reassembly, type LaneView } from './stripe.ts'
 
 const bytes = (n: number, fill = n & 0xff): Uint8Array => new Uint8Array(n).fill(fill)
 
@@ -8,7 +8,8 @@ describe('lane messages', () => {
     const payload = Uint8Array.from([1, 2, 3, 4, 5])
     for (const offset of [0, 1, 0xffff_ffff, 2 ** 32 + 7, 2 ** 48 - 6]) {
       const m = decodeLane(encodeLane(FROM_ACCEPTOR, 0xdead_beef, offset, payload).buffer)
-      expect(m).toEqual({ from: FROM_ACCEPTOR, id: 0xdead_beef, offset, bytes: payload })
+      expect(m).toEqual({ from: FROM_ACCEPTOR, id: 0xdead_beef, offset, bytes: payload, credit: false })
+      expect(decodeLane(encodeLaneCredit(FROM_OPENER, 7, offset))).toMatchObject({ from: FROM_OPENER, id: 7, offset, credit: true })
     }
     // from a view with an offset into a larger buffer
     const framed = encodeLane(FROM_OPENER, 3, 9, payload)
@@ -19,7 +20,10 @@ describe('lane messages', () => {
 
   it('refuses what is not one', () => {
     expect(decodeLane('text')).toBeNull()
-    expect(decodeLane(new Uint8Array(LANE_HEADER).buffer)).toBeNull() // no payload
+    expect(decodeLane(new Uint8Array(LANE_HEADER).buffer)).toBeNull() // bytes without payload
+    const creditWithBytes = encodeLane(FROM_OPENER, 1, 0, bytes(4))
+    creditWithBytes[0] = FROM_OPENER | 4
+    expect(decodeLane(creditWithBytes)).toBeNull()
     const bad = encodeLane(FROM_OPENER, 1, 0, bytes(4))
     bad[0] = 9
     expect(decodeLane(bad)).toBeNull()

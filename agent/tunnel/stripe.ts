@@ -10,8 +10,10 @@ export const LANE_HEADER = 11
 /** Lane message flags: who sent it (the receiver looks the stream up in its opened or accepted table). */
 export const FROM_OPENER = 1
 export const FROM_ACCEPTOR = 2
+/** Flag of a lane credit message (with FROM_*): no payload, the offset is the absolute credit. */
+export const CREDIT = 4
 
-export interface LaneMessage { from: typeof FROM_OPENER | typeof FROM_ACCEPTOR, id: number, offset: number, bytes: Uint8Array }
+export interface LaneMessage { from: typeof FROM_OPENER | typeof FROM_ACCEPTOR, id: number, offset: number, bytes: Uint8Array, credit: boolean }
 
 export function encodeLane (from: LaneMessage['from'], id: number, offset: number, bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   if (offset + bytes.length > MAX_STREAM_OFFSET) throw new RangeError('stream offset past u48')
@@ -25,14 +27,24 @@ export function encodeLane (from: LaneMessage['from'], id: number, offset: numbe
   return out
 }
 
-/** Parses a lane message; null when it is not one (text, too short, unknown flags, no bytes). */
+/** A lane credit message: the receiver of `id`'s bytes allows offsets up to `allowed` (absolute, so a copy that also came on the stream's channel changes nothing). */
+export function encodeLaneCredit (from: LaneMessage['from'], id: number, allowed: number): Uint8Array<ArrayBuffer> {
+  const out = encodeLane(from, id, allowed, new Uint8Array(0))
+  out[0] = from | CREDIT
+  return out
+}
+
+/** Parses a lane message; null when it is not one (text, too short, unknown flags, bytes without payload, credit with payload). */
 export function decodeLane (data: unknown): LaneMessage | null {
   const u8 = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined
-  if (u8 === undefined || u8.length <= LANE_HEADER) return null
+  if (u8 === undefined || u8.length < LANE_HEADER) return null
   const v = new DataView(u8.buffer, u8.byteOffset, u8.byteLength)
-  const from = v.getUint8(0)
+  const flags = v.getUint8(0)
+  const credit = (flags & CREDIT) !== 0
+  const from = flags & ~CREDIT
   if (from !== FROM_OPENER && from !== FROM_ACCEPTOR) return null
-  return { from, id: v.getUint32(1), offset: v.getUint16(5) * 2 ** 32 + v.getUint32(7), bytes: u8.subarray(LANE_HEADER) }
+  if (credit !== (u8.length === LANE_HEADER)) return null
+  return { from, id: v.getUint32(1), offset: v.getUint16(5) * 2 ** 32 + v.getUint32(7), bytes: u8.subarray(LANE_HEADER), credit }
 }
 
 export type ReassemblyResult = 'ok' | 'FLOW_CONTROL_VIOLATION' | 'BAD_MESSAGE'
