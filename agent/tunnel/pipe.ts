@@ -197,13 +197,6 @@ export class StreamPipe {
     // a close delivered with those early messages went to the handshake's handler
     if (dc.readyState === 'closed') onClose()
     if (!this.finished) socket.resume()
-    if (process.env.STRIPE_DEBUG === '1') {
-      const t = setInterval(() => {
-        if (this.finished) { clearInterval(t); return }
-        process.stderr.write(`STRIPEDBG ${JSON.stringify({ role: this.hooks.stripe?.role, sent: this.sent, credit: this.credit, pending: this.pending?.length, waitingCredit: this.waitingCredit, striping: this.striping, wanted: this.stripeWanted, room: this.cancelRoom !== undefined, drain: this.cancelDrain !== undefined, received: this.received, allowed: this.allowed, held: this.reasm.held, heldN: this.reasm.pending, window: this.window, granted: this.granted, wl: this.socket.writableLength, paused: this.socket.isPaused(), dcBuf: this.dc.bufferedAmount, lanes: this.hooks.stripe?.lanes?.ready, q: this.hooks.queue?.queued(), cs: this.dbgSent, cr: this.dbgRecv, st: this.dc.readyState })}\n`)
-      }, 3000)
-      t.unref()
-    }
   }
 
   private onSocketData (buf: Buffer): void {
@@ -309,8 +302,6 @@ export class StreamPipe {
     this.maybePause()
   }
 
-  dbgSent = 0
-  dbgRecv = 0
   /** Version 2: the peer allows our bytes up to `allowed` (absolute: a copy of a credit already seen changes nothing). */
   private raiseAllowance (allowed: number, stripe: boolean): void {
     const more = allowed - this.sent - this.credit
@@ -319,7 +310,6 @@ export class StreamPipe {
   }
 
   private onCredit (n: number, stripe: boolean): void {
-    this.dbgRecv += n
     this.credit += n
     this.blockedSent = false
     if (stripe && this.hooks.stripe?.lanes !== undefined && !this.stripeWanted) {
@@ -410,7 +400,6 @@ export class StreamPipe {
       // version 2: the first growth says the window is the limit: the sender may stripe
       const ask = extra > 0 && this.hooks.stripe !== undefined && !this.stripeAsked
       if (ask) this.stripeAsked = true
-      this.dbgSent += grant + extra
       const link = this.hooks.stripe
       this.sendText(`{"t":"credit","n":${grant + extra}${link !== undefined ? `,"max":${this.allowed}` : ''}${ask ? ',"stripe":true' : ''}}`)
       if (link?.lanes !== undefined && this.laneSeen) link.lanes.sendControl(encodeLaneCredit(link.role === 'opener' ? FROM_OPENER : FROM_ACCEPTOR, link.id, this.allowed))
