@@ -2,7 +2,8 @@
  * Striped streams between in-process agents on loopback (agent/tunnel/lanes.ts): a bulk
  * stream's bytes go over the lanes of all four associations and arrive intact both ways; an
  * agent with striping off still talks to one with it on (version-1 streams only, none
- * striped); small streams stay on their channel. Striping starts on the window-growth rule,
+ * striped); small streams stay on their channel; it stripes between the two engines too.
+ * Striping starts on the window-growth rule,
  * a timing rule: the agents' RTT to each other is pinned at 40 ms (as between distant sites),
  * as in flow-control.test.ts, so the rule and not the machine's speed decides.
  * Across an emulated WAN (loss, reordering between associations, resets, a failing
@@ -81,5 +82,17 @@ describe('striped streams', () => {
     expect(rs).toEqual([{ ok: true }, { ok: true }])
     expect(off.tunnels.totals.striped).toBe(0)
     expect(onSide.tunnels.totals.striped).toBe(0)
+  }, 150_000)
+
+  it('stripes between the two engines (@roamhq/wrtc, which has no bufferedamountlow, and node-datachannel), intact both ways', async () => {
+    const w = await net.agent('swrtc', { engine: 'wrtc', shares: [{ name: 'blob', host: '127.0.0.1', port: target.port }], connects: [{ share: 'blob', peer: 'sb', host: '127.0.0.1', port: 0 }] })
+    await until(() => assocs(w, 'sb') === 4 && assocs(b, 'swrtc') === 4, 30_000, 'associations up')
+    await pinRtt(w, 'sb', 40)
+    await pinRtt(b, 'swrtc', 40)
+    const before = b.tunnels.totals.striped
+    expect(await exchange(w.listeners[0]!.port, 24 << 20, 120_000)).toEqual({ ok: true })
+    await until(() => w.tunnels.liveStreams === 0, 20_000, 'closed')
+    expect(w.tunnels.totals.striped).toBe(1)
+    expect(b.tunnels.totals.striped - before).toBe(1)
   }, 150_000)
 })
