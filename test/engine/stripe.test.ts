@@ -3,11 +3,12 @@
  * stream's bytes go over the lanes of all four associations and arrive intact both ways; an
  * agent with striping off still talks to one with it on (version-1 streams only, none
  * striped); small streams stay on their channel; it stripes between the two engines too.
- * Striping starts on the window-growth rule,
- * a timing rule: the agents' RTT to each other is pinned at 40 ms (as between distant sites),
- * as in flow-control.test.ts, so the rule and not the machine's speed decides.
- * Across an emulated WAN (loss, reordering between associations, resets, a failing
- * association) see test/wan/stripe.test.ts.
+ * A stream stripes once it sent a whole 1 MiB window and its window or its association holds
+ * it back; the agents' RTT to each other is pinned at 40 ms (as between distant sites, as in
+ * flow-control.test.ts) so that the window-growth part of the rule does not depend on the
+ * machine's speed. Across an emulated WAN (loss, reordering between associations, resets
+ * mid-transfer) see test/wan/stripe.test.ts; a hostile sender and a failing association,
+ * test/engine/stripe-faults.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Agent } from '../../agent/agent.ts'
