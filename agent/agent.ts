@@ -7,7 +7,8 @@ import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import { CausewayError } from '../protocol/errors.ts'
 import { deriveMemberKeys, deriveRelayKey } from '../protocol/keys.ts'
-import type { ShareInfo, StatusMessage } from '../protocol/peer.ts'
+import { STRIPE_CAP, type ShareInfo, type StatusMessage } from '../protocol/peer.ts'
+import { PIPE_DEFAULTS } from './tunnel/pipe.ts'
 import { importSigningKey, parseCredential } from '../protocol/identity.ts'
 import type { MemberToken } from '../protocol/token.ts'
 import { Emitter } from '../peer/emitter.ts'
@@ -104,7 +105,14 @@ export class Agent {
       create: like => createPeerConnection(engineOf(like), { iceServers: this.ice?.servers() ?? init.iceServers ?? [] }, engineOpts),
       onDataChannel: (peer, dc) => this.tunnels.accept(peer, dc),
       log: this.log,
+      lanes: {
+        highWater: init.tunnel?.pipe?.highWater ?? PIPE_DEFAULTS.highWater,
+        budget: init.tunnel?.pipe?.assocBudget ?? PIPE_DEFAULTS.assocBudget,
+        activity: (peer) => { peer.session?.touch() },
+      },
     })
+    this.tunnels.lanesOf = peer => this.assocs.lanes(peer)
+    this.tunnels.queueOf = (peer, dc) => this.assocs.queueOf(peer, dc)
     this.mesh = new Mesh({
       token: init.token,
       name: this.name,
@@ -114,7 +122,7 @@ export class Agent {
       },
       iceServers: () => this.ice?.servers() ?? init.iceServers ?? [],
       log: this.log,
-      caps: ['tcp/1', UDP_CAP],
+      caps: ['tcp/1', UDP_CAP, ...(init.tunnel?.stripe === false ? [] : [STRIPE_CAP])],
       instance: this.instance,
       ...(init.connectTimeoutMs !== undefined ? { connectTimeoutMs: init.connectTimeoutMs } : {}),
       ...(init.replayCache !== undefined ? { replayCache: init.replayCache } : {}),
@@ -298,7 +306,7 @@ export class Agent {
         log: this.log,
         identify: (relayPeer) => [...this.mesh.peers.values()].find(p => p.role === 'agent' && p.relay?.peer === relayPeer),
         onHello: (fn) => this.mesh.events.on('hello', fn),
-        accept: (peer, dc) => { this.tunnels.accept(peer, dc) },
+        accept: (peer, dc) => { this.tunnels.accept(peer, dc, 'relay') },
         onChange: (info) => {
           this.log.info({ addrs: info.addrs }, 'relay addresses announced to peers')
           this.mesh.setRelay(info)

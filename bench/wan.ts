@@ -6,8 +6,8 @@
  *   namespaces;
  * - one raw data channel of each WebRTC engine (agent/engine, default settings; two processes);
  * - the causeway tunnel (real `bin/causeway` signaling and agents), 1 and 8 concurrent
- *   connections, and the relay path (causeway relay; the right side drops UDP so the agents
- *   fall back to it);
+ *   connections (striped, the default), 1 connection with `--stripe off`, and the relay path
+ *   (causeway relay; the right side drops UDP so the agents fall back to it);
  * - request/response round trips (64 bytes each way) on 8 concurrent connections, on an idle
  *   path and right after 8 downloads were cut off mid-transfer (abandoned bytes ahead of new ones).
  * Every transfer is bounded in time (BENCH_WAN_SECONDS, default 4 s): a collapsed path shows
@@ -15,7 +15,7 @@
  * markdown table: rows are paths, columns are links. A baseline cell (direct TCP, ssh -L,
  * WireGuard) without a number is reported (bench/baselines.ts) and fails the run (exit 1).
  * Knobs (env): BENCH_WAN_LINKS=0,3 (only those links), BENCH_WAN_RELAY=all|0,1,3 (links that
- * measure the relay path), BENCH_WAN_MIB, BENCH_WAN_SECONDS, BENCH_WAN_RR_MS, BENCH_WAN_BUDGET_S.
+ * measure the relay path), BENCH_WAN_STRIPE_OFF=0 (no `--stripe off` row), BENCH_WAN_MIB, BENCH_WAN_SECONDS, BENCH_WAN_RR_MS, BENCH_WAN_BUDGET_S.
  */
 import { loadavg } from 'node:os'
 import { WanLink, wanAvailability, type CongestionControl, type LinkOptions } from '../scripts/wan/link.ts'
@@ -53,7 +53,9 @@ const CCS: CongestionControl[] = ['cubic', 'bbr']
 interface Download { bytes: number, seconds: number, complete: boolean }
 interface RoundTrips { count: number, p50: number, p99: number, stalled: number }
 
-type Row = 'direct' | 'ssh' | 'wg' | 'dc' | 'cw1' | 'cw8' | 'relay' | 'rr' | 'rrcut'
+type Row = 'direct' | 'ssh' | 'wg' | 'dc' | 'cw1' | 'cw8' | 'cwoff' | 'relay' | 'rr' | 'rrcut'
+/** Also measure one connection between agents started with `--stripe off` (the stream on one association, as before striping). BENCH_WAN_STRIPE_OFF=0 skips it (~15 s a link). */
+const STRIPE_OFF_ROW = process.env.BENCH_WAN_STRIPE_OFF !== '0'
 const started = Date.now()
 const step = (s: string): void => { process.stderr.write(`bench wan [${Math.round((Date.now() - started) / 1000)} s]: ${s}\n`) }
 const f = (x: number): string => x >= 100 ? x.toFixed(0) : x.toFixed(1)
@@ -152,6 +154,16 @@ async function benchLink (opts: LinkOptions, index: number): Promise<Map<string,
         set('cw1', '', `failed: ${err instanceof Error ? err.message.split('\n')[0]?.slice(0, 60) : String(err)}`)
       } finally { await cw?.close() }
     } else await direct.then(r => 'cw' in r ? r.cw.close() : undefined)
+    if (STRIPE_OFF_ROW && !overBudget()) {
+      step('causeway (--stripe off)')
+      let cw: CausewayOnLink | undefined
+      try {
+        cw = await startCauseway(link, { extraArgs: ['--stripe', 'off'] })
+        set('cwoff', '', await measure('causeway 1 conn, --stripe off', async () => await download(link, '127.0.0.1', CONNECT_PORT), d => cell(d) + ratio(d, sshCubic)))
+      } catch (err) {
+        set('cwoff', '', failed(err))
+      } finally { await cw?.close() }
+    }
     if (RELAY_LINKS !== undefined && !RELAY_LINKS.includes(index)) set('relay', '', 'not measured (BENCH_WAN_RELAY)')
     else if (!overBudget()) {
       step('causeway (relay)')
@@ -191,6 +203,7 @@ export async function wanBench (): Promise<string> {
     ['WireGuard (wireguard-go), cubic', 'wg:cubic'], ['WireGuard (wireguard-go), bbr', 'wg:bbr'],
     ...ENGINE_NAMES.map((e): [string, string] => [`raw data channel, ${ENGINE_PACKAGES[e]}`, `dc:${e}`]),
     ['causeway (--engine auto), 1 conn (x ssh -L cubic)', 'cw1:'], ['causeway (--engine auto), 8 conns (x ssh -L cubic)', 'cw8:'],
+    ['causeway, 1 conn, --stripe off (x ssh -L cubic)', 'cwoff:'],
     ['causeway relay path, 1 conn (x ssh -L cubic)', 'relay:'],
     ['round trips p50 / p99 ms, 8 conns: direct', 'rr:direct'], ['… ssh -L', 'rr:ssh'], ['… causeway', 'rr:causeway'],
     [`… ssh -L, right after 8 downloads cut at ${CUT_MS / 1000} s`, 'rrcut:ssh'], [`… causeway, right after 8 downloads cut at ${CUT_MS / 1000} s`, 'rrcut:causeway'],

@@ -68,7 +68,15 @@ ${ICE_POLICY_HELP}
                                  are spread over, 1-${MAX_ASSOCIATIONS} (default ${DEFAULT_ASSOCIATIONS}, or env
                                  CAUSEWAY_ASSOCIATIONS); the two agents each offer half of the
                                  extras once the session is up (set it on both)
+  --stripe on|off                spread one bulk connection's bytes over the pair's associations
+                                 (default on, or env CAUSEWAY_STRIPE); used only with agents that
+                                 stripe too, and only once a connection's window is its limit
 ${KUBE_HELP}`
+
+function onOff (v: string, flag: string): boolean {
+  if (v !== 'on' && v !== 'off') throw new Error(`${flag} must be on or off`)
+  return v === 'on'
+}
 
 function associationsFlag (v: string): number {
   const n = Number(v)
@@ -101,6 +109,7 @@ export async function agentCommand (argv: string[], ctx: CommandContext): Promis
       'udp-idle': { type: 'string', default: '30000' },
       engine: { type: 'string', default: process.env.CAUSEWAY_ENGINE ?? 'auto' },
       associations: { type: 'string', default: process.env.CAUSEWAY_ASSOCIATIONS ?? String(DEFAULT_ASSOCIATIONS) },
+      stripe: { type: 'string', default: process.env.CAUSEWAY_STRIPE ?? 'on' },
       ...KUBE_OPTIONS,
       ...ICE_POLICY_OPTIONS,
     },
@@ -139,7 +148,7 @@ export async function agentCommand (argv: string[], ctx: CommandContext): Promis
     useServiceIce: !values['no-service-ice'],
     icePolicy: icePolicyFromFlags(values),
     log,
-    tunnel: { maxStreamsPerPeer: positive(values['max-streams'], '--max-streams') },
+    tunnel: { maxStreamsPerPeer: positive(values['max-streams'], '--max-streams'), stripe: onOff(values.stripe, '--stripe') },
     udp: { maxFlowsPerPeer: positive(values['udp-max-flows'], '--udp-max-flows'), idleMs: positive(values['udp-idle'], '--udp-idle') },
     connectTimeoutMs: positive(values['connect-timeout'], '--connect-timeout'),
     relays: values.relay,

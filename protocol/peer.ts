@@ -70,7 +70,47 @@ A relayed stream (libp2p protocol `/causeway/tunnel/1.0.0`, see
  * slow reader bounds memory on both sides; a receiver may grant more than it consumed (window
  * growth) and resets a stream whose peer sends past its credit (FLOW_CONTROL_VIOLATION).
  *
+ * ### Striped streams (cap `stripe/1`, stream version 2)
+ * Between two agents whose hellos both carry STRIPE_CAP, the acceptor answers
+ * `ok {v: 2, id}`: `id` (u32, unique among the streams the acceptor accepted from this peer)
+ * names the stream on the lanes, and both directions of the stream may be striped. An acceptor
+ * answers the plain `ok` to a peer without the cap (or with striping off), and the stream is
+ * exactly a version-1 stream. On a version-2 stream:
+ * - `credit {n, stripe: true}`: the receiver's window is what limits the stream (the window
+ *   growth rule: a whole window consumed in under 4 RTT); the sender may stripe from then on.
+ *   A sender also stripes, unasked, once it sent a whole initial window and its association
+ *   (its channel's or the association's send queue is full) or the credit holds it back: a
+ *   bulk stream.
+ *   Either way small request/response streams stay on their channel.
+ * - Striped bytes go over *lanes*: one data channel labelled `lane` that each agent opens on
+ *   each association (peer connection) of the pair, shared by all its striped streams. A lane
+ *   message is binary: flags (u8: 1 = sent by the stream's opener, 2 = by its acceptor), the
+ *   stream `id` (u32 BE), the offset of its first byte in the stream (u48 BE), then the
+ *   bytes. Bytes sent on the stream's own channel before striping started are offsets 0..k;
+ *   the sender sends no raw bytes on it after its first lane message. The receiver reassembles
+ *   by offset; what it holds out of order counts against the stream's window (a lane message
+ *   past the credit, or more held than the window: FLOW_CONTROL_VIOLATION), so the reorder
+ *   buffer is bounded like the stream's receive buffer. Lane messages for a stream the
+ *   receiver does not know (already ended) are dropped.
+ * - `blocked`: the sender of a bulk stream (a whole initial window sent) has bytes to send and no credit left (as QUIC's
+ *   STREAM_DATA_BLOCKED): striped bytes sit in several associations' send buffers at once, so
+ *   the window must cover all of them; the receiver grows the window at its next grant (within
+ *   the same maximum and per-peer budget) instead of waiting for the 4-RTT rule. At most one per
+ *   credit message received.
+ * - `credit {n, max}`: `max` is the absolute credit (the sender may send bytes up to that
+ *   offset); a sender of a version-2 stream goes by `max` (n is then informational). The same
+ *   absolute credit may also come on a lane: flags | 4 (CREDIT), no payload, the offset field
+ *   is `max`. Credit on a lane is what keeps a stream going while the association that carries
+ *   its own channel is stalled (loss recovery, retransmission timeouts); duplicates change nothing.
+ * - `fin {n}`: no more bytes in this direction, `n` bytes in all (the fin may overtake lane
+ *   bytes: the direction ends once all `n` arrived).
+ * - A lane that closes (its association failed) resets every stream that sent bytes over it
+ *   which may not have arrived (STREAM_RESET): bytes are never silently lost.
+ *
  * ## Version history
+ * - 2026-12 (issue 20): striped streams: hello cap `stripe/1`, `ok {v: 2, id}`,
+ *   `credit {max, stripe}`, `blocked`, `fin {n}`, `lane` channels and lane credit. Sent only to peers with the cap; a peer
+ *   without it (or with `--stripe off`) sees version-1 streams only.
  * - 2026-12 (issue 19): agent instances: hello `instance {name, draining?}` (cap `instances/1`),
  *   control `drain`, pings every second as keepalive; ShareInfo `balance`, `weight`, `priority`
  *   (between the sites that export one share name). Older peers ignore them (a hello without
@@ -281,12 +321,16 @@ export const ControlMessage = z.discriminatedUnion('type', [Catalog, Ping, Pong,
 export type ControlMessage = z.infer<typeof ControlMessage>
 export type StatusMessage = z.infer<typeof Status>
 
+/** Largest stream offset a lane message can carry (u48). */
+export const MAX_STREAM_OFFSET = 2 ** 48 - 1
+
 export const StreamControl = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('ok') }).strict(),
+  z.object({ t: z.literal('ok'), v: z.literal(2).optional(), id: z.number().int().min(0).max(0xffffffff).optional() }).strict(),
   z.object({ t: z.literal('err'), code: z.string().max(64), message: z.string().max(512) }).strict(),
-  z.object({ t: z.literal('fin') }).strict(),
+  z.object({ t: z.literal('fin'), n: z.number().int().min(0).max(MAX_STREAM_OFFSET).optional() }).strict(),
   z.object({ t: z.literal('rst'), code: z.string().max(64) }).strict(),
-  z.object({ t: z.literal('credit'), n: z.number().int().positive().max(1 << 30) }).strict(),
+  z.object({ t: z.literal('credit'), n: z.number().int().positive().max(1 << 30), max: z.number().int().min(0).max(MAX_STREAM_OFFSET).optional(), stripe: z.literal(true).optional() }).strict(),
+  z.object({ t: z.literal('blocked') }).strict(),
 ])
 export type StreamControl = z.infer<typeof StreamControl>
 
@@ -294,6 +338,10 @@ export type StreamControl = z.infer<typeof StreamControl>
 export const STREAM_INITIAL_WINDOW = 1 << 20
 
 export const STREAM_LABEL_PREFIX = 'tcp:'
+/** The hello cap of agents that stripe streams over the associations (stream version 2). */
+export const STRIPE_CAP = 'stripe/1'
+/** Label of the lane channel an agent opens on each association for its striped streams. */
+export const LANE_LABEL = 'lane'
 export const CONTROL_LABEL = 'control'
 
 /** Parses JSON text against a schema; null when it is not JSON or does not match. */

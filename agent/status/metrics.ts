@@ -94,6 +94,8 @@ export function agentMetrics (agent: Agent): Registry {
     ['causeway_agent_streams_opened_total', 'Streams opened (both directions)', () => agent.tunnels.totals.opened],
     ['causeway_agent_streams_refused_total', 'Streams refused (unknown share, not granted, limit, unreachable)', () => agent.tunnels.totals.refused],
     ['causeway_agent_flow_control_violations_total', 'Streams reset because the peer sent past its flow-control credit', () => agent.tunnels.totals.flowViolations],
+    ['causeway_agent_streams_striped_total', 'Streams that sent bytes over several associations (striped, stream version 2)', () => agent.tunnels.totals.striped],
+    ['causeway_agent_stripe_reordered_chunks_total', 'Chunks of striped streams that arrived out of order and were held for reassembly', () => agent.tunnels.totals.reordered],
   ] as const
   for (const [name, help, read] of totals) {
     let last = 0

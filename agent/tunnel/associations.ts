@@ -16,12 +16,19 @@
  * control channel (`assoc` messages, protocol/peer.ts): that channel is already authenticated
  * end to end, so the DTLS fingerprint in each SDP is the peer's. An extra association uses the
  * primary's engine and the agent's ICE servers; both sides use every ready association for the
- * streams they open (least-loaded first) and accept streams on all of them. They end with the
- * session; one that fails alone is dropped (its streams reset, as on any association).
+ * streams they open and accept streams on all of them. A new stream goes to the association
+ * where this peer's channels have the least queued (agent/tunnel/assoc-queue.ts; fewest
+ * streams on a tie), so it does not wait behind the bytes of streams that were cancelled on
+ * another. Each session's associations also carry its lanes (striped streams,
+ * agent/tunnel/lanes.ts). They end with the session; one that fails alone is dropped (its
+ * streams reset, as on any association, and striped streams that sent over it).
  */
 import { MAX_ASSOCIATIONS, type ControlMessage } from '../../protocol/peer.ts'
 import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
+import { AssocQueue } from './assoc-queue.ts'
+import { PeerLanes } from './lanes.ts'
+import { PIPE_DEFAULTS } from './pipe.ts'
 
 type AssocMessage = Extract<ControlMessage, { type: 'assoc' }>
 /**
@@ -43,6 +50,8 @@ interface Association {
   pc: RTCPeerConnection
   ready: boolean
   streams: number
+  /** What this peer's channels have queued on it. */
+  sendQueue: AssocQueue
   timer: ReturnType<typeof setTimeout>
   /** Signals are applied in order (a candidate must not overtake the description). */
   queue: Promise<void>
@@ -56,14 +65,17 @@ export interface AssociationsInit {
   /** A stream channel the remote opened on an extra association. */
   onDataChannel: (peer: RemotePeer, dc: RTCDataChannel) => void
   log: LogLike
+  /** Lane channel high water and per-association send budget, bytes (agent/tunnel/lanes.ts); default the pipe's. */
+  lanes?: { highWater: number, budget: number, activity?: (peer: RemotePeer) => void }
 }
 
 /** The associations of one session (one peer). */
 class SessionAssociations {
   private readonly mine = new Map<number, Association>()
   private readonly theirs = new Map<number, Association>()
-  private readonly primary = { streams: 0 }
+  private readonly primary = { streams: 0, sendQueue: new AssocQueue() }
   private closed = false
+  readonly lanes: PeerLanes
 
   readonly peer: RemotePeer
   readonly session: PeerSession
@@ -73,6 +85,27 @@ class SessionAssociations {
     this.peer = peer
     this.session = session
     this.init = init
+    this.lanes = new PeerLanes({
+      associations: () => this.ready(),
+      highWater: init.lanes?.highWater ?? PIPE_DEFAULTS.highWater,
+      budget: init.lanes?.budget ?? PIPE_DEFAULTS.assocBudget,
+      activity: () => init.lanes?.activity?.(peer),
+    })
+  }
+
+  /** The ready associations, the session's own first. */
+  private ready (): Array<{ pc: RTCPeerConnection, queue: AssocQueue }> {
+    if (this.closed || this.session.state !== 'connected') return []
+    const out = [{ pc: this.session.pc, queue: this.primary.sendQueue }]
+    for (const a of [...this.mine.values(), ...this.theirs.values()]) if (a.ready) out.push({ pc: a.pc, queue: a.sendQueue })
+    return out
+  }
+
+  /** The queue a channel of this session counts in: the association that made it, else (the session's own delivered it) the primary. */
+  queueOf (dc: RTCDataChannel): AssocQueue {
+    for (const a of [...this.mine.values(), ...this.theirs.values()]) if (a.sendQueue.has(dc)) return a.sendQueue
+    this.primary.sendQueue.add(dc)
+    return this.primary.sendQueue
   }
 
   /** Ready associations, the session's own included. */
@@ -107,7 +140,7 @@ class SessionAssociations {
 
   private make (i: number, offered: boolean): Association {
     const pc = this.init.create(this.session.pc)
-    const a: Association = { i, offered, pc, ready: false, streams: 0, timer: setTimeout(() => this.drop(a, new Error('not connected in time')), SETUP_TIMEOUT_MS), queue: Promise.resolve() }
+    const a: Association = { i, offered, pc, ready: false, streams: 0, sendQueue: new AssocQueue(), timer: setTimeout(() => this.drop(a, new Error('not connected in time')), SETUP_TIMEOUT_MS), queue: Promise.resolve() }
     a.timer.unref?.()
     ;(offered ? this.mine : this.theirs).set(i, a)
     const ready = pc.createDataChannel(READY_LABEL, { negotiated: true, id: 0, ordered: true })
@@ -126,6 +159,7 @@ class SessionAssociations {
     pc.ondatachannel = (ev) => {
       if (ev.channel.label === READY_LABEL && ev.channel.id === 0) return
       ev.channel.binaryType = 'arraybuffer'
+      a.sendQueue.add(ev.channel)
       this.init.onDataChannel(this.peer, ev.channel)
     }
     return a
@@ -165,16 +199,20 @@ class SessionAssociations {
     })
   }
 
-  /** Opens a stream channel on the least-loaded ready association. */
+  /** Opens a stream channel on the ready association with the least queued (then the fewest streams). */
   createDataChannel (label: string, init: RTCDataChannelInit): RTCDataChannel {
-    let best: { streams: number } = this.primary
+    let best: { streams: number, sendQueue: AssocQueue } = this.primary
+    let bestQueued = this.primary.sendQueue.queued()
     let pc = this.session.pc
     for (const a of [...this.mine.values(), ...this.theirs.values()]) {
-      if (a.ready && a.streams < best.streams) { best = a; pc = a.pc }
+      if (!a.ready) continue
+      const q = a.sendQueue.queued()
+      if (q < bestQueued || (q === bestQueued && a.streams < best.streams)) { best = a; bestQueued = q; pc = a.pc }
     }
     const dc = pc.createDataChannel(label, init)
     const holder = best
     holder.streams++
+    holder.sendQueue.add(dc)
     dc.addEventListener('close', () => { holder.streams-- }, { once: true })
     return dc
   }
@@ -191,10 +229,13 @@ class SessionAssociations {
     if (err !== undefined) this.init.log.warn({ peer: this.peer.name, i: a.i, err: err instanceof Error ? err.message : String(err) }, 'extra association failed')
     if (!this.closed) this.send({ type: 'assoc', i: a.i, of: a.offered ? 'mine' : 'yours', close: true })
     try { a.pc.close() } catch { /* closed */ }
+    a.sendQueue.close()
   }
 
   close (): void {
     this.closed = true
+    this.lanes.close()
+    this.primary.sendQueue.close()
     for (const a of [...this.mine.values(), ...this.theirs.values()]) this.drop(a)
   }
 }
@@ -227,6 +268,12 @@ export class Associations {
     this.byPeer.get(peerId)?.close()
     this.byPeer.delete(peerId)
   }
+
+  /** The lanes of `peer`'s current session (undefined without one). */
+  lanes (peer: RemotePeer): PeerLanes | undefined { return peer.session === undefined ? undefined : this.of(peer, peer.session)?.lanes }
+
+  /** The association queue of a stream channel of `peer`'s current session. */
+  queueOf (peer: RemotePeer, dc: RTCDataChannel): AssocQueue | undefined { return peer.session === undefined ? undefined : this.of(peer, peer.session)?.queueOf(dc) }
 
   /** Ready associations to `peer` (0 when its session is not connected). */
   count (peer: RemotePeer): number { return peer.session === undefined ? 0 : this.of(peer, peer.session)?.count() ?? 0 }

@@ -6,7 +6,9 @@ import { createServer, connect, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { STREAM_INITIAL_WINDOW } from '../../protocol/peer.ts'
-import { StreamPipe } from './pipe.ts'
+import { StreamPipe, type PipeHooks } from './pipe.ts'
+import { PeerLanes } from './lanes.ts'
+import { encodeLane, FROM_OPENER } from './stripe.ts'
 import { until } from '../../test/until.ts'
 
 /** The part of RTCDataChannel the pipe uses; records what the pipe sends. */
@@ -43,10 +45,19 @@ async function tcpPair (): Promise<{ local: Socket, app: Socket }> {
   return { local, app }
 }
 
-function start (local: Socket, dc: ScriptedChannel, early: unknown[] = []): { closes: Array<{ reason: string, code?: string }> } {
+function start (local: Socket, dc: ScriptedChannel, early: unknown[] = [], hooks: PipeHooks = {}): { closes: Array<{ reason: string, code?: string }> } {
   const closes: Array<{ reason: string, code?: string }> = []
-  new StreamPipe(local, dc as unknown as RTCDataChannel, {}, { onClose: (reason, code) => closes.push({ reason, code }) }).start(early)
+  new StreamPipe(local, dc as unknown as RTCDataChannel, {}, { ...hooks, onClose: (reason, code) => closes.push({ reason, code }) }).start(early)
   return { closes }
+}
+
+/** A version-2 stream we accepted as id 5, with a peer lane channel to deliver lane messages on. */
+function striped (): { lanes: PeerLanes, lane: ScriptedChannel, hooks: PipeHooks } {
+  const lanes = new PeerLanes({ associations: () => [], highWater: 1 << 20, budget: 256 << 10 })
+  const lane = new ScriptedChannel()
+  lane.label = 'lane'
+  lanes.incoming(lane as unknown as RTCDataChannel)
+  return { lanes, lane, hooks: { stripe: { id: 5, role: 'acceptor', lanes } } }
 }
 
 describe('StreamPipe', () => {
@@ -88,5 +99,54 @@ describe('StreamPipe', () => {
     const { closes } = start(local, dc)
     expect(closes).toEqual([{ reason: 'reset', code: 'CHANNEL_CLOSED' }])
     expect(await failed).toBe('ECONNRESET')
+  })
+
+  it('version 2: bytes from the channel and the lanes come out in stream order; a fin that overtook lane bytes ends the direction once they arrived', async () => {
+    const { local, app } = await tcpPair()
+    const dc = new ScriptedChannel()
+    const { lane, hooks } = striped()
+    const got: Buffer[] = []
+    app.on('data', (d: Buffer) => got.push(d))
+    let ended = false
+    app.on('end', () => { ended = true })
+    const reordered: number[] = []
+    start(local, dc, [], { ...hooks, onReorder: () => reordered.push(1) })
+    dc.deliver(new Uint8Array([0, 1, 2]).buffer)
+    lane.deliver(encodeLane(FROM_OPENER, 5, 6, new Uint8Array([6, 7, 8])).buffer)
+    // for another stream: dropped
+    lane.deliver(encodeLane(FROM_OPENER, 6, 3, new Uint8Array([9, 9, 9])).buffer)
+    dc.deliver('{"t":"fin","n":9}')
+    await new Promise(resolve => setTimeout(resolve, 50))
+    expect(ended).toBe(false)
+    lane.deliver(encodeLane(FROM_OPENER, 5, 3, new Uint8Array([3, 4, 5])).buffer)
+    await until(() => ended, 5000, 'the end after the last lane bytes')
+    expect([...Buffer.concat(got)]).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8])
+    expect(reordered.length).toBe(1)
+  })
+
+  it('version 2: the absolute credit counts once, however often it arrives', async () => {
+    const { local, app } = await tcpPair()
+    const dc = new ScriptedChannel()
+    const { hooks } = striped()
+    start(local, dc, [], hooks)
+    app.write(Buffer.alloc(3 * STREAM_INITIAL_WINDOW, 1))
+    await until(() => dc.binaryBytes === STREAM_INITIAL_WINDOW, 10_000, 'the initial credit to be used')
+    // the same grant on the channel twice (and it could come on a lane too): 1 MiB more, not 2
+    dc.deliver(`{"t":"credit","n":${STREAM_INITIAL_WINDOW},"max":${2 * STREAM_INITIAL_WINDOW}}`)
+    dc.deliver(`{"t":"credit","n":${STREAM_INITIAL_WINDOW},"max":${2 * STREAM_INITIAL_WINDOW}}`)
+    await until(() => dc.binaryBytes === 2 * STREAM_INITIAL_WINDOW, 10_000, 'the second window sent')
+    await new Promise(resolve => setTimeout(resolve, 100))
+    expect(dc.binaryBytes).toBe(2 * STREAM_INITIAL_WINDOW)
+    // a bulk stream out of credit says so (and stripes when it can)
+    expect(dc.texts).toContain('{"t":"blocked"}')
+  })
+
+  it('version-2 messages on a version-1 stream are refused', async () => {
+    const { local, app } = await tcpPair()
+    app.on('error', () => {})
+    const dc = new ScriptedChannel()
+    const { closes } = start(local, dc)
+    dc.deliver('{"t":"blocked"}')
+    expect(closes).toEqual([{ reason: 'reset', code: 'BAD_MESSAGE' }])
   })
 })

@@ -3,16 +3,20 @@
  * the share and the peer's right to it, dial only the share's declared target, answer `ok` or
  * `err`) and the initiator side (a local TCP connection becomes a new channel to a peer).
  * One data channel per TCP connection: SCTP streams give each its own ordering and flow, and
- * @roamhq/wrtc opens one in well under a millisecond on a live association.
+ * @roamhq/wrtc opens one in well under a millisecond on a live association. Between agents
+ * that both stripe (hello cap `stripe/1`), the acceptor answers `ok {v: 2, id}` and a bulk
+ * stream's bytes may spread over the pair's lanes (agent/tunnel/lanes.ts).
  */
 import { connect, type Socket } from 'node:net'
 import { CausewayError, type ErrorCode } from '../../protocol/errors.ts'
-import { parseJson, STREAM_LABEL_PREFIX, StreamControl } from '../../protocol/peer.ts'
+import { LANE_LABEL, parseJson, STREAM_LABEL_PREFIX, STRIPE_CAP, StreamControl } from '../../protocol/peer.ts'
 import { UDP_LABEL_PREFIX } from '../../protocol/udp.ts'
 import { onDrain, whenOpen } from '../../peer/channel.ts'
 import type { RemotePeer } from '../../peer/mesh.ts'
 import type { LogLike, PeerSession } from '../../peer/peer-session.ts'
-import { StreamPipe, WindowBudget, type PipeOptions } from './pipe.ts'
+import { StreamPipe, WindowBudget, type PipeOptions, type StripeLink } from './pipe.ts'
+import type { AssocQueue } from './assoc-queue.ts'
+import type { PeerLanes } from './lanes.ts'
 import { askerOf, type Asker, type ShareRegistry, type ShareSpec } from './shares.ts'
 import { socketPair, type PairEnd } from './socket-pair.ts'
 import type { Associations } from './associations.ts'
@@ -49,8 +53,16 @@ export interface TunnelOptions {
    * bytes: maxStreamsPerPeer x 1 MiB + this.
    */
   peerWindowBudget?: number
+  /**
+   * Stripe bulk streams over the pair's associations when the peer can (hello cap
+   * `stripe/1`). Default true; off: every stream is a version-1 stream on one channel.
+   */
+  stripe?: boolean
   pipe?: PipeOptions
 }
+
+/** Where a stream channel runs: a WebRTC association of the session, or a relayed libp2p stream (never striped). */
+export type StreamPath = 'webrtc' | 'relay'
 
 /**
  * The seam between tunnels and the path they run on: opens one stream channel labelled
@@ -60,11 +72,14 @@ export interface TunnelOptions {
 export interface ChannelOpener {
   /** `init` (default ordered, reliable) sets the WebRTC channel's delivery; a relayed stream is always ordered and reliable. */
   open: (label: string, init?: RTCDataChannelInit) => Promise<RTCDataChannel>
+  /** Default 'relay' (no striping). */
+  path?: StreamPath
 }
 
 /** Opens data channels on a connected WebRTC session (spread over its associations when given). */
 export function sessionOpener (peer: RemotePeer, session: PeerSession, assocs?: Associations): ChannelOpener {
   return {
+    path: 'webrtc',
     open: async (label, init = { ordered: true }) => {
       if (session.state !== 'connected') throw new CausewayError('PEER_UNAVAILABLE', `no connection to ${peer.name}`)
       try {
@@ -123,12 +138,16 @@ export class Tunnels {
   activity?: (peer: RemotePeer) => void
   /** Told of every stream a peer opened to us, accepted (when it ends) or refused; unset: refusals are logged as warnings. */
   onStream?: (record: StreamRecord) => void
-  /** Totals across peers, for metrics. */
-  readonly totals = { bytesIn: 0, bytesOut: 0, opened: 0, refused: 0, flowViolations: 0, maxWindow: 0 }
+  /** The lanes of `peer`'s current session (striping); unset or undefined: streams are not striped. */
+  lanesOf?: (peer: RemotePeer) => PeerLanes | undefined
+  /** The association queue a WebRTC stream channel of `peer` counts in (the per-association send budget). */
+  queueOf?: (peer: RemotePeer, dc: RTCDataChannel) => AssocQueue | undefined
+  /** Totals across peers, for metrics: `striped` streams that sent over lanes, `reordered` chunks held out of order. */
+  readonly totals = { bytesIn: 0, bytesOut: 0, opened: 0, refused: 0, flowViolations: 0, maxWindow: 0, striped: 0, reordered: 0 }
 
   constructor (shares: ShareRegistry, opts: TunnelOptions, log: LogLike) {
     this.shares = shares
-    this.opts = { maxStreamsPerPeer: 500, dialTimeoutMs: 10_000, openTimeoutMs: 15_000, answerTimeoutMs: 120_000, peerWindowBudget: 64 << 20, ...opts, pipe: opts.pipe ?? {} }
+    this.opts = { maxStreamsPerPeer: 500, dialTimeoutMs: 10_000, openTimeoutMs: 15_000, answerTimeoutMs: 120_000, peerWindowBudget: 64 << 20, stripe: true, ...opts, pipe: opts.pipe ?? {} }
     this.log = log
   }
 
@@ -179,8 +198,19 @@ export class Tunnels {
     if (dc.readyState === 'open') send(); else whenOpen(dc).then(send, () => {})
   }
 
+  /** Whether streams with `peer` on `path` are version 2 (both stripe). */
+  private stripes (peer: RemotePeer, path: StreamPath): boolean {
+    return this.opts.stripe && path === 'webrtc' && peer.role === 'agent' && peer.caps?.includes(STRIPE_CAP) === true
+  }
+
   /** Accepts one stream channel the remote opened (WebRTC data channel or relayed stream). */
-  accept (peer: RemotePeer, dc: RTCDataChannel): void {
+  accept (peer: RemotePeer, dc: RTCDataChannel, path: StreamPath = 'webrtc'): void {
+    if (dc.label === LANE_LABEL) {
+      const lanes = this.stripes(peer, path) ? this.lanesOf?.(peer) : undefined
+      if (lanes === undefined) { this.refuse(dc, peer, 'BAD_MESSAGE', 'unknown channel'); return }
+      lanes.incoming(dc)
+      return
+    }
     const udp = dc.label.startsWith(UDP_LABEL_PREFIX)
     if (!dc.label.startsWith(STREAM_LABEL_PREFIX) && !udp) { this.refuse(dc, peer, 'BAD_MESSAGE', 'unknown channel'); return }
     const name = dc.label.slice(udp ? UDP_LABEL_PREFIX.length : STREAM_LABEL_PREFIX.length)
@@ -219,8 +249,10 @@ export class Tunnels {
       whenOpen(dc, undefined, this.opts.openTimeoutMs).then(() => {
         c.opened++
         this.totals.opened++
-        dc.send('{"t":"ok"}')
-        this.run(peer, socket, dc, release, [], { share: name, started })
+        const lanes = this.stripes(peer, path) ? this.lanesOf?.(peer) : undefined
+        const stripe: StripeLink | undefined = lanes !== undefined ? { id: lanes.allocate(), role: 'acceptor', lanes } : undefined
+        dc.send(stripe !== undefined ? `{"t":"ok","v":2,"id":${stripe.id}}` : '{"t":"ok"}')
+        this.run(peer, socket, dc, release, [], { share: name, started }, stripe, path)
       }).catch((err: unknown) => {
         // tell the opener instead of leaving it waiting for an answer
         release()
@@ -241,9 +273,10 @@ export class Tunnels {
   }
 
   /** Pipes a stream; `accepted` (streams the peer opened to our shares) makes it a StreamRecord when it ends. */
-  private run (peer: RemotePeer, socket: Socket, dc: RTCDataChannel, release: () => void, early: readonly unknown[] = [], accepted?: { share: string, started: number }): void {
+  private run (peer: RemotePeer, socket: Socket, dc: RTCDataChannel, release: () => void, early: readonly unknown[], accepted: { share: string, started: number } | undefined, stripe: StripeLink | undefined, path: StreamPath): void {
     const c = this.counter(peer.id)
     const own = { in: 0, out: 0 }
+    const queue = path === 'webrtc' ? this.queueOf?.(peer, dc) : undefined
     const pipe = new StreamPipe(socket, dc, this.opts.pipe, {
       onBytes: (dir, n) => {
         own[dir] += n
@@ -253,6 +286,7 @@ export class Tunnels {
         if (accepted !== undefined) this.onStream?.({ peer, share: accepted.share, protocol: 'tcp', result: 'accepted', ...(code !== undefined ? { code } : {}), bytesIn: own.in, bytesOut: own.out, durationMs: performance.now() - accepted.started, reason })
         release()
         this.live.delete(pipe)
+        if (pipe.striped) this.totals.striped++
         this.totals.maxWindow = Math.max(this.totals.maxWindow, pipe.receiveWindow)
         if (code === 'FLOW_CONTROL_VIOLATION') {
           this.totals.flowViolations++
@@ -261,6 +295,9 @@ export class Tunnels {
       },
       rttMs: () => peer.session?.rttMs,
       budget: c.budget,
+      onReorder: () => { this.totals.reordered++ },
+      ...(stripe !== undefined ? { stripe } : {}),
+      ...(queue !== undefined ? { queue } : {}),
     })
     this.live.add(pipe)
     const activity = this.activity
@@ -290,6 +327,7 @@ export class Tunnels {
     dc.binaryType = 'arraybuffer'
     this.log.debug({ peer: peer.name, share, id: dc.id, state: dc.readyState }, 'stream opening')
     const early: unknown[] = []
+    let stripe: StripeLink | undefined
     try {
       // The answer handler goes on before waiting for `open`: an engine may deliver the
       // acceptor's first message before the channel's own open event.
@@ -319,6 +357,12 @@ export class Tunnels {
       const answer = await Promise.race([opened, answered]).then(async () => await answered).finally(() => { if (abandoned !== undefined) abandon?.removeEventListener('abort', abandoned) })
       if (answer.t === 'err') throw new CausewayError(isCode(answer.code) ? answer.code : 'STREAM_RESET', answer.message)
       if (answer.t !== 'ok') throw new CausewayError('BAD_MESSAGE', 'unexpected stream answer')
+      if (answer.v === 2) {
+        // a version-2 answer we did not ask for (no cap sent, or not on a session) is a protocol error
+        if (answer.id === undefined || !this.stripes(peer, opener.path ?? 'relay')) throw new CausewayError('BAD_MESSAGE', 'unexpected stream version')
+        const lanes = this.lanesOf?.(peer)
+        stripe = { id: answer.id, role: 'opener', ...(lanes !== undefined ? { lanes } : {}) }
+      }
     } catch (err) {
       release()
       try { dc.close() } catch { /* closed */ }
@@ -328,7 +372,7 @@ export class Tunnels {
     c.opened++
     this.totals.opened++
     this.log.debug({ peer: peer.name, share, id: dc.id }, 'stream accepted by the peer')
-    this.run(peer, socket, dc, release, early)
+    this.run(peer, socket, dc, release, early, undefined, stripe, opener.path ?? 'relay')
   }
 
   /** Set at the end of a drain: streams the peers open from then on are refused with SHUTTING_DOWN (an opener tries another instance). */

@@ -9,6 +9,8 @@
  *   `S` + u32 MiB: sends that many MiB, then ends (downloads);
  *   `E`: echoes (request/response round trips);
  *   `R`: resets the connection once 64 KiB have arrived;
+ *   `T` + u32 MiB: sends while reading, and resets the connection once that many MiB arrived
+ *     (a reset in the middle of a bulk transfer both ways);
  *   `H`: holds it, answers `h` once 64 KiB arrived, and prints
  *     `{"peerClosed":"ECONNRESET"|"end"|"close"}` when the client goes.
  * - `exchange HOST PORT BYTES CONNS TIMEOUT_MS`: CONNS concurrent `X` exchanges, both
@@ -18,8 +20,10 @@
  * - `rr HOST PORT CONNS DURATION_MS`: CONNS connections doing 64-byte request/response round
  *   trips for DURATION_MS: `{"count","p50","p99","stalled"}` (ms; stalled = connections whose
  *   last request went unanswered for 5 s more, or that failed).
- * - `reset-by-server HOST PORT TIMEOUT_MS` / `reset-by-client HOST PORT TIMEOUT_MS`: see the modes above;
- *   `{"outcome"}` is the client's socket error code, `end` or `close`.
+ * - `reset-by-server HOST PORT TIMEOUT_MS [MIB]` / `reset-by-client HOST PORT TIMEOUT_MS [MIB]`: see
+ *   the modes above; with MIB, the reset comes after that many MiB went to the server (`T`;
+ *   `H`, the client sending them before it resets); `{"outcome", "received"}`: the client's socket
+ *   error code, `end` or `close`, and the bytes it read.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { connect, createServer, type Socket } from 'node:net'
@@ -51,12 +55,18 @@ function serve (): void {
     const onHead = (d: Buffer): void => {
       head = Buffer.concat([head, d])
       const cmd = String.fromCharCode(head[0] ?? 0)
-      const need = cmd === 'X' || cmd === 'S' ? 5 : 1
+      const need = cmd === 'X' || cmd === 'S' || cmd === 'T' ? 5 : 1
       if (head.length < need) return
       s.off('data', onHead)
       const body = head.subarray(need)
       if (cmd === 'X') exchangeServer(s, head.readUInt32BE(1), body)
       else if (cmd === 'S') pump(s, BLOCK, head.readUInt32BE(1) * (1 << 20), () => s.end())
+      else if (cmd === 'T') {
+        const after = head.readUInt32BE(1) * (1 << 20)
+        let got = body.length
+        s.on('data', (b: Buffer) => { got += b.length; if (got >= after) s.resetAndDestroy() })
+        pump(s, BLOCK, 1 << 30, () => {})
+      }
       else if (cmd === 'E') { if (body.length > 0) s.write(body); s.pipe(s) } else if (cmd === 'R') {
         let got = body.length
         const check = (): void => { if (got >= 64 << 10) s.resetAndDestroy() }
@@ -186,8 +196,18 @@ if (mode === 'serve') {
   print({ count: all.length, p50: pct(all, 50), p99: pct(all, 99), stalled: rs.filter(r => r.stalled).length })
 } else if (mode === 'reset-by-server') {
   const s = connect({ host, port })
-  s.on('connect', () => { s.write('R'); s.write(BLOCK.subarray(0, 128 << 10)) })
-  print({ outcome: await outcome(s, Number(rest[0] ?? 30_000)) })
+  const mib = Number(rest[1] ?? 0)
+  let received = 0
+  s.on('data', (d: Buffer) => { received += d.length })
+  s.on('connect', () => {
+    if (mib === 0) { s.write('R'); s.write(BLOCK.subarray(0, 128 << 10)); return }
+    const head = Buffer.alloc(5)
+    head.write('T')
+    head.writeUInt32BE(mib, 1)
+    s.write(head)
+    pump(s, BLOCK, 1 << 30, () => {})
+  })
+  print({ outcome: await outcome(s, Number(rest[0] ?? 30_000)), received })
 } else if (mode === 'reset-by-client') {
   const s = connect({ host, port })
   s.on('error', () => {})
@@ -199,6 +219,8 @@ if (mode === 'serve') {
     s.on('data', () => { clearTimeout(t); resolve(true) })
     s.on('close', () => { clearTimeout(t); resolve(false) })
   })
+  const mib = Number(rest[1] ?? 0)
+  if (held && mib > 0) await new Promise<void>((resolve) => { pump(s, BLOCK, mib << 20, resolve) })
   s.resetAndDestroy()
   print({ outcome: held ? 'reset sent' : 'server never held the connection' })
 } else {
