@@ -358,7 +358,7 @@ describe('agent-facing parsers under malformed input (issue 10, fuzz)', () => {
           dc.onmessage = (ev: MessageEvent) => {
             if (first === undefined && typeof ev.data === 'string') first = ev.data
             // `ok` (stream version 1) or `ok {v:2,id}` (both agents stripe: protocol/peer.ts)
-            if (ev.data === first && isOk(first)) {
+            if (first !== undefined && ev.data === first && isOk(first)) {
               try { dc.send(firstMessage(g) as string) } catch { /* closed */ }
               setTimeout(() => { try { dc.close() } catch { /* closed */ } }, 500) // the message may be valid: stop there
             }
