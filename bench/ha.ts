@@ -16,16 +16,12 @@
  */
 import { configFromEnv } from '../signaling/config.ts'
 import { startNodeSignaling } from '../signaling/node/server.ts'
-import { echoTarget, freePort, HaNetwork, request, type AgentProc, type RequestResult } from '../test/agent/ha-harness.ts'
+import { echoTarget, freePort, HaNetwork, type AgentProc } from '../test/agent/ha-harness.ts'
 import { log } from '../test/agent/harness.ts'
-import { until } from '../test/until.ts'
+import { failoverRound, lostCell, p50p99, type Round } from './failover-round.ts'
 
 const ROUNDS = Number(process.env.HA_ROUNDS ?? 20)
 const RATE = 100
-
-interface Round { detectedMs: number, firstOkMs: number, worstMs: number, lost: number, requests: number }
-
-const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))] ?? NaN }
 
 async function rounds (signal: 'SIGKILL' | 'SIGTERM', across: 'instances' | 'sites'): Promise<Round[]> {
   const signaling = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv({}), log })
@@ -46,39 +42,17 @@ async function rounds (signal: 'SIGKILL' | 'SIGTERM', across: 'instances' | 'sit
     await allReady()
     const out: Round[] = []
     for (let r = 0; r < ROUNDS; r++) {
-      const results: Array<Promise<RequestResult>> = []
-      let stop = false
-      const loop = (async () => {
-        for (let i = 0; i < 100_000 && !stop; i++) {
-          results.push(request(port, i))
-          await new Promise(resolve => setTimeout(resolve, 1000 / RATE))
-        }
-      })()
-      await new Promise(resolve => setTimeout(resolve, 1000))
       const victim = east[r % 2]!
-      const killAt = Date.now()
-      const stopped = net.stop(victim, signal)
-      await until(async () => {
-        const s = await net.status(west)
-        return s !== undefined && !s.peers.some(p => p.name === victim.site && p.instance === victim.instance && p.state === 'connected' && p.responsive && !p.draining)
-      }, 20_000, 'west to stop using the instance', 20)
-      const detectedMs = Date.now() - killAt
-      await stopped
-      await new Promise(resolve => setTimeout(resolve, 5000 - Math.min(5000, Date.now() - killAt)))
-      stop = true
-      await loop
-      const all = await Promise.all(results)
-      east[r % 2] = await net.restart(victim)
-      await allReady()
-      const after = all.filter(x => x.start >= killAt)
-      const firstOk = after.filter(x => x.ok).map(x => x.start + x.ms - killAt)
-      out.push({
-        detectedMs,
-        firstOkMs: Math.min(...firstOk),
-        worstMs: Math.max(0, ...after.filter(x => x.start <= killAt + 5000).map(x => x.ms)),
-        lost: all.filter(x => x.start >= killAt - 1000 && !x.ok).length,
-        requests: all.filter(x => x.start >= killAt - 1000).length,
+      const { round, restarted } = await failoverRound({
+        net, port, rate: RATE, victim, signal,
+        gone: async () => {
+          const s = await net.status(west)
+          return s !== undefined && !s.peers.some(p => p.name === victim.site && p.instance === victim.instance && p.state === 'connected' && p.responsive && !p.draining)
+        },
       })
+      east[r % 2] = restarted
+      await allReady()
+      out.push(round)
       process.stderr.write(`ha ${across} ${signal} round ${r + 1}/${ROUNDS}: ${JSON.stringify(out.at(-1))}\n`)
     }
     return out
@@ -93,8 +67,8 @@ export async function haBench (): Promise<string> {
   const rows: string[] = []
   for (const [across, signal] of [['instances', 'SIGKILL'], ['instances', 'SIGTERM'], ['sites', 'SIGKILL']] as const) {
     const rs = await rounds(signal, across)
-    const col = (f: (r: Round) => number): string => `${pct(rs.map(f), 50).toFixed(0)} / ${pct(rs.map(f), 99).toFixed(0)}`
-    rows.push(`| ${across === 'instances' ? 'two instances of one site' : 'two sites, web@*'} | ${signal === 'SIGKILL' ? 'kill -9' : 'SIGTERM (drain)'} | ${rs.length} | ${col(r => r.detectedMs)} | ${col(r => r.firstOkMs)} | ${col(r => r.worstMs)} | ${rs.reduce((n, r) => n + r.lost, 0)} of ${rs.reduce((n, r) => n + r.requests, 0)} (max ${Math.max(...rs.map(r => r.lost))} per kill) |`)
+    const col = (f: (r: Round) => number): string => p50p99(rs, f)
+    rows.push(`| ${across === 'instances' ? 'two instances of one site' : 'two sites, web@*'} | ${signal === 'SIGKILL' ? 'kill -9' : 'SIGTERM (drain)'} | ${rs.length} | ${col(r => r.detectedMs)} | ${col(r => r.firstOkMs)} | ${col(r => r.worstMs)} | ${lostCell(rs)} |`)
   }
   return [
     `${RATE} requests/s through one importer; one agent stopped per round, then started again (load ${(await import('node:fs')).readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}).`,

@@ -3,7 +3,8 @@
  * exporting sites (`east`, `west`: `bin/causeway agent --share web=…`, one echo target each)
  * and one importer in Kubernetes mode (`bin/causeway agent --kube --kubeconfig …` against the
  * repo's API test server, test/kube/apiserver.ts), which imports `web` merged: one Service
- * `web-clusterset` whose EndpointSlice names the importer's any-site listener. 100 requests/s go
+ * `web-clusterset` whose EndpointSlice (the importer instance's `web-clusterset-<instance>`) names
+ * the importer's any-site listener. 100 requests/s go
  * to that address:port (where kube-proxy would send them). Each round kills one exporter with
  * SIGKILL, measures, then starts it again and waits until the importer sees both sites:
  * - first other ms: kill until the first request started after the kill is answered (by the
@@ -20,16 +21,14 @@ import { join } from 'node:path'
 import * as k8s from '@kubernetes/client-node'
 import { configFromEnv } from '../signaling/config.ts'
 import { startNodeSignaling } from '../signaling/node/server.ts'
-import { echoTarget, HaNetwork, request, type AgentProc, type RequestResult } from '../test/agent/ha-harness.ts'
+import { echoTarget, HaNetwork, type AgentProc } from '../test/agent/ha-harness.ts'
 import { log } from '../test/agent/harness.ts'
 import { startApiServer } from '../test/kube/apiserver.ts'
 import { until } from '../test/until.ts'
-import { percentile } from './lib.ts'
+import { failoverRound, lostCell, p50p99, type Round } from './failover-round.ts'
 
 const ROUNDS = Number(process.env.MERGED_ROUNDS ?? 20)
 const RATE = 100
-
-interface Round { firstOtherMs: number, detectedMs: number, worstMs: number, lost: number, requests: number }
 
 export async function mergedFailoverBench (): Promise<string> {
   const signaling = await startNodeSignaling({ host: '127.0.0.1', port: 0, config: configFromEnv({}), log })
@@ -50,54 +49,34 @@ export async function mergedFailoverBench (): Promise<string> {
     const kc = new k8s.KubeConfig()
     kc.loadFromString(api.kubeconfig())
     const disc = kc.makeApiClient(k8s.DiscoveryV1Api)
+    // the importer's own slice behind the merged Service (one per agent instance: <service>-<instance>)
     const slice = await until(async () => {
-      const s = await disc.readNamespacedEndpointSlice({ namespace: 'default', name: 'web-clusterset-causeway' })
-      return s.endpoints?.[0]?.conditions?.ready === true ? s : undefined
+      const all = await disc.listNamespacedEndpointSlice({ namespace: 'default', labelSelector: 'kubernetes.io/service-name=web-clusterset,causeway.dev/instance' })
+      return all.items.find(s => s.endpoints?.[0]?.conditions?.ready === true)
     }, 30_000, 'the merged import\'s EndpointSlice')
     const port = slice.ports?.[0]?.port ?? 0
     const out: Round[] = []
     for (let r = 0; r < ROUNDS; r++) {
-      const results: Array<Promise<RequestResult>> = []
-      let stop = false
-      const loop = (async () => {
-        for (let i = 0; i < 100_000 && !stop; i++) {
-          results.push(request(port, i))
-          await new Promise(resolve => setTimeout(resolve, 1000 / RATE))
-        }
-      })()
-      await new Promise(resolve => setTimeout(resolve, 1000))
       const victim = exporters[r % 2]!
-      const killAt = Date.now()
-      const stopped = net.stop(victim, 'SIGKILL')
-      await until(async () => {
-        const s = await net.status(importer)
-        return s !== undefined && !s.peers.some(p => p.name === victim.site && p.state === 'connected' && p.responsive)
-      }, 20_000, 'the importer to stop using the killed site', 20)
-      const detectedMs = Date.now() - killAt
-      await stopped
-      await new Promise(resolve => setTimeout(resolve, 5000 - Math.min(5000, Date.now() - killAt)))
-      stop = true
-      await loop
-      const all = await Promise.all(results)
-      exporters[r % 2] = await net.restart(victim)
-      await net.waitInstances(importer, victim.site, 1)
-      const after = all.filter(x => x.start >= killAt)
-      out.push({
-        firstOtherMs: Math.min(...after.filter(x => x.ok).map(x => x.start + x.ms - killAt)),
-        detectedMs,
-        worstMs: Math.max(0, ...after.filter(x => x.start <= killAt + 5000).map(x => x.ms)),
-        lost: all.filter(x => x.start >= killAt - 1000 && !x.ok).length,
-        requests: all.filter(x => x.start >= killAt - 1000).length,
+      const { round, restarted } = await failoverRound({
+        net, port, rate: RATE, victim, signal: 'SIGKILL',
+        gone: async () => {
+          const s = await net.status(importer)
+          return s !== undefined && !s.peers.some(p => p.name === victim.site && p.state === 'connected' && p.responsive)
+        },
       })
+      exporters[r % 2] = restarted
+      await net.waitInstances(importer, victim.site, 1)
+      out.push(round)
       process.stderr.write(`merged round ${r + 1}/${ROUNDS}: ${JSON.stringify(out.at(-1))}\n`)
     }
-    const col = (f: (r: Round) => number): string => `${percentile(out.map(f), 50).toFixed(0)} / ${percentile(out.map(f), 99).toFixed(0)}`
+    const col = (f: (r: Round) => number): string => p50p99(out, f)
     return [
       `${RATE} requests/s to a merged import (web from east and west, round-robin); one exporter killed (SIGKILL) per round, then started again (load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}).`,
       '',
       '| rounds | first answer after the kill ms p50 / p99 | detected ms p50 / p99 | worst request ms p50 / p99 | requests lost |',
       '|---|---|---|---|---|',
-      `| ${out.length} | ${col(r => r.firstOtherMs)} | ${col(r => r.detectedMs)} | ${col(r => r.worstMs)} | ${out.reduce((n, r) => n + r.lost, 0)} of ${out.reduce((n, r) => n + r.requests, 0)} (max ${Math.max(...out.map(r => r.lost))} per kill) |`,
+      `| ${out.length} | ${col(r => r.firstOkMs)} | ${col(r => r.detectedMs)} | ${col(r => r.worstMs)} | ${lostCell(out)} |`,
     ].join('\n')
   } finally {
     net.killAll()

@@ -109,3 +109,16 @@ export async function exchange (port: number, size: number, timeoutMs = 60_000):
     })
   })
 }
+
+/**
+ * Pins `a`'s measured RTT to `peer` at `ms`: on loopback the RTT is well under a millisecond, so
+ * rules that depend on it (window growth, when a stream stripes) would depend on the machine's
+ * speed; pinned as between distant sites, the rule is what a test checks.
+ */
+export async function pinRtt (a: Agent, peer: string, ms: number): Promise<void> {
+  const p = await a.peerByName(peer)
+  Object.defineProperty(p.session!, 'rttMs', { configurable: true, get: () => ms, set: () => {} })
+}
+
+/** How many associations `a` has up to the agent named `to` (its status). */
+export const associationsTo = (a: Agent, to: string): number => a.status().peers.find(p => p.name === to)?.associations ?? 0

@@ -8,7 +8,7 @@ import { createServer, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Agent } from '../../agent/agent.ts'
 import { whenOpen } from '../../peer/channel.ts'
-import { exchange, hashServer, listen, startNet, until, type Net } from '../agent/harness.ts'
+import { exchange, hashServer, listen, startNet, until, type Net, pinRtt } from '../agent/harness.ts'
 
 describe('flow control', () => {
   let net: Net
@@ -94,11 +94,10 @@ describe('flow control', () => {
   // The exporter's RTT to the bystander is pinned at 40 ms, as between distant sites: growth then
   // needs only 6.4 MiB/s, and the rule (not the machine) is what is tested.
   it('the window grows past its initial 1 MiB on a fast stream and returns to the budget', { timeout: 60_000 }, async () => {
-    const peer = await exporter.peerByName('bystander')
-    Object.defineProperty(peer.session!, 'rttMs', { configurable: true, get: () => 40, set: () => {} })
+    await pinRtt(exporter, 'bystander', 40)
     const r = await exchange(bystander.listeners[0]!.port, 4 << 20)
     expect(r).toEqual({ ok: true })
-    const c = exporter.tunnels.counter(peer.id)
+    const c = exporter.tunnels.counter((await exporter.peerByName('bystander')).id)
     // the stream closes on both agents shortly after the client saw its end
     await until(() => c.budget.used === 0 && exporter.tunnels.liveStreams === 0, 10_000, 'window growth returned to the budget')
     expect(exporter.tunnels.totals.maxWindow).toBeGreaterThan(1 << 20)

@@ -16,13 +16,7 @@ import type { Agent } from '../../agent/agent.ts'
 import { encodeLane, FROM_OPENER } from '../../agent/tunnel/stripe.ts'
 import { whenOpen } from '../../peer/channel.ts'
 import { LANE_LABEL, STREAM_INITIAL_WINDOW } from '../../protocol/peer.ts'
-import { exchange, hashServer, listen, startNet, until, type Net } from '../agent/harness.ts'
-
-async function pinRtt (a: Agent, peer: string, ms: number): Promise<void> {
-  const p = await a.peerByName(peer)
-  Object.defineProperty(p.session!, 'rttMs', { configurable: true, get: () => ms, set: () => {} })
-}
-const assocs = (a: Agent, to: string): number => a.status().peers.find(p => p.name === to)?.associations ?? 0
+import { exchange, hashServer, listen, startNet, until, type Net, associationsTo, pinRtt } from '../agent/harness.ts'
 
 describe('striped streams: a hostile sender', () => {
   let net: Net
@@ -108,7 +102,7 @@ describe('striped streams: an association fails mid-transfer', () => {
     const shares = [{ name: 'blob', host: '127.0.0.1', port: target.port }]
     a = await net.agent('fa', { engine: 'datachannel', shares, connects: [{ share: 'blob', peer: 'fb', host: '127.0.0.1', port: 0 }] })
     b = await net.agent('fb', { engine: 'datachannel', shares })
-    await until(() => assocs(a, 'fb') === 4 && assocs(b, 'fa') === 4, 30_000, 'four associations')
+    await until(() => associationsTo(a, 'fb') === 4 && associationsTo(b, 'fa') === 4, 30_000, 'four associations')
     await pinRtt(a, 'fb', 40)
     await pinRtt(b, 'fa', 40)
   }, 60_000)
@@ -134,7 +128,7 @@ describe('striped streams: an association fails mid-transfer', () => {
     expect(r.why).toMatch(/ECONNRESET/)
     await until(() => a.tunnels.liveStreams === 0 && b.tunnels.liveStreams === 0, 20_000, 'streams released')
     expect(c.budget.used).toBe(0)
-    expect(assocs(a, 'fb')).toBe(3)
+    expect(associationsTo(a, 'fb')).toBe(3)
     // the next bulk stream stripes over the three left and arrives intact both ways
     const striped = a.tunnels.totals.striped
     expect(await exchange(a.listeners[0]!.port, 8 << 20, 60_000)).toEqual({ ok: true })

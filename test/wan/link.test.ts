@@ -6,15 +6,11 @@
  */
 import { execFileSync, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { afterAll, describe, expect, it } from 'vitest'
-import { cleanupStaleLinks, wanAvailability, WanLink } from '../../scripts/wan/link.ts'
-import { prerequisite } from '../prereq.ts'
+import { afterAll, expect, it } from 'vitest'
+import { cleanupStaleLinks, WanLink } from '../../scripts/wan/link.ts'
+import { wanSuite } from './gate.ts'
 
-const availability = await wanAvailability()
-if (!availability.ok) prerequisite(`WAN emulator: ${availability.reason}`, false)
-if (!availability.ok) console.warn(`\n!!!!!!!! WAN EMULATOR TESTS NOT RUN: ${availability.reason} !!!!!!!!\n`)
-const wanDescribe = availability.ok ? describe : describe.skip
-if (!availability.ok) it.skip(`WAN emulator tests SKIPPED — ${availability.reason}`, () => {})
+const wanDescribe = await wanSuite('WAN emulator tests', false)
 
 function pingStats (out: string): { loss: number, min: number, avg: number } {
   const loss = /([\d.]+)% packet loss/.exec(out)

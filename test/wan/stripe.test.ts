@@ -10,17 +10,12 @@
  *   the client's reset reaches the target; afterwards two concurrent transfers are intact.
  * Needs root, gcc and /dev/net/tun (skipped with the reason otherwise).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { cleanupStaleLinks, wanAvailability, WanLink, type Side } from '../../scripts/wan/link.ts'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { WanLink, type Side } from '../../scripts/wan/link.ts'
 import { CONNECT_PORT, startCauseway, type CausewayOnLink } from './causeway.ts'
-import { prerequisite } from '../prereq.ts'
+import { wanSuite } from './gate.ts'
 
-const availability = await wanAvailability()
-if (!availability.ok) prerequisite(`WAN emulator: ${availability.reason}`, false)
-if (!availability.ok) console.warn(`\n!!!!!!!! WAN TESTS NOT RUN: ${availability.reason} !!!!!!!!\n`)
-else await cleanupStaleLinks()
-const wanDescribe = availability.ok ? describe : describe.skip
-if (!availability.ok) it.skip(`WAN stripe tests SKIPPED — ${availability.reason}`, () => {})
+const wanDescribe = await wanSuite('WAN stripe tests')
 
 const MiB = 1024 * 1024
 const TUNNEL = ['127.0.0.1', String(CONNECT_PORT)]
